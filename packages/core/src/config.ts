@@ -1,0 +1,247 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * The one environment schema of the project. Every process (api, worker, lmsctl) parses the
+ * environment with it once at start-up; a failure lists every problem at once.
+ *
+ * Each field carries its documentation (`docs/configuration.md` is generated from it) and
+ * whether it is a secret (secrets are never echoed, not even in validation messages).
+ */
+export interface ConfigField<S extends z.ZodType = z.ZodType> {
+  schema: S;
+  description: string;
+  /** Default shown in the docs and `.env.example` (the schema applies it). */
+  default?: string;
+  secret?: boolean;
+  /** Group heading in the docs. */
+  group: 'runtime' | 'database' | 'redis' | 'http' | 'email' | 'backups' | 'deployment';
+}
+
+const postgresUrl = z
+  .string()
+  .refine((value) => /^postgres(ql)?:\/\//i.test(value), 'must be a postgres:// or postgresql:// URL')
+  .refine((value) => URL.canParse(value), 'is not a valid URL');
+
+const redisUrl = z
+  .string()
+  .refine((value) => /^rediss?:\/\//i.test(value), 'must be a redis:// or rediss:// URL')
+  .refine((value) => URL.canParse(value), 'is not a valid URL');
+
+const booleanFlag = z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] });
+const wholeNumber = (min: number, max: number) =>
+  z.coerce
+    .number({ error: `must be a whole number from ${min} to ${max}` })
+    .int({ error: `must be a whole number from ${min} to ${max}` })
+    .min(min, { error: `must be at least ${min}` })
+    .max(max, { error: `must be at most ${max}` });
+const positiveInt = (max: number) => wholeNumber(1, max);
+const nonNegativeInt = (max: number) => wholeNumber(0, max);
+
+function field<S extends z.ZodType>(definition: ConfigField<S>): ConfigField<S> {
+  return definition;
+}
+
+export const configFields = {
+  NODE_ENV: field({
+    schema: z.enum(['development', 'test', 'staging', 'production']).default('development'),
+    default: 'development',
+    description: 'Deployment environment. `production` enforces the secret-key and debug rules below.',
+    group: 'runtime',
+  }),
+  DEBUG: field({
+    schema: booleanFlag.default(false),
+    default: 'false',
+    description: 'Verbose errors (stack traces in API responses). Refused when NODE_ENV=production.',
+    group: 'runtime',
+  }),
+  LOG_LEVEL: field({
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    default: 'info',
+    description: 'Minimum level of the JSON logs written by the api and the worker.',
+    group: 'runtime',
+  }),
+  SECRET_KEY: field({
+    schema: z.string().min(1).optional(),
+    description:
+      'Key that signs access tokens and protects stored secrets. Required by the API; in production at least 64 characters (e.g. `openssl rand -hex 32` gives 64).',
+    secret: true,
+    group: 'runtime',
+  }),
+  DATABASE_URL: field({
+    schema: postgresUrl.optional(),
+    description: 'PostgreSQL connection URL of the application database (`postgres://user:password@host:5432/lms`).',
+    secret: true,
+    group: 'database',
+  }),
+  DB_POOL_SIZE: field({
+    schema: positiveInt(1000).default(20),
+    default: '20',
+    description: 'Connections each process keeps open when idle.',
+    group: 'database',
+  }),
+  DB_MAX_OVERFLOW: field({
+    schema: nonNegativeInt(1000).default(40),
+    default: '40',
+    description:
+      'Extra connections opened under load beyond DB_POOL_SIZE and closed again after DB_IDLE_TIMEOUT_SECONDS (pool max = size + overflow).',
+    group: 'database',
+  }),
+  DB_IDLE_TIMEOUT_SECONDS: field({
+    schema: positiveInt(86_400).default(30),
+    default: '30',
+    description: 'How long an overflow connection may sit idle before it is closed.',
+    group: 'database',
+  }),
+  DB_POOL_TIMEOUT_SECONDS: field({
+    schema: positiveInt(600).default(30),
+    default: '30',
+    description: 'How long to wait for a connection (from the pool or a new one) before failing the request.',
+    group: 'database',
+  }),
+  DB_POOL_RECYCLE_SECONDS: field({
+    schema: nonNegativeInt(86_400).default(3600),
+    default: '3600',
+    description: 'Connections older than this are closed and replaced (0 = never); keeps failovers and proxies honest.',
+    group: 'database',
+  }),
+  REDIS_URL: field({
+    schema: redisUrl.default('redis://127.0.0.1:6379'),
+    default: 'redis://127.0.0.1:6379',
+    description: 'Redis for the job queues, the cache and the rate limits.',
+    secret: true,
+    group: 'redis',
+  }),
+  PORT: field({
+    schema: wholeNumber(1, 65_535).default(8000),
+    default: '8000',
+    description: 'TCP port the API listens on.',
+    group: 'http',
+  }),
+  METRICS_PATH: field({
+    schema: z
+      .string()
+      .regex(/^\/[A-Za-z0-9/_-]*$/, 'must be a path starting with / (letters, digits, / _ -)')
+      .default('/metrics'),
+    default: '/metrics',
+    description: 'Path of the Prometheus metrics endpoint.',
+    group: 'http',
+  }),
+  RATE_LIMIT_ENABLED: field({
+    schema: booleanFlag.default(true),
+    default: 'true',
+    description: 'Turn the Redis-backed rate limits on or off.',
+    group: 'http',
+  }),
+  RATE_LIMIT_PER_MINUTE: field({
+    schema: positiveInt(1_000_000).default(300),
+    default: '300',
+    description: 'Requests per minute allowed from one IP address.',
+    group: 'http',
+  }),
+  RATE_LIMIT_USER_PER_MINUTE: field({
+    schema: positiveInt(1_000_000).default(600),
+    default: '600',
+    description: 'Requests per minute allowed for one signed-in user.',
+    group: 'http',
+  }),
+  RATE_LIMIT_AUTH_PER_MINUTE: field({
+    schema: positiveInt(1_000_000).default(10),
+    default: '10',
+    description: 'Login and registration attempts per minute from one IP address (brute-force guard).',
+    group: 'http',
+  }),
+  SMTP_URL: field({
+    schema: z
+      .string()
+      .refine((value) => /^smtps?:\/\//i.test(value) && URL.canParse(value), 'must be an smtp:// or smtps:// URL')
+      .default('smtp://127.0.0.1:1025'),
+    default: 'smtp://127.0.0.1:1025',
+    description: 'Mail server for outgoing email (the dev stack runs a mail catcher on port 1025).',
+    secret: true,
+    group: 'email',
+  }),
+  LMS_BACKUP_DIR: field({
+    schema: z.string().min(1).default('backups/db'),
+    default: 'backups/db',
+    description:
+      'Folder where `lmsctl backup` writes dumps and manifests (relative paths start at the working directory).',
+    group: 'backups',
+  }),
+  APP_DOMAIN: field({
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+$/, 'must be a bare host name such as lms.example.com')
+      .default('localhost'),
+    default: 'localhost',
+    description: 'Public host name Caddy serves and requests certificates for.',
+    group: 'deployment',
+  }),
+  LETSENCRYPT_EMAIL: field({
+    schema: z.email().optional(),
+    description: "Contact address for Let's Encrypt (expiry notices).",
+    group: 'deployment',
+  }),
+  PROD_DATABASE_URL: field({
+    schema: postgresUrl.optional(),
+    description: 'Managed PostgreSQL used by the production compose file instead of the bundled database.',
+    secret: true,
+    group: 'deployment',
+  }),
+  PROD_REDIS_URL: field({
+    schema: redisUrl.optional(),
+    description: 'Managed Redis used by the production compose file instead of the bundled Redis.',
+    secret: true,
+    group: 'deployment',
+  }),
+} satisfies Record<string, ConfigField>;
+
+type Fields = typeof configFields;
+export type Config = { [K in keyof Fields]: z.output<Fields[K]['schema']> };
+export type ConfigName = keyof Fields;
+
+const MIN_PRODUCTION_SECRET_LENGTH = 64;
+
+const shape = Object.fromEntries(Object.entries(configFields).map(([name, def]) => [name, def.schema])) as {
+  [K in keyof Fields]: Fields[K]['schema'];
+};
+
+const configSchema = z.object(shape).superRefine((config, ctx) => {
+  if (config.NODE_ENV !== 'production') return;
+  if (!config.SECRET_KEY) {
+    ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required in production' });
+  } else if (config.SECRET_KEY.length < MIN_PRODUCTION_SECRET_LENGTH) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['SECRET_KEY'],
+      message: `must be at least ${MIN_PRODUCTION_SECRET_LENGTH} characters in production (it has ${config.SECRET_KEY.length})`,
+    });
+  }
+  if (config.DEBUG) {
+    ctx.addIssue({ code: 'custom', path: ['DEBUG'], message: 'must be false in production (it exposes internals)' });
+  }
+});
+
+/**
+ * Parses the environment. Unset and empty variables take their defaults; every problem is
+ * collected into one `ConfigError` whose lines never contain the offending value of a secret.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const name of Object.keys(configFields)) {
+    const value = env[name];
+    if (value !== undefined && value.trim() !== '') input[name] = value.trim();
+  }
+  const result = configSchema.safeParse(input);
+  if (result.success) return result.data as Config;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.join('.') || 'environment';
+    return `${name}: ${issue.message}`;
+  });
+  throw new ConfigError(problems);
+}
+
+/** Names of the variables that hold secrets, for redaction. */
+export const secretConfigNames: readonly string[] = Object.entries(configFields)
+  .filter(([, def]) => 'secret' in def && def.secret)
+  .map(([name]) => name);

@@ -1,0 +1,65 @@
+import { z } from 'zod';
+
+/**
+ * The job contract shared by the producers (api, lmsctl) and the consumer (worker): queue
+ * names, job names and their payload schemas. Nothing else in the code base spells a job or
+ * queue name as a string.
+ */
+export const queueNames = ['emails', 'progress', 'certificates', 'webhooks'] as const;
+export type QueueName = (typeof queueNames)[number];
+
+export const emailTemplates = [
+  'welcome',
+  'enrollment-confirmation',
+  'course-completed',
+  'certificate-issued',
+  'inactivity-reminder',
+] as const;
+export type EmailTemplate = (typeof emailTemplates)[number];
+
+export const webhookEventTypes = [
+  'enrollment.created',
+  'lesson.completed',
+  'course.completed',
+  'certificate.issued',
+] as const;
+export type WebhookEventType = (typeof webhookEventTypes)[number];
+
+const id = z.string().min(1);
+
+export const jobSchemas = {
+  'email.send': z.object({
+    to: z.email(),
+    template: z.enum(emailTemplates),
+    props: z.record(z.string(), z.unknown()),
+    /** One email per key, however often the job runs. */
+    idempotencyKey: z.string().min(1),
+  }),
+  'progress.recompute': z.object({ enrollmentId: id }),
+  'certificate.render': z.object({ enrollmentId: id }),
+  'webhook.deliver': z.object({ subscriptionId: id, eventId: id }),
+} as const;
+
+export type JobName = keyof typeof jobSchemas;
+export type JobOf<N extends JobName> = z.infer<(typeof jobSchemas)[N]>;
+export const jobNames = Object.keys(jobSchemas) as JobName[];
+
+export const queueOf = {
+  'email.send': 'emails',
+  'progress.recompute': 'progress',
+  'certificate.render': 'certificates',
+  'webhook.deliver': 'webhooks',
+} as const satisfies Record<JobName, QueueName>;
+
+/** Parses a payload for `name`, throwing a ZodError that names the offending fields. */
+export function parseJobData<N extends JobName>(name: N, data: unknown): JobOf<N> {
+  return jobSchemas[name].parse(data) as JobOf<N>;
+}
+
+export function isJobName(name: string): name is JobName {
+  return Object.hasOwn(jobSchemas, name);
+}
+
+export function isQueueName(name: string): name is QueueName {
+  return (queueNames as readonly string[]).includes(name);
+}

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { describePostgresUrl, maskSecretsInText, maskUrl } from './mask.js';
+
+describe('maskUrl', () => {
+  it('masks the password and keeps everything else', () => {
+    expect(maskUrl('postgres://lms:s3cr%40t@db.internal:5432/lms?sslmode=require')).toBe(
+      'postgres://lms:***@db.internal:5432/lms?sslmode=require',
+    );
+  });
+
+  it('leaves URLs without a password alone', () => {
+    expect(maskUrl('postgres://root@127.0.0.1:5432/postgres')).toBe('postgres://root@127.0.0.1:5432/postgres');
+  });
+
+  it('masks secret-looking query parameters', () => {
+    expect(maskUrl('postgres://h/db?password=abc&sslmode=disable')).toBe(
+      'postgres://h/db?password=***&sslmode=disable',
+    );
+  });
+});
+
+describe('maskSecretsInText', () => {
+  it('masks every URL password in free text', () => {
+    const text = 'failed: postgres://a:one@h1/db then redis://:two@h2:6379/0 and smtp://u:three@mail:25';
+    const masked = maskSecretsInText(text);
+    expect(masked).toBe('failed: postgres://a:***@h1/db then redis://:***@h2:6379/0 and smtp://u:***@mail:25');
+  });
+
+  it('masks key=value secrets as in libpq connection strings', () => {
+    expect(maskSecretsInText('host=db user=lms password=hunter2 dbname=lms')).toBe(
+      'host=db user=lms password=*** dbname=lms',
+    );
+  });
+});
+
+describe('describePostgresUrl', () => {
+  it('reads host, port, database and user', () => {
+    expect(describePostgresUrl('postgresql://lms:pw@db:6543/lms_prod')).toEqual({
+      host: 'db',
+      port: 6543,
+      database: 'lms_prod',
+      user: 'lms',
+    });
+  });
+
+  it('defaults the port and takes a socket folder from ?host=', () => {
+    expect(describePostgresUrl('postgres:///lms?host=/var/run/postgresql&user=root')).toEqual({
+      host: '/var/run/postgresql',
+      port: 5432,
+      database: 'lms',
+      user: 'root',
+    });
+  });
+});

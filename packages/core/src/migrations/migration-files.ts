@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AppError, ValidationError } from '../errors.js';
+
+/** The project's own migrations, shipped with core (works from `src/` and from `dist/`). */
+export const defaultMigrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+export const MIGRATION_FILE_PATTERN = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$/;
+/** A line that separates the forward SQL from the optional reverting SQL. */
+const DOWN_MARKER = /^--[ \t]*migrate:down[ \t]*$/m;
+
+export interface MigrationFile {
+  version: number;
+  /** `0003_enrollments`, the file name without `.sql`. */
+  id: string;
+  name: string;
+  filename: string;
+  path: string;
+  upSql: string;
+  /** null when the file has no (or an empty) `-- migrate:down` section. */
+  downSql: string | null;
+  /** 1-based line of the file where the down SQL starts (for error positions). */
+  downStartLine: number;
+  /** sha256 of the file with line endings normalised, so a Windows checkout matches. */
+  checksum: string;
+}
+
+export class MigrationFilesError extends AppError {
+  constructor(message: string) {
+    super(message, { code: 'migration_files_invalid', exitCode: 1 });
+  }
+}
+
+export function checksumOf(content: string): string {
+  return createHash('sha256').update(content.replace(/\r\n/g, '\n'), 'utf8').digest('hex');
+}
+
+export function formatVersion(version: number): string {
+  return String(version).padStart(4, '0');
+}
+
+/** Parses one migration file's text into its forward and reverting parts. */
+export function parseMigration(filename: string, filePath: string, content: string): MigrationFile {
+  const match = MIGRATION_FILE_PATTERN.exec(filename);
+  if (!match) {
+    throw new MigrationFilesError(
+      `${filename}: migration files are named NNNN_snake_case_name.sql (four-digit version), e.g. 0007_add_badges.sql`,
+    );
+  }
+  const normalised = content.replace(/\r\n/g, '\n');
+  const markers = normalised.match(new RegExp(DOWN_MARKER.source, 'gm')) ?? [];
+  if (markers.length > 1) {
+    throw new MigrationFilesError(`${filename}: has ${markers.length} "-- migrate:down" lines; keep exactly one`);
+  }
+  const markerAt = normalised.search(DOWN_MARKER);
+  const upSql = markerAt === -1 ? normalised : normalised.slice(0, markerAt);
+  const downPart = markerAt === -1 ? '' : normalised.slice(markerAt).replace(DOWN_MARKER, '');
+  const downStartLine = markerAt === -1 ? 0 : normalised.slice(0, markerAt).split('\n').length;
+  return {
+    version: Number(match[1]),
+    id: `${match[1]}_${match[2]}`,
+    name: match[2]!,
+    filename,
+    path: filePath,
+    upSql,
+    downSql: hasStatements(downPart) ? downPart : null,
+    downStartLine,
+    checksum: checksumOf(content),
+  };
+}
+
+/** True when the SQL holds something other than whitespace and comments. */
+export function hasStatements(sql: string): boolean {
+  return (
+    sql
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/--.*$/gm, '')
+      .trim().length > 0
+  );
+}
+
+/** Reads every migration in `dir`, ordered by version; rejects misnamed files and duplicates. */
+export async function readMigrationFiles(dir: string): Promise<MigrationFile[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new MigrationFilesError(`migrations folder not found: ${dir}`);
+    }
+    throw error;
+  }
+  const migrations: MigrationFile[] = [];
+  for (const filename of entries.filter((entry) => entry.toLowerCase().endsWith('.sql')).sort()) {
+    const filePath = path.join(dir, filename);
+    migrations.push(parseMigration(filename, filePath, await readFile(filePath, 'utf8')));
+  }
+  const seen = new Map<number, string>();
+  for (const migration of migrations) {
+    const previous = seen.get(migration.version);
+    if (previous) {
+      throw new MigrationFilesError(
+        `${previous} and ${migration.filename} share version ${formatVersion(migration.version)}; renumber one of them`,
+      );
+    }
+    seen.set(migration.version, migration.filename);
+  }
+  return migrations.sort((a, b) => a.version - b.version);
+}
+
+/** `Add badges` / `add-badges` / `addBadges` → `add_badges`; rejects what cannot become a file name. */
+export function toMigrationName(raw: string): string {
+  const name = raw
+    .trim()
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .replace(/[\s-]+/g, '_')
+    .replace(/_+/g, '_')
+    .replace(/^_|_$/g, '');
+  if (!/^[a-z0-9]+(?:_[a-z0-9]+)*$/.test(name)) {
+    throw new ValidationError(
+      `migration name "${raw}" must use letters, digits, spaces, - or _ only (e.g. add_course_tags)`,
+    );
+  }
+  if (name.length > 80) throw new ValidationError('migration name is longer than 80 characters; shorten it');
+  return name;
+}
+
+/** Writes the next-numbered empty migration and returns its path. */
+export async function createMigrationFile(dir: string, rawName: string): Promise<MigrationFile> {
+  const name = toMigrationName(rawName);
+  await mkdir(dir, { recursive: true });
+  const existing = await readMigrationFiles(dir);
+  const version = (existing.at(-1)?.version ?? 0) + 1;
+  if (version > 9999) throw new MigrationFilesError('no four-digit version left after 9999');
+  const filename = `${formatVersion(version)}_${name}.sql`;
+  const filePath = path.join(dir, filename);
+  const content = [
+    `-- ${formatVersion(version)} ${name.replace(/_/g, ' ')}`,
+    '-- Runs in one transaction together with its record in schema_migrations.',
+    '',
+    '',
+    '-- migrate:down',
+    '-- SQL that reverts the change (optional; without it `migrate down` refuses this migration).',
+    '',
+  ].join('\n');
+  // 'wx' fails instead of overwriting when two people create the same version at once.
+  await writeFile(filePath, content, { flag: 'wx' });
+  return parseMigration(filename, filePath, content);
+}

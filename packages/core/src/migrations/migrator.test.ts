@@ -1,0 +1,219 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connectClient } from '../db.js';
+import { createTestDatabase, type TestDatabase } from '../testing/index.js';
+import { createMigrationFile, readMigrationFiles } from './migration-files.js';
+import {
+  MigrationFailedError,
+  MigrationHistoryError,
+  MigrationRefusedError,
+  Migrator,
+  type MigratorEvent,
+} from './migrator.js';
+
+let database: TestDatabase;
+let dir: string;
+
+beforeEach(async () => {
+  database = await createTestDatabase('migrator');
+  dir = await mkdtemp(path.join(os.tmpdir(), 'lms-migrations-'));
+  await writeFile(
+    path.join(dir, '0001_create_things.sql'),
+    'CREATE TABLE things (id serial PRIMARY KEY, name text NOT NULL);\n\n-- migrate:down\nDROP TABLE things;\n',
+  );
+  await writeFile(
+    path.join(dir, '0002_add_colour.sql'),
+    "ALTER TABLE things ADD COLUMN colour text NOT NULL DEFAULT 'blue';\n-- migrate:down\nALTER TABLE things DROP COLUMN colour;\n",
+  );
+  await writeFile(path.join(dir, '0003_seed_things.sql'), "INSERT INTO things (name) VALUES ('first');\n");
+});
+
+afterEach(async () => {
+  await database.drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const migrator = (events?: MigratorEvent[]) =>
+  new Migrator({ connectionString: database.url, dir, onEvent: (event) => events?.push(event) });
+
+async function query<T extends Record<string, unknown>>(sql: string): Promise<T[]> {
+  const client = await connectClient(database.url);
+  try {
+    return (await client.query<T>(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+const recordedVersions = async () =>
+  (await query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).map(
+    (row) => row.version,
+  );
+
+describe('Migrator.up', () => {
+  it('applies every migration in order and records version, name, checksum, duration and who', async () => {
+    const events: MigratorEvent[] = [];
+    const result = await migrator(events).up();
+    expect(result.applied.map((migration) => migration.id)).toEqual([
+      '0001_create_things',
+      '0002_add_colour',
+      '0003_seed_things',
+    ]);
+    expect(result.current).toBe(3);
+    expect(events.filter((event) => event.kind === 'apply-done')).toHaveLength(3);
+    const rows = await query<{
+      version: number;
+      name: string;
+      checksum: string;
+      duration_ms: number;
+      applied_by: string;
+    }>('SELECT * FROM schema_migrations ORDER BY version');
+    const files = await readMigrationFiles(dir);
+    expect(rows.map((row) => [row.version, row.name, row.checksum])).toEqual(
+      files.map((file) => [file.version, file.name, file.checksum]),
+    );
+    expect(rows[0]!.applied_by).toMatch(/@.+ as \w+/);
+    expect(await query('SELECT name, colour FROM things')).toEqual([{ name: 'first', colour: 'blue' }]);
+  });
+
+  it('is a no-op the second time', async () => {
+    await migrator().up();
+    const again = await migrator().up();
+    expect(again.applied).toEqual([]);
+    expect(await query('SELECT count(*)::int AS n FROM things')).toEqual([{ n: 1 }]);
+  });
+
+  it('stops at --to and reports a dry run without changing anything', async () => {
+    const dry = await migrator().up({ dryRun: true });
+    expect(dry.pending.map((migration) => migration.version)).toEqual([1, 2, 3]);
+    expect(await query(`SELECT to_regclass('public.schema_migrations') AS t`)).toEqual([{ t: null }]);
+    const partial = await migrator().up({ to: 2 });
+    expect(partial.current).toBe(2);
+    expect(await recordedVersions()).toEqual([1, 2]);
+  });
+
+  it('refuses a --to version that does not exist', async () => {
+    await expect(migrator().up({ to: 9 })).rejects.toThrow(MigrationRefusedError);
+  });
+
+  it('applies each migration exactly once when four runs start together', async () => {
+    await writeFile(path.join(dir, '0004_slow.sql'), 'SELECT pg_sleep(0.3);\nCREATE TABLE slow_done (id int);\n');
+    const runs = await Promise.allSettled(Array.from({ length: 4 }, () => migrator().up()));
+    expect(runs.map((run) => run.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+    const appliedCounts = runs.map(
+      (run) => (run as PromiseFulfilledResult<{ applied: unknown[] }>).value.applied.length,
+    );
+    expect(appliedCounts.reduce((sum, count) => sum + count, 0)).toBe(4);
+    expect(await recordedVersions()).toEqual([1, 2, 3, 4]);
+    expect(await query('SELECT count(*)::int AS n FROM things')).toEqual([{ n: 1 }]);
+  });
+
+  it('rolls a failing migration back completely and names the file, the error and its position', async () => {
+    await writeFile(
+      path.join(dir, '0004_broken.sql'),
+      'CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELECT no_such_column FROM half_done;\n',
+    );
+    const error = await migrator()
+      .up()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationFailedError);
+    expect((error as Error).message).toBe(
+      'migration 0004_broken.sql failed, nothing of it was applied: column "no_such_column" does not exist at line 3, column 8 [SQLSTATE 42703]',
+    );
+    expect((error as MigrationFailedError).exitCode).toBe(1);
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+    expect(await query(`SELECT to_regclass('public.half_done') AS t`)).toEqual([{ t: null }]);
+    // Fixing the file is enough to carry on: there is no "dirty" state to clear.
+    await writeFile(path.join(dir, '0004_broken.sql'), 'CREATE TABLE half_done (id int);\n');
+    expect((await migrator().up()).applied.map((migration) => migration.version)).toEqual([4]);
+  });
+
+  it('refuses an empty migration', async () => {
+    await createMigrationFile(dir, 'nothing yet');
+    await expect(migrator().up()).rejects.toThrow(/0004_nothing_yet.sql has no SQL/);
+  });
+});
+
+describe('Migrator.validate', () => {
+  it('passes when files match and counts pending ones', async () => {
+    await migrator().up({ to: 2 });
+    expect(await migrator().validate()).toEqual({ checked: 2, pending: 1, current: 2 });
+  });
+
+  it('fails with exit 3 naming an edited applied migration, and up refuses to run', async () => {
+    await migrator().up();
+    const file = path.join(dir, '0002_add_colour.sql');
+    await writeFile(file, (await readFile(file, 'utf8')).replace("'blue'", "'red'"));
+    const error = await migrator()
+      .validate()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationHistoryError);
+    expect((error as MigrationHistoryError).exitCode).toBe(3);
+    expect((error as Error).message).toContain('0002_add_colour.sql was edited after it was applied');
+    await expect(migrator().up()).rejects.toThrow(MigrationHistoryError);
+    expect((await migrator().status()).entries.find((entry) => entry.version === 2)?.state).toBe('changed');
+  });
+
+  it('does not count a Windows checkout (CRLF) as an edit', async () => {
+    await migrator().up();
+    const file = path.join(dir, '0001_create_things.sql');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/\n/g, '\r\n'));
+    await expect(migrator().validate()).resolves.toMatchObject({ checked: 3 });
+  });
+
+  it('reports applied migrations whose file is gone and pending ones older than the newest applied', async () => {
+    await migrator().up();
+    await rm(path.join(dir, '0003_seed_things.sql'));
+    await expect(migrator().validate()).rejects.toThrow(/0003_seed_things is applied but has no file here/);
+    await writeFile(path.join(dir, '0003_seed_things.sql'), "INSERT INTO things (name) VALUES ('first');\n");
+    await migrator().up();
+    await writeFile(path.join(dir, '0000_forgotten.sql'), 'SELECT 1;\n');
+    await expect(migrator().validate()).rejects.toThrow(/0000_forgotten.sql is not applied but the newer 0003 is/);
+  });
+});
+
+describe('Migrator.down', () => {
+  it('reverts the newest migrations that have a down section', async () => {
+    await migrator().up({ to: 2 });
+    const plan = await migrator().planDown(2);
+    expect(plan.map((migration) => migration.version)).toEqual([2, 1]);
+    const result = await migrator().down(2, [2, 1]);
+    expect(result.reverted.map((migration) => migration.version)).toEqual([2, 1]);
+    expect(result.current).toBeNull();
+    expect(await query(`SELECT to_regclass('public.things') AS t`)).toEqual([{ t: null }]);
+  });
+
+  it('refuses, before changing anything, when one of them has no down section', async () => {
+    await migrator().up();
+    await expect(migrator().planDown(2)).rejects.toThrow(
+      /cannot revert 0003_seed_things.sql: no "-- migrate:down" section/,
+    );
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+  });
+
+  it('refuses more steps than applied migrations', async () => {
+    await migrator().up({ to: 1 });
+    await expect(migrator().planDown(2)).rejects.toThrow(/--steps 2 asks for more than the 1 applied/);
+  });
+});
+
+describe('migration files', () => {
+  it('rejects misnamed files and duplicate versions', async () => {
+    await writeFile(path.join(dir, '5_bad-name.sql'), 'SELECT 1;');
+    await expect(readMigrationFiles(dir)).rejects.toThrow(
+      /5_bad-name.sql: migration files are named NNNN_snake_case_name.sql/,
+    );
+    await rm(path.join(dir, '5_bad-name.sql'));
+    await writeFile(path.join(dir, '0002_other.sql'), 'SELECT 1;');
+    await expect(readMigrationFiles(dir)).rejects.toThrow(/0002_add_colour.sql and 0002_other.sql share version 0002/);
+  });
+
+  it('creates the next-numbered file with a snake_case name and a down marker', async () => {
+    const created = await createMigrationFile(dir, 'Add course-tags');
+    expect(created.filename).toBe('0004_add_course_tags.sql');
+    expect(await readFile(created.path, 'utf8')).toMatch(/^-- migrate:down$/m);
+    await expect(createMigrationFile(dir, 'drop; table')).rejects.toThrow(/must use letters, digits/);
+  });
+});

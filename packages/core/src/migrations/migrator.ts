@@ -1,0 +1,447 @@
+import os from 'node:os';
+import type pg from 'pg';
+import { connectClient } from '../db.js';
+import { AppError, VerificationError } from '../errors.js';
+import { formatVersion, hasStatements, readMigrationFiles, type MigrationFile } from './migration-files.js';
+
+/** Table that records applied migrations. */
+export const MIGRATIONS_TABLE = 'public.schema_migrations';
+/** Advisory lock key pair ("lmsm", 1) that serialises every migration run on a database. */
+const LOCK_KEY: readonly [number, number] = [0x6c6d736d, 1];
+const LOCK_POLL_MS = 200;
+
+export type MigrationState = 'applied' | 'pending' | 'changed' | 'missing';
+
+export interface MigrationStatusEntry {
+  version: number;
+  id: string;
+  state: MigrationState;
+  /** Present once applied. */
+  appliedAt?: string;
+  appliedBy?: string;
+  durationMs?: number;
+  hasDown: boolean;
+}
+
+export interface AppliedRecord {
+  version: number;
+  name: string;
+  checksum: string;
+  appliedAt: Date;
+  appliedBy: string;
+  durationMs: number;
+}
+
+export type MigratorEvent =
+  | { kind: 'lock-wait'; holder: string }
+  | { kind: 'lock-acquired'; waitedMs: number }
+  | { kind: 'apply-start'; migration: MigrationFile }
+  | { kind: 'apply-done'; migration: MigrationFile; durationMs: number }
+  | { kind: 'revert-start'; migration: MigrationFile }
+  | { kind: 'revert-done'; migration: MigrationFile; durationMs: number };
+
+export interface MigratorOptions {
+  connectionString: string;
+  dir: string;
+  /** How long to wait for another run's lock before giving up. */
+  lockTimeoutMs?: number;
+  onEvent?: (event: MigratorEvent) => void;
+  applicationName?: string;
+}
+
+/** A migration's SQL failed; its transaction was rolled back, nothing of it remains. */
+export class MigrationFailedError extends AppError {
+  constructor(
+    message: string,
+    readonly migration: string,
+    cause: unknown,
+  ) {
+    super(message, { code: 'migration_failed', exitCode: 1, cause });
+  }
+}
+
+/** The migration history cannot be reconciled with the files (edited, missing, out of order). */
+export class MigrationHistoryError extends VerificationError {}
+
+export class MigrationRefusedError extends AppError {
+  constructor(message: string) {
+    super(message, { code: 'migration_refused', exitCode: 2 });
+  }
+}
+
+export interface UpResult {
+  applied: Array<{ version: number; id: string; durationMs: number }>;
+  /** With dryRun: what would be applied. */
+  pending: Array<{ version: number; id: string }>;
+  current: number | null;
+}
+
+export interface DownResult {
+  reverted: Array<{ version: number; id: string; durationMs: number }>;
+  current: number | null;
+}
+
+function whoAmI(): string {
+  let user: string;
+  try {
+    user = os.userInfo().username;
+  } catch {
+    // Containers may run under a uid with no passwd entry.
+    user = `uid ${process.getuid?.() ?? '?'}`;
+  }
+  return `${user}@${os.hostname()}`;
+}
+
+/** "line 3, column 14" for a 1-based character position inside `sql`. */
+function positionIn(sql: string, position: number, firstLine: number): string {
+  const before = sql.slice(0, Math.max(0, position - 1));
+  const lines = before.split('\n');
+  const line = firstLine + lines.length - 1;
+  const column = (lines.at(-1)?.length ?? 0) + 1;
+  return `line ${line}, column ${column}`;
+}
+
+function describeSqlError(error: unknown, sql: string, firstLine: number): string {
+  const err = error as { message?: string; position?: string; code?: string };
+  const where = err.position ? ` at ${positionIn(sql, Number(err.position), firstLine)}` : '';
+  const code = err.code ? ` [SQLSTATE ${err.code}]` : '';
+  return `${err.message ?? String(error)}${where}${code}`;
+}
+
+/**
+ * Applies and reverts the SQL migrations of a folder against one database.
+ *
+ * Every mutating run takes a session-level advisory lock first, so any number of concurrent
+ * runs (parallel CI jobs, several containers starting) apply each migration exactly once; the
+ * others wait, then find nothing left to do. Each migration and its record commit in one
+ * transaction: a failure leaves neither behind.
+ */
+export class Migrator {
+  private readonly options: Required<Omit<MigratorOptions, 'onEvent'>> & Pick<MigratorOptions, 'onEvent'>;
+
+  constructor(options: MigratorOptions) {
+    this.options = {
+      lockTimeoutMs: 10 * 60_000,
+      applicationName: 'lmsctl migrate',
+      ...options,
+    };
+  }
+
+  async files(): Promise<MigrationFile[]> {
+    return readMigrationFiles(this.options.dir);
+  }
+
+  /** Every file and every applied record, reconciled. Read-only; takes no lock. */
+  async status(): Promise<{ entries: MigrationStatusEntry[]; current: number | null }> {
+    const files = await this.files();
+    return this.withClient(async (client) => {
+      const applied = await this.readApplied(client);
+      return { entries: reconcile(files, applied), current: applied.at(-1)?.version ?? null };
+    });
+  }
+
+  /** Throws `MigrationHistoryError` naming every edited, missing or out-of-order migration. */
+  async validate(): Promise<{ checked: number; pending: number; current: number | null }> {
+    const files = await this.files();
+    return this.withClient(async (client) => {
+      const applied = await this.readApplied(client);
+      assertHistoryMatches(files, applied);
+      return {
+        checked: applied.length,
+        pending: files.length - applied.length,
+        current: applied.at(-1)?.version ?? null,
+      };
+    });
+  }
+
+  /** Applies pending migrations in order, up to and including `to` when given. */
+  async up(options: { to?: number; dryRun?: boolean } = {}): Promise<UpResult> {
+    const files = await this.files();
+    if (options.to !== undefined && !files.some((file) => file.version === options.to)) {
+      throw new MigrationRefusedError(
+        `there is no migration ${formatVersion(options.to)}; \`lmsctl migrate status\` lists the versions`,
+      );
+    }
+    for (const file of files) {
+      if (!hasStatements(file.upSql)) {
+        throw new MigrationRefusedError(
+          `${file.filename} has no SQL before "-- migrate:down"; write the change or delete the file`,
+        );
+      }
+    }
+    const selectPending = (applied: AppliedRecord[]) => {
+      assertHistoryMatches(files, applied);
+      const appliedVersions = new Set(applied.map((record) => record.version));
+      return files.filter(
+        (file) => !appliedVersions.has(file.version) && (options.to === undefined || file.version <= options.to),
+      );
+    };
+
+    if (options.dryRun) {
+      return this.withClient(async (client) => {
+        const applied = await this.readApplied(client);
+        const pending = selectPending(applied);
+        return {
+          applied: [],
+          pending: pending.map((file) => ({ version: file.version, id: file.id })),
+          current: applied.at(-1)?.version ?? null,
+        };
+      });
+    }
+
+    return this.withLockedClient(async (client) => {
+      await this.ensureTable(client);
+      const pending = selectPending(await this.readApplied(client));
+      const done: UpResult['applied'] = [];
+      for (const migration of pending) {
+        this.options.onEvent?.({ kind: 'apply-start', migration });
+        const durationMs = await this.runInTransaction(client, migration, 'up', async (ms) => {
+          await client.query(
+            `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, duration_ms, applied_by)
+             VALUES ($1, $2, $3, $4, $5)`,
+            [migration.version, migration.name, migration.checksum, ms, `${whoAmI()} as ${client.user ?? '?'}`],
+          );
+        });
+        this.options.onEvent?.({ kind: 'apply-done', migration, durationMs });
+        done.push({ version: migration.version, id: migration.id, durationMs });
+      }
+      const applied = await this.readApplied(client);
+      return { applied: done, pending: [], current: applied.at(-1)?.version ?? null };
+    });
+  }
+
+  /**
+   * The newest `steps` applied migrations, newest first, after checking each can be reverted.
+   * Nothing is changed; `down` re-checks the same plan under the lock.
+   */
+  async planDown(steps: number): Promise<MigrationFile[]> {
+    const files = await this.files();
+    return this.withClient(async (client) => planRevert(files, await this.readApplied(client), steps));
+  }
+
+  /** Reverts exactly the migrations `planDown(steps)` returned (`expected` guards against a concurrent change). */
+  async down(steps: number, expected?: readonly number[]): Promise<DownResult> {
+    const files = await this.files();
+    return this.withLockedClient(async (client) => {
+      await this.ensureTable(client);
+      const plan = planRevert(files, await this.readApplied(client), steps);
+      if (expected && plan.map((file) => file.version).join() !== expected.join()) {
+        throw new MigrationRefusedError(
+          'the migration history changed while waiting for the lock; run the command again',
+        );
+      }
+      const reverted: DownResult['reverted'] = [];
+      for (const migration of plan) {
+        this.options.onEvent?.({ kind: 'revert-start', migration });
+        const durationMs = await this.runInTransaction(client, migration, 'down', async () => {
+          await client.query(`DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`, [migration.version]);
+        });
+        this.options.onEvent?.({ kind: 'revert-done', migration, durationMs });
+        reverted.push({ version: migration.version, id: migration.id, durationMs });
+      }
+      const applied = await this.readApplied(client);
+      return { reverted, current: applied.at(-1)?.version ?? null };
+    });
+  }
+
+  private async runInTransaction(
+    client: pg.Client,
+    migration: MigrationFile,
+    direction: 'up' | 'down',
+    record: (durationMs: number) => Promise<void>,
+  ): Promise<number> {
+    const sql = direction === 'up' ? migration.upSql : (migration.downSql ?? '');
+    const firstLine = direction === 'up' ? 1 : migration.downStartLine;
+    const started = performance.now();
+    await client.query('BEGIN');
+    try {
+      await client.query(sql);
+      const durationMs = Math.round(performance.now() - started);
+      await record(durationMs);
+      await client.query('COMMIT');
+      return durationMs;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const what = direction === 'up' ? 'failed' : 'failed to revert';
+      throw new MigrationFailedError(
+        `migration ${migration.filename} ${what}, nothing of it was applied: ${describeSqlError(error, sql, firstLine)}`,
+        migration.filename,
+        error,
+      );
+    }
+  }
+
+  private async withClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = await connectClient(this.options.connectionString, {
+      applicationName: this.options.applicationName,
+    });
+    try {
+      return await work(client);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private async withLockedClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    return this.withClient(async (client) => {
+      await this.acquireLock(client);
+      try {
+        return await work(client);
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1, $2)', [...LOCK_KEY]).catch(() => undefined);
+      }
+    });
+  }
+
+  private async acquireLock(client: pg.Client): Promise<void> {
+    const started = Date.now();
+    let announced = false;
+    for (;;) {
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [
+        ...LOCK_KEY,
+      ]);
+      if (rows[0]?.locked) {
+        if (announced) this.options.onEvent?.({ kind: 'lock-acquired', waitedMs: Date.now() - started });
+        return;
+      }
+      if (!announced) {
+        announced = true;
+        this.options.onEvent?.({ kind: 'lock-wait', holder: await this.describeLockHolder(client) });
+      }
+      if (Date.now() - started > this.options.lockTimeoutMs) {
+        throw new AppError(
+          `another migration run has held the lock for over ${Math.round(this.options.lockTimeoutMs / 1000)} s (${await this.describeLockHolder(client)}); try again once it has finished`,
+          { code: 'migration_lock_timeout' },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    }
+  }
+
+  private async describeLockHolder(client: pg.Client): Promise<string> {
+    const { rows } = await client.query<{ pid: number; application_name: string; client_addr: string | null }>(
+      `SELECT a.pid, a.application_name, a.client_addr::text AS client_addr
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2 AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [...LOCK_KEY],
+    );
+    const holder = rows[0];
+    if (!holder) return 'holder unknown';
+    return `pid ${holder.pid}, ${holder.application_name || 'no application name'}${holder.client_addr ? ` from ${holder.client_addr}` : ''}`;
+  }
+
+  private async ensureTable(client: pg.Client): Promise<void> {
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+        version     integer PRIMARY KEY,
+        name        text NOT NULL,
+        checksum    text NOT NULL,
+        applied_at  timestamptz NOT NULL DEFAULT now(),
+        duration_ms integer NOT NULL,
+        applied_by  text NOT NULL
+      )`);
+  }
+
+  private async readApplied(client: pg.Client): Promise<AppliedRecord[]> {
+    const exists = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [
+      MIGRATIONS_TABLE,
+    ]);
+    if (!exists.rows[0]?.present) return [];
+    const { rows } = await client.query<{
+      version: number;
+      name: string;
+      checksum: string;
+      applied_at: Date;
+      applied_by: string;
+      duration_ms: number;
+    }>(`SELECT version, name, checksum, applied_at, applied_by, duration_ms FROM ${MIGRATIONS_TABLE} ORDER BY version`);
+    return rows.map((row) => ({
+      version: row.version,
+      name: row.name,
+      checksum: row.checksum,
+      appliedAt: row.applied_at,
+      appliedBy: row.applied_by,
+      durationMs: row.duration_ms,
+    }));
+  }
+}
+
+function reconcile(files: MigrationFile[], applied: AppliedRecord[]): MigrationStatusEntry[] {
+  const byVersion = new Map(applied.map((record) => [record.version, record]));
+  const entries: MigrationStatusEntry[] = files.map((file) => {
+    const record = byVersion.get(file.version);
+    if (!record) return { version: file.version, id: file.id, state: 'pending', hasDown: file.downSql !== null };
+    return {
+      version: file.version,
+      id: file.id,
+      state: record.checksum === file.checksum ? 'applied' : 'changed',
+      appliedAt: record.appliedAt.toISOString(),
+      appliedBy: record.appliedBy,
+      durationMs: record.durationMs,
+      hasDown: file.downSql !== null,
+    };
+  });
+  const fileVersions = new Set(files.map((file) => file.version));
+  for (const record of applied) {
+    if (fileVersions.has(record.version)) continue;
+    entries.push({
+      version: record.version,
+      id: `${formatVersion(record.version)}_${record.name}`,
+      state: 'missing',
+      appliedAt: record.appliedAt.toISOString(),
+      appliedBy: record.appliedBy,
+      durationMs: record.durationMs,
+      hasDown: false,
+    });
+  }
+  return entries.sort((a, b) => a.version - b.version);
+}
+
+/** Throws one `MigrationHistoryError` listing every edited, missing and out-of-order migration. */
+function assertHistoryMatches(files: MigrationFile[], applied: AppliedRecord[]): void {
+  const problems: string[] = [];
+  const byVersion = new Map(files.map((file) => [file.version, file]));
+  for (const record of applied) {
+    const file = byVersion.get(record.version);
+    const recordId = `${formatVersion(record.version)}_${record.name}`;
+    if (!file) {
+      problems.push(`${recordId} is applied but has no file here (the database is ahead of this code)`);
+    } else if (file.checksum !== record.checksum) {
+      problems.push(
+        `${file.filename} was edited after it was applied (checksum differs); restore the file and put the change in a new migration`,
+      );
+    }
+  }
+  const newestApplied = applied.at(-1)?.version ?? 0;
+  const appliedVersions = new Set(applied.map((record) => record.version));
+  for (const file of files) {
+    if (!appliedVersions.has(file.version) && file.version < newestApplied) {
+      problems.push(
+        `${file.filename} is not applied but the newer ${formatVersion(newestApplied)} is; renumber it after ${formatVersion(newestApplied)}`,
+      );
+    }
+  }
+  if (problems.length === 1) throw new MigrationHistoryError(problems[0]!);
+  if (problems.length > 1) throw new MigrationHistoryError(`${problems.length} problems: ${problems.join('; ')}`);
+}
+
+function planRevert(files: MigrationFile[], applied: AppliedRecord[], steps: number): MigrationFile[] {
+  assertHistoryMatches(files, applied);
+  if (applied.length === 0) throw new MigrationRefusedError('no migration is applied; nothing to revert');
+  if (steps > applied.length) {
+    throw new MigrationRefusedError(`--steps ${steps} asks for more than the ${applied.length} applied migrations`);
+  }
+  const byVersion = new Map(files.map((file) => [file.version, file]));
+  const plan = applied
+    .slice(-steps)
+    .reverse()
+    .map((record) => byVersion.get(record.version)!);
+  const irreversible = plan.filter((file) => file.downSql === null);
+  if (irreversible.length > 0) {
+    throw new MigrationRefusedError(
+      `cannot revert ${irreversible.map((file) => file.filename).join(', ')}: no "-- migrate:down" section; write a new migration that undoes it instead`,
+    );
+  }
+  return plan;
+}
