@@ -1,0 +1,82 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseEnv } from 'node:util';
+import { loadConfig, type Config } from '@lms/core';
+import { CliError, ExitCode, usageError } from './errors.js';
+import { Output, type OutputStreams } from './output.js';
+
+/** Options every command accepts (defined once on the program). */
+export interface GlobalOptions {
+  json?: boolean;
+  yes?: boolean;
+  envFile?: string;
+  databaseUrl?: string;
+  verbose?: boolean;
+}
+
+/** What a command body receives: validated config, output, and the global choices. */
+export interface CommandContext {
+  config: Config;
+  out: Output;
+  json: boolean;
+  yes: boolean;
+  verbose: boolean;
+  /** `--database-url`, else DATABASE_URL; unset when neither is given. */
+  databaseUrl: string | undefined;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface CreateContextOptions extends GlobalOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  streams?: OutputStreams;
+}
+
+/**
+ * Loads the env file into `env` (variables already set win, as with docker compose), then
+ * validates the configuration. Without `--env-file`, a `.env` in the working directory is used
+ * when present.
+ */
+export function createContext(options: CreateContextOptions = {}): CommandContext {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const envFile = options.envFile ?? (existsSync(path.join(cwd, '.env')) ? '.env' : undefined);
+  if (envFile) loadEnvFileInto(path.resolve(cwd, envFile), env);
+  const config = loadConfig(env);
+  const out = new Output({
+    json: options.json ?? false,
+    verbose: options.verbose ?? false,
+    env,
+    streams: options.streams,
+  });
+  return {
+    config,
+    out,
+    json: options.json ?? false,
+    yes: options.yes ?? false,
+    verbose: options.verbose ?? false,
+    databaseUrl: options.databaseUrl ?? config.DATABASE_URL,
+    cwd,
+    env,
+  };
+}
+
+function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv): void {
+  if (!existsSync(file)) throw usageError(`env file not found: ${file}`);
+  let parsed: Record<string, string>;
+  try {
+    parsed = parseEnv(readFileSync(file, 'utf8')) as Record<string, string>;
+  } catch (error) {
+    throw new CliError(ExitCode.usage, `cannot read env file ${file}: ${(error as Error).message}`);
+  }
+  for (const [key, value] of Object.entries(parsed)) if (env[key] === undefined) env[key] = value;
+}
+
+/** The database URL the command needs, or a usage error saying how to give one. */
+export function requireDatabaseUrl(ctx: CommandContext): string {
+  if (!ctx.databaseUrl) {
+    throw usageError('no database given', 'pass --database-url postgres://… or set DATABASE_URL (see .env.example)');
+  }
+  return ctx.databaseUrl;
+}

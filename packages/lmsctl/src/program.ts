@@ -1,0 +1,42 @@
+import { Command } from 'commander';
+import type { Runtime } from './cli/action.js';
+import { registerMigrate } from './cli/migrate.js';
+import { lmsctlVersion } from './version.js';
+
+/**
+ * The whole command tree. Registration only: every command body is imported when that
+ * command runs, so building the program (and `lmsctl --help`) stays cheap.
+ */
+export function buildProgram(runtime: Runtime): Command {
+  const program = new Command('lmsctl')
+    .description('Operations CLI for the LMS: migrations, backups, restores, drills, queues, Azure and the stack.')
+    .version(lmsctlVersion, '-V, --version', 'print the lmsctl version')
+    .option('--json', 'machine-readable result on stdout (logs stay on stderr)')
+    .option('-y, --yes', 'confirm destructive actions without asking')
+    .option('--env-file <path>', 'read variables from this file (default: .env when present; set variables win)')
+    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL)')
+    .option('-v, --verbose', 'more detail on stderr')
+    .helpOption('-h, --help', 'show help for a command')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 done, 1 failed, 2 usage error or refused confirmation, 3 verification failed.
+Colour is off when NO_COLOR is set or the output is not a terminal.
+
+Examples:
+  $ lmsctl migrate --database-url postgres://lms@db:5432/lms
+  $ lmsctl migrate status --json`,
+    );
+  program.configureOutput({
+    writeOut: (text) => (runtime.streams?.stdout ?? process.stdout).write(text),
+    writeErr: (text) => (runtime.streams?.stderr ?? process.stderr).write(text),
+  });
+
+  registerMigrate(program, runtime);
+
+  // Subcommands inherit exit handling and output settings from the program.
+  for (const command of program.commands) command.copyInheritedSettings(program);
+  return program;
+}

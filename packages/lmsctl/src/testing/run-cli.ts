@@ -1,0 +1,44 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { execa } from 'execa';
+
+const require = createRequire(import.meta.url);
+
+/** The CLI's TypeScript entry point, run the way `pnpm lmsctl` runs it. */
+export const cliEntry = fileURLToPath(new URL('../index.ts', import.meta.url));
+export const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
+
+export interface RunOptions {
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  input?: string;
+  /** Extra node flags placed before the entry point (e.g. another --import). */
+  nodeArgs?: string[];
+}
+
+/**
+ * Runs the real lmsctl in a child process with a clean environment (only PATH, HOME and what
+ * the test passes), so a developer's DATABASE_URL never leaks into a test.
+ */
+export interface CliRun {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function runLmsctl(args: string[], options: RunOptions = {}): Promise<CliRun> {
+  const result = await execa(
+    process.execPath,
+    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), cliEntry, ...args],
+    {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...options.env },
+      cwd: options.cwd ?? repoRoot,
+      input: options.input,
+      stdin: options.input === undefined ? 'ignore' : undefined,
+    },
+  );
+  return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
+}
