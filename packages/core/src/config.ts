@@ -168,6 +168,34 @@ export const configFields = {
       'Folder where `lmsctl backup` writes dumps and manifests (relative paths start at the working directory).',
     group: 'backups',
   }),
+  LMS_DRILL_DIR: field({
+    schema: z.string().min(1).default('backups/drills'),
+    default: 'backups/drills',
+    description: 'Folder where `lmsctl drill` writes its reports (JSON and Markdown).',
+    group: 'backups',
+  }),
+  LMS_BACKUP_KEY_FILE: field({
+    schema: z.string().min(1).optional(),
+    description:
+      'File holding the 32-byte key for `lmsctl backup --encrypt` (64 hex characters, e.g. from `openssl rand -hex 32`). Keep it outside the backup folder; restore, verify and drill read it to decrypt.',
+    group: 'backups',
+  }),
+  LMS_PG_BIN_DIR: field({
+    schema: z.string().min(1).optional(),
+    description:
+      'Folder holding the pg_dump, pg_restore and psql to use (e.g. /usr/lib/postgresql/16/bin); default: the ones on PATH. Must be at least the server version.',
+    group: 'backups',
+  }),
+  QUEUE_PREFIX: field({
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9{}_:-]+$/, 'must use letters, digits, {}, _, : or - only')
+      .default('{lms}'),
+    default: '{lms}',
+    description:
+      'Redis key prefix of the BullMQ queues. The braces make a Redis Cluster hash tag, keeping each queue on one shard.',
+    group: 'redis',
+  }),
   APP_DOMAIN: field({
     schema: z
       .string()

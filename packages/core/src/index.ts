@@ -7,3 +7,4 @@ export * from './mask.js';
 export * from './migrations/migration-files.js';
 export * from './migrations/migrator.js';
 export * from './config-docs.js';
+export * from './redis.js';

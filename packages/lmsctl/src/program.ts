@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import type { Runtime } from './cli/action.js';
+import { registerBackup } from './cli/backup.js';
 import { registerMigrate } from './cli/migrate.js';
+import { registerRestore } from './cli/restore.js';
 import { lmsctlVersion } from './version.js';
 
 /**
@@ -35,6 +37,8 @@ Examples:
   });
 
   registerMigrate(program, runtime);
+  registerBackup(program, runtime);
+  registerRestore(program, runtime);
 
   // Subcommands inherit exit handling and output settings from the program.
   for (const command of program.commands) command.copyInheritedSettings(program);

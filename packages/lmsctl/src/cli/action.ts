@@ -19,7 +19,11 @@ export function action<Args extends unknown[]>(
   return async (...args: unknown[]) => {
     const command = args.at(-1) as Command;
     const { createContext } = await import('../context.js');
-    const ctx = createContext({ ...command.optsWithGlobals(), ...runtime });
-    await body(ctx, ...(args.slice(0, -1) as Args));
+    const merged = command.optsWithGlobals();
+    const ctx = createContext({ ...merged, ...runtime });
+    // Commander hands an option given after a subcommand (`backup list --dir x`) to the parent
+    // that also defines it; the merged view gives the subcommand what the user typed.
+    const operands = args.slice(0, -2);
+    await body(ctx, ...([...operands, merged] as Args));
   };
 }

@@ -36,6 +36,7 @@ Examples:
   $ lmsctl migrate up --to 5 --dry-run              show what would be applied up to 0005
   $ lmsctl migrate status --json                    machine-readable state of every migration
   $ lmsctl migrate validate                         exit 3 if an applied file was edited
+  $ lmsctl migrate --require-backup 24h            refuse without a verified backup from the last day
   $ lmsctl migrate create add_course_tags           write the next NNNN_add_course_tags.sql
   $ lmsctl migrate down --steps 2 --yes             revert the two newest migrations`,
     );
@@ -49,14 +50,19 @@ Examples:
       .usage('[options]')
       .option('--to <version>', 'stop after this version', integerAtLeast(1))
       .option('--dry-run', 'list what would be applied; change nothing')
-      .option('--create-database', 'create the database first when it does not exist'),
+      .option('--create-database', 'create the database first when it does not exist')
+      .option(
+        '--require-backup <max-age>',
+        'refuse unless a verified backup of this database is younger (e.g. 24h)',
+        durationMs,
+      ),
   ).action(
     action(
       runtime,
       async (
         ctx,
         unknown: string[],
-        flags: CommonFlags & { to?: number; dryRun?: boolean; createDatabase?: boolean },
+        flags: CommonFlags & { to?: number; dryRun?: boolean; createDatabase?: boolean; requireBackup?: number },
       ) => {
         if (unknown.length > 0) {
           throw usageError(
@@ -70,6 +76,7 @@ Examples:
           to: flags.to,
           dryRun: flags.dryRun,
           createDatabase: flags.createDatabase,
+          requireBackupMs: flags.requireBackup,
         });
         ctx.out.result(result, renderMigrateUp);
       },

@@ -11,6 +11,7 @@ import {
   type MigratorEvent,
 } from '@lms/core';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { formatDuration } from '../lib/duration.js';
 import { table } from '../output.js';
@@ -85,13 +86,42 @@ export interface MigrateUpResult {
 /** Applies pending migrations (all, or up to `to`); a no-op when the database is current. */
 export async function migrateUp(
   ctx: CommandContext,
-  options: MigrateCommonOptions & { to?: number; dryRun?: boolean; createDatabase?: boolean } = {},
+  options: MigrateCommonOptions & {
+    to?: number;
+    dryRun?: boolean;
+    createDatabase?: boolean;
+    /** Refuse unless a verified backup of this database is younger than this (ms). */
+    requireBackupMs?: number;
+  } = {},
 ): Promise<MigrateUpResult> {
   const url = requireDatabaseUrl(ctx);
+  if (options.requireBackupMs !== undefined && !options.dryRun)
+    await requireRecentBackup(ctx, url, options.requireBackupMs);
   const databaseCreated = options.createDatabase && !options.dryRun ? await createDatabaseIfMissing(url) : false;
   if (databaseCreated) ctx.out.success(`created database ${databaseRef(url).name}`);
   const result = await createMigrator(ctx, options).up({ to: options.to, dryRun: options.dryRun });
   return { database: databaseRef(url), dryRun: options.dryRun ?? false, databaseCreated, ...result };
+}
+
+/** `--require-backup`: the newest verified backup of this very database must be young enough. */
+async function requireRecentBackup(ctx: CommandContext, url: string, maxAgeMs: number): Promise<void> {
+  const { describeBackups, drillDirOf, newestVerifiedBackupOf } = await import('./backup-maintenance.js');
+  const { backupDirOf } = await import('./backup.js');
+  const dir = backupDirOf(ctx);
+  const database = databaseRef(url);
+  const newest = newestVerifiedBackupOf(await describeBackups(dir, drillDirOf(ctx)), database);
+  const hint = `run \`lmsctl backup\` first (backups are looked up in ${dir})`;
+  if (!newest) {
+    throw new CliError(ExitCode.failed, `refusing to migrate ${database.name}: it has no verified backup`, hint);
+  }
+  if (newest.ageMs > maxAgeMs) {
+    throw new CliError(
+      ExitCode.failed,
+      `refusing to migrate ${database.name}: its newest verified backup (${newest.file}) is ${formatDuration(newest.ageMs)} old, over the ${formatDuration(maxAgeMs)} allowed`,
+      hint,
+    );
+  }
+  ctx.out.info(`newest verified backup: ${newest.file}, ${formatDuration(newest.ageMs)} old`);
 }
 
 export function renderMigrateUp(result: MigrateUpResult, style: ChalkInstance): string {

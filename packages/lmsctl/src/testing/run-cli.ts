@@ -21,6 +21,22 @@ export interface RunOptions {
  * Runs the real lmsctl in a child process with a clean environment (only PATH, HOME and what
  * the test passes), so a developer's DATABASE_URL never leaks into a test.
  */
+/** Starts lmsctl without waiting (for tests that signal it mid-run); detached, so the test can kill its whole process group. */
+export function spawnLmsctl(args: string[], options: RunOptions = {}) {
+  return execa(
+    process.execPath,
+    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), cliEntry, ...args],
+    {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...options.env },
+      cwd: options.cwd ?? repoRoot,
+      stdin: 'ignore',
+      detached: true,
+    },
+  );
+}
+
 export interface CliRun {
   exitCode: number;
   stdout: string;

@@ -1,0 +1,353 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readFile, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { TarArchive } from 'archiver';
+import type { ChalkInstance } from 'chalk';
+import { VerificationError } from '@lms/core';
+import type { CommandContext } from '../context.js';
+import { usageError } from '../errors.js';
+import { assertMatchesManifest, checkArchive } from '../lib/archive-check.js';
+import type { BackupKey } from '../lib/backup-crypto.js';
+import {
+  listBackupFiles,
+  readVerification,
+  resolveBackup,
+  verificationPathOf,
+  writeVerification,
+  type VerificationRecord,
+} from '../lib/backup-store.js';
+import { confirmOrRefuse } from '../lib/confirm.js';
+import { lastDrillOf, readDrillReports, type DrillReportSummary } from '../lib/drill-reports.js';
+import { formatDuration } from '../lib/duration.js';
+import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
+import { formatBytes } from '../lib/progress.js';
+import { table } from '../output.js';
+import { backupDirOf, backupKeyOf, toolsOf } from './backup.js';
+
+export function drillDirOf(ctx: CommandContext): string {
+  return path.resolve(ctx.cwd, ctx.config.LMS_DRILL_DIR);
+}
+
+/** One backup as list, prune, status and `migrate --require-backup` see it. */
+export interface BackupInfo {
+  file: string;
+  path: string;
+  startedAt: string;
+  ageMs: number;
+  sizeBytes: number;
+  /** False for a dump whose manifest is missing (interrupted, or copied without it). */
+  complete: boolean;
+  encrypted: boolean;
+  database: { name: string; host: string; port: number } | null;
+  migration: number | null;
+  tables: number | null;
+  rows: number | null;
+  /** The last verification passed and was of these exact bytes. */
+  verified: boolean;
+  verifiedAt: string | null;
+  lastDrill: { verdict: DrillReportSummary['verdict']; at: string; report: string } | null;
+}
+
+async function readManifestUnchecked(dumpPath: string): Promise<BackupManifest | null> {
+  try {
+    return JSON.parse(await readFile(manifestPathOf(dumpPath), 'utf8')) as BackupManifest;
+  } catch {
+    return null;
+  }
+}
+
+/** Everything known about the backups in `dir`, newest first (reads manifests, does not re-verify). */
+export async function describeBackups(dir: string, drillDir: string, now = new Date()): Promise<BackupInfo[]> {
+  const drills = await readDrillReports(drillDir);
+  const infos: BackupInfo[] = [];
+  for (const entry of await listBackupFiles(dir)) {
+    const manifest = entry.hasManifest ? await readManifestUnchecked(entry.path) : null;
+    const verification = await readVerification(entry.path);
+    const drill = lastDrillOf(drills, entry.name, manifest?.sha256);
+    const verified = Boolean(
+      manifest && verification?.ok && verification.sha256 === manifest.sha256 && manifest.sizeBytes === entry.sizeBytes,
+    );
+    infos.push({
+      file: entry.name,
+      path: entry.path,
+      startedAt: entry.startedAt.toISOString(),
+      ageMs: now.getTime() - new Date(manifest?.finishedAt ?? entry.startedAt).getTime(),
+      sizeBytes: entry.sizeBytes,
+      complete: Boolean(manifest),
+      encrypted: Boolean(manifest?.encryption),
+      database: manifest
+        ? { name: manifest.database.name, host: manifest.database.host, port: manifest.database.port }
+        : null,
+      migration: manifest?.migration?.version ?? null,
+      tables: manifest?.tables ? Object.keys(manifest.tables).length : null,
+      rows: manifest?.tables ? Object.values(manifest.tables).reduce((sum, count) => sum + count, 0) : null,
+      verified,
+      verifiedAt: verified ? (verification?.checkedAt ?? null) : null,
+      lastDrill: drill ? { verdict: drill.verdict, at: drill.finishedAt, report: drill.path } : null,
+    });
+  }
+  return infos;
+}
+
+export interface BackupListResult {
+  dir: string;
+  backups: BackupInfo[];
+}
+
+export async function backupList(ctx: CommandContext, options: { dir?: string } = {}): Promise<BackupListResult> {
+  const dir = backupDirOf(ctx, options.dir);
+  return { dir, backups: await describeBackups(dir, drillDirOf(ctx)) };
+}
+
+export function renderBackupList(result: BackupListResult, style: ChalkInstance): string {
+  if (result.backups.length === 0) return `no backups in ${result.dir}`;
+  const rows = result.backups.map((info) => [
+    info.file,
+    formatBytes(info.sizeBytes),
+    `${formatDuration(info.ageMs)} ago`,
+    info.complete ? (info.database?.name ?? '') : style.red('incomplete: no manifest'),
+    info.encrypted ? 'yes' : 'no',
+    info.verified ? style.green('yes') : style.yellow('no'),
+    info.lastDrill
+      ? (info.lastDrill.verdict === 'pass' ? style.green : style.red)(
+          `${info.lastDrill.verdict} ${info.lastDrill.at.slice(0, 10)}`,
+        )
+      : '—',
+  ]);
+  return `${table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'VERIFIED', 'LAST DRILL'], rows, style)}\n\n${result.dir}`;
+}
+
+export interface VerifiedBackup {
+  path: string;
+  manifest: BackupManifest;
+  key: BackupKey | undefined;
+  /** TOC entries pg_restore --list read. */
+  entries: number;
+  /** PostgreSQL version of the pg_dump that wrote it. */
+  dumpedBy: string | null;
+}
+
+/**
+ * The full check of one backup, before anything relies on it: manifest signature, decryption
+ * of every chunk, checksum and size against the manifest, and a readable archive listing.
+ * Records the outcome beside the dump; throws VerificationError (exit 3) on any mismatch.
+ */
+export async function verifyBackupFile(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<VerifiedBackup> {
+  let key: BackupKey | undefined;
+  const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
+  const record = async (ok: boolean, sha256: string | null, detail: string) =>
+    writeVerification(dumpPath, { checkedAt: new Date().toISOString(), ok, sha256, detail }).catch(() => undefined);
+  try {
+    const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
+    if (manifest.file !== path.basename(dumpPath)) {
+      throw new VerificationError(`manifest names ${manifest.file}, not ${path.basename(dumpPath)}`);
+    }
+    if (manifest.encryption) await getKey();
+    const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal });
+    assertMatchesManifest(check, manifest, path.basename(dumpPath));
+    await record(true, check.sha256, `checksum, manifest and ${check.listing.entries} archive entries verified`);
+    return { path: dumpPath, manifest, key, entries: check.listing.entries, dumpedBy: check.listing.dumpedBy };
+  } catch (error) {
+    if (error instanceof VerificationError) await record(false, null, error.message);
+    throw error;
+  }
+}
+
+export interface BackupVerifyResult {
+  file: string;
+  ok: true;
+  sha256: string;
+  sizeBytes: number;
+  encrypted: boolean;
+  entries: number;
+  tables: number | null;
+}
+
+export async function backupVerify(
+  ctx: CommandContext,
+  spec: string,
+  options: { dir?: string } = {},
+): Promise<BackupVerifyResult> {
+  const dir = backupDirOf(ctx, options.dir);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd);
+  const verified = await verifyBackupFile(ctx, dumpPath, dir);
+  return {
+    file: dumpPath,
+    ok: true,
+    sha256: verified.manifest.sha256,
+    sizeBytes: verified.manifest.sizeBytes,
+    encrypted: Boolean(verified.manifest.encryption),
+    entries: verified.entries,
+    tables: verified.manifest.tables ? Object.keys(verified.manifest.tables).length : null,
+  };
+}
+
+export function renderBackupVerify(result: BackupVerifyResult, style: ChalkInstance): string {
+  return `${style.green('verified')} ${result.file}: sha256 matches the manifest, ${result.entries} archive entries readable${result.encrypted ? ', every encrypted chunk authenticated' : ''}`;
+}
+
+export interface BackupPruneOptions {
+  dir?: string;
+  keep: number;
+  keepDays?: number;
+  dryRun?: boolean;
+}
+
+export interface BackupPruneResult {
+  dir: string;
+  dryRun: boolean;
+  kept: Array<{ file: string; reason: string }>;
+  deleted: Array<{ file: string; sizeBytes: number }>;
+  freedBytes: number;
+}
+
+/**
+ * Retention: keeps the `keep` newest complete backups and any younger than `keepDays`, and
+ * never deletes the newest backup nor the newest one that passed a drill. Asks before deleting.
+ */
+export async function backupPrune(ctx: CommandContext, options: BackupPruneOptions): Promise<BackupPruneResult> {
+  if (!Number.isInteger(options.keep) || options.keep < 1) throw usageError('--keep must be at least 1');
+  const dir = backupDirOf(ctx, options.dir);
+  const backups = await describeBackups(dir, drillDirOf(ctx));
+  const reasons = new Map<string, string>();
+  const keepReason = (file: string, reason: string) => {
+    if (!reasons.has(file)) reasons.set(file, reason);
+  };
+  const complete = backups.filter((info) => info.complete);
+  if (backups[0]) keepReason(backups[0].file, 'newest backup');
+  complete
+    .slice(0, options.keep)
+    .forEach((info, index) => keepReason(info.file, `among the ${options.keep} newest (#${index + 1})`));
+  const drilled = complete.find((info) => info.lastDrill?.verdict === 'pass');
+  if (drilled) keepReason(drilled.file, 'newest backup that passed a drill');
+  if (options.keepDays !== undefined) {
+    const limit = options.keepDays * 86_400_000;
+    for (const info of backups) if (info.ageMs < limit) keepReason(info.file, `younger than ${options.keepDays} days`);
+  }
+  const doomed = backups.filter((info) => !reasons.has(info.file));
+  const result: BackupPruneResult = {
+    dir,
+    dryRun: options.dryRun ?? false,
+    kept: backups
+      .filter((info) => reasons.has(info.file))
+      .map((info) => ({ file: info.file, reason: reasons.get(info.file)! })),
+    deleted: doomed.map((info) => ({ file: info.file, sizeBytes: info.sizeBytes })),
+    freedBytes: doomed.reduce((sum, info) => sum + info.sizeBytes, 0),
+  };
+  if (doomed.length === 0 || options.dryRun) return result;
+
+  ctx.out.info(
+    `this deletes ${doomed.length} backup(s) from ${dir} (${formatBytes(result.freedBytes)}), with their manifests:\n` +
+      doomed.map((info) => `  ${info.file}`).join('\n'),
+  );
+  await confirmOrRefuse(`Delete ${doomed.length} backup(s)?`, {
+    yes: ctx.yes,
+    action: `delete ${doomed.length} backup(s)`,
+  });
+  for (const info of doomed) {
+    // The manifest goes first: a dump without one is never taken for a usable backup.
+    await unlink(manifestPathOf(info.path)).catch(() => undefined);
+    await unlink(verificationPathOf(info.path)).catch(() => undefined);
+    await unlink(info.path);
+  }
+  return result;
+}
+
+export function renderBackupPrune(result: BackupPruneResult, style: ChalkInstance): string {
+  const lines = result.kept.map((entry) => `${style.green('keep  ')} ${entry.file} ${style.dim(`(${entry.reason})`)}`);
+  const verb = result.dryRun ? 'would delete' : 'deleted';
+  lines.push(
+    ...result.deleted.map(
+      (entry) => `${style.red(verb.padEnd(6))} ${entry.file} ${style.dim(formatBytes(entry.sizeBytes))}`,
+    ),
+  );
+  lines.push(
+    result.deleted.length === 0
+      ? 'nothing to delete'
+      : `${verb} ${result.deleted.length} backup(s), ${formatBytes(result.freedBytes)}${result.dryRun ? ' (dry run: nothing was deleted)' : ''}`,
+  );
+  return lines.join('\n');
+}
+
+export interface BackupBundleResult {
+  bundle: string;
+  sizeBytes: number;
+  files: string[];
+}
+
+/** Packs a dump, its manifest, its verification and its drill reports into one tar.gz. */
+export async function backupBundle(
+  ctx: CommandContext,
+  spec: string,
+  options: { dir?: string; out: string },
+): Promise<BackupBundleResult> {
+  const dir = backupDirOf(ctx, options.dir);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd);
+  const manifest = await readManifestUnchecked(dumpPath);
+  if (!manifest) throw new VerificationError(`${path.basename(dumpPath)} has no manifest; bundle a complete backup`);
+  const out = path.resolve(ctx.cwd, options.out);
+  if (
+    await stat(out).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw usageError(`${out} already exists`, 'choose another --out path or remove the file first');
+  }
+  const members: Array<{ file: string; name: string }> = [
+    { file: dumpPath, name: path.basename(dumpPath) },
+    { file: manifestPathOf(dumpPath), name: path.basename(manifestPathOf(dumpPath)) },
+  ];
+  const verification: VerificationRecord | null = await readVerification(dumpPath);
+  if (verification)
+    members.push({ file: verificationPathOf(dumpPath), name: path.basename(verificationPathOf(dumpPath)) });
+  for (const report of await readDrillReports(drillDirOf(ctx))) {
+    if (report.backup.file !== manifest.file || report.backup.sha256 !== manifest.sha256) continue;
+    members.push({ file: report.path, name: `drills/${path.basename(report.path)}` });
+    const markdown = report.path.replace(/\.json$/, '.md');
+    if (
+      await stat(markdown).then(
+        () => true,
+        () => false,
+      )
+    )
+      members.push({ file: markdown, name: `drills/${path.basename(markdown)}` });
+  }
+  const temporary = `${out}.${process.pid}.partial`;
+  const archive = new TarArchive({ gzip: true, gzipOptions: { level: 6 } });
+  for (const member of members) archive.append(createReadStream(member.file), { name: member.name, mode: 0o600 });
+  const written = pipeline(archive, createWriteStream(temporary, { mode: 0o600, flags: 'wx' }));
+  try {
+    await archive.finalize();
+    await written;
+    await rename(temporary, out);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw error;
+  }
+  return { bundle: out, sizeBytes: (await stat(out)).size, files: members.map((member) => member.name) };
+}
+
+export function renderBackupBundle(result: BackupBundleResult, style: ChalkInstance): string {
+  return `${style.green('bundle written')} ${result.bundle} (${formatBytes(result.sizeBytes)}): ${result.files.join(', ')}`;
+}
+
+/** The newest verified backup of the database at host:port/name, for `migrate --require-backup`. */
+export function newestVerifiedBackupOf(
+  backups: BackupInfo[],
+  database: { name: string; host: string; port: number },
+): BackupInfo | undefined {
+  return backups.find(
+    (info) =>
+      info.verified &&
+      info.database?.name === database.name &&
+      info.database.host === database.host &&
+      info.database.port === database.port,
+  );
+}

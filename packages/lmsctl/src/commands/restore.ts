@@ -1,0 +1,760 @@
+import { stat, statfs, unlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ChalkInstance } from 'chalk';
+import type pg from 'pg';
+import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
+import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { CliError, ExitCode, usageError } from '../errors.js';
+import { assertMatchesManifest, checkArchive, decryptToFile } from '../lib/archive-check.js';
+import { resolveBackup, removeStalePartials } from '../lib/backup-store.js';
+import { confirmOrRefuse } from '../lib/confirm.js';
+import { formatDuration } from '../lib/duration.js';
+import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
+import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
+import {
+  copyDatabaseProperties,
+  createDatabase,
+  databaseFacts,
+  derivedDatabaseName,
+  dropDatabase,
+  isAbandoned,
+  markedDatabases,
+  markerFor,
+  sessionsOn,
+  setComment,
+  summarizeSessions,
+  terminateSessions,
+  timestampSuffix,
+  type DatabaseFacts,
+  type SessionInfo,
+} from '../lib/pg-admin.js';
+import { pgToolVersion, startPgTool, toolFailure, type ArchiveListing } from '../lib/pg-tools.js';
+import { formatBytes, startProgress } from '../lib/progress.js';
+import { pauseQueues, type PausedQueues } from '../lib/queue-pause.js';
+import { table } from '../output.js';
+import { backupDirOf, backupKeyOf, countRows, newestMigration, toolsOf } from './backup.js';
+
+export interface RestoreOptions {
+  dir?: string;
+  /** Restore into this database instead of DATABASE_URL's (e.g. a staging copy). */
+  targetDatabaseUrl?: string;
+  /** pg_restore --jobs. */
+  jobs?: number;
+  forceDisconnect?: boolean;
+  /** Print what would happen; change nothing. */
+  plan?: boolean;
+  /** Drop the previous database right after the swap instead of keeping it. */
+  dropPrevious?: boolean;
+  /** Pause the BullMQ queues for the duration (default true). */
+  pauseQueues?: boolean;
+  /** ANALYZE the restored database before it goes live (default true). */
+  analyze?: boolean;
+  /** pg_restore --no-acl: skip GRANT/REVOKE (for a server without the source's roles). */
+  noAcl?: boolean;
+}
+
+/** Advisory lock namespace ("lmsr") that keeps two restores of one database apart. */
+const RESTORE_LOCK_CLASS = 0x6c6d7372;
+
+interface Target {
+  url: string;
+  name: string;
+  host: string;
+  port: number;
+}
+
+function targetOf(ctx: CommandContext, options: RestoreOptions): Target {
+  const url = options.targetDatabaseUrl ?? requireDatabaseUrl(ctx);
+  const { database, host, port } = describePostgresUrl(url);
+  if (!database) throw usageError('the target URL names no database');
+  if (['postgres', 'template0', 'template1'].includes(database)) {
+    throw usageError(
+      `refusing to restore over the system database "${database}"`,
+      'name the application database in the URL',
+    );
+  }
+  return { url, name: database, host, port };
+}
+
+/** A backup checked and ready for pg_restore, possibly as a decrypted temporary copy. */
+interface PreparedArchive {
+  dumpPath: string;
+  manifest: BackupManifest;
+  restorePath: string;
+  listing: ArchiveListing;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Everything that must hold before anything is touched: the manifest's signature, the file's
+ * size and checksum, decryption of every chunk, and a readable archive listing. Exit 3 otherwise.
+ */
+export async function prepareArchive(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  signal: AbortSignal,
+): Promise<PreparedArchive> {
+  let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
+  const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
+  const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
+  const name = path.basename(dumpPath);
+  if (manifest.file !== name) throw new VerificationError(`manifest names ${manifest.file}, not ${name}`);
+  const tools = toolsOf(ctx);
+
+  if (!manifest.encryption) {
+    const check = await checkArchive(dumpPath, { ...tools, signal });
+    assertMatchesManifest(check, manifest, name);
+    return { dumpPath, manifest, restorePath: dumpPath, listing: check.listing, dispose: () => Promise.resolve() };
+  }
+
+  const backupKey = await getKey();
+  // pg_restore --jobs needs a seekable file: decrypt beside the backups, owner-only, removed after.
+  const decrypted = path.join(path.dirname(dumpPath), `.${name}.${process.pid}.partial`);
+  const dispose = () => unlink(decrypted).catch(() => undefined);
+  try {
+    const sha256 = await decryptToFile(dumpPath, backupKey, decrypted, signal);
+    const check = await checkArchive(decrypted, { ...tools, signal });
+    // The checksum and size in the manifest are of the encrypted file.
+    assertMatchesManifest({ ...check, sha256, sizeBytes: (await stat(dumpPath)).size }, manifest, name);
+    return { dumpPath, manifest, restorePath: decrypted, listing: check.listing, dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+export interface RestorePlan {
+  plan: true;
+  backup: {
+    file: string;
+    takenAt: string;
+    sizeBytes: number;
+    encrypted: boolean;
+    database: string;
+    serverVersion: string;
+    pgDumpVersion: string;
+    migration: number | null;
+    tables: number | null;
+    rows: number | null;
+  };
+  archive: { entries: number; byType: Record<string, number> };
+  target: {
+    database: string;
+    host: string;
+    port: number;
+    exists: boolean;
+    sizeBytes: number | null;
+    owner: string | null;
+    serverVersion: string;
+  };
+  sessions: Array<{ applicationName: string; user: string; pid: number }>;
+  disk: { neededBytes: number; freeBytes: number | null; where: string | null };
+  compatibility: string[];
+  steps: string[];
+}
+
+export interface RestoreResult {
+  plan: false;
+  backup: string;
+  target: { database: string; host: string; port: number };
+  previous: string | null;
+  previousDropped: boolean;
+  tables: number | null;
+  rows: number | null;
+  migration: number | null;
+  disconnected: number;
+  queuesPaused: string[];
+  warnings: string[];
+  durations: { verifyMs: number; restoreMs: number; checkMs: number; swapMs: number; totalMs: number };
+}
+
+async function serverFacts(client: pg.Client): Promise<{ version: string; major: number; superuser: boolean }> {
+  const { rows } = await client.query<{ version: string; num: string; superuser: string }>(
+    `SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num,
+            current_setting('is_superuser') AS superuser`,
+  );
+  const row = rows[0]!;
+  return {
+    version: row.version.split(' ')[0]!,
+    major: Math.floor(Number(row.num) / 10000),
+    superuser: row.superuser === 'on',
+  };
+}
+
+/** Free space where the server keeps its data, when the server runs on this machine and says where. */
+async function freeDiskOf(
+  client: pg.Client,
+  host: string,
+): Promise<{ freeBytes: number | null; where: string | null }> {
+  const local = host.startsWith('/') || ['localhost', '127.0.0.1', '::1'].includes(host);
+  if (!local) return { freeBytes: null, where: null };
+  try {
+    const { rows } = await client.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`);
+    const dir = rows[0]!.dir;
+    const info = await statfs(dir);
+    return { freeBytes: info.bavail * info.bsize, where: dir };
+  } catch {
+    return { freeBytes: null, where: null };
+  }
+}
+
+function compatibilityNotes(manifest: BackupManifest, serverMajor: number, pgRestoreMajor: number): string[] {
+  const notes: string[] = [];
+  const sourceMajor = Math.floor(manifest.server.versionNum / 10000);
+  const dumpMajor = Number(manifest.pgDump.version.split('.')[0]);
+  notes.push(
+    pgRestoreMajor >= dumpMajor
+      ? `pg_restore ${pgRestoreMajor} reads archives of pg_dump ${manifest.pgDump.version}`
+      : `pg_restore ${pgRestoreMajor} is older than the pg_dump ${manifest.pgDump.version} that wrote the backup`,
+  );
+  notes.push(
+    serverMajor >= sourceMajor
+      ? `target server ${serverMajor} ≥ source server ${manifest.server.version}`
+      : `target server ${serverMajor} is older than the source ${manifest.server.version}: the restore may fail on newer syntax`,
+  );
+  return notes;
+}
+
+/**
+ * Restores a verified backup without ever leaving a half-restored database: into a new
+ * database beside the target, checked table by table against the manifest, then swapped in
+ * by renaming both in one transaction. The previous database is kept (or dropped on request).
+ */
+export async function restore(
+  ctx: CommandContext,
+  spec: string,
+  options: RestoreOptions = {},
+): Promise<RestoreResult | RestorePlan> {
+  const dir = backupDirOf(ctx, options.dir);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd);
+  const target = targetOf(ctx, options);
+  const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
+  const tools = toolsOf(ctx);
+  const started = Date.now();
+
+  return withInterrupt(async (signal) => {
+    const pgRestore = await pgToolVersion('pg_restore', tools);
+    await removeStalePartials(dir);
+    const archive = await prepareArchive(ctx, dumpPath, dir, signal);
+    const verifyMs = Date.now() - started;
+    const admin = await connectClient(withDatabase(target.url, 'postgres'), { applicationName: 'lmsctl restore' });
+    try {
+      const server = await serverFacts(admin);
+      const existing = await databaseFacts(admin, target.name);
+      const sessions = existing ? await sessionsOn(admin, target.name) : [];
+      const { manifest } = archive;
+
+      if (options.plan) {
+        return buildPlan(
+          archive,
+          target,
+          existing,
+          sessions,
+          server,
+          pgRestore.major,
+          await freeDiskOf(admin, target.host),
+          options,
+        );
+      }
+
+      const lock = await admin.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [
+        RESTORE_LOCK_CLASS,
+        target.name,
+      ]);
+      if (!lock.rows[0]?.locked) {
+        throw new CliError(
+          ExitCode.failed,
+          `another lmsctl restore of ${target.name} on ${target.host}:${target.port} is running`,
+        );
+      }
+      for (const abandoned of (await markedDatabases(admin)).filter((db) => isAbandoned(db))) {
+        await dropDatabase(admin, abandoned.name);
+        ctx.out.info(
+          `removed ${abandoned.name}, left half-built by an interrupted ${abandoned.marker.lmsctl.replace(/-/g, ' ')}`,
+        );
+      }
+      refuseSessions(sessions, target, options);
+
+      if (existing) {
+        ctx.out.info(
+          `restoring ${path.basename(dumpPath)} (taken ${manifest.finishedAt}, ${describeContents(manifest)}) over ` +
+            `database ${target.name} on ${target.host}:${target.port} (${formatBytes(existing.sizeBytes)} now). ` +
+            `Its current contents are replaced; the old database is kept as a renamed copy${options.dropPrevious ? ' and then dropped' : ' until `lmsctl restore cleanup`'}.` +
+            (sessions.length
+              ? ` ${sessions.length} session(s) (${summarizeSessions(sessions)}) will be disconnected.`
+              : ''),
+        );
+        await confirmOrRefuse(`Replace database ${target.name} on ${target.host}:${target.port} with this backup?`, {
+          yes: ctx.yes,
+          action: `replace database ${target.name} on ${target.host}`,
+        });
+      } else {
+        ctx.out.info(
+          `restoring ${path.basename(dumpPath)} into the new database ${target.name} on ${target.host}:${target.port}`,
+        );
+      }
+
+      const queues = await pauseQueuesFor(ctx, options);
+      const warnings: string[] = [];
+      const stamp = timestampSuffix();
+      const building = derivedDatabaseName(target.name, `_restoring_${stamp}`);
+      try {
+        await createDatabase(admin, building, existing);
+        await setComment(
+          admin,
+          building,
+          JSON.stringify(markerFor('restore-in-progress', { target: target.name, backup: manifest.file })),
+        );
+
+        const restoreStarted = Date.now();
+        await runPgRestore(ctx, archive.restorePath, {
+          url: target.url,
+          database: building,
+          jobs,
+          noAcl: options.noAcl,
+          signal,
+        });
+        const restoreMs = Date.now() - restoreStarted;
+
+        const checkStarted = Date.now();
+        const counted = await checkRestored(
+          withDatabase(target.url, building),
+          manifest,
+          jobs,
+          options.analyze !== false,
+          signal,
+        );
+        if (existing)
+          warnings.push(
+            ...(await copyDatabaseProperties(admin, existing, building)).map(
+              (p) => `not copied to the restored database: ${p}`,
+            ),
+          );
+        const checkMs = Date.now() - checkStarted;
+        if (signal.aborted) throw signal.reason;
+
+        const swapStarted = Date.now();
+        const previous = existing ? derivedDatabaseName(target.name, `_pre_restore_${stamp}`) : null;
+        const disconnected = await swapIn(admin, {
+          target,
+          building,
+          previous,
+          existing,
+          forceDisconnect: options.forceDisconnect ?? false,
+          manifest,
+        });
+        const swapMs = Date.now() - swapStarted;
+
+        let previousDropped = false;
+        if (previous && options.dropPrevious) {
+          await dropDatabase(admin, previous);
+          previousDropped = true;
+        }
+        return {
+          plan: false,
+          backup: dumpPath,
+          target: { database: target.name, host: target.host, port: target.port },
+          previous: previousDropped ? null : previous,
+          previousDropped,
+          tables: counted.tables,
+          rows: counted.rows,
+          migration: counted.migration,
+          disconnected,
+          queuesPaused: queues?.paused ?? [],
+          warnings,
+          durations: { verifyMs, restoreMs, checkMs, swapMs, totalMs: Date.now() - started },
+        };
+      } catch (error) {
+        // Whatever happened, the target is untouched; the half-built database goes.
+        await dropDatabase(admin, building).catch(() => undefined);
+        if (signal.aborted) {
+          throw new CliError(
+            ExitCode.failed,
+            `${(signal.reason as InterruptedError).message}: ${target.name} was not changed`,
+          );
+        }
+        throw error;
+      } finally {
+        await queues?.resume();
+      }
+    } finally {
+      await admin.end().catch(() => undefined);
+      await archive.dispose();
+    }
+  });
+}
+
+function describeContents(manifest: BackupManifest): string {
+  const parts = [];
+  if (manifest.tables) {
+    parts.push(
+      `${Object.keys(manifest.tables).length} tables, ${Object.values(manifest.tables).reduce((a, b) => a + b, 0)} rows`,
+    );
+  }
+  parts.push(manifest.migration ? `migration ${formatVersion(manifest.migration.version)}` : 'no migrations');
+  return parts.join(', ');
+}
+
+function refuseSessions(sessions: SessionInfo[], target: Target, options: RestoreOptions): void {
+  if (sessions.length === 0 || options.forceDisconnect) return;
+  throw new CliError(
+    ExitCode.failed,
+    `database ${target.name} on ${target.host}:${target.port} has ${sessions.length} other session(s): ${summarizeSessions(sessions)}`,
+    'stop the application first, or pass --force-disconnect to terminate them at the swap',
+  );
+}
+
+async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Promise<PausedQueues | null> {
+  if (options.pauseQueues === false) return null;
+  // REDIS_URL has a default; only a Redis the operator named explicitly must answer.
+  const required = Boolean(ctx.env.REDIS_URL?.trim());
+  const queues = await pauseQueues(ctx.config.REDIS_URL, ctx.config.QUEUE_PREFIX, { required });
+  if (queues?.paused.length) ctx.out.info(`paused queues ${queues.paused.join(', ')} until the restore ends`);
+  return queues;
+}
+
+async function runPgRestore(
+  ctx: CommandContext,
+  file: string,
+  options: { url: string; database: string; jobs: number; noAcl?: boolean; signal: AbortSignal },
+): Promise<void> {
+  const args = [
+    '--exit-on-error',
+    '--no-owner',
+    `--jobs=${options.jobs}`,
+    `--dbname=${options.database}`,
+    '--no-password',
+  ];
+  if (options.noAcl) args.push('--no-acl');
+  args.push(file);
+  const progress = startProgress(ctx.out, 'restoring', () => `with ${options.jobs} job(s)`);
+  try {
+    await startPgTool('pg_restore', args, {
+      ...toolsOf(ctx),
+      url: options.url,
+      database: options.database,
+      cancelSignal: options.signal,
+    });
+  } catch (error) {
+    throw toolFailure('pg_restore', error);
+  } finally {
+    progress.stop();
+  }
+}
+
+/** Counts every table of the restored database (several connections at once) against the manifest. */
+async function checkRestored(
+  url: string,
+  manifest: BackupManifest,
+  jobs: number,
+  analyze: boolean,
+  signal: AbortSignal,
+): Promise<{ tables: number | null; rows: number | null; migration: number | null }> {
+  const first = await connectClient(url, { applicationName: 'lmsctl restore check' });
+  try {
+    const migration = await newestMigration(first);
+    if ((migration?.version ?? null) !== (manifest.migration?.version ?? null)) {
+      throw new VerificationError(
+        `restored database is at migration ${migration ? formatVersion(migration.version) : 'none'}, the manifest says ${manifest.migration ? formatVersion(manifest.migration.version) : 'none'}`,
+      );
+    }
+    if (!manifest.tables) {
+      if (analyze) await first.query('ANALYZE');
+      return { tables: null, rows: null, migration: migration?.version ?? null };
+    }
+    const present = await listTables(first);
+    const expected = Object.keys(manifest.tables);
+    const missing = expected.filter((key) => !present.includes(key));
+    const extra = present.filter((key) => !(key in manifest.tables!));
+    if (missing.length || extra.length) {
+      throw new VerificationError(
+        [
+          missing.length ? `missing tables: ${missing.join(', ')}` : '',
+          extra.length ? `tables not in the manifest: ${extra.join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join('; '),
+      );
+    }
+    const counts = await countInParallel(url, first, expected, jobs, signal);
+    const mismatches = expected.filter((key) => counts[key] !== manifest.tables![key]);
+    if (mismatches.length) {
+      throw new VerificationError(
+        `restored row counts differ from the manifest: ${mismatches
+          .slice(0, 5)
+          .map((key) => `${key} has ${counts[key]} rows, expected ${manifest.tables![key]}`)
+          .join('; ')}${mismatches.length > 5 ? `; and ${mismatches.length - 5} more` : ''}`,
+      );
+    }
+    if (analyze) await first.query('ANALYZE');
+    return {
+      tables: expected.length,
+      rows: Object.values(counts).reduce((sum, count) => sum + count, 0),
+      migration: migration?.version ?? null,
+    };
+  } finally {
+    await first.end().catch(() => undefined);
+  }
+}
+
+export async function listTables(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ key: string }>(
+    `SELECT n.nspname || '.' || c.relname AS key
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+      ORDER BY 1`,
+  );
+  return rows.map((row) => row.key);
+}
+
+/** Splits the tables over up to `jobs` connections (the first one is reused). */
+export async function countInParallel(
+  url: string,
+  first: pg.Client,
+  tables: string[],
+  jobs: number,
+  signal: AbortSignal,
+): Promise<Record<string, number>> {
+  const lanes = Math.max(1, Math.min(jobs, tables.length));
+  const clients = [first];
+  try {
+    for (let index = 1; index < lanes; index++)
+      clients.push(await connectClient(url, { applicationName: 'lmsctl restore check' }));
+    const queue = [...tables];
+    const counts: Record<string, number> = {};
+    await Promise.all(
+      clients.map(async (client) => {
+        for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
+          if (signal.aborted) return;
+          Object.assign(counts, await countRows(client, [key]));
+        }
+      }),
+    );
+    return counts;
+  } finally {
+    await Promise.all(clients.slice(1).map((client) => client.end().catch(() => undefined)));
+  }
+}
+
+/**
+ * The only moment the target changes: both renames commit in one transaction. Sessions that
+ * appeared since the start are refused again, or terminated with --force-disconnect (and the
+ * swap retried, since an application may reconnect in between).
+ */
+async function swapIn(
+  admin: pg.Client,
+  options: {
+    target: Target;
+    building: string;
+    previous: string | null;
+    existing: DatabaseFacts | null;
+    forceDisconnect: boolean;
+    manifest: BackupManifest;
+  },
+): Promise<number> {
+  const { target, building, previous } = options;
+  let disconnected = 0;
+  for (let attempt = 1; ; attempt++) {
+    if (previous) {
+      const sessions = await sessionsOn(admin, target.name);
+      if (sessions.length) {
+        refuseSessions(sessions, target, { forceDisconnect: options.forceDisconnect });
+        disconnected += await terminateSessions(admin, target.name);
+      }
+    }
+    try {
+      await admin.query('BEGIN');
+      if (previous) {
+        await admin.query(
+          `ALTER DATABASE ${admin.escapeIdentifier(target.name)} RENAME TO ${admin.escapeIdentifier(previous)}`,
+        );
+        await setComment(
+          admin,
+          previous,
+          JSON.stringify(markerFor('pre-restore', { target: target.name, backup: options.manifest.file })),
+        );
+      }
+      await admin.query(
+        `ALTER DATABASE ${admin.escapeIdentifier(building)} RENAME TO ${admin.escapeIdentifier(target.name)}`,
+      );
+      await setComment(admin, target.name, options.existing?.comment ?? null);
+      await admin.query('COMMIT');
+      return disconnected;
+    } catch (error) {
+      await admin.query('ROLLBACK').catch(() => undefined);
+      // 55006: "database is being accessed by other users" — someone reconnected in between.
+      if ((error as { code?: string }).code === '55006' && options.forceDisconnect && attempt < 5) continue;
+      if ((error as { code?: string }).code === '55006') {
+        throw new CliError(
+          ExitCode.failed,
+          `database ${target.name} gained sessions during the restore; nothing was changed`,
+          'stop the application, or pass --force-disconnect',
+        );
+      }
+      throw error;
+    }
+  }
+}
+
+function buildPlan(
+  archive: PreparedArchive,
+  target: Target,
+  existing: DatabaseFacts | null,
+  sessions: SessionInfo[],
+  server: { version: string; major: number },
+  pgRestoreMajor: number,
+  disk: { freeBytes: number | null; where: string | null },
+  options: RestoreOptions,
+): RestorePlan {
+  const { manifest } = archive;
+  const rows = manifest.tables ? Object.values(manifest.tables).reduce((a, b) => a + b, 0) : null;
+  const steps = [
+    `verify ${manifest.file}: manifest signature, sha256, ${manifest.encryption ? 'decryption, ' : ''}archive listing (done)`,
+    `create database ${derivedDatabaseName(target.name, `_restoring_${timestampSuffix()}`)} beside ${target.name}`,
+    `pg_restore --exit-on-error --no-owner --jobs ${options.jobs ?? Math.min(4, os.availableParallelism())} into it`,
+    manifest.tables
+      ? `check ${Object.keys(manifest.tables).length} tables' row counts and the migration version`
+      : 'check the migration version (the backup has no row counts)',
+    existing
+      ? `rename ${target.name} → ${target.name}_pre_restore_<time> and the restored database → ${target.name}, in one transaction`
+      : `rename the restored database → ${target.name}`,
+  ];
+  if (sessions.length)
+    steps.splice(
+      4,
+      0,
+      options.forceDisconnect
+        ? `terminate ${sessions.length} session(s)`
+        : `refuse: ${sessions.length} session(s) connected (needs --force-disconnect)`,
+    );
+  if (existing)
+    steps.push(
+      options.dropPrevious ? 'drop the previous database' : 'keep the previous database until `lmsctl restore cleanup`',
+    );
+  return {
+    plan: true,
+    backup: {
+      file: archive.dumpPath,
+      takenAt: manifest.finishedAt,
+      sizeBytes: manifest.sizeBytes,
+      encrypted: Boolean(manifest.encryption),
+      database: manifest.database.name,
+      serverVersion: manifest.server.version,
+      pgDumpVersion: manifest.pgDump.version,
+      migration: manifest.migration?.version ?? null,
+      tables: manifest.tables ? Object.keys(manifest.tables).length : null,
+      rows,
+    },
+    archive: { entries: archive.listing.entries, byType: archive.listing.byType },
+    target: {
+      database: target.name,
+      host: target.host,
+      port: target.port,
+      exists: Boolean(existing),
+      sizeBytes: existing?.sizeBytes ?? null,
+      owner: existing?.owner ?? null,
+      serverVersion: server.version,
+    },
+    sessions: sessions.map((session) => ({
+      applicationName: session.applicationName,
+      user: session.user,
+      pid: session.pid,
+    })),
+    disk: { neededBytes: manifest.database.sizeBytes, freeBytes: disk.freeBytes, where: disk.where },
+    compatibility: compatibilityNotes(manifest, server.major, pgRestoreMajor),
+    steps,
+  };
+}
+
+export function renderRestore(result: RestoreResult | RestorePlan, style: ChalkInstance): string {
+  if (result.plan) return renderPlan(result, style);
+  const lines = [
+    `${style.green('restored')} ${path.basename(result.backup)} into ${result.target.database} on ${result.target.host}:${result.target.port}`,
+    `  ${result.tables === null ? 'row counts not checked (backup made with --no-counts)' : `${result.tables} tables, ${result.rows} rows checked against the manifest`}; migration ${result.migration === null ? 'none' : formatVersion(result.migration)}`,
+    `  verify ${formatDuration(result.durations.verifyMs)}, restore ${formatDuration(result.durations.restoreMs)}, check ${formatDuration(result.durations.checkMs)}, swap ${formatDuration(result.durations.swapMs)}; total ${formatDuration(result.durations.totalMs)}`,
+  ];
+  if (result.disconnected) lines.push(`  disconnected ${result.disconnected} session(s)`);
+  if (result.previous)
+    lines.push(`  the previous database is kept as ${result.previous}; drop it with \`lmsctl restore cleanup\``);
+  if (result.previousDropped) lines.push('  the previous database was dropped');
+  for (const warning of result.warnings) lines.push(`  ${style.yellow('warning:')} ${warning}`);
+  return lines.join('\n');
+}
+
+function renderPlan(plan: RestorePlan, style: ChalkInstance): string {
+  const b = plan.backup;
+  const t = plan.target;
+  const types = Object.entries(plan.archive.byType)
+    .sort(([, a], [, c]) => c - a)
+    .map(([type, count]) => `${count} ${type}`)
+    .join(', ');
+  const disk =
+    plan.disk.freeBytes === null
+      ? `needs about ${formatBytes(plan.disk.neededBytes)} (free space on the server unknown)`
+      : `needs about ${formatBytes(plan.disk.neededBytes)}, ${formatBytes(plan.disk.freeBytes)} free in ${plan.disk.where}` +
+        (plan.disk.freeBytes < plan.disk.neededBytes * 1.2 ? style.red(' — not enough room') : '');
+  return [
+    style.bold('restore plan (nothing was changed)'),
+    `backup   ${b.file}`,
+    `         taken ${b.takenAt} from ${b.database} (PostgreSQL ${b.serverVersion}, pg_dump ${b.pgDumpVersion}), ${formatBytes(b.sizeBytes)}${b.encrypted ? ', encrypted' : ''}`,
+    `         ${b.tables === null ? 'no row counts' : `${b.tables} tables, ${b.rows} rows`}, migration ${b.migration === null ? 'none' : formatVersion(b.migration)}`,
+    `archive  ${plan.archive.entries} entries: ${types}`,
+    `target   ${t.database} on ${t.host}:${t.port} (PostgreSQL ${t.serverVersion}) — ${t.exists ? `exists, ${formatBytes(t.sizeBytes ?? 0)}, owner ${t.owner}` : 'does not exist yet'}`,
+    `sessions ${plan.sessions.length === 0 ? 'none' : plan.sessions.map((s) => `${s.applicationName || 'unnamed'} (${s.user}, pid ${s.pid})`).join(', ')}`,
+    `disk     ${disk}`,
+    ...plan.compatibility.map((note, index) => `${index === 0 ? 'versions ' : '         '}${note}`),
+    '',
+    ...plan.steps.map((step, index) => `${index + 1}. ${step}`),
+  ].join('\n');
+}
+
+export interface RestoreCleanupResult {
+  dropped: Array<{ database: string; kind: string; sizeBytes: number }>;
+}
+
+/** Drops the databases previous restores kept (`…_pre_restore_…`) and abandoned half-built ones. */
+export async function restoreCleanup(
+  ctx: CommandContext,
+  options: { targetDatabaseUrl?: string } = {},
+): Promise<RestoreCleanupResult> {
+  const url = options.targetDatabaseUrl ?? requireDatabaseUrl(ctx);
+  const { host, port } = describePostgresUrl(url);
+  const admin = await connectClient(withDatabase(url, 'postgres'), { applicationName: 'lmsctl restore cleanup' });
+  try {
+    const candidates = (await markedDatabases(admin)).filter(
+      (db) => db.marker.lmsctl === 'pre-restore' || isAbandoned(db),
+    );
+    if (candidates.length === 0) return { dropped: [] };
+    ctx.out.info(
+      `this drops ${candidates.length} database(s) on ${host}:${port} and all their data:\n` +
+        candidates
+          .map(
+            (db) =>
+              `  ${db.name} (${formatBytes(db.sizeBytes)}, ${db.marker.lmsctl === 'pre-restore' ? `kept by the restore of ${db.marker.target} at ${db.marker.at}` : 'left by an interrupted run'})`,
+          )
+          .join('\n'),
+    );
+    await confirmOrRefuse(`Drop ${candidates.length} database(s)?`, {
+      yes: ctx.yes,
+      action: `drop ${candidates.length} database(s)`,
+    });
+    for (const db of candidates) await dropDatabase(admin, db.name);
+    return {
+      dropped: candidates.map((db) => ({ database: db.name, kind: db.marker.lmsctl, sizeBytes: db.sizeBytes })),
+    };
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+export function renderRestoreCleanup(result: RestoreCleanupResult, style: ChalkInstance): string {
+  if (result.dropped.length === 0) return 'nothing to clean up';
+  return table(
+    ['DROPPED', 'KIND', 'SIZE'],
+    result.dropped.map((entry) => [entry.database, entry.kind, formatBytes(entry.sizeBytes)]),
+    style,
+  );
+}

@@ -1,0 +1,197 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { VerificationError } from '@lms/core';
+import { createDecryptStream, readEncryptionHeader, type BackupKey } from './backup-crypto.js';
+import {
+  lastErrorLines,
+  parseArchiveListing,
+  startPgTool,
+  type ArchiveListing,
+  type PgToolsOptions,
+} from './pg-tools.js';
+
+/** Streams a file through SHA-256. */
+export async function sha256OfFile(file: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash, { signal });
+  return hash.digest('hex');
+}
+
+function hashingPassThrough(hash: ReturnType<typeof createHash>): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+}
+
+/**
+ * A sink that feeds a child's stdin for as long as the child reads it, then quietly discards
+ * the rest: pg_restore --list stops reading after the table of contents, but the whole
+ * stream must still be consumed (and, when encrypted, authenticated).
+ */
+function feedWhileOpen(stdin: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): Writable {
+  let open = true;
+  stdin.on('error', () => {
+    open = false;
+  });
+  stdin.on('close', () => {
+    open = false;
+  });
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (!open || stdin.destroyed) return callback();
+      if (stdin.write(chunk)) return callback();
+      const done = () => {
+        stdin.removeListener('drain', done);
+        stdin.removeListener('close', done);
+        callback();
+      };
+      stdin.once('drain', done);
+      stdin.once('close', done);
+    },
+    final(callback) {
+      if (open && !stdin.destroyed) stdin.end();
+      callback();
+    },
+  });
+}
+
+export interface ArchiveCheck {
+  sha256: string;
+  sizeBytes: number;
+  /** Header of an encrypted backup; null for a plain one. */
+  encryption: { keyId: string; chunkSize: number } | null;
+  listing: ArchiveListing;
+  /** Why pg_restore could not list the archive; null when it could. */
+  listingError: string | null;
+}
+
+/**
+ * Reads a backup once: its SHA-256, and — for an encrypted one — every chunk's authentication,
+ * while pg_restore --list proves the archive's table of contents is readable. Throws
+ * VerificationError (exit 3) when the archive cannot be read.
+ */
+export async function checkArchive(
+  file: string,
+  options: PgToolsOptions & { key?: BackupKey; signal?: AbortSignal },
+): Promise<ArchiveCheck> {
+  const header = await readEncryptionHeader(file);
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      sizeBytes += chunk.length;
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+
+  if (!header) {
+    const lister = startPgTool('pg_restore', ['--list', file], {
+      ...options,
+      stdout: 'pipe',
+      cancelSignal: options.signal,
+    });
+    const listingText = collect(lister.stdout!);
+    await pipeline(createReadStream(file), counter, new Writable({ write: (_c, _e, cb) => cb() }), {
+      signal: options.signal,
+    });
+    const listingError = await finishLister(lister);
+    return {
+      sha256: hash.digest('hex'),
+      sizeBytes,
+      encryption: null,
+      listing: parseArchiveListing(await listingText),
+      listingError,
+    };
+  }
+
+  if (!options.key) {
+    throw new VerificationError(
+      `${file} is encrypted (key id ${header.keyId}): set LMS_BACKUP_KEY_FILE to the key it was made with`,
+    );
+  }
+  const lister = startPgTool('pg_restore', ['--list'], {
+    ...options,
+    stdin: 'pipe',
+    stdout: 'pipe',
+    cancelSignal: options.signal,
+  });
+  const listingText = collect(lister.stdout!);
+  await pipeline(createReadStream(file), counter, createDecryptStream(options.key), feedWhileOpen(lister.stdin!), {
+    signal: options.signal,
+  }).catch(async (error: unknown) => {
+    lister.kill();
+    await lister.catch(() => undefined);
+    throw error;
+  });
+  const listingError = await finishLister(lister);
+  return {
+    sha256: hash.digest('hex'),
+    sizeBytes,
+    encryption: { keyId: header.keyId, chunkSize: header.chunkSize },
+    listing: parseArchiveListing(await listingText),
+    listingError,
+  };
+}
+
+async function collect(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = '';
+  for await (const chunk of stream) text += (chunk as Buffer).toString('utf8');
+  return text;
+}
+
+async function finishLister(lister: ReturnType<typeof startPgTool>): Promise<string | null> {
+  try {
+    await lister;
+    return null;
+  } catch (error) {
+    if ((error as { isCanceled?: boolean }).isCanceled) throw error;
+    const stderr = (error as { stderr?: unknown }).stderr;
+    return lastErrorLines(typeof stderr === 'string' ? stderr : '');
+  }
+}
+
+/**
+ * Compares a check with what the manifest promises — size, then checksum, then readability, so
+ * the message names the most telling difference. VerificationError (exit 3) on any of them.
+ */
+export function assertMatchesManifest(
+  check: ArchiveCheck,
+  manifest: { sizeBytes: number; sha256: string },
+  name: string,
+): void {
+  if (check.sizeBytes !== manifest.sizeBytes) {
+    throw new VerificationError(
+      `${name} is ${check.sizeBytes} bytes, the manifest says ${manifest.sizeBytes} (truncated or replaced)`,
+    );
+  }
+  if (check.sha256 !== manifest.sha256) {
+    throw new VerificationError(`${name} does not match its manifest's sha256 (corrupted or replaced)`);
+  }
+  if (check.listingError) {
+    throw new VerificationError(`${name} is not a readable pg_dump archive: ${check.listingError}`);
+  }
+}
+
+/** Decrypts an encrypted backup into `target` (created owner-only), authenticating every chunk. */
+export async function decryptToFile(
+  file: string,
+  key: BackupKey,
+  target: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(
+    createReadStream(file),
+    hashingPassThrough(hash),
+    createDecryptStream(key),
+    createWriteStream(target, { mode: 0o600, flags: 'wx' }),
+    { signal },
+  );
+  return hash.digest('hex');
+}

@@ -1,0 +1,169 @@
+import { link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { usageError } from '../errors.js';
+import { manifestPathOf } from './manifest.js';
+
+/**
+ * The backup folder's layout: `lms_YYYYMMDD_HHMMSS[_N].dump` (UTC), its manifest
+ * `….dump.json`, the result of its last verification `….dump.verify.json`, and temporary
+ * `.…partial` files that only ever become backups by an atomic link/rename.
+ */
+export const BACKUP_FILE_PATTERN = /^lms_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})(?:_(\d+))?\.dump$/;
+const PARTIAL_PATTERN = /^\.?lms_.*\.(\d+)\.partial$/;
+
+/** `lms_20261128_141700.dump` for a UTC instant (sequence > 1 adds `_N`). */
+export function backupFileName(at: Date, sequence = 1): string {
+  const iso = at.toISOString();
+  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}_${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+  return `lms_${stamp}${sequence > 1 ? `_${sequence}` : ''}.dump`;
+}
+
+/** When the backup named `name` was started, from its name; null for other names. */
+export function backupTimeOf(name: string): { at: Date; sequence: number } | null {
+  const match = BACKUP_FILE_PATTERN.exec(name);
+  if (!match) return null;
+  const [, y, mo, d, h, mi, s, seq] = match;
+  return { at: new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}Z`), sequence: seq ? Number(seq) : 1 };
+}
+
+/** Creates the backup folder (owner-only when new). */
+export async function ensureBackupDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+}
+
+/**
+ * Gives a finished temporary dump its final name without ever replacing an existing backup:
+ * `link` fails when the name exists, so two backups in the same second get `_2`, `_3`, ….
+ */
+export async function publishDump(temporary: string, dir: string, startedAt: Date): Promise<string> {
+  for (let sequence = 1; sequence < 1000; sequence++) {
+    const candidate = path.join(dir, backupFileName(startedAt, sequence));
+    try {
+      await link(temporary, candidate);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') continue;
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EXDEV') {
+        // File systems without hard links (some network shares): check, then rename.
+        if (await exists(candidate)) continue;
+        await rename(temporary, candidate);
+        return candidate;
+      }
+      throw error;
+    }
+    await unlink(temporary);
+    return candidate;
+  }
+  throw new Error(`more than 999 backups started in the same second in ${dir}`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes temporary files of backups whose lmsctl process is gone (killed mid-dump). */
+export async function removeStalePartials(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const match = PARTIAL_PATTERN.exec(name);
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    await unlink(path.join(dir, name)).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** The outcome of the last `backup verify` (or the check at the end of `backup`). */
+export interface VerificationRecord {
+  checkedAt: string;
+  ok: boolean;
+  sha256: string | null;
+  detail: string;
+}
+
+export function verificationPathOf(dumpPath: string): string {
+  return `${dumpPath}.verify.json`;
+}
+
+export async function writeVerification(dumpPath: string, record: VerificationRecord): Promise<void> {
+  const file = verificationPathOf(dumpPath);
+  const temporary = `${file}.${process.pid}.partial`;
+  await writeFile(temporary, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  await rename(temporary, file);
+}
+
+export async function readVerification(dumpPath: string): Promise<VerificationRecord | null> {
+  try {
+    return JSON.parse(await readFile(verificationPathOf(dumpPath), 'utf8')) as VerificationRecord;
+  } catch {
+    return null;
+  }
+}
+
+export interface BackupEntry {
+  name: string;
+  path: string;
+  startedAt: Date;
+  sequence: number;
+  sizeBytes: number;
+  hasManifest: boolean;
+}
+
+/** Every backup in `dir`, newest first. Temporary files never appear. */
+export async function listBackupFiles(dir: string): Promise<BackupEntry[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const present = new Set(names);
+  const entries: BackupEntry[] = [];
+  for (const name of names) {
+    const time = backupTimeOf(name);
+    if (!time) continue;
+    const file = path.join(dir, name);
+    const info = await stat(file).catch(() => null);
+    if (!info?.isFile()) continue;
+    entries.push({
+      name,
+      path: file,
+      startedAt: time.at,
+      sequence: time.sequence,
+      sizeBytes: info.size,
+      hasManifest: present.has(path.basename(manifestPathOf(file))),
+    });
+  }
+  return entries.sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime() || b.sequence - a.sequence);
+}
+
+/**
+ * Resolves what the user named: `latest` is the newest backup that has a manifest; a path is
+ * taken relative to the working directory, a bare file name also inside the backup folder.
+ */
+export async function resolveBackup(dir: string, spec: string, cwd: string): Promise<string> {
+  if (spec === 'latest') {
+    const newest = (await listBackupFiles(dir)).find((entry) => entry.hasManifest);
+    if (!newest) throw usageError(`no backup in ${dir}`, 'make one with `lmsctl backup`, or name a file');
+    return newest.path;
+  }
+  const candidates = [path.resolve(cwd, spec)];
+  if (!spec.includes('/') && !spec.includes('\\')) candidates.push(path.join(dir, spec));
+  for (const candidate of candidates) if (await exists(candidate)) return candidate;
+  throw usageError(`backup not found: ${spec}`, `\`lmsctl backup list\` shows the backups in ${dir}`);
+}

@@ -1,0 +1,206 @@
+import path from 'node:path';
+import { execa, ExecaError } from 'execa';
+import { maskSecretsInText } from '@lms/core';
+import { CliError, ExitCode } from '../errors.js';
+
+/**
+ * The PostgreSQL client programs lmsctl drives. Nothing of their work is re-implemented: lmsctl
+ * prepares, checks and verifies around them. Connection details reach them through libpq
+ * environment variables, never the command line, where other users of the machine could read
+ * a password.
+ */
+export type PgTool = 'pg_dump' | 'pg_restore' | 'psql';
+
+export interface PgToolsOptions {
+  /** LMS_PG_BIN_DIR: folder with the tools; default: PATH. */
+  binDir?: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export function pgToolPath(tool: PgTool, binDir?: string): string {
+  const executable = process.platform === 'win32' ? `${tool}.exe` : tool;
+  return binDir ? path.join(binDir, executable) : executable;
+}
+
+/** What to install for PostgreSQL client tools of a major version, per platform. */
+export function installHint(major?: number): string {
+  const v = major ? `-${major}` : '';
+  const at = major ? `@${major}` : '';
+  return (
+    `install the PostgreSQL${major ? ` ${major}` : ''} client tools (Debian/Ubuntu: apt install postgresql-client${v}; ` +
+    `macOS: brew install libpq or postgresql${at}; Windows: the PostgreSQL installer's Command Line Tools) ` +
+    `or set LMS_PG_BIN_DIR to the folder that holds them`
+  );
+}
+
+export interface ToolVersion {
+  version: string;
+  major: number;
+}
+
+/** Runs `<tool> --version`; a missing tool becomes one line saying what to install. */
+export async function pgToolVersion(tool: PgTool, options: PgToolsOptions): Promise<ToolVersion> {
+  const file = pgToolPath(tool, options.binDir);
+  try {
+    const { stdout } = await execa(file, ['--version'], { env: options.env, extendEnv: false });
+    const match = /(\d+)(?:\.(\d+))?/.exec(stdout);
+    if (!match) throw new CliError(ExitCode.failed, `cannot read the version of ${file} ("${stdout}")`);
+    return { version: match[2] === undefined ? match[1]! : `${match[1]}.${match[2]}`, major: Number(match[1]) };
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    const code = (error as { code?: string }).code;
+    if (code === 'ENOENT' || code === 'EACCES') {
+      throw new CliError(
+        ExitCode.failed,
+        `${tool} not found${options.binDir ? ` in ${options.binDir}` : ' on PATH'}: ${installHint()}`,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Refuses a pg_dump older than the server: it would refuse anyway, with a less helpful message. */
+export function assertDumpCanReadServer(pgDump: ToolVersion, serverMajor: number, serverVersion: string): void {
+  if (pgDump.major < serverMajor) {
+    throw new CliError(
+      ExitCode.failed,
+      `pg_dump ${pgDump.version} cannot dump PostgreSQL ${serverVersion}: ${installHint(serverMajor)}`,
+    );
+  }
+}
+
+/** libpq parameters that may appear as URL query parameters, and their environment variable. */
+const QUERY_TO_ENV: Record<string, string> = {
+  host: 'PGHOST',
+  hostaddr: 'PGHOSTADDR',
+  port: 'PGPORT',
+  user: 'PGUSER',
+  password: 'PGPASSWORD',
+  sslmode: 'PGSSLMODE',
+  sslcert: 'PGSSLCERT',
+  sslkey: 'PGSSLKEY',
+  sslrootcert: 'PGSSLROOTCERT',
+  sslcrl: 'PGSSLCRL',
+  sslpassword: 'PGSSLPASSWORD',
+  connect_timeout: 'PGCONNECT_TIMEOUT',
+  options: 'PGOPTIONS',
+  target_session_attrs: 'PGTARGETSESSIONATTRS',
+  gssencmode: 'PGGSSENCMODE',
+  channel_binding: 'PGCHANNELBINDING',
+};
+
+/**
+ * The environment for a client tool connecting to `url` (optionally another database on the
+ * same server): every libpq variable of the caller's environment is dropped, so a stray
+ * PGDATABASE or PGHOST cannot redirect a restore, and the URL's parts are set instead.
+ */
+export function libpqEnv(url: string, base: NodeJS.ProcessEnv, database?: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(base)) {
+    // Keep where to find passwords and certificates; everything else comes from the URL.
+    if (!key.startsWith('PG') || key === 'PGPASSFILE' || key === 'PGSERVICEFILE' || key === 'PGSYSCONFDIR') {
+      env[key] = value;
+    }
+  }
+  const parsed = new URL(url);
+  if (parsed.hostname) env.PGHOST = decodeURIComponent(parsed.hostname).replace(/^\[|\]$/g, '');
+  if (parsed.port) env.PGPORT = parsed.port;
+  if (parsed.username) env.PGUSER = decodeURIComponent(parsed.username);
+  if (parsed.password) env.PGPASSWORD = decodeURIComponent(parsed.password);
+  for (const [name, value] of parsed.searchParams) {
+    const variable = QUERY_TO_ENV[name];
+    if (variable) env[variable] = value;
+  }
+  env.PGDATABASE = database ?? decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  env.PGAPPNAME = 'lmsctl';
+  return env;
+}
+
+/** A client tool exited with an error; the message carries its last stderr lines, masked. */
+export class PgToolError extends CliError {
+  constructor(tool: PgTool, detail: string, exitCode: number = ExitCode.failed) {
+    super(exitCode as 1 | 3, `${tool} failed: ${maskSecretsInText(detail)}`);
+  }
+}
+
+/** The meaningful end of a tool's stderr (the last error lines), for one-line messages. */
+export function lastErrorLines(stderr: string, max = 3): string {
+  const lines = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const errors = lines.filter((line) => /error|fatal|could not|unsupported|invalid/i.test(line));
+  return (errors.length ? errors : lines).slice(-max).join(' | ') || 'no error output';
+}
+
+export interface RunToolOptions extends PgToolsOptions {
+  /** Server to connect to; omitted for tools that only read a file (pg_restore --list). */
+  url?: string;
+  database?: string;
+  cancelSignal?: AbortSignal;
+  stdin?: 'ignore' | 'pipe';
+  stdout?: 'ignore' | 'pipe';
+}
+
+/** Starts a client tool against `url`; the caller awaits (or streams) the returned process. */
+export function startPgTool(tool: PgTool, args: string[], options: RunToolOptions) {
+  return execa(pgToolPath(tool, options.binDir), args, {
+    env: options.url ? libpqEnv(options.url, options.env, options.database) : options.env,
+    extendEnv: false,
+    stdin: options.stdin ?? 'ignore',
+    stdout: options.stdout ?? 'ignore',
+    stderr: 'pipe',
+    buffer: { stdout: false, stderr: true },
+    cancelSignal: options.cancelSignal,
+    forceKillAfterDelay: 5000,
+  });
+}
+
+/** Turns an execa failure of a client tool into a PgToolError (or rethrows an interruption). */
+export function toolFailure(tool: PgTool, error: unknown): Error {
+  if (error instanceof ExecaError) {
+    if (error.isCanceled) return error;
+    if (error.code === 'ENOENT') return new CliError(ExitCode.failed, `${tool} not found: ${installHint()}`);
+    const stderr = typeof error.stderr === 'string' ? error.stderr : '';
+    const how = error.signal ? `killed by ${error.signal}` : `exit code ${error.exitCode}`;
+    return new PgToolError(tool, `${lastErrorLines(stderr)} (${how})`);
+  }
+  return error as Error;
+}
+
+/** What `pg_restore --list` says about an archive. */
+export interface ArchiveListing {
+  /** pg_dump version that wrote it, e.g. "15.20". */
+  dumpedBy: string | null;
+  /** Server version it was dumped from. */
+  dumpedFrom: string | null;
+  entries: number;
+  /** Count of TOC entries per object type (TABLE, TABLE DATA, INDEX, …). */
+  byType: Record<string, number>;
+}
+
+/** Parses `pg_restore --list` output. */
+export function parseArchiveListing(listing: string): ArchiveListing {
+  const dumpedBy = /^;\s+Dumped by pg_dump version: (\S+)/m.exec(listing)?.[1] ?? null;
+  const dumpedFrom = /^;\s+Dumped from database version: (\S+)/m.exec(listing)?.[1] ?? null;
+  const byType: Record<string, number> = {};
+  let entries = 0;
+  for (const line of listing.split('\n')) {
+    // "3385; 0 16390 TABLE DATA public users root" — id; catalog oid; object oid; type…
+    const match = /^\d+;\s+\d+\s+\d+\s+(.+)$/.exec(line.trim());
+    if (!match) continue;
+    entries++;
+    const rest = match[1]!;
+    const type =
+      [
+        'TABLE DATA',
+        'SEQUENCE SET',
+        'SEQUENCE OWNED BY',
+        'FK CONSTRAINT',
+        'MATERIALIZED VIEW DATA',
+        'DEFAULT ACL',
+      ].find((candidate) => rest.startsWith(`${candidate} `)) ?? rest.split(' ')[0]!;
+    byType[type] = (byType[type] ?? 0) + 1;
+  }
+  return { dumpedBy, dumpedFrom, entries, byType };
+}

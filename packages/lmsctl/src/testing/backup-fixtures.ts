@@ -1,0 +1,55 @@
+import { chmod, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { connectClient, defaultMigrationsDir, Migrator } from '@lms/core';
+import { execa } from 'execa';
+
+/** Migrates a database to the LMS schema and fills it with `users` users, courses and enrolments. */
+export async function seedLmsDatabase(url: string, options: { users?: number } = {}): Promise<void> {
+  await new Migrator({ connectionString: url, dir: defaultMigrationsDir }).up();
+  const users = options.users ?? 50;
+  const client = await connectClient(url);
+  try {
+    await client.query(
+      `INSERT INTO users (email, name, password_hash, role)
+       SELECT 'user' || g || '@example.com', 'User ' || g || ' Zoë', 'hash', CASE WHEN g % 10 = 0 THEN 'instructor' ELSE 'student' END
+         FROM generate_series(1, $1::int) g`,
+      [users],
+    );
+    await client.query(
+      `INSERT INTO courses (instructor_id, title, status, published_at)
+       SELECT id, 'Course of ' || name, 'published', now() FROM users WHERE role = 'instructor'`,
+    );
+    await client.query(
+      `INSERT INTO enrollments (user_id, course_id)
+       SELECT u.id, c.id FROM users u CROSS JOIN LATERAL (SELECT id FROM courses ORDER BY id LIMIT 2) c WHERE u.role = 'student'`,
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+export async function rowCount(url: string, table: string): Promise<number> {
+  const client = await connectClient(url);
+  try {
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`);
+    return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A folder to use as LMS_PG_BIN_DIR holding the real pg_restore and psql, and a pg_dump
+ * replaced by `pgDumpScript` (a shell script; "$REAL" is the real pg_dump).
+ */
+export async function fakePgBinDir(pgDumpScript: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'lms-pgbin-'));
+  const which = async (tool: string) => (await execa('sh', ['-c', `command -v ${tool}`])).stdout.trim();
+  const realDump = await which('pg_dump');
+  for (const tool of ['pg_restore', 'psql']) await symlink(await which(tool), path.join(dir, tool));
+  const script = path.join(dir, 'pg_dump');
+  await writeFile(script, `#!/bin/sh\nREAL=${JSON.stringify(realDump)}\n${pgDumpScript}\n`);
+  await chmod(script, 0o755);
+  return dir;
+}
