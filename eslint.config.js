@@ -9,7 +9,7 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', 'packages/*/bin/*.js'] },
+        projectService: { allowDefaultProject: ['*.js', 'packages/*/bin/*.js', 'bench/*.mjs'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -30,6 +30,11 @@ export default tseslint.config(
       ],
       'no-console': 'error',
     },
+  },
+  {
+    // Plain JavaScript entry points run on Node; TypeScript files get their globals from @types/node.
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
   {
     files: ['**/*.test.ts', '**/testing/**', 'bench/**', 'scripts/**'],

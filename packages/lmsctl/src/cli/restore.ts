@@ -10,7 +10,7 @@ interface RestoreFlags {
   plan?: boolean;
   dropPrevious?: boolean;
   pauseQueues: boolean;
-  analyze: boolean;
+  analyze?: boolean;
   acl: boolean;
 }
 
@@ -27,7 +27,7 @@ export function registerRestore(program: Command, runtime: Runtime): void {
     .option('--plan', 'show what would happen (contents, sessions, disk, versions); change nothing')
     .option('--drop-previous', 'drop the replaced database after the swap instead of keeping it')
     .option('--no-pause-queues', 'do not pause the job queues during the restore')
-    .option('--no-analyze', 'skip ANALYZE of the restored database before the swap')
+    .option('--analyze', 'ANALYZE the restored tables before the swap (else autovacuum does it shortly after)')
     .option('--no-acl', 'skip privileges (GRANT/REVOKE) from the backup, for a server without its roles')
     .addHelpText(
       'after',

@@ -83,12 +83,12 @@ interface SnapshotFacts {
   serverVersionNum: number;
   databaseSizeBytes: number;
   migration: { version: number; name: string } | null;
-  tables: string[];
+  tables: TableRef[];
 }
 
 /** Lists every table pg_dump will dump: ordinary tables and partitions, not extension members. */
 const TABLES_SQL = `
-  SELECT n.nspname AS schema, c.relname AS name
+  SELECT n.nspname || '.' || c.relname AS key, format('%I.%I', n.nspname, c.relname) AS ident
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind = 'r'
@@ -96,11 +96,16 @@ const TABLES_SQL = `
      AND n.nspname NOT LIKE 'pg\\_%'
      AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-   ORDER BY 1, 2`;
+   ORDER BY n.nspname, c.relname`;
 
-/** `schema.table`, the key of a table in manifests and drill reports. */
-export function tableKey(schema: string, name: string): string {
-  return `${schema}.${name}`;
+/** A table as manifests and drill reports name it (`schema.table`) and as SQL must quote it. */
+export interface TableRef {
+  key: string;
+  ident: string;
+}
+
+export async function listTables(client: pg.Client): Promise<TableRef[]> {
+  return (await client.query<TableRef>(TABLES_SQL)).rows;
 }
 
 async function openSnapshot(client: pg.Client): Promise<SnapshotFacts> {
@@ -110,14 +115,13 @@ async function openSnapshot(client: pg.Client): Promise<SnapshotFacts> {
             current_setting('server_version_num') AS num, pg_database_size(current_database()) AS size`,
   );
   const facts = rows[0]!;
-  const tables = await client.query<{ schema: string; name: string }>(TABLES_SQL);
   return {
     snapshot: facts.snapshot,
     serverVersion: facts.version.split(' ')[0]!,
     serverVersionNum: Number(facts.num),
     databaseSizeBytes: Number(facts.size),
     migration: await newestMigration(client),
-    tables: tables.rows.map((row) => tableKey(row.schema, row.name)),
+    tables: await listTables(client),
   };
 }
 
@@ -134,13 +138,12 @@ export async function newestMigration(client: pg.Client): Promise<{ version: num
 }
 
 /** Counts the rows of `tables` (keys `schema.table`) on one connection, in its current snapshot. */
-export async function countRows(client: pg.Client, tables: string[]): Promise<Record<string, number>> {
+/** Counts the rows of `tables` on one connection, in its current snapshot. */
+export async function countRows(client: pg.Client, tables: TableRef[]): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  for (const key of tables) {
-    const dot = key.indexOf('.');
-    const ident = `${client.escapeIdentifier(key.slice(0, dot))}.${client.escapeIdentifier(key.slice(dot + 1))}`;
-    const { rows } = await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${ident}`);
-    counts[key] = Number(rows[0]!.count);
+  for (const table of tables) {
+    const { rows } = await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${table.ident}`);
+    counts[table.key] = Number(rows[0]!.count);
   }
   return counts;
 }
@@ -193,15 +196,22 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
       try {
         const dumpArgs = ['--format=custom', `--snapshot=${facts.snapshot}`, '--no-password'];
         if (options.compress !== undefined) dumpArgs.push(`--compress=${options.compress}`);
+        ctx.out.debug(`snapshot ${facts.snapshot} exported; starting pg_dump ${pgDump.version}`);
+        const dumpStarted = Date.now();
         const dumped = key
           ? dumpEncrypted(dumpArgs, temporary, key, { ...tools, url, cancelSignal: signal })
           : dumpPlain(dumpArgs, temporary, { ...tools, url, cancelSignal: signal });
-        // The counts run on the exporting connection while pg_dump reads the same snapshot.
+        // The counts run on the exporting connection while pg_dump reads the same snapshot,
+        // without parallel workers: they should fill the CPU pg_dump leaves idle, not compete.
+        if (options.counts !== false) await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
         const counting = options.counts === false ? Promise.resolve(null) : countRows(client, facts.tables);
         const [, tables] = await Promise.all([dumped, counting]);
         await client.query('COMMIT');
+        ctx.out.debug(`pg_dump and row counts done in ${formatDuration(Date.now() - dumpStarted)}`);
 
+        const checkStarted = Date.now();
         const check = await checkArchive(temporary, { ...tools, key, signal });
+        ctx.out.debug(`checksum and archive listing in ${formatDuration(Date.now() - checkStarted)}`);
         if (check.listingError)
           throw new CliError(ExitCode.failed, `pg_dump wrote an unreadable archive: ${check.listingError}`);
         const finishedAt = new Date();

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
-import { assertMatchesManifest, checkArchive, decryptToFile } from '../lib/archive-check.js';
+import { assertMatchesManifest, decryptToFile, listArchiveFile, sha256OfFile } from '../lib/archive-check.js';
 import { resolveBackup, removeStalePartials } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { formatDuration } from '../lib/duration.js';
@@ -31,9 +31,9 @@ import {
 } from '../lib/pg-admin.js';
 import { pgToolVersion, startPgTool, toolFailure, type ArchiveListing } from '../lib/pg-tools.js';
 import { formatBytes, startProgress } from '../lib/progress.js';
-import { pauseQueues, type PausedQueues } from '../lib/queue-pause.js';
+import type { PausedQueues } from '../lib/queue-pause.js';
 import { table } from '../output.js';
-import { backupDirOf, backupKeyOf, countRows, newestMigration, toolsOf } from './backup.js';
+import { backupDirOf, backupKeyOf, countRows, listTables, newestMigration, toolsOf, type TableRef } from './backup.js';
 
 export interface RestoreOptions {
   dir?: string;
@@ -48,7 +48,10 @@ export interface RestoreOptions {
   dropPrevious?: boolean;
   /** Pause the BullMQ queues for the duration (default true). */
   pauseQueues?: boolean;
-  /** ANALYZE the restored database before it goes live (default true). */
+  /**
+   * ANALYZE the restored tables before the swap, so the planner has statistics from the first
+   * query. Off by default: autovacuum analyzes freshly loaded tables within a minute or so.
+   */
   analyze?: boolean;
   /** pg_restore --no-acl: skip GRANT/REVOKE (for a server without the source's roles). */
   noAcl?: boolean;
@@ -83,12 +86,18 @@ interface PreparedArchive {
   manifest: BackupManifest;
   restorePath: string;
   listing: ArchiveListing;
+  /**
+   * Settles when the file's SHA-256 has been compared with the manifest: it runs while
+   * pg_restore fills the new database, and the swap waits for it (a mismatch aborts, exit 3).
+   */
+  checksum: Promise<void>;
   dispose(): Promise<void>;
 }
 
 /**
- * Everything that must hold before anything is touched: the manifest's signature, the file's
- * size and checksum, decryption of every chunk, and a readable archive listing. Exit 3 otherwise.
+ * What must hold before the server is asked to do anything: the manifest's signature, the
+ * file's size and a readable archive listing — and for an encrypted backup its decryption,
+ * which authenticates every chunk and computes the checksum on the way. Exit 3 otherwise.
  */
 export async function prepareArchive(
   ctx: CommandContext,
@@ -102,11 +111,18 @@ export async function prepareArchive(
   const name = path.basename(dumpPath);
   if (manifest.file !== name) throw new VerificationError(`manifest names ${manifest.file}, not ${name}`);
   const tools = toolsOf(ctx);
+  const sizeBytes = (await stat(dumpPath)).size;
 
   if (!manifest.encryption) {
-    const check = await checkArchive(dumpPath, { ...tools, signal });
-    assertMatchesManifest(check, manifest, name);
-    return { dumpPath, manifest, restorePath: dumpPath, listing: check.listing, dispose: () => Promise.resolve() };
+    assertMatchesManifest({ sizeBytes, sha256: manifest.sha256, listingError: null }, manifest, name);
+    const { listing, error } = await listArchiveFile(dumpPath, { ...tools, signal });
+    assertMatchesManifest({ sizeBytes, sha256: manifest.sha256, listingError: error }, manifest, name);
+    const checksum = sha256OfFile(dumpPath, signal).then((sha256) =>
+      assertMatchesManifest({ sizeBytes, sha256, listingError: null }, manifest, name),
+    );
+    // Observed by the caller later; never an unhandled rejection in between.
+    checksum.catch(() => undefined);
+    return { dumpPath, manifest, restorePath: dumpPath, listing, checksum, dispose: () => Promise.resolve() };
   }
 
   const backupKey = await getKey();
@@ -114,11 +130,12 @@ export async function prepareArchive(
   const decrypted = path.join(path.dirname(dumpPath), `.${name}.${process.pid}.partial`);
   const dispose = () => unlink(decrypted).catch(() => undefined);
   try {
-    const sha256 = await decryptToFile(dumpPath, backupKey, decrypted, signal);
-    const check = await checkArchive(decrypted, { ...tools, signal });
     // The checksum and size in the manifest are of the encrypted file.
-    assertMatchesManifest({ ...check, sha256, sizeBytes: (await stat(dumpPath)).size }, manifest, name);
-    return { dumpPath, manifest, restorePath: decrypted, listing: check.listing, dispose };
+    const sha256 = await decryptToFile(dumpPath, backupKey, decrypted, signal);
+    assertMatchesManifest({ sizeBytes, sha256, listingError: null }, manifest, name);
+    const { listing, error } = await listArchiveFile(decrypted, { ...tools, signal });
+    assertMatchesManifest({ sizeBytes, sha256, listingError: error }, manifest, name);
+    return { dumpPath, manifest, restorePath: decrypted, listing, checksum: Promise.resolve(), dispose };
   } catch (error) {
     await dispose();
     throw error;
@@ -247,6 +264,7 @@ export async function restore(
       const { manifest } = archive;
 
       if (options.plan) {
+        await archive.checksum;
         return buildPlan(
           archive,
           target,
@@ -296,10 +314,13 @@ export async function restore(
         );
       }
 
-      const queues = await pauseQueuesFor(ctx, options);
       const warnings: string[] = [];
       const stamp = timestampSuffix();
       const building = derivedDatabaseName(target.name, `_restoring_${stamp}`);
+      // Pausing loads the queue library and talks to Redis: let that overlap with pg_restore.
+      const pausing = pauseQueuesFor(ctx, options);
+      pausing.catch(() => undefined);
+      let queues: PausedQueues | null = null;
       try {
         await createDatabase(admin, building, existing);
         await setComment(
@@ -309,13 +330,30 @@ export async function restore(
         );
 
         const restoreStarted = Date.now();
-        await runPgRestore(ctx, archive.restorePath, {
-          url: target.url,
-          database: building,
-          jobs,
-          noAcl: options.noAcl,
-          signal,
-        });
+        // A failed pause stops pg_restore too; an interruption stops both.
+        const restoreAbort = new AbortController();
+        const forwardAbort = () => restoreAbort.abort(signal.reason);
+        signal.addEventListener('abort', forwardAbort, { once: true });
+        const stopRestoreOnFailure = (error: unknown) => {
+          restoreAbort.abort(error);
+          throw error;
+        };
+        const [checked, paused, restored] = await Promise.allSettled([
+          archive.checksum.catch(stopRestoreOnFailure),
+          pausing.catch(stopRestoreOnFailure),
+          runPgRestore(ctx, archive.restorePath, {
+            url: target.url,
+            database: building,
+            jobs,
+            noAcl: options.noAcl,
+            signal: restoreAbort.signal,
+          }),
+        ]);
+        signal.removeEventListener('abort', forwardAbort);
+        if (checked.status === 'rejected') throw checked.reason;
+        if (paused.status === 'rejected') throw paused.reason;
+        queues = paused.value;
+        if (restored.status === 'rejected') throw restored.reason;
         const restoreMs = Date.now() - restoreStarted;
 
         const checkStarted = Date.now();
@@ -323,7 +361,7 @@ export async function restore(
           withDatabase(target.url, building),
           manifest,
           jobs,
-          options.analyze !== false,
+          options.analyze === true,
           signal,
         );
         if (existing)
@@ -377,6 +415,8 @@ export async function restore(
         }
         throw error;
       } finally {
+        // Also when pg_restore failed while the pause was still under way.
+        queues ??= await pausing.catch(() => null);
         await queues?.resume();
       }
     } finally {
@@ -408,6 +448,7 @@ function refuseSessions(sessions: SessionInfo[], target: Target, options: Restor
 
 async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Promise<PausedQueues | null> {
   if (options.pauseQueues === false) return null;
+  const { pauseQueues } = await import('../lib/queue-pause.js');
   // REDIS_URL has a default; only a Redis the operator named explicitly must answer.
   const required = Boolean(ctx.env.REDIS_URL?.trim());
   const queues = await pauseQueues(ctx.config.REDIS_URL, ctx.config.QUEUE_PREFIX, { required });
@@ -466,8 +507,9 @@ async function checkRestored(
     }
     const present = await listTables(first);
     const expected = Object.keys(manifest.tables);
-    const missing = expected.filter((key) => !present.includes(key));
-    const extra = present.filter((key) => !(key in manifest.tables!));
+    const presentKeys = new Set(present.map((table) => table.key));
+    const missing = expected.filter((key) => !presentKeys.has(key));
+    const extra = [...presentKeys].filter((key) => !(key in manifest.tables!));
     if (missing.length || extra.length) {
       throw new VerificationError(
         [
@@ -478,7 +520,7 @@ async function checkRestored(
           .join('; '),
       );
     }
-    const counts = await countInParallel(url, first, expected, jobs, signal);
+    const counts = await countInParallel(url, first, present, { jobs, signal, analyze, expected: manifest.tables });
     const mismatches = expected.filter((key) => counts[key] !== manifest.tables![key]);
     if (mismatches.length) {
       throw new VerificationError(
@@ -488,7 +530,6 @@ async function checkRestored(
           .join('; ')}${mismatches.length > 5 ? `; and ${mismatches.length - 5} more` : ''}`,
       );
     }
-    if (analyze) await first.query('ANALYZE');
     return {
       tables: expected.length,
       rows: Object.values(counts).reduce((sum, count) => sum + count, 0),
@@ -499,40 +540,41 @@ async function checkRestored(
   }
 }
 
-export async function listTables(client: pg.Client): Promise<string[]> {
-  const { rows } = await client.query<{ key: string }>(
-    `SELECT n.nspname || '.' || c.relname AS key
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
-        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-      ORDER BY 1`,
-  );
-  return rows.map((row) => row.key);
-}
-
-/** Splits the tables over up to `jobs` connections (the first one is reused). */
+/**
+ * Counts every table over up to `jobs` connections (the first one is reused), biggest tables
+ * first so the lanes finish together; with `analyze`, each lane also ANALYZEs what it counted
+ * (and partitioned parents at the end), so statistics exist before the database goes live.
+ */
 export async function countInParallel(
   url: string,
   first: pg.Client,
-  tables: string[],
-  jobs: number,
-  signal: AbortSignal,
+  tables: TableRef[],
+  options: { jobs: number; signal: AbortSignal; analyze: boolean; expected?: Record<string, number> },
 ): Promise<Record<string, number>> {
-  const lanes = Math.max(1, Math.min(jobs, tables.length));
+  const lanes = Math.max(1, Math.min(options.jobs, tables.length));
   const clients = [first];
   try {
-    for (let index = 1; index < lanes; index++)
+    for (let index = 1; index < lanes; index++) {
       clients.push(await connectClient(url, { applicationName: 'lmsctl restore check' }));
-    const queue = [...tables];
+    }
+    const queue = [...tables].sort((a, b) => (options.expected?.[b.key] ?? 0) - (options.expected?.[a.key] ?? 0));
     const counts: Record<string, number> = {};
     await Promise.all(
       clients.map(async (client) => {
-        for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
-          if (signal.aborted) return;
-          Object.assign(counts, await countRows(client, [key]));
+        for (let table = queue.shift(); table !== undefined; table = queue.shift()) {
+          if (options.signal.aborted) return;
+          Object.assign(counts, await countRows(client, [table]));
+          if (options.analyze) await client.query(`ANALYZE ${table.ident}`);
         }
       }),
     );
+    if (options.analyze) {
+      const parents = await first.query<{ ident: string }>(
+        `SELECT format('%I.%I', n.nspname, c.relname) AS ident FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'`,
+      );
+      for (const { ident } of parents.rows) await first.query(`ANALYZE ${ident}`);
+    }
     return counts;
   } finally {
     await Promise.all(clients.slice(1).map((client) => client.end().catch(() => undefined)));
