@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseDurationMs } from './duration.js';
 import { ConfigError } from './errors.js';
 
 /**
@@ -27,6 +28,10 @@ const redisUrl = z
   .string()
   .refine((value) => /^rediss?:\/\//i.test(value), 'must be a redis:// or rediss:// URL')
   .refine((value) => URL.canParse(value), 'is not a valid URL');
+
+const duration = z
+  .string()
+  .refine((value) => parseDurationMs(value) !== null, 'must be a duration with a unit, e.g. 30m, 4h, 7d');
 
 const booleanFlag = z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] });
 const wholeNumber = (min: number, max: number) =>
@@ -172,6 +177,35 @@ export const configFields = {
     schema: z.string().min(1).default('backups/drills'),
     default: 'backups/drills',
     description: 'Folder where `lmsctl drill` writes its reports (JSON and Markdown).',
+    group: 'backups',
+  }),
+  LMS_DRILL_RTO: field({
+    schema: duration.default('4h'),
+    default: '4h',
+    description:
+      'Recovery time objective: a drill whose restore takes longer reports a warning (a failure with --strict).',
+    group: 'backups',
+  }),
+  LMS_DRILL_RPO: field({
+    schema: duration.default('1h'),
+    default: '1h',
+    description:
+      'Recovery point objective: a drill of a backup older than this reports a warning (a failure with --strict).',
+    group: 'backups',
+  }),
+  LMS_METRICS_TEXTFILE_DIR: field({
+    schema: z.string().min(1).optional(),
+    description:
+      "node_exporter's textfile collector folder: backup and drill write their `lms_backup_*` / `lms_drill_*` metrics there.",
+    group: 'backups',
+  }),
+  PUSHGATEWAY_URL: field({
+    schema: z
+      .string()
+      .refine((value) => /^https?:\/\//i.test(value) && URL.canParse(value), 'must be an http:// or https:// URL')
+      .optional(),
+    description: 'Prometheus Pushgateway that backup and drill push their metrics to (alternative to the textfile).',
+    secret: true,
     group: 'backups',
   }),
   LMS_BACKUP_KEY_FILE: field({

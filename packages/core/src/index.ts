@@ -8,3 +8,4 @@ export * from './migrations/migration-files.js';
 export * from './migrations/migrator.js';
 export * from './config-docs.js';
 export * from './redis.js';
+export * from './duration.js';

@@ -25,6 +25,8 @@ export interface CommandContext {
   databaseUrl: string | undefined;
   cwd: string;
   env: NodeJS.ProcessEnv;
+  /** Absolute path of the env file that was read, if any (scheduled jobs get it too). */
+  envFile: string | undefined;
 }
 
 export interface CreateContextOptions extends GlobalOptions {
@@ -41,8 +43,9 @@ export interface CreateContextOptions extends GlobalOptions {
 export function createContext(options: CreateContextOptions = {}): CommandContext {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const envFile = options.envFile ?? (existsSync(path.join(cwd, '.env')) ? '.env' : undefined);
-  if (envFile) loadEnvFileInto(path.resolve(cwd, envFile), env);
+  const given = options.envFile ?? (existsSync(path.join(cwd, '.env')) ? '.env' : undefined);
+  const envFile = given === undefined ? undefined : path.resolve(cwd, given);
+  if (envFile) loadEnvFileInto(envFile, env);
   const config = loadConfig(env);
   const out = new Output({
     json: options.json ?? false,
@@ -59,6 +62,7 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
     databaseUrl: options.databaseUrl ?? config.DATABASE_URL,
     cwd,
     env,
+    envFile,
   };
 }
 

@@ -20,6 +20,8 @@ export class CliError extends Error {
     readonly exitCode: ExitCode,
     message: string,
     readonly hint?: string,
+    /** The command already wrote its result (e.g. a failed drill's report): no JSON error document. */
+    readonly resultPrinted = false,
   ) {
     super(message);
     this.name = 'CliError';

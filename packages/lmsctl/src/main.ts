@@ -52,7 +52,7 @@ export async function main(
       // An unexpected failure is a bug: show where it happened (masked), for the report.
       stderr.write(`${maskSecretsInText(err.stack ?? '')}\n`);
     }
-    if (json) {
+    if (json && !(error instanceof CliError && error.resultPrinted)) {
       const code = typeof err.code === 'string' ? err.code : known ? 'failed' : 'internal_error';
       stdout.write(`${JSON.stringify({ error: { code, message, exitCode } }, null, 2)}\n`);
     }

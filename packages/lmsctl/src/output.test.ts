@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { formatDuration, parseDurationMs } from './lib/duration.js';
+import { formatDuration, parseDurationMs } from '@lms/core/duration';
 import { Output, table } from './output.js';
 
 function streams(isTTY: boolean) {

@@ -1,8 +1,10 @@
 import { Command } from 'commander';
 import type { Runtime } from './cli/action.js';
 import { registerBackup } from './cli/backup.js';
+import { registerDrill } from './cli/drill.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerRestore } from './cli/restore.js';
+import { registerSchedule } from './cli/schedule.js';
 import { lmsctlVersion } from './version.js';
 
 /**
@@ -39,6 +41,8 @@ Examples:
   registerMigrate(program, runtime);
   registerBackup(program, runtime);
   registerRestore(program, runtime);
+  registerDrill(program, runtime);
+  registerSchedule(program, runtime);
 
   // Subcommands inherit exit handling and output settings from the program.
   for (const command of program.commands) command.copyInheritedSettings(program);

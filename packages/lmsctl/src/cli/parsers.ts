@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { parseDurationMs } from '../lib/duration.js';
+import { parseDurationMs } from '@lms/core/duration';
 
 /** Commander argument parser for whole numbers ≥ `min`. */
 export const integerAtLeast =

@@ -19,7 +19,7 @@ import {
 } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { lastDrillOf, readDrillReports, type DrillReportSummary } from '../lib/drill-reports.js';
-import { formatDuration } from '../lib/duration.js';
+import { formatDuration } from '@lms/core/duration';
 import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
 import { formatBytes } from '../lib/progress.js';
 import { table } from '../output.js';

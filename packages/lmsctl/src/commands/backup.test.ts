@@ -233,9 +233,9 @@ describe('lmsctl backup verify', () => {
 describe('pg_dump trouble', () => {
   it('a killed pg_dump leaves nothing that looks like a backup (exit 1)', async () => {
     const dir = await freshDir('killed');
-    const bin = await fakePgBinDir(
-      'case "$1" in --version) exec "$REAL" --version;; esac\n"$REAL" "$@" & sleep 0.3; kill -9 $! $$',
-    );
+    const bin = await fakePgBinDir({
+      pg_dump: 'case "$1" in --version) exec "$REAL" --version;; esac\n"$REAL" "$@" & sleep 0.3; kill -9 $! $$',
+    });
     try {
       const error = await backup(contextFor(dir, { LMS_PG_BIN_DIR: bin }).ctx).catch((e: unknown) => e);
       expect(error).toMatchObject({
@@ -259,7 +259,7 @@ describe('pg_dump trouble', () => {
       message: expect.stringMatching(/^pg_dump not found in .*install the PostgreSQL client tools/),
     });
 
-    const bin = await fakePgBinDir('echo "pg_dump (PostgreSQL) 12.4"');
+    const bin = await fakePgBinDir({ pg_dump: 'echo "pg_dump (PostgreSQL) 12.4"' });
     try {
       const old = await backup(contextFor(dir, { LMS_PG_BIN_DIR: bin }).ctx).catch((e: unknown) => e);
       expect(old).toMatchObject({

@@ -17,7 +17,7 @@ import {
   backupFileName,
   writeVerification,
 } from '../lib/backup-store.js';
-import { formatDuration } from '../lib/duration.js';
+import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import { MANIFEST_FORMAT, manifestPathOf, signManifest, writeManifest, type BackupManifest } from '../lib/manifest.js';
 import {
@@ -27,6 +27,7 @@ import {
   toolFailure,
   type PgToolsOptions,
 } from '../lib/pg-tools.js';
+import type { MetricSample } from '../lib/metrics-export.js';
 import { describeTransfer, formatBytes, startProgress } from '../lib/progress.js';
 import { lmsctlVersion } from '../version.js';
 
@@ -38,6 +39,8 @@ export interface BackupOptions {
   encrypt?: boolean;
   /** Count every table's rows inside the dump's snapshot (default true). */
   counts?: boolean;
+  /** Aborts the backup; without it, SIGINT/SIGTERM do (see withInterrupt). */
+  signal?: AbortSignal;
 }
 
 export interface BackupResult {
@@ -73,6 +76,27 @@ export async function backupKeyOf(ctx: CommandContext, backupDir: string, why: s
     );
   }
   return readBackupKey(path.resolve(ctx.cwd, file), { backupDir });
+}
+
+/**
+ * Hands metrics to the textfile collector and/or Pushgateway when configured; problems are
+ * warnings, never failures of the backup or drill itself.
+ */
+export async function publishMetrics(
+  ctx: CommandContext,
+  database: string,
+  kind: 'backup' | 'drill',
+  samples: MetricSample[],
+): Promise<void> {
+  const textfileDir = ctx.config.LMS_METRICS_TEXTFILE_DIR && path.resolve(ctx.cwd, ctx.config.LMS_METRICS_TEXTFILE_DIR);
+  const pushgatewayUrl = ctx.config.PUSHGATEWAY_URL;
+  if (!textfileDir && !pushgatewayUrl) return;
+  const { exportMetrics } = await import('../lib/metrics-export.js');
+  const warnings = await exportMetrics(
+    { textfileDir, pushgatewayUrl },
+    { file: `lms_${kind}.prom`, group: kind, database, samples },
+  );
+  for (const warning of warnings) ctx.out.warn(warning);
 }
 
 const COMPRESS_PATTERN = /^(?:[0-9]|none|gzip(?::[1-9])?|lz4(?::\d{1,2})?|zstd(?::\d{1,2})?)$/;
@@ -244,6 +268,14 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
           sha256: check.sha256,
           detail: `written and checked by lmsctl backup (${check.listing.entries} archive entries)`,
         });
+        await publishMetrics(ctx, where.database, 'backup', [
+          {
+            name: 'lms_backup_last_success_timestamp_seconds',
+            help: 'When the last successful lmsctl backup finished (Unix time).',
+            value: finishedAt.getTime() / 1000,
+          },
+          { name: 'lms_backup_size_bytes', help: 'Size of the last successful backup file.', value: check.sizeBytes },
+        ]);
         const rows = tables ? Object.values(tables).reduce((sum, count) => sum + count, 0) : null;
         return {
           file: published,
@@ -273,7 +305,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
       await unlink(temporary).catch(() => undefined);
       await client.end().catch(() => undefined);
     }
-  });
+  }, options.signal);
 }
 
 async function dumpPlain(

@@ -13,7 +13,7 @@ import {
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
-import { formatDuration } from '../lib/duration.js';
+import { formatDuration } from '@lms/core/duration';
 import { table } from '../output.js';
 
 export interface MigrateCommonOptions {

@@ -9,7 +9,7 @@ import { CliError, ExitCode, usageError } from '../errors.js';
 import { assertMatchesManifest, decryptToFile, listArchiveFile, sha256OfFile } from '../lib/archive-check.js';
 import { resolveBackup, removeStalePartials } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
-import { formatDuration } from '../lib/duration.js';
+import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
 import {
@@ -456,7 +456,7 @@ async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Pro
   return queues;
 }
 
-async function runPgRestore(
+export async function runPgRestore(
   ctx: CommandContext,
   file: string,
   options: { url: string; database: string; jobs: number; noAcl?: boolean; signal: AbortSignal },

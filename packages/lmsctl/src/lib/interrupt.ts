@@ -1,9 +1,11 @@
 /**
  * Runs `work` with an AbortSignal that fires on Ctrl-C (SIGINT), SIGTERM or SIGHUP, so a
  * long operation can stop its child processes and clean up instead of dying half-way. A second
- * signal while cleaning up restores the default behaviour and re-raises it.
+ * signal while cleaning up restores the default behaviour and re-raises it. A caller that
+ * manages signals itself (the scheduler) passes its own `external` signal instead.
  */
-export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>, external?: AbortSignal): Promise<T> {
+  if (external) return work(external);
   const controller = new AbortController();
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   const onSignal = (signal: NodeJS.Signals) => {

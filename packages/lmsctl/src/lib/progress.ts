@@ -1,5 +1,5 @@
 import type { Output } from '../output.js';
-import { formatDuration } from './duration.js';
+import { formatDuration } from '@lms/core/duration';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

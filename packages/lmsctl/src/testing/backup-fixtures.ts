@@ -40,16 +40,24 @@ export async function rowCount(url: string, table: string): Promise<number> {
 }
 
 /**
- * A folder to use as LMS_PG_BIN_DIR holding the real pg_restore and psql, and a pg_dump
- * replaced by `pgDumpScript` (a shell script; "$REAL" is the real pg_dump).
+ * A folder to use as LMS_PG_BIN_DIR: each tool in `scripts` is replaced by a shell script (in
+ * which "$REAL" is the real program), the others link to the real ones.
  */
-export async function fakePgBinDir(pgDumpScript: string): Promise<string> {
+export async function fakePgBinDir(
+  scripts: Partial<Record<'pg_dump' | 'pg_restore' | 'psql', string>>,
+): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'lms-pgbin-'));
   const which = async (tool: string) => (await execa('sh', ['-c', `command -v ${tool}`])).stdout.trim();
-  const realDump = await which('pg_dump');
-  for (const tool of ['pg_restore', 'psql']) await symlink(await which(tool), path.join(dir, tool));
-  const script = path.join(dir, 'pg_dump');
-  await writeFile(script, `#!/bin/sh\nREAL=${JSON.stringify(realDump)}\n${pgDumpScript}\n`);
-  await chmod(script, 0o755);
+  for (const tool of ['pg_dump', 'pg_restore', 'psql'] as const) {
+    const real = await which(tool);
+    const script = scripts[tool];
+    if (script === undefined) {
+      await symlink(real, path.join(dir, tool));
+      continue;
+    }
+    const file = path.join(dir, tool);
+    await writeFile(file, `#!/bin/sh\nREAL=${JSON.stringify(real)}\n${script}\n`);
+    await chmod(file, 0o755);
+  }
   return dir;
 }

@@ -1,0 +1,65 @@
+import { Option, type Command } from 'commander';
+import { action, type Runtime } from './action.js';
+import { durationMs, integerAtLeast } from './parsers.js';
+
+interface DrillFlags {
+  backup?: string;
+  dir?: string;
+  rto?: number;
+  rpo?: number;
+  strict?: boolean;
+  keepScratch?: boolean;
+  jobs?: number;
+}
+
+/** `lmsctl drill` */
+export function registerDrill(program: Command, runtime: Runtime): void {
+  program
+    .command('drill')
+    .description(
+      'prove a backup restores: restore into a scratch database, check it against the manifest, report, drop it',
+    )
+    .option('--backup <file|latest>', 'the backup to drill', 'latest')
+    .addOption(new Option('--dir <dir>', 'backup folder (default: LMS_BACKUP_DIR, else backups/db)'))
+    .option('--rto <duration>', 'recovery time objective (default: LMS_DRILL_RTO, else 4h)', durationMs)
+    .option(
+      '--rpo <duration>',
+      'recovery point objective: the backup may be this old (default: LMS_DRILL_RPO, else 1h)',
+      durationMs,
+    )
+    .option('--strict', 'a missed RTO or RPO fails the drill instead of warning')
+    .option('--keep-scratch', 'keep the scratch database for inspection')
+    .option('--jobs <n>', 'parallel pg_restore jobs (default: CPUs, at most 4)', integerAtLeast(1))
+    .addHelpText(
+      'after',
+      `
+The scratch database lms_drill_<time> is created on the server of --database-url (default
+DATABASE_URL) and dropped afterwards, also on failure or Ctrl-C. Checks: every table of the
+manifest with exactly its row count, the newest migration, every foreign key (no orphans) and
+a few application queries. Reports go to LMS_DRILL_DIR (drill_YYYYMMDD_HHMMSS.json and .md);
+metrics to LMS_METRICS_TEXTFILE_DIR and/or PUSHGATEWAY_URL.
+Exit codes: 0 passed, 3 a check failed, 1 the drill could not run.
+
+Examples:
+  $ lmsctl drill
+  $ lmsctl drill --backup backups/db/lms_20261128_020000.dump --rpo 26h --strict
+  $ lmsctl drill --database-url postgres://drill@scratch-db:5432/postgres --keep-scratch`,
+    )
+    .action(
+      action(runtime, async (ctx, flags: DrillFlags) => {
+        const { drill, drillExitError, renderDrill } = await import('../commands/drill.js');
+        const result = await drill(ctx, {
+          backup: flags.backup,
+          dir: flags.dir,
+          rtoMs: flags.rto,
+          rpoMs: flags.rpo,
+          strict: flags.strict,
+          keepScratch: flags.keepScratch,
+          jobs: flags.jobs,
+        });
+        ctx.out.result(result, renderDrill);
+        const failure = drillExitError(result);
+        if (failure) throw failure;
+      }),
+    );
+}

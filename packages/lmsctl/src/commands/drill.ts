@@ -1,0 +1,561 @@
+import { writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ChalkInstance } from 'chalk';
+import type pg from 'pg';
+import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
+import { formatDuration } from '@lms/core/duration';
+import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
+import { resolveBackup } from '../lib/backup-store.js';
+import { readDrillReports } from '../lib/drill-reports.js';
+import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
+import {
+  createDatabase,
+  dropDatabase,
+  isAbandoned,
+  markedDatabases,
+  markerFor,
+  setComment,
+  timestampSuffix,
+} from '../lib/pg-admin.js';
+import { formatBytes } from '../lib/progress.js';
+import { lmsctlVersion } from '../version.js';
+import { backupDirOf, listTables, newestMigration, publishMetrics } from './backup.js';
+import { drillDirOf } from './backup-maintenance.js';
+import { countInParallel, prepareArchive, runPgRestore } from './restore.js';
+
+export interface DrillOptions {
+  /** Backup file, or `latest` (default). */
+  backup?: string;
+  dir?: string;
+  /** Recovery time objective (default LMS_DRILL_RTO). */
+  rtoMs?: number;
+  /** Recovery point objective (default LMS_DRILL_RPO). */
+  rpoMs?: number;
+  /** A missed objective fails the drill instead of warning. */
+  strict?: boolean;
+  keepScratch?: boolean;
+  jobs?: number;
+  /** Aborts the drill; without it, SIGINT/SIGTERM do. */
+  signal?: AbortSignal;
+}
+
+export interface DrillCheck {
+  kind: 'verify' | 'rows' | 'tables' | 'migration' | 'foreign-key' | 'query' | 'rto' | 'rpo';
+  name: string;
+  expected: string | number | null;
+  found: string | number | null;
+  ok: boolean;
+  /** A failed `error` check fails the drill; a failed `warning` only with --strict. */
+  severity: 'error' | 'warning';
+}
+
+export type DrillVerdict = 'pass' | 'fail' | 'error';
+
+export interface DrillReport {
+  format: 'lmsctl-drill-report';
+  formatVersion: 1;
+  verdict: DrillVerdict;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  backup: {
+    file: string;
+    path: string;
+    sha256: string;
+    takenAt: string | null;
+    ageMs: number | null;
+    sizeBytes: number;
+    encrypted: boolean;
+    database: string | null;
+  };
+  scratch: { database: string; host: string; port: number; kept: boolean };
+  restore: { verifyMs: number; restoreMs: number; checkMs: number; recoveryMs: number; jobs: number } | null;
+  objectives: { rtoMs: number; rpoMs: number; strict: boolean };
+  checks: DrillCheck[];
+  rowsChecked: number;
+  warnings: string[];
+  /** Why the drill could not run (verdict `error`). */
+  error: string | null;
+  lmsctl: { version: string };
+}
+
+export interface DrillResult {
+  report: DrillReport;
+  reportPath: string;
+  markdownPath: string;
+}
+
+/** Application queries a working LMS database answers; each runs only where its tables exist. */
+const APPLICATION_QUERIES: Array<{ name: string; needs: string[]; sql: string }> = [
+  {
+    name: 'published courses',
+    needs: ['public.courses'],
+    sql: `SELECT count(*) FILTER (WHERE status = 'published') || ' of ' || count(*) AS found FROM courses`,
+  },
+  {
+    name: 'enrollments per course',
+    needs: ['public.enrollments'],
+    sql: `SELECT count(*) || ' courses with enrolments, at most ' || coalesce(max(n), 0) || ' per course' AS found
+            FROM (SELECT course_id, count(*) AS n FROM enrollments GROUP BY course_id) per_course`,
+  },
+  {
+    name: 'users per role',
+    needs: ['public.users'],
+    sql: `SELECT coalesce(string_agg(role || ' ' || n, ', ' ORDER BY role), 'no users') AS found
+            FROM (SELECT role, count(*) AS n FROM users GROUP BY role) per_role`,
+  },
+  {
+    name: 'certificates of completed enrolments',
+    needs: ['public.certificates', 'public.enrollments'],
+    sql: `SELECT count(*) || ' certificates' AS found FROM certificates c JOIN enrollments e ON e.id = c.enrollment_id`,
+  },
+];
+
+/**
+ * Proves a backup restores: verifies it, restores it into a scratch database, checks every
+ * table's rows, the migration version, every foreign key and a few application queries,
+ * weighs restore time and backup age against the RTO and RPO, writes a JSON and a Markdown
+ * report and the Prometheus metrics, and always drops the scratch database.
+ */
+export async function drill(ctx: CommandContext, options: DrillOptions = {}): Promise<DrillResult> {
+  const url = requireDatabaseUrl(ctx);
+  const dir = backupDirOf(ctx, options.dir);
+  const dumpPath = await resolveBackup(dir, options.backup ?? 'latest', ctx.cwd);
+  const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
+  const { parseDurationMs } = await import('@lms/core/duration');
+  const objectives = {
+    rtoMs: options.rtoMs ?? parseDurationMs(ctx.config.LMS_DRILL_RTO)!,
+    rpoMs: options.rpoMs ?? parseDurationMs(ctx.config.LMS_DRILL_RPO)!,
+    strict: options.strict ?? false,
+  };
+  const { host, port } = describePostgresUrl(url);
+  const scratch = `lms_drill_${timestampSuffix()}`;
+  const started = new Date();
+  const report: DrillReport = {
+    format: 'lmsctl-drill-report',
+    formatVersion: 1,
+    verdict: 'error',
+    startedAt: started.toISOString(),
+    finishedAt: started.toISOString(),
+    durationMs: 0,
+    backup: {
+      file: path.basename(dumpPath),
+      path: dumpPath,
+      sha256: '',
+      takenAt: null,
+      ageMs: null,
+      sizeBytes: 0,
+      encrypted: false,
+      database: null,
+    },
+    scratch: { database: scratch, host, port, kept: false },
+    restore: null,
+    objectives,
+    checks: [],
+    rowsChecked: 0,
+    warnings: [],
+    error: null,
+    lmsctl: { version: lmsctlVersion },
+  };
+
+  await withInterrupt(async (signal) => {
+    let admin: pg.Client | null = null;
+    let created = false;
+    try {
+      const verifyStarted = Date.now();
+      const archive = await prepareArchive(ctx, dumpPath, dir, signal).catch((error: unknown) => {
+        if (error instanceof VerificationError) report.checks.push(verifyCheck(false, error.message));
+        throw error;
+      });
+      const { manifest } = archive;
+      Object.assign(report.backup, {
+        sha256: manifest.sha256,
+        takenAt: manifest.finishedAt,
+        ageMs: started.getTime() - new Date(manifest.finishedAt).getTime(),
+        sizeBytes: manifest.sizeBytes,
+        encrypted: Boolean(manifest.encryption),
+        database: manifest.database.name,
+      });
+      try {
+        // A drill proves a good backup: finish the checksum before building anything.
+        await archive.checksum.catch((error: unknown) => {
+          if (error instanceof VerificationError) report.checks.push(verifyCheck(false, error.message));
+          throw error;
+        });
+        report.checks.push(
+          verifyCheck(true, `sha256, manifest signature and ${archive.listing.entries} archive entries`),
+        );
+        const verifyMs = Date.now() - verifyStarted;
+
+        admin = await connectClient(withDatabase(url, 'postgres'), { applicationName: 'lmsctl drill' });
+        for (const abandoned of (await markedDatabases(admin)).filter((db) => isAbandoned(db))) {
+          await dropDatabase(admin, abandoned.name);
+          ctx.out.info(
+            `removed ${abandoned.name}, left by an interrupted ${abandoned.marker.lmsctl.replace(/-/g, ' ')}`,
+          );
+        }
+        ctx.out.info(`drill: restoring ${report.backup.file} into scratch database ${scratch} on ${host}:${port}`);
+        await createDatabase(admin, scratch, null);
+        created = true;
+        await setComment(admin, scratch, JSON.stringify(markerFor('drill', { backup: manifest.file })));
+
+        const restoreStarted = Date.now();
+        await runPgRestore(ctx, archive.restorePath, { url, database: scratch, jobs, signal });
+        const restoreMs = Date.now() - restoreStarted;
+
+        const checkStarted = Date.now();
+        const scratchUrl = withDatabase(url, scratch);
+        report.rowsChecked = await checkScratch(scratchUrl, manifest, report.checks, { jobs, signal });
+        const checkMs = Date.now() - checkStarted;
+        const recoveryMs = verifyMs + restoreMs;
+        report.restore = { verifyMs, restoreMs, checkMs, recoveryMs, jobs };
+        report.checks.push({
+          kind: 'rto',
+          name: 'recovery time (verify + restore) within the RTO',
+          expected: `≤ ${formatDuration(objectives.rtoMs)}`,
+          found: formatDuration(recoveryMs),
+          ok: recoveryMs <= objectives.rtoMs,
+          severity: 'warning',
+        });
+        report.checks.push({
+          kind: 'rpo',
+          name: 'backup age within the RPO',
+          expected: `≤ ${formatDuration(objectives.rpoMs)}`,
+          found: formatDuration(report.backup.ageMs ?? 0),
+          ok: (report.backup.ageMs ?? 0) <= objectives.rpoMs,
+          severity: 'warning',
+        });
+        if (signal.aborted) throw signal.reason;
+      } finally {
+        await archive.dispose();
+      }
+      const failed = report.checks.filter((check) => !check.ok && (check.severity === 'error' || objectives.strict));
+      report.warnings.push(
+        ...report.checks
+          .filter((check) => !check.ok && check.severity === 'warning' && !objectives.strict)
+          .map((check) => `${check.name}: ${check.found} (objective ${check.expected})`),
+      );
+      report.verdict = failed.length ? 'fail' : 'pass';
+    } catch (error) {
+      if (error instanceof VerificationError) {
+        report.verdict = 'fail';
+      } else {
+        report.verdict = 'error';
+        report.error = signal.aborted
+          ? (signal.reason as InterruptedError).message
+          : ((error as Error).message ?? String(error));
+      }
+    } finally {
+      if (created && admin) {
+        if (options.keepScratch) {
+          report.scratch.kept = true;
+          // Kept on purpose: no longer a leftover for the clean-up to remove.
+          await setComment(admin, scratch, null).catch(() => undefined);
+        } else {
+          await dropDatabase(admin, scratch).catch((error: unknown) =>
+            report.warnings.push(`could not drop scratch database ${scratch}: ${(error as Error).message}`),
+          );
+        }
+      }
+      await admin?.end().catch(() => undefined);
+    }
+  }, options.signal);
+
+  const finished = new Date();
+  report.finishedAt = finished.toISOString();
+  report.durationMs = finished.getTime() - started.getTime();
+  const paths = await writeReports(drillDirOf(ctx), report, started);
+  await publishDrillMetrics(ctx, report);
+  return { report, ...paths };
+}
+
+function verifyCheck(ok: boolean, found: string): DrillCheck {
+  return {
+    kind: 'verify',
+    name: 'backup verifies',
+    expected: 'checksum, manifest and archive intact',
+    found,
+    ok,
+    severity: 'error',
+  };
+}
+
+/** Table rows, migration version, foreign keys and application queries of the restored scratch database. */
+async function checkScratch(
+  url: string,
+  manifest: Awaited<ReturnType<typeof prepareArchive>>['manifest'],
+  checks: DrillCheck[],
+  options: { jobs: number; signal: AbortSignal },
+): Promise<number> {
+  const client = await connectClient(url, { applicationName: 'lmsctl drill check' });
+  try {
+    const migration = await newestMigration(client);
+    checks.push({
+      kind: 'migration',
+      name: 'newest migration',
+      expected: manifest.migration ? formatVersion(manifest.migration.version) : 'none',
+      found: migration ? formatVersion(migration.version) : 'none',
+      ok: (migration?.version ?? null) === (manifest.migration?.version ?? null),
+      severity: 'error',
+    });
+
+    const present = await listTables(client);
+    let rowsChecked = 0;
+    if (manifest.tables) {
+      const presentKeys = new Set(present.map((table) => table.key));
+      const expectedKeys = Object.keys(manifest.tables);
+      const missing = expectedKeys.filter((key) => !presentKeys.has(key));
+      const extra = [...presentKeys].filter((key) => !(key in manifest.tables!));
+      checks.push({
+        kind: 'tables',
+        name: 'tables of the manifest present, no others',
+        expected: expectedKeys.length,
+        found:
+          missing.length || extra.length
+            ? `missing: ${missing.join(', ') || 'none'}; extra: ${extra.join(', ') || 'none'}`
+            : present.length,
+        ok: missing.length === 0 && extra.length === 0,
+        severity: 'error',
+      });
+      const counts = await countInParallel(
+        url,
+        client,
+        present.filter((table) => table.key in manifest.tables!),
+        {
+          jobs: options.jobs,
+          signal: options.signal,
+          analyze: false,
+          expected: manifest.tables,
+        },
+      );
+      for (const key of expectedKeys) {
+        const found = counts[key] ?? null;
+        checks.push({
+          kind: 'rows',
+          name: `rows of ${key}`,
+          expected: manifest.tables[key]!,
+          found,
+          ok: found === manifest.tables[key],
+          severity: 'error',
+        });
+        rowsChecked += found ?? 0;
+      }
+    } else {
+      checks.push({
+        kind: 'rows',
+        name: 'row counts',
+        expected: 'counted at backup time',
+        found: 'backup made with --no-counts',
+        ok: true,
+        severity: 'warning',
+      });
+    }
+
+    for (const fk of await foreignKeys(client)) {
+      const orphans = await client.query<{ n: string }>(fk.orphanSql);
+      const found = Number(orphans.rows[0]!.n);
+      checks.push({
+        kind: 'foreign-key',
+        name: `${fk.name} (${fk.child} → ${fk.parent})`,
+        expected: 0,
+        found,
+        ok: found === 0,
+        severity: 'error',
+      });
+    }
+
+    const keys = new Set(present.map((table) => table.key));
+    for (const query of APPLICATION_QUERIES.filter((q) => q.needs.every((table) => keys.has(table)))) {
+      try {
+        const { rows } = await client.query<{ found: string }>(query.sql);
+        checks.push({
+          kind: 'query',
+          name: query.name,
+          expected: 'answers',
+          found: rows[0]?.found ?? '',
+          ok: true,
+          severity: 'error',
+        });
+      } catch (error) {
+        checks.push({
+          kind: 'query',
+          name: query.name,
+          expected: 'answers',
+          found: (error as Error).message,
+          ok: false,
+          severity: 'error',
+        });
+      }
+    }
+    return rowsChecked;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+interface ForeignKey {
+  name: string;
+  child: string;
+  parent: string;
+  orphanSql: string;
+}
+
+/** Every foreign key with the query that counts its orphans (MATCH SIMPLE: rows with a NULL key are fine). */
+async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
+  const { rows } = await client.query<{
+    name: string;
+    child: string;
+    parent: string;
+    child_cols: string[];
+    parent_cols: string[];
+  }>(`
+    SELECT c.conname AS name,
+           format('%I.%I', cn.nspname, cl.relname) AS child,
+           format('%I.%I', pn.nspname, pl.relname) AS parent,
+           ARRAY(SELECT format('%I', a.attname) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.ord) AS child_cols,
+           ARRAY(SELECT format('%I', a.attname) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum ORDER BY k.ord) AS parent_cols
+      FROM pg_constraint c
+      JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace
+      JOIN pg_class pl ON pl.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pl.relnamespace
+     WHERE c.contype = 'f' AND c.conparentid = 0
+     ORDER BY 2, 1`);
+  return rows.map((row) => {
+    const notNull = row.child_cols.map((column) => `c.${column} IS NOT NULL`).join(' AND ');
+    const join = row.child_cols.map((column, index) => `p.${row.parent_cols[index]} = c.${column}`).join(' AND ');
+    return {
+      name: row.name,
+      child: row.child,
+      parent: row.parent,
+      orphanSql: `SELECT count(*) AS n FROM ${row.child} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${row.parent} p WHERE ${join})`,
+    };
+  });
+}
+
+/** drill_YYYYMMDD_HHMMSS.json and .md, never overwriting an earlier report. */
+async function writeReports(
+  dir: string,
+  report: DrillReport,
+  at: Date,
+): Promise<{ reportPath: string; markdownPath: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const iso = at.toISOString();
+  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}_${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+  for (let sequence = 1; ; sequence++) {
+    const base = path.join(dir, `drill_${stamp}${sequence > 1 ? `_${sequence}` : ''}`);
+    try {
+      // The Markdown twin first: the JSON is what other commands look for, so it comes last.
+      await writeFile(`${base}.md`, renderDrillMarkdown(report), { flag: 'wx', mode: 0o600 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw error;
+    }
+    await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`, { flag: 'wx', mode: 0o600 });
+    return { reportPath: `${base}.json`, markdownPath: `${base}.md` };
+  }
+}
+
+async function publishDrillMetrics(ctx: CommandContext, report: DrillReport): Promise<void> {
+  // The last success survives a failed drill: it comes from the newest passing report.
+  const lastPass = (await readDrillReports(drillDirOf(ctx))).find((entry) => entry.verdict === 'pass');
+  await publishMetrics(ctx, report.backup.database ?? describePostgresUrl(requireDatabaseUrl(ctx)).database, 'drill', [
+    {
+      name: 'lms_drill_last_success_timestamp_seconds',
+      help: 'When the last passing restore drill finished (Unix time; 0 if none has passed).',
+      value: lastPass ? new Date(lastPass.finishedAt).getTime() / 1000 : 0,
+    },
+    {
+      name: 'lms_drill_last_status',
+      help: 'Outcome of the last restore drill: 1 passed, 0 failed or could not run.',
+      value: report.verdict === 'pass' ? 1 : 0,
+    },
+    {
+      name: 'lms_drill_duration_seconds',
+      help: 'Wall time of the last restore drill.',
+      value: report.durationMs / 1000,
+    },
+    {
+      name: 'lms_drill_rows_checked',
+      help: 'Rows the last restore drill counted against the manifest.',
+      value: report.rowsChecked,
+    },
+  ]);
+}
+
+const mark = (ok: boolean, severity: DrillCheck['severity']) => (ok ? '✅' : severity === 'error' ? '❌' : '⚠️');
+
+export function renderDrillMarkdown(report: DrillReport): string {
+  const cell = (value: string | number | null) => String(value ?? '—').replace(/\|/g, '\\|');
+  const lines = [
+    `# Restore drill ${report.startedAt.slice(0, 19).replace('T', ' ')} UTC — ${report.verdict.toUpperCase()}`,
+    '',
+    `- Backup: \`${report.backup.file}\` (${formatBytes(report.backup.sizeBytes)}${report.backup.encrypted ? ', encrypted' : ''}), taken ${report.backup.takenAt ?? 'unknown'} from \`${report.backup.database ?? 'unknown'}\``,
+    `- sha256: \`${report.backup.sha256 || 'not verified'}\``,
+    `- Scratch database: \`${report.scratch.database}\` on ${report.scratch.host}:${report.scratch.port} (${report.scratch.kept ? 'kept' : 'dropped'})`,
+    report.restore
+      ? `- Durations: verify ${formatDuration(report.restore.verifyMs)}, restore ${formatDuration(report.restore.restoreMs)} (${report.restore.jobs} jobs), checks ${formatDuration(report.restore.checkMs)}; drill total ${formatDuration(report.durationMs)}`
+      : `- Drill total ${formatDuration(report.durationMs)}`,
+    `- Objectives: RTO ${formatDuration(report.objectives.rtoMs)}, RPO ${formatDuration(report.objectives.rpoMs)}${report.objectives.strict ? ' (strict)' : ''}`,
+    `- Rows checked: ${report.rowsChecked}`,
+  ];
+  if (report.error) lines.push('', `**The drill could not run:** ${report.error}`);
+  if (report.checks.length) {
+    lines.push('', '| | check | expected | found |', '|---|---|---|---|');
+    for (const check of report.checks)
+      lines.push(
+        `| ${mark(check.ok, check.severity)} | ${cell(check.name)} | ${cell(check.expected)} | ${cell(check.found)} |`,
+      );
+  }
+  if (report.warnings.length) lines.push('', '## Warnings', '', ...report.warnings.map((warning) => `- ${warning}`));
+  lines.push('', `_lmsctl ${report.lmsctl.version}_`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function renderDrill(result: DrillResult, style: ChalkInstance): string {
+  const { report } = result;
+  const verdict = { pass: style.green('PASS'), fail: style.red('FAIL'), error: style.red('COULD NOT RUN') }[
+    report.verdict
+  ];
+  const failed = report.checks.filter((check) => !check.ok);
+  const lines = [
+    `drill ${verdict}: ${report.backup.file} → ${report.scratch.database} (${report.scratch.kept ? 'kept' : 'dropped'})`,
+  ];
+  if (report.restore) {
+    lines.push(
+      `  restore ${formatDuration(report.restore.restoreMs)}, ${report.checks.filter((check) => check.kind === 'rows').length} tables and ${report.rowsChecked} rows checked, ${report.checks.filter((check) => check.kind === 'foreign-key').length} foreign keys, ${report.checks.filter((check) => check.kind === 'query').length} application queries`,
+    );
+  }
+  for (const check of failed)
+    lines.push(
+      `  ${check.severity === 'error' || report.objectives.strict ? style.red('✗') : style.yellow('!')} ${check.name}: expected ${check.expected}, found ${check.found}`,
+    );
+  if (report.error) lines.push(`  ${style.red(report.error)}`);
+  lines.push(`  report ${result.reportPath}`);
+  return lines.join('\n');
+}
+
+/** Exit code for a drill's verdict: 0 pass, 3 a check failed, 1 the drill could not run. */
+export function drillExitError(result: DrillResult): CliError | null {
+  if (result.report.verdict === 'pass') return null;
+  if (result.report.verdict === 'fail') {
+    const first = result.report.checks.find(
+      (check) => !check.ok && (check.severity === 'error' || result.report.objectives.strict),
+    );
+    return new CliError(
+      ExitCode.verification,
+      `drill failed: ${first ? `${first.name}: expected ${first.expected}, found ${first.found}` : 'see the report'}`,
+      undefined,
+      true,
+    );
+  }
+  return new CliError(
+    ExitCode.failed,
+    `drill could not run: ${result.report.error ?? 'see the report'}`,
+    undefined,
+    true,
+  );
+}
