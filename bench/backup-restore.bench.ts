@@ -64,45 +64,78 @@ export const backupRestore: Benchmark = {
     try {
       const dumpTimes = { raw: [] as number[], lmsctl: [] as number[] };
       const restoreTimes = { raw: [] as number[], lmsctl: [] as number[] };
+      const drillTimes: number[] = [];
       let backupRss = 0;
       let restoreRss = 0;
+      // Each measurement starts after a checkpoint and a pause, so one step's background writes
+      // do not land in the next; the order rotates from round to round to cancel any order bias.
+      const settle = async () => {
+        await psql('CHECKPOINT');
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      };
+      const rotate = <T>(items: T[], by: number) => items.map((_, index) => items[(index + by) % items.length]!);
       for (let rep = 1; rep <= REPS; rep++) {
         log(`backup round ${rep}/${REPS}`);
-        await rm(rawDump, { force: true });
-        dumpTimes.raw.push(await timed('pg_dump', ['--format=custom', `--file=${rawDump}`, url]));
-        await rm(dir, { recursive: true, force: true });
-        const backup = await lmsctl(['backup', '--database-url', url, '--dir', dir]);
-        dumpTimes.lmsctl.push(backup.ms);
-        backupRss = Math.max(backupRss, backup.rssMiB);
+        const steps = [
+          async () => {
+            await rm(rawDump, { force: true });
+            await settle();
+            dumpTimes.raw.push(await timed('pg_dump', ['--format=custom', `--file=${rawDump}`, url]));
+          },
+          async () => {
+            await rm(dir, { recursive: true, force: true });
+            await settle();
+            const backup = await lmsctl(['backup', '--database-url', url, '--dir', dir]);
+            dumpTimes.lmsctl.push(backup.ms);
+            backupRss = Math.max(backupRss, backup.rssMiB);
+          },
+        ];
+        for (const step of rotate(steps, rep)) await step();
       }
       await psql('CREATE DATABASE lms_bench_restore_target');
       for (let rep = 1; rep <= REPS; rep++) {
         log(`restore round ${rep}/${REPS}`);
-        await psql('DROP DATABASE IF EXISTS lms_bench_raw_restore');
-        const raw = performance.now();
-        await psql('CREATE DATABASE lms_bench_raw_restore');
-        await run('pg_restore', [
-          '--jobs=2',
-          '--no-owner',
-          '--exit-on-error',
-          `--dbname=${withDatabase(benchServerUrl, 'lms_bench_raw_restore')}`,
-          rawDump,
-        ]);
-        restoreTimes.raw.push(performance.now() - raw);
-        const restore = await lmsctl([
-          'restore',
-          'latest',
-          '--dir',
-          dir,
-          '--jobs',
-          '2',
-          '--yes',
-          '--target-database-url',
-          target,
-        ]);
-        restoreTimes.lmsctl.push(restore.ms);
-        restoreRss = Math.max(restoreRss, restore.rssMiB);
-        await run(process.execPath, [cli, 'restore', 'cleanup', '--yes', '--target-database-url', target]);
+        const steps = [
+          async () => {
+            await psql('DROP DATABASE IF EXISTS lms_bench_raw_restore');
+            await settle();
+            const raw = performance.now();
+            await psql('CREATE DATABASE lms_bench_raw_restore');
+            await run('pg_restore', [
+              '--jobs=2',
+              '--no-owner',
+              '--exit-on-error',
+              `--dbname=${withDatabase(benchServerUrl, 'lms_bench_raw_restore')}`,
+              rawDump,
+            ]);
+            restoreTimes.raw.push(performance.now() - raw);
+          },
+          async () => {
+            await run(process.execPath, [cli, 'restore', 'cleanup', '--yes', '--target-database-url', target]);
+            await settle();
+            const restore = await lmsctl([
+              'restore',
+              'latest',
+              '--dir',
+              dir,
+              '--jobs',
+              '2',
+              '--yes',
+              '--target-database-url',
+              target,
+            ]);
+            restoreTimes.lmsctl.push(restore.ms);
+            restoreRss = Math.max(restoreRss, restore.rssMiB);
+          },
+          async () => {
+            await settle();
+            const drill = await lmsctl(['drill', '--dir', dir, '--jobs', '2', '--database-url', url], {
+              LMS_DRILL_DIR: path.join(work, 'drills'),
+            });
+            drillTimes.push(drill.ms);
+          },
+        ];
+        for (const step of rotate(steps, rep)) await step();
       }
       log('small database');
       const smallBackup = await lmsctl(['backup', '--database-url', smallUrl, '--dir', smallDir]);
@@ -139,6 +172,15 @@ export const backupRestore: Benchmark = {
           anchor: median(restoreTimes.raw),
           unit: 'ms',
           limit: 1.1,
+          direction: 'at-most',
+        },
+        {
+          what: '`lmsctl drill --jobs 2` (verify, restore, every check, drop)',
+          value: median(drillTimes),
+          anchorName: 'raw `createdb` + `pg_restore -j 2`',
+          anchor: median(restoreTimes.raw),
+          unit: 'ms',
+          limit: 1.2,
           direction: 'at-most',
         },
         {
@@ -180,13 +222,20 @@ export const backupRestore: Benchmark = {
       ];
       return {
         id: 'backup-restore',
-        title: 'Backup and restore',
+        title: 'Backup, restore and drill',
         method:
           `Database of ${mib(size)} (LMS schema, ${mib(dumpBytes)} dump), median of ${REPS} interleaved rounds; lmsctl built (\`dist/\`). ` +
+          'Every measurement starts after a CHECKPOINT and a 1 s pause, and the order of the steps rotates from round to round. ' +
           'The restore includes verification (manifest, checksum, archive listing), the row-count check of every table and the swap; ' +
           "the raw side is `createdb` plus `pg_restore --jobs=2 --no-owner --exit-on-error`. Peak RSS is lmsctl's own process " +
           '(`process.resourceUsage().maxRSS`), not its pg_dump/pg_restore children.',
         comparisons,
+        notes: [
+          'Samples (ms), in round order:',
+          '',
+          `- pg_dump ${dumpTimes.raw.map(Math.round).join(', ')}; lmsctl backup ${dumpTimes.lmsctl.map(Math.round).join(', ')}`,
+          `- pg_restore ${restoreTimes.raw.map(Math.round).join(', ')}; lmsctl restore ${restoreTimes.lmsctl.map(Math.round).join(', ')}; lmsctl drill ${drillTimes.map(Math.round).join(', ')}`,
+        ],
       };
     } finally {
       await psql('DROP DATABASE IF EXISTS lms_bench_raw_restore').catch(() => undefined);

@@ -10,8 +10,12 @@ const groupTitles: Record<ConfigField['group'], string> = {
   database: 'PostgreSQL',
   redis: 'Redis',
   http: 'HTTP API',
+  auth: 'Accounts and tokens',
+  jobs: 'Background jobs',
   email: 'Email',
+  webhooks: 'Webhooks',
   backups: 'Backups and drills',
+  azure: 'Azure',
   deployment: 'Deployment',
 };
 

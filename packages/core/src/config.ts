@@ -16,7 +16,18 @@ export interface ConfigField<S extends z.ZodType = z.ZodType> {
   default?: string;
   secret?: boolean;
   /** Group heading in the docs. */
-  group: 'runtime' | 'database' | 'redis' | 'http' | 'email' | 'backups' | 'deployment';
+  group:
+    | 'runtime'
+    | 'database'
+    | 'redis'
+    | 'http'
+    | 'auth'
+    | 'jobs'
+    | 'email'
+    | 'webhooks'
+    | 'backups'
+    | 'azure'
+    | 'deployment';
 }
 
 const postgresUrl = z
@@ -79,6 +90,12 @@ export const configFields = {
     secret: true,
     group: 'database',
   }),
+  DATABASE_READ_URL: field({
+    schema: postgresUrl.optional(),
+    description: 'Optional read replica: read-only API queries go there when set.',
+    secret: true,
+    group: 'database',
+  }),
   DB_POOL_SIZE: field({
     schema: positiveInt(1000).default(20),
     default: '20',
@@ -132,6 +149,29 @@ export const configFields = {
     description: 'Path of the Prometheus metrics endpoint.',
     group: 'http',
   }),
+  API_WORKERS: field({
+    schema: z
+      .string()
+      .regex(/^(auto|[1-9]\d{0,2})$/, 'must be a number of processes (1-999) or auto (one per CPU)')
+      .default('1'),
+    default: '1',
+    description: 'API processes to run (node:cluster); `auto` = one per CPU. Metrics are aggregated across them.',
+    group: 'http',
+  }),
+  TRUST_PROXY: field({
+    schema: z.string().min(1).default('loopback'),
+    default: 'loopback',
+    description:
+      "Which proxies' X-Forwarded-For to believe for client IPs (Express `trust proxy`: loopback, a hop count, or addresses/subnets). Rate limits key on the client IP.",
+    group: 'http',
+  }),
+  CACHE_TTL_SECONDS: field({
+    schema: wholeNumber(1, 86_400).default(60),
+    default: '60',
+    description:
+      'Lifetime of cached course catalogue pages and course details in Redis (writes invalidate them at once).',
+    group: 'http',
+  }),
   RATE_LIMIT_ENABLED: field({
     schema: booleanFlag.default(true),
     default: 'true',
@@ -156,6 +196,89 @@ export const configFields = {
     description: 'Login and registration attempts per minute from one IP address (brute-force guard).',
     group: 'http',
   }),
+  ACCESS_TOKEN_TTL: field({
+    schema: duration.default('15m'),
+    default: '15m',
+    description: 'Lifetime of the JWT access tokens the API issues.',
+    group: 'auth',
+  }),
+  REFRESH_TOKEN_TTL: field({
+    schema: duration.default('30d'),
+    default: '30d',
+    description: 'Lifetime of refresh tokens (each use rotates them; reusing a rotated one revokes the session).',
+    group: 'auth',
+  }),
+  WORKER_CONCURRENCY_EMAILS: field({
+    schema: wholeNumber(1, 100).default(1),
+    default: '1',
+    description: 'Jobs of the emails queue one worker process runs at once.',
+    group: 'jobs',
+  }),
+  WORKER_CONCURRENCY_PROGRESS: field({
+    schema: wholeNumber(1, 100).default(1),
+    default: '1',
+    description: 'Jobs of the progress queue one worker process runs at once.',
+    group: 'jobs',
+  }),
+  WORKER_CONCURRENCY_CERTIFICATES: field({
+    schema: wholeNumber(1, 100).default(1),
+    default: '1',
+    description: 'Jobs of the certificates queue one worker process runs at once.',
+    group: 'jobs',
+  }),
+  WORKER_CONCURRENCY_WEBHOOKS: field({
+    schema: wholeNumber(1, 100).default(1),
+    default: '1',
+    description: 'Jobs of the webhooks queue one worker process runs at once.',
+    group: 'jobs',
+  }),
+  JOB_ATTEMPTS: field({
+    schema: wholeNumber(1, 100).default(5),
+    default: '5',
+    description: 'Attempts per job before it fails for good (retries back off exponentially).',
+    group: 'jobs',
+  }),
+  JOB_SOFT_TIME_LIMIT_SECONDS: field({
+    schema: wholeNumber(1, 86_400).default(240),
+    default: '240',
+    description: "After this long a running job's abort signal fires so it can stop cleanly.",
+    group: 'jobs',
+  }),
+  JOB_HARD_TIME_LIMIT_SECONDS: field({
+    schema: wholeNumber(1, 86_400).default(300),
+    default: '300',
+    description: 'After this long a running job fails with a time-limit error and its slot is freed.',
+    group: 'jobs',
+  }),
+  FAILED_JOB_RETENTION_HOURS: field({
+    schema: wholeNumber(1, 8760).default(168),
+    default: '168',
+    description: 'How long failed jobs are kept for inspection (`lmsctl queue jobs --state failed`).',
+    group: 'jobs',
+  }),
+  WORKER_METRICS_PORT: field({
+    schema: wholeNumber(1, 65_535).default(9464),
+    default: '9464',
+    description: "Port of the worker's /health and /metrics endpoint.",
+    group: 'jobs',
+  }),
+  WORKER_SCHEDULER: field({
+    schema: booleanFlag.optional(),
+    description:
+      'Run the periodic jobs (clean-ups, reminders, queue metrics) in this worker; default on in development, off in production (a scheduler service runs them).',
+    group: 'jobs',
+  }),
+  INACTIVITY_REMINDER_DAYS: field({
+    schema: wholeNumber(1, 365).default(14),
+    default: '14',
+    description: 'Learners inactive in an active enrolment for this many days get a reminder email.',
+    group: 'jobs',
+  }),
+  CERTIFICATE_STORAGE_DIR: field({
+    schema: z.string().min(1).optional(),
+    description: 'Folder for certificate PDFs; when unset they are stored in the database.',
+    group: 'jobs',
+  }),
   SMTP_URL: field({
     schema: z
       .string()
@@ -165,6 +288,31 @@ export const configFields = {
     description: 'Mail server for outgoing email (the dev stack runs a mail catcher on port 1025).',
     secret: true,
     group: 'email',
+  }),
+  SMTP_FROM: field({
+    schema: z.string().min(3).default('LMS <no-reply@localhost>'),
+    default: 'LMS <no-reply@localhost>',
+    description: 'Sender of outgoing email.',
+    group: 'email',
+  }),
+  WEBHOOK_TIMEOUT_SECONDS: field({
+    schema: wholeNumber(1, 300).default(10),
+    default: '10',
+    description: 'How long a webhook delivery may take before it counts as failed.',
+    group: 'webhooks',
+  }),
+  WEBHOOK_MAX_CONSECUTIVE_FAILURES: field({
+    schema: wholeNumber(1, 1000).default(10),
+    default: '10',
+    description: 'A subscription is disabled after this many failed deliveries in a row.',
+    group: 'webhooks',
+  }),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: field({
+    schema: booleanFlag.default(false),
+    default: 'false',
+    description:
+      'Allow webhook URLs on loopback, private and link-local addresses (for development and tests only; refused in production).',
+    group: 'webhooks',
   }),
   LMS_BACKUP_DIR: field({
     schema: z.string().min(1).default('backups/db'),
@@ -230,6 +378,33 @@ export const configFields = {
       'Redis key prefix of the BullMQ queues. The braces make a Redis Cluster hash tag, keeping each queue on one shard.',
     group: 'redis',
   }),
+  AZURE_SUBSCRIPTION_ID: field({
+    schema: z.uuid({ error: 'must be a subscription id (a UUID)' }).optional(),
+    description: 'Azure subscription of the managed PostgreSQL servers (`lmsctl azure --subscription`).',
+    group: 'azure',
+  }),
+  AZURE_RESOURCE_GROUP: field({
+    schema: z.string().min(1).optional(),
+    description: 'Resource group of the managed PostgreSQL servers (`lmsctl azure --resource-group`).',
+    group: 'azure',
+  }),
+  AZURE_ARM_ENDPOINT: field({
+    schema: z
+      .string()
+      .refine((value) => /^https:\/\//i.test(value) && URL.canParse(value), 'must be an https:// URL')
+      .default('https://management.azure.com'),
+    default: 'https://management.azure.com',
+    description: 'Azure Resource Manager endpoint (sovereign clouds: e.g. https://management.usgovcloudapi.net).',
+    group: 'azure',
+  }),
+  AZURE_AUTHORITY_HOST: field({
+    schema: z
+      .string()
+      .refine((value) => /^https:\/\//i.test(value) && URL.canParse(value), 'must be an https:// URL')
+      .optional(),
+    description: 'Microsoft Entra authority for sign-in in sovereign clouds (e.g. https://login.microsoftonline.us).',
+    group: 'azure',
+  }),
   APP_DOMAIN: field({
     schema: z
       .string()
@@ -281,6 +456,13 @@ const configSchema = z.object(shape).superRefine((config, ctx) => {
   }
   if (config.DEBUG) {
     ctx.addIssue({ code: 'custom', path: ['DEBUG'], message: 'must be false in production (it exposes internals)' });
+  }
+  if (config.WEBHOOK_ALLOW_PRIVATE_TARGETS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['WEBHOOK_ALLOW_PRIVATE_TARGETS'],
+      message: 'must be false in production (it lets webhooks reach internal services)',
+    });
   }
 });
 

@@ -129,7 +129,7 @@ export async function readManifest(
     const key = await getKey(signature.keyId ?? '');
     if (key.keyId !== signature.keyId) {
       throw new VerificationError(
-        `manifest ${file} is signed with key id ${signature.keyId}; LMS_BACKUP_KEY_FILE holds key id ${key.keyId}`,
+        `this backup was encrypted with another key (key id ${signature.keyId}; LMS_BACKUP_KEY_FILE holds key id ${key.keyId})`,
       );
     }
     expected = signManifest(body, key);

@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient, createPool } from './db.js';
+import { loadConfig } from './config.js';
+import { defaultMigrationsDir } from './migrations/migration-files.js';
+import { Migrator } from './migrations/migrator.js';
+import { defaultJobOptions, jobIdFor, JobProducer } from './queue.js';
+import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from './testing/index.js';
+import { publishWebhookEvent } from './webhook-events.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+
+let database: TestDatabase;
+let producer: JobProducer;
+
+beforeAll(async () => {
+  database = await createTestDatabase('queue');
+  await new Migrator({ connectionString: database.url, dir: defaultMigrationsDir }).up();
+  producer = new JobProducer({
+    redisUrl: testRedisUrl,
+    prefix: testRedisPrefix('queue'),
+    defaults: defaultJobOptions(loadConfig({})),
+  });
+});
+
+afterAll(async () => {
+  for (const name of ['emails', 'progress', 'certificates', 'webhooks'] as const)
+    await producer.queue(name).obliterate({ force: true });
+  await producer.close();
+  await database.drop();
+});
+
+describe('JobProducer', () => {
+  it('queues a job on the queue of its name with the default retry policy', async () => {
+    const id = await producer.enqueue('progress.recompute', { enrollmentId: 'e-1' });
+    const job = await producer.queue('progress').getJob(id);
+    expect(job).toMatchObject({ name: 'progress.recompute', data: { enrollmentId: 'e-1' } });
+    expect(job!.opts).toMatchObject({ attempts: 5, backoff: { type: 'exponential', delay: 2000 } });
+  });
+
+  it('refuses a payload that breaks its schema before touching Redis', async () => {
+    await expect(
+      producer.enqueue('email.send', { to: 'nobody', template: 'welcome', props: {}, idempotencyKey: 'k' }),
+    ).rejects.toThrow(/email/i);
+    expect(await producer.queue('emails').count()).toBe(0);
+  });
+
+  it('queues a job with a given id only once', async () => {
+    const jobId = jobIdFor('certificate.render', 'enrollment-7');
+    expect(jobId).toBe('certificate-render-enrollment-7');
+    await producer.enqueue('certificate.render', { enrollmentId: 'enrollment-7' }, { jobId });
+    await producer.enqueue('certificate.render', { enrollmentId: 'enrollment-7' }, { jobId });
+    expect(await producer.queue('certificates').count()).toBe(1);
+  });
+});
+
+describe('publishWebhookEvent', () => {
+  it('records the event and queues one delivery per active subscription to its type', async () => {
+    const client = await connectClient(database.url);
+    try {
+      await client.query(`INSERT INTO webhook_subscriptions (url, events, secret, active) VALUES
+        ('https://a.example/hook', '{enrollment.created,course.completed}', 's1', true),
+        ('https://b.example/hook', '{enrollment.created}', 's2', false),
+        ('https://c.example/hook', '{certificate.issued}', 's3', true)`);
+    } finally {
+      await client.end();
+    }
+    const pool = createPool({
+      connectionString: database.url,
+      config: loadConfig({ DB_POOL_SIZE: '1' }),
+      applicationName: 'test',
+    });
+    try {
+      const result = await publishWebhookEvent(pool, producer, 'enrollment.created', { enrollmentId: 'x' });
+      expect(result.deliveries).toBe(1);
+      const { rows } = await pool.query<{ type: string; payload: unknown }>('SELECT type, payload FROM webhook_events');
+      expect(rows).toEqual([{ type: 'enrollment.created', payload: { enrollmentId: 'x' } }]);
+      const jobs = await producer.queue('webhooks').getJobs(['waiting']);
+      expect(jobs.map((job) => job.data as unknown)).toEqual([
+        { subscriptionId: expect.any(String), eventId: result.eventId },
+      ]);
+    } finally {
+      await pool.end();
+    }
+  });
+});
+
+describe('passwords', () => {
+  it('hashes with argon2id and verifies only the right password', async () => {
+    const hash = await hashPassword('correct horse battery');
+    expect(hash).toMatch(/^\$argon2id\$/);
+    expect(await verifyPassword(hash, 'correct horse battery')).toBe(true);
+    expect(await verifyPassword(hash, 'wrong horse battery')).toBe(false);
+    expect(await verifyPassword('not-a-hash', 'x')).toBe(false);
+  });
+});

@@ -1,0 +1,85 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Config } from './config.js';
+import { jobSchemas, queueOf, type JobName, type JobOf, type QueueName } from './jobs.js';
+import { redisConnectionOptions } from './redis.js';
+
+/**
+ * Default options of every job: retries with exponential backoff, completed jobs trimmed after a
+ * day, failed ones kept for inspection for FAILED_JOB_RETENTION_HOURS.
+ */
+export function defaultJobOptions(config: Pick<Config, 'JOB_ATTEMPTS' | 'FAILED_JOB_RETENTION_HOURS'>): JobsOptions {
+  return {
+    attempts: config.JOB_ATTEMPTS,
+    backoff: { type: 'exponential', delay: 2000 },
+    removeOnComplete: { age: 24 * 3600, count: 10_000 },
+    removeOnFail: { age: config.FAILED_JOB_RETENTION_HOURS * 3600 },
+  };
+}
+
+export interface JobProducerOptions {
+  redisUrl: string;
+  /** BullMQ key prefix (QUEUE_PREFIX). */
+  prefix: string;
+  defaults: JobsOptions;
+}
+
+/**
+ * The producer side of the job contract, shared by the api and the worker: a job is validated
+ * against its schema before it is queued, and goes to the queue its name belongs to.
+ */
+export class JobProducer {
+  private readonly queues = new Map<QueueName, Queue>();
+
+  constructor(private readonly options: JobProducerOptions) {}
+
+  /** The BullMQ queue behind `name` (created on first use). */
+  queue(name: QueueName): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, {
+        // Fail fast instead of buffering commands while Redis is down: callers decide what to do.
+        connection: {
+          ...redisConnectionOptions(this.options.redisUrl),
+          enableOfflineQueue: false,
+          connectTimeout: 2000,
+        },
+        prefix: this.options.prefix,
+        defaultJobOptions: this.options.defaults,
+      });
+      // Connection errors surface through the calls that fail; keep them from crashing the process.
+      queue.on('error', () => undefined);
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /**
+   * Queues job `name` with `data` (parsed with its schema first, so a bad payload never reaches
+   * Redis). A `jobId` makes the enqueue idempotent: BullMQ ignores a second job with the same id.
+   */
+  async enqueue<N extends JobName>(
+    name: N,
+    data: JobOf<N>,
+    options: { jobId?: string; delay?: number } = {},
+  ): Promise<string> {
+    const payload = jobSchemas[name].parse(data) as JobOf<N>;
+    const job = await this.queue(queueOf[name]).add(name, payload, {
+      ...(options.jobId ? { jobId: options.jobId } : {}),
+      ...(options.delay ? { delay: options.delay } : {}),
+    });
+    return job.id ?? '';
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    this.queues.clear();
+  }
+}
+
+/**
+ * The id of a job that must be queued at most once, e.g. `certificate-render-<enrollmentId>`
+ * (BullMQ refuses custom ids containing ':' or made of digits only).
+ */
+export function jobIdFor(name: JobName, ...parts: string[]): string {
+  return [name.replace('.', '-'), ...parts].join('-');
+}
