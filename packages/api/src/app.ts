@@ -1,0 +1,156 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import express, { type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import { parseDurationMs } from '@lms/core/duration';
+import type { Deps } from './deps.js';
+import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { httpMetrics } from './http/metrics.js';
+import { createRateLimits } from './http/rate-limit.js';
+import { mountRoutes, type RouteDefinition } from './http/routes.js';
+import { securityHeaders } from './http/security-headers.js';
+import { JobDispatcher } from './jobs.js';
+import { AuditRepository } from './modules/audit/audit.repository.js';
+import { authRoutes } from './modules/auth/auth.routes.js';
+import { AuthService } from './modules/auth/auth.service.js';
+import { SessionsRepository } from './modules/auth/sessions.repository.js';
+import { AccessTokens } from './modules/auth/tokens.js';
+import { certificatesRoutes } from './modules/certificates/certificates.routes.js';
+import { CertificatesRepository } from './modules/certificates/certificates.repository.js';
+import { CertificatesService } from './modules/certificates/certificates.service.js';
+import { CourseCache } from './modules/courses/courses.cache.js';
+import { coursesRoutes } from './modules/courses/courses.routes.js';
+import { CoursesRepository } from './modules/courses/courses.repository.js';
+import { CoursesService } from './modules/courses/courses.service.js';
+import { enrollmentsRoutes } from './modules/enrollments/enrollments.routes.js';
+import { EnrollmentsRepository } from './modules/enrollments/enrollments.repository.js';
+import { EnrollmentsService } from './modules/enrollments/enrollments.service.js';
+import { quizzesRoutes } from './modules/quizzes/quizzes.routes.js';
+import { QuizzesRepository } from './modules/quizzes/quizzes.repository.js';
+import { QuizzesService } from './modules/quizzes/quizzes.service.js';
+import { buildOpenApi } from './modules/system/openapi.js';
+import { mountSystemRoutes, type MetricsSource } from './modules/system/system.routes.js';
+import { usersRoutes } from './modules/users/users.routes.js';
+import { UsersRepository } from './modules/users/users.repository.js';
+import { UsersService } from './modules/users/users.service.js';
+import { webhooksRoutes } from './modules/webhooks/webhooks.routes.js';
+import { WebhooksRepository } from './modules/webhooks/webhooks.repository.js';
+import { WebhooksService } from './modules/webhooks/webhooks.service.js';
+
+export { createDeps, closeDeps, type Deps } from './deps.js';
+
+export interface AppOptions {
+  /** Where /metrics gets its text: this process's registry, or the cluster primary's aggregate. */
+  metrics?: MetricsSource;
+  version?: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+function trustProxy(value: string): boolean | number | string {
+  if (value === 'true' || value === 'false') return value === 'true';
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+/** Every route of the API, built on the services (the composition root of one process). */
+export function buildRoutes(deps: Deps): RouteDefinition[] {
+  const { config } = deps;
+  const jobs = new JobDispatcher(deps.jobs, deps.logger, deps.metrics);
+  const audit = new AuditRepository(deps.db);
+  const usersRepository = new UsersRepository(deps.db);
+  const coursesRepository = new CoursesRepository(deps.db);
+  const tokens = new AccessTokens(config.SECRET_KEY, parseDurationMs(config.ACCESS_TOKEN_TTL)! / 1000);
+  const auth = new AuthService(
+    usersRepository,
+    new SessionsRepository(deps.db),
+    tokens,
+    jobs,
+    deps.metrics,
+    parseDurationMs(config.REFRESH_TOKEN_TTL)!,
+  );
+  const cache = new CourseCache(deps.redis, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
+  return [
+    ...authRoutes(auth),
+    ...usersRoutes(new UsersService(usersRepository, audit)),
+    ...coursesRoutes(new CoursesService(coursesRepository, cache, audit)),
+    ...enrollmentsRoutes(
+      new EnrollmentsService(
+        new EnrollmentsRepository(deps.db),
+        coursesRepository,
+        jobs,
+        deps.metrics,
+        deps.db.primary,
+      ),
+    ),
+    ...quizzesRoutes(new QuizzesService(new QuizzesRepository(deps.db), coursesRepository, jobs, deps.metrics)),
+    ...certificatesRoutes(new CertificatesService(new CertificatesRepository(deps.db), config.CERTIFICATE_STORAGE_DIR)),
+    ...webhooksRoutes(
+      new WebhooksService(new WebhooksRepository(deps.db), audit, {
+        production: config.NODE_ENV === 'production',
+        allowPrivateTargets: config.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+      }),
+    ),
+  ];
+}
+
+/** The Express application, without listening: main.ts serves it, the tests drive it directly. */
+export function createApp(deps: Deps, options: AppOptions = {}): Express {
+  const { config } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', trustProxy(config.TRUST_PROXY));
+
+  const quiet = new Set(['/health', '/ready', config.METRICS_PATH]);
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req: IncomingMessage, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+        res.setHeader('x-request-id', id);
+        return id;
+      },
+      autoLogging: { ignore: (req) => quiet.has((req.url ?? '').split('?')[0]!) },
+      customLogLevel: (_req, res, error) =>
+        error || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+      serializers: {
+        // Method, path and id only: query strings and headers may carry secrets.
+        req: (req: { id: string; method: string; url: string }) => ({
+          id: req.id,
+          method: req.method,
+          path: req.url.split('?')[0],
+        }),
+      },
+    }),
+  );
+  app.use(securityHeaders(config.NODE_ENV === 'production'));
+  app.use(httpMetrics(deps.metrics));
+
+  const ownMetrics: MetricsSource = async () => ({
+    contentType: deps.metrics.registry.contentType,
+    text: await deps.metrics.registry.metrics(),
+  });
+  mountSystemRoutes(app, deps, options.metrics ?? ownMetrics);
+
+  const limits = createRateLimits(deps.redis, config, deps.redisPrefix);
+  app.use((req, res, next) => {
+    limits.perIp(req, res).then(() => next(), next);
+  });
+  app.use(express.json({ limit: '100kb' }));
+
+  const routes = buildRoutes(deps);
+  const tokens = new AccessTokens(config.SECRET_KEY, parseDurationMs(config.ACCESS_TOKEN_TTL)! / 1000);
+  mountRoutes(app, routes, {
+    authenticate: (token) => tokens.verify(token),
+    userLimit: (req, res, user) => limits.perUser(req, res, user.id),
+    authLimit: (req, res) => limits.auth(req, res),
+  });
+  const openApi = buildOpenApi(routes, { version: options.version ?? '1' });
+  app.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+
+  app.use(notFoundHandler);
+  app.use(errorHandler({ logger: deps.logger, debug: config.DEBUG }));
+  return app;
+}

@@ -1,0 +1,83 @@
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import { createLogger, createPool, redisConnectionOptions, type Config, type Logger } from '@lms/core';
+import { defaultJobOptions, JobProducer } from '@lms/core/queue';
+import { ApiMetrics } from './http/metrics.js';
+
+/** Everything the app needs from the outside, created once per process and passed to createApp. */
+export interface Deps {
+  config: Config & { SECRET_KEY: string };
+  logger: Logger;
+  db: {
+    /** Writes and reads that must see them. */
+    primary: pg.Pool;
+    /** Read-only queries: the replica when DATABASE_READ_URL is set, else the primary. */
+    read: pg.Pool;
+  };
+  redis: Redis;
+  jobs: JobProducer;
+  metrics: ApiMetrics;
+  /** Key prefix of the cache and the rate limits in Redis. */
+  redisPrefix: string;
+}
+
+export interface CreateDepsOptions {
+  /** Key prefix for the cache and rate limits (tests isolate themselves with it). */
+  redisPrefix?: string;
+}
+
+/** Opens the pools, the Redis connection and the job producer for one API process. */
+export function createDeps(
+  config: Config & { SECRET_KEY: string; DATABASE_URL: string },
+  options: CreateDepsOptions & { logger?: Logger } = {},
+): Deps {
+  const logger = options.logger ?? createLogger({ name: 'api', level: config.LOG_LEVEL });
+  const onIdleClientError = (error: Error) =>
+    logger.warn({ err: error }, 'idle database connection failed; it was replaced');
+  const primary = createPool({
+    connectionString: config.DATABASE_URL,
+    config,
+    applicationName: 'lms-api',
+    onIdleClientError,
+  });
+  const read = config.DATABASE_READ_URL
+    ? createPool({
+        connectionString: config.DATABASE_READ_URL,
+        config,
+        applicationName: 'lms-api-read',
+        onIdleClientError,
+      })
+    : primary;
+  const redis = new Redis({
+    ...redisConnectionOptions(config.REDIS_URL),
+    // Fail fast while Redis is down (the API keeps serving reads and says so in /ready) and keep
+    // reconnecting in the background.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  });
+  redis.on('error', (error: Error) => logger.debug({ err: error }, 'redis connection error'));
+  const jobs = new JobProducer({
+    redisUrl: config.REDIS_URL,
+    prefix: config.QUEUE_PREFIX,
+    defaults: defaultJobOptions(config),
+  });
+  return {
+    config,
+    logger,
+    db: { primary, read },
+    redis,
+    jobs,
+    metrics: new ApiMetrics(),
+    redisPrefix: options.redisPrefix ?? 'lms:',
+  };
+}
+
+/** Closes everything createDeps opened. */
+export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.jobs.close().catch(() => undefined);
+  deps.redis.disconnect();
+  if (deps.db.read !== deps.db.primary) await deps.db.read.end();
+  await deps.db.primary.end();
+}

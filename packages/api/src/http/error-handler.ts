@@ -1,0 +1,57 @@
+import type { NextFunction, Request, Response } from 'express';
+import { AppError, maskSecretsInText, type Logger } from '@lms/core';
+import { requestIdOf } from './request-id.js';
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: string; message: string; requestId?: string; stack?: string };
+}
+
+interface HttpParserError {
+  type?: string;
+  status?: number;
+  expose?: boolean;
+}
+
+/**
+ * The one place errors become responses: known errors keep their status and message; body
+ * parser failures become 413/400; everything else is a logged 500 that names only the request
+ * id. With DEBUG off no stack, SQL or path ever leaves the process.
+ */
+export function errorHandler(options: { logger: Logger; debug: boolean }) {
+  return (error: unknown, req: Request, res: Response, next: NextFunction): void => {
+    if (res.headersSent) return next(error);
+    const requestId = requestIdOf(req);
+    const send = (status: number, code: string, message: string, stack?: string) => {
+      const body: ErrorBody = { error: { code, message, ...(requestId ? { requestId } : {}) } };
+      if (stack && options.debug) body.error.stack = maskSecretsInText(stack);
+      res.status(status).json(body);
+    };
+    if (error instanceof AppError) {
+      if (error.status >= 500) options.logger.error({ err: error, requestId }, error.message);
+      return send(error.status, error.code, error.message, error.stack);
+    }
+    const parser = error as HttpParserError;
+    if (parser.type === 'entity.too.large') return send(413, 'payload_too_large', 'request body is larger than 100 kB');
+    if (parser.type === 'entity.parse.failed') return send(400, 'malformed_json', 'request body is not valid JSON');
+    if (parser.type === 'encoding.unsupported' || parser.type === 'charset.unsupported') {
+      return send(415, 'unsupported_encoding', 'request body encoding is not supported; send UTF-8 JSON');
+    }
+    if (typeof parser.status === 'number' && parser.status >= 400 && parser.status < 500 && parser.expose) {
+      return send(parser.status, 'bad_request', 'the request could not be read');
+    }
+    options.logger.error({ err: error, requestId }, 'unhandled error');
+    send(
+      500,
+      'internal_error',
+      `internal error; quote request id ${requestId} when reporting it`,
+      (error as Error)?.stack,
+    );
+  };
+}
+
+/** 404 for every path no route matched, in the same error shape. */
+export function notFoundHandler(req: Request, res: Response): void {
+  const body: ErrorBody = { error: { code: 'not_found', message: `no route for ${req.method} ${req.path}` } };
+  res.status(404).json(body);
+}

@@ -1,0 +1,121 @@
+import type { Express, NextFunction, Request, Response } from 'express';
+import { ForbiddenError, UnauthorizedError } from '@lms/core';
+import { z } from 'zod';
+import { parseInput } from './validate.js';
+
+export type Role = 'admin' | 'instructor' | 'student';
+export const roles = ['admin', 'instructor', 'student'] as const satisfies readonly Role[];
+
+/** Who is calling, from a verified access token. */
+export interface AuthUser {
+  id: string;
+  role: Role;
+  sessionId?: string;
+}
+
+/** `public`: anyone; `user`: any signed-in user; a role list: only those roles. */
+export type Access = 'public' | 'user' | readonly Role[];
+
+export interface RouteInput<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+  user: AuthUser | null;
+  req: Request;
+  res: Response;
+}
+
+/** What a handler returns: JSON with a status (default 200); `undefined` when it wrote the response itself. */
+export type RouteResult = { status?: number; body: unknown } | undefined;
+
+export interface RouteDefinition {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  /** Express path, e.g. `/api/v1/courses/:id`. */
+  path: string;
+  summary: string;
+  tag: string;
+  access: Access;
+  /** `auth`: the strict brute-force limit of login and registration. */
+  rateLimit?: 'auth';
+  params?: z.ZodType;
+  query?: z.ZodType;
+  body?: z.ZodType;
+  responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+  handle(input: RouteInput<unknown, unknown, unknown>): Promise<RouteResult>;
+}
+
+/**
+ * Declares a route with typed, validated input. The handler stays thin: it calls a service and
+ * returns what to send; authentication, authorisation and validation happen before it runs, and
+ * the same declaration feeds the OpenAPI document.
+ */
+export function route<
+  P extends z.ZodType = z.ZodUndefined,
+  Q extends z.ZodType = z.ZodUndefined,
+  B extends z.ZodType = z.ZodUndefined,
+>(
+  definition: Omit<RouteDefinition, 'params' | 'query' | 'body' | 'handle'> & {
+    params?: P;
+    query?: Q;
+    body?: B;
+    handle(input: RouteInput<z.output<P>, z.output<Q>, z.output<B>>): Promise<RouteResult>;
+  },
+): RouteDefinition {
+  return definition;
+}
+
+export interface MountOptions {
+  /** Verifies a bearer token. */
+  authenticate(token: string): Promise<AuthUser>;
+  /** Per-user and brute-force rate limits, applied after authentication. */
+  userLimit(req: Request, res: Response, user: AuthUser): Promise<void>;
+  authLimit(req: Request, res: Response): Promise<void>;
+}
+
+function bearerToken(req: Request): string | null {
+  const header = req.headers.authorization;
+  if (!header) return null;
+  const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header);
+  if (!match) throw new UnauthorizedError('Authorization header must be "Bearer <access token>"');
+  return match[1]!;
+}
+
+function allowed(access: Access, user: AuthUser | null): void {
+  if (access === 'public') return;
+  if (!user) throw new UnauthorizedError('sign in first: send "Authorization: Bearer <access token>"');
+  if (access === 'user') return;
+  if (!access.includes(user.role)) throw new ForbiddenError(`only ${access.join(' or ')} accounts may do this`);
+}
+
+/** Registers every route on the app with authentication, limits and validation in front of it. */
+export function mountRoutes(app: Express, routes: RouteDefinition[], options: MountOptions): void {
+  for (const definition of routes) {
+    app[definition.method](definition.path, async (req: Request, res: Response, next: NextFunction) => {
+      try {
+        if (definition.rateLimit === 'auth') await options.authLimit(req, res);
+        const token = bearerToken(req);
+        const user = token ? await options.authenticate(token) : null;
+        allowed(definition.access, user);
+        if (user) await options.userLimit(req, res, user);
+        const input: RouteInput<unknown, unknown, unknown> = {
+          params: definition.params ? parseInput(definition.params, req.params, 'path') : undefined,
+          query: definition.query ? parseInput(definition.query, req.query, 'query') : undefined,
+          body: definition.body ? parseInput(definition.body, req.body ?? {}, 'body') : undefined,
+          user,
+          req,
+          res,
+        };
+        const result = await definition.handle(input);
+        if (result) res.status(result.status ?? 200).json(result.body);
+      } catch (error) {
+        next(error);
+      }
+    });
+  }
+}
+
+/** Path parameter that must be a UUID; anything else can only be "not found". */
+export const uuid = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be an id');
+export const idParams = z.object({ id: uuid });

@@ -1,0 +1,103 @@
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultMigrationsDir, Migrator } from '@lms/core';
+import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
+import { TEST_SECRET } from './testing/test-app.js';
+
+const entry = fileURLToPath(new URL('./main.ts', import.meta.url));
+const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase('api_main');
+  await new Migrator({ connectionString: database.url, dir: defaultMigrationsDir }).up();
+});
+
+afterAll(async () => {
+  await database.drop();
+});
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function startApi(env: Record<string, string>) {
+  return execa(process.execPath, ['--conditions=lms-source', '--import', tsx, entry], {
+    reject: false,
+    extendEnv: false,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+  });
+}
+
+async function waitForHealth(port: number, child: ResultPromise): Promise<void> {
+  for (let waited = 0; waited < 20_000; waited += 100) {
+    if (child.exitCode !== null) throw new Error(`api exited early: ${String((await child).stderr)}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('api did not start');
+}
+
+const baseEnv = () => ({
+  DATABASE_URL: database.url,
+  REDIS_URL: testRedisUrl,
+  SECRET_KEY: TEST_SECRET,
+  QUEUE_PREFIX: `${testRedisPrefix('main')}:q`,
+  LOG_LEVEL: 'info',
+});
+
+describe('the api process', () => {
+  it('refuses to start with an invalid environment, listing every problem', async () => {
+    const run = await startApi({ PORT: 'eighty', DEBUG: 'maybe' });
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toContain('PORT: must be a whole number');
+    expect(run.stderr).toContain('DEBUG:');
+    const missing = await startApi({});
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('SECRET_KEY: is required by the API');
+    expect(missing.stderr).toContain('DATABASE_URL: is required by the API');
+  });
+
+  it('serves, then on SIGTERM stops accepting, closes its connections and exits 0', async () => {
+    const port = await freePort();
+    const child = startApi({ ...baseEnv(), PORT: String(port) });
+    await waitForHealth(port, child);
+    expect(await (await fetch(`http://127.0.0.1:${port}/ready`)).json()).toMatchObject({ status: 'ready' });
+    child.kill('SIGTERM');
+    const run = await child;
+    expect(run.exitCode).toBe(0);
+    expect(String(run.stdout)).toContain('"msg":"stopped"');
+  });
+
+  it('runs API_WORKERS processes and aggregates their metrics', async () => {
+    const port = await freePort();
+    const child = startApi({ ...baseEnv(), PORT: String(port), API_WORKERS: '2' });
+    try {
+      await waitForHealth(port, child);
+      for (let index = 0; index < 9; index++)
+        await fetch(`http://127.0.0.1:${port}/health`, { headers: { connection: 'close' } });
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const healthCount = /http_requests_total\{method="GET",route="\/health",status_code="200"\} (\d+)/.exec(
+        metrics,
+      )?.[1];
+      // Every request is counted once, whichever worker served it (the probe loop included).
+      expect(Number(healthCount)).toBeGreaterThanOrEqual(10);
+      expect(String(child.pid)).toBeTruthy();
+    } finally {
+      child.kill('SIGTERM');
+      const run = await child;
+      expect(run.exitCode).toBe(0);
+    }
+  });
+});

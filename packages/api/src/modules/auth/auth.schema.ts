@@ -1,0 +1,29 @@
+import { MIN_PASSWORD_LENGTH } from '@lms/core/passwords';
+import { z } from 'zod';
+import { userResponse } from '../users/users.schema.js';
+
+const email = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .max(320)
+  .pipe(z.email({ error: 'must be an e-mail address' }));
+
+export const registerBody = z.object({
+  email,
+  password: z.string().min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`).max(200),
+  name: z.string().trim().min(1, 'must not be empty').max(200),
+});
+export type RegisterBody = z.infer<typeof registerBody>;
+
+export const loginBody = z.object({ email, password: z.string().min(1).max(200) });
+export type LoginBody = z.infer<typeof loginBody>;
+
+export const refreshBody = z.object({ refreshToken: z.string().min(20).max(200) });
+export type RefreshBody = z.infer<typeof refreshBody>;
+
+export const sessionResponse = z.object({
+  user: userResponse.pick({ id: true, email: true, name: true, role: true }),
+  accessToken: z.string(),
+  refreshToken: z.string(),
+});

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { ConflictError, ForbiddenError, UnauthorizedError } from '@lms/core';
+import { hashPassword, verifyPassword } from '@lms/core/passwords';
+import type { JobDispatcher } from '../../jobs.js';
+import type { ApiMetrics } from '../../http/metrics.js';
+import type { UsersRepository, UserRow } from '../users/users.repository.js';
+import type { LoginBody, RefreshBody, RegisterBody } from './auth.schema.js';
+import type { SessionsRepository } from './sessions.repository.js';
+import { hashRefreshToken, newRefreshToken, type AccessTokens } from './tokens.js';
+
+export interface Session {
+  user: { id: string; email: string; name: string; role: UserRow['role'] };
+  accessToken: string;
+  refreshToken: string;
+}
+
+interface ClientInfo {
+  userAgent?: string;
+  ip?: string;
+}
+
+/**
+ * Accounts and sessions. Access tokens are short-lived JWTs; refresh tokens are opaque, stored
+ * hashed, and rotate on every use. Presenting a refresh token that was already rotated means
+ * it leaked: the whole session (its family) is revoked.
+ */
+export class AuthService {
+  /** Verified against when the e-mail is unknown, so a login takes as long either way. */
+  private readonly dummyHash = hashPassword(randomUUID());
+
+  constructor(
+    private readonly users: UsersRepository,
+    private readonly sessions: SessionsRepository,
+    private readonly tokens: AccessTokens,
+    private readonly jobs: JobDispatcher,
+    private readonly metrics: ApiMetrics,
+    private readonly refreshTtlMs: number,
+  ) {}
+
+  async register(body: RegisterBody, client: ClientInfo): Promise<Session> {
+    const user = await this.users.insert({
+      email: body.email,
+      name: body.name,
+      passwordHash: await hashPassword(body.password),
+      role: 'student',
+    });
+    if (!user) throw new ConflictError('an account with this e-mail address already exists; sign in instead');
+    this.metrics.registrations.inc();
+    await this.jobs.enqueue(
+      'email.send',
+      { to: user.email, template: 'welcome', props: { name: user.name }, idempotencyKey: `welcome-${user.id}` },
+      { jobId: `email-welcome-${user.id}` },
+    );
+    return this.startSession(user, randomUUID(), client);
+  }
+
+  async login(body: LoginBody, client: ClientInfo): Promise<Session> {
+    const user = await this.users.findByEmail(body.email);
+    const valid = await verifyPassword(user?.password_hash ?? (await this.dummyHash), body.password);
+    if (!user || !valid) throw new UnauthorizedError('e-mail address or password is wrong');
+    if (!user.active) throw new ForbiddenError('this account is deactivated; ask an administrator');
+    await this.users.recordLogin(user.id);
+    return this.startSession(user, randomUUID(), client);
+  }
+
+  async refresh(body: RefreshBody, client: ClientInfo): Promise<Session> {
+    const stored = await this.sessions.findByHash(hashRefreshToken(body.refreshToken));
+    if (!stored) throw new UnauthorizedError('refresh token is not valid; sign in again');
+    if (stored.revoked_at || !(await this.sessions.revokeOne(stored.id))) {
+      await this.sessions.revokeFamily(stored.family_id);
+      throw new UnauthorizedError('refresh token was already used, so the session was ended; sign in again');
+    }
+    if (stored.expires_at.getTime() <= Date.now()) throw new UnauthorizedError('session expired; sign in again');
+    const user = await this.users.findById(stored.user_id);
+    if (!user?.active) {
+      await this.sessions.revokeFamily(stored.family_id);
+      throw new UnauthorizedError('this account is no longer active');
+    }
+    const session = await this.startSession(user, stored.family_id, client, stored.id);
+    return session;
+  }
+
+  async logout(body: RefreshBody): Promise<void> {
+    const stored = await this.sessions.findByHash(hashRefreshToken(body.refreshToken));
+    if (stored) await this.sessions.revokeFamily(stored.family_id);
+  }
+
+  private async startSession(user: UserRow, familyId: string, client: ClientInfo, replaces?: string): Promise<Session> {
+    const refreshToken = newRefreshToken();
+    const id = await this.sessions.insert({
+      userId: user.id,
+      familyId,
+      tokenHash: hashRefreshToken(refreshToken),
+      expiresAt: new Date(Date.now() + this.refreshTtlMs),
+      userAgent: client.userAgent,
+      ip: client.ip,
+    });
+    if (replaces) await this.sessions.linkReplacement(replaces, id);
+    return {
+      user: { id: user.id, email: user.email, name: user.name, role: user.role },
+      accessToken: await this.tokens.issue(user, familyId),
+      refreshToken,
+    };
+  }
+}

@@ -1,0 +1,52 @@
+import type pg from 'pg';
+import type { Cursor } from '../../http/pagination.js';
+
+export interface CertificateRow {
+  id: string;
+  enrollment_id: string;
+  user_id: string;
+  course_id: string;
+  code: string;
+  learner_name: string;
+  course_title: string;
+  issued_at: Date;
+}
+
+const COLUMNS = 'id, enrollment_id, user_id, course_id, code, learner_name, course_title, issued_at';
+
+/** All SQL about certificates (the worker issues them; the API lists, serves and verifies them). */
+export class CertificatesRepository {
+  constructor(private readonly db: { read: pg.Pool }) {}
+
+  async listForUser(userId: string, limit: number, after: Cursor | null): Promise<CertificateRow[]> {
+    const { rows } = await this.db.read.query<CertificateRow>(
+      `SELECT ${COLUMNS} FROM certificates
+        WHERE user_id = $3 AND ($1::timestamptz IS NULL OR (issued_at, id) < ($1::timestamptz, $2::uuid))
+        ORDER BY issued_at DESC, id DESC LIMIT $4`,
+      [after?.at ?? null, after?.id ?? null, userId, limit + 1],
+    );
+    return rows;
+  }
+
+  async findById(id: string): Promise<CertificateRow | null> {
+    const { rows } = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE id = $1`, [
+      id,
+    ]);
+    return rows[0] ?? null;
+  }
+
+  async findByCode(code: string): Promise<CertificateRow | null> {
+    const { rows } = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE code = $1`, [
+      code,
+    ]);
+    return rows[0] ?? null;
+  }
+
+  async pdf(id: string): Promise<{ pdf: Buffer | null; pdf_path: string | null } | null> {
+    const { rows } = await this.db.read.query<{ pdf: Buffer | null; pdf_path: string | null }>(
+      'SELECT pdf, pdf_path FROM certificates WHERE id = $1',
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+}

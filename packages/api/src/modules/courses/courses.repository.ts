@@ -1,0 +1,135 @@
+import type pg from 'pg';
+import type { Cursor } from '../../http/pagination.js';
+
+export interface CourseRow {
+  id: string;
+  instructor_id: string;
+  title: string;
+  description: string;
+  status: 'draft' | 'published' | 'archived';
+  published_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface LessonRow {
+  id: string;
+  course_id: string;
+  position: number;
+  title: string;
+  body: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COURSE = 'id, instructor_id, title, description, status, published_at, created_at, updated_at';
+const LESSON = 'id, course_id, position, title, body, created_at, updated_at';
+const PAGE = `($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::uuid)) ORDER BY created_at DESC, id DESC LIMIT $3`;
+
+/** All SQL about courses and their lessons. */
+export class CoursesRepository {
+  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+
+  async insert(course: { instructorId: string; title: string; description: string }): Promise<CourseRow> {
+    const { rows } = await this.db.primary.query<CourseRow>(
+      `INSERT INTO courses (instructor_id, title, description) VALUES ($1, $2, $3) RETURNING ${COURSE}`,
+      [course.instructorId, course.title, course.description],
+    );
+    return rows[0]!;
+  }
+
+  async findById(id: string): Promise<CourseRow | null> {
+    const { rows } = await this.db.read.query<CourseRow>(`SELECT ${COURSE} FROM courses WHERE id = $1`, [id]);
+    return rows[0] ?? null;
+  }
+
+  /** Published courses, newest first; `limit + 1` rows. */
+  async listPublished(limit: number, after: Cursor | null): Promise<CourseRow[]> {
+    const { rows } = await this.db.read.query<CourseRow>(
+      `SELECT ${COURSE} FROM courses WHERE status = 'published' AND ${PAGE}`,
+      [after?.at ?? null, after?.id ?? null, limit + 1],
+    );
+    return rows;
+  }
+
+  /** Every course of an instructor (all courses when `instructorId` is null), any status. */
+  async listOwned(instructorId: string | null, limit: number, after: Cursor | null): Promise<CourseRow[]> {
+    const { rows } = await this.db.read.query<CourseRow>(
+      `SELECT ${COURSE} FROM courses WHERE ($4::uuid IS NULL OR instructor_id = $4) AND ${PAGE}`,
+      [after?.at ?? null, after?.id ?? null, limit + 1, instructorId],
+    );
+    return rows;
+  }
+
+  async update(id: string, changes: { title?: string; description?: string }): Promise<CourseRow | null> {
+    const { rows } = await this.db.primary.query<CourseRow>(
+      `UPDATE courses SET title = coalesce($2, title), description = coalesce($3, description)
+        WHERE id = $1 RETURNING ${COURSE}`,
+      [id, changes.title ?? null, changes.description ?? null],
+    );
+    return rows[0] ?? null;
+  }
+
+  async publish(id: string): Promise<CourseRow | null> {
+    const { rows } = await this.db.primary.query<CourseRow>(
+      `UPDATE courses SET status = 'published', published_at = coalesce(published_at, now())
+        WHERE id = $1 RETURNING ${COURSE}`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const { rowCount } = await this.db.primary.query('DELETE FROM courses WHERE id = $1', [id]);
+    return rowCount === 1;
+  }
+
+  async countEnrollments(courseId: string): Promise<number> {
+    const { rows } = await this.db.primary.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM enrollments WHERE course_id = $1',
+      [courseId],
+    );
+    return rows[0]!.n;
+  }
+
+  async lessons(courseId: string): Promise<LessonRow[]> {
+    const { rows } = await this.db.read.query<LessonRow>(
+      `SELECT ${LESSON} FROM lessons WHERE course_id = $1 ORDER BY position`,
+      [courseId],
+    );
+    return rows;
+  }
+
+  async countLessons(courseId: string): Promise<number> {
+    const { rows } = await this.db.primary.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM lessons WHERE course_id = $1',
+      [courseId],
+    );
+    return rows[0]!.n;
+  }
+
+  /** Appends a lesson after the last one (the unique position makes concurrent appends retry). */
+  async appendLesson(courseId: string, lesson: { title: string; body: string }): Promise<LessonRow> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { rows } = await this.db.primary.query<LessonRow>(
+          `INSERT INTO lessons (course_id, position, title, body)
+           SELECT $1, coalesce(max(position), 0) + 1, $2, $3 FROM lessons WHERE course_id = $1
+           RETURNING ${LESSON}`,
+          [courseId, lesson.title, lesson.body],
+        );
+        return rows[0]!;
+      } catch (error) {
+        if ((error as { code?: string }).code !== '23505' || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  async isEnrolled(courseId: string, userId: string): Promise<boolean> {
+    const { rowCount } = await this.db.read.query(
+      `SELECT 1 FROM enrollments WHERE course_id = $1 AND user_id = $2 AND status <> 'cancelled'`,
+      [courseId, userId],
+    );
+    return rowCount === 1;
+  }
+}

@@ -1,0 +1,86 @@
+import type pg from 'pg';
+import type { Cursor } from '../../http/pagination.js';
+
+export interface EnrollmentRow {
+  id: string;
+  user_id: string;
+  course_id: string;
+  status: 'active' | 'completed' | 'cancelled';
+  progress: string;
+  enrolled_at: Date;
+  completed_at: Date | null;
+  last_activity_at: Date;
+}
+
+const COLUMNS = 'id, user_id, course_id, status, progress, enrolled_at, completed_at, last_activity_at';
+
+/** All SQL about enrolments and lesson completions. */
+export class EnrollmentsRepository {
+  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+
+  /** Enrols once: the second call finds the existing enrolment (`created` false). */
+  async enroll(userId: string, courseId: string): Promise<{ row: EnrollmentRow; created: boolean }> {
+    const inserted = await this.db.primary.query<EnrollmentRow>(
+      `INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)
+       ON CONFLICT (user_id, course_id) DO NOTHING RETURNING ${COLUMNS}`,
+      [userId, courseId],
+    );
+    if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
+    const existing = await this.db.primary.query<EnrollmentRow>(
+      `SELECT ${COLUMNS} FROM enrollments WHERE user_id = $1 AND course_id = $2`,
+      [userId, courseId],
+    );
+    return { row: existing.rows[0]!, created: false };
+  }
+
+  async findById(id: string): Promise<EnrollmentRow | null> {
+    const { rows } = await this.db.primary.query<EnrollmentRow>(`SELECT ${COLUMNS} FROM enrollments WHERE id = $1`, [
+      id,
+    ]);
+    return rows[0] ?? null;
+  }
+
+  async listForUser(userId: string, limit: number, after: Cursor | null): Promise<EnrollmentRow[]> {
+    const { rows } = await this.db.read.query<EnrollmentRow>(
+      `SELECT ${COLUMNS} FROM enrollments
+        WHERE user_id = $3 AND ($1::timestamptz IS NULL OR (enrolled_at, id) < ($1::timestamptz, $2::uuid))
+        ORDER BY enrolled_at DESC, id DESC LIMIT $4`,
+      [after?.at ?? null, after?.id ?? null, userId, limit + 1],
+    );
+    return rows;
+  }
+
+  async lessonBelongsTo(lessonId: string, courseId: string): Promise<boolean> {
+    const { rowCount } = await this.db.primary.query('SELECT 1 FROM lessons WHERE id = $1 AND course_id = $2', [
+      lessonId,
+      courseId,
+    ]);
+    return rowCount === 1;
+  }
+
+  /** Records a completion once; true when it is new. Also marks the learner active. */
+  async completeLesson(enrollment: Pick<EnrollmentRow, 'id' | 'user_id'>, lessonId: string): Promise<boolean> {
+    const { rowCount } = await this.db.primary.query(
+      `INSERT INTO lesson_completions (enrollment_id, lesson_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+      [enrollment.id, lessonId],
+    );
+    await this.db.primary.query(
+      `WITH touched AS (UPDATE enrollments SET last_activity_at = now() WHERE id = $1)
+       UPDATE users SET last_active_at = now() WHERE id = $2`,
+      [enrollment.id, enrollment.user_id],
+    );
+    return rowCount === 1;
+  }
+
+  /** What the confirmation e-mail needs. */
+  async mailingFacts(enrollmentId: string): Promise<{ email: string; name: string; courseTitle: string } | null> {
+    const { rows } = await this.db.primary.query<{ email: string; name: string; course_title: string }>(
+      `SELECT u.email, u.name, c.title AS course_title
+         FROM enrollments e JOIN users u ON u.id = e.user_id JOIN courses c ON c.id = e.course_id
+        WHERE e.id = $1`,
+      [enrollmentId],
+    );
+    const row = rows[0];
+    return row ? { email: row.email, name: row.name, courseTitle: row.course_title } : null;
+  }
+}

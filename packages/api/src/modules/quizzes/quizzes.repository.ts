@@ -1,0 +1,118 @@
+import type pg from 'pg';
+
+export interface QuizRow {
+  id: string;
+  course_id: string;
+  title: string;
+  pass_mark: number;
+  created_at: Date;
+}
+
+export interface QuestionRow {
+  id: string;
+  quiz_id: string;
+  position: number;
+  prompt: string;
+  options: string[];
+  correct_option: number;
+}
+
+export interface QuizSummaryRow extends QuizRow {
+  questions: number;
+}
+
+/** All SQL about quizzes, their questions and attempts. */
+export class QuizzesRepository {
+  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+
+  /** A quiz and all its questions, in one transaction. */
+  async insert(quiz: {
+    courseId: string;
+    title: string;
+    passMark: number;
+    questions: Array<{ prompt: string; options: string[]; correctOption: number }>;
+  }): Promise<{ quiz: QuizRow; questions: QuestionRow[] }> {
+    const client = await this.db.primary.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query<QuizRow>(
+        `INSERT INTO quizzes (course_id, title, pass_mark) VALUES ($1, $2, $3)
+         RETURNING id, course_id, title, pass_mark, created_at`,
+        [quiz.courseId, quiz.title, quiz.passMark],
+      );
+      const row = inserted.rows[0]!;
+      const questions = await client.query<QuestionRow>(
+        `INSERT INTO quiz_questions (quiz_id, position, prompt, options, correct_option)
+         SELECT $1, q.ordinality, q.value->>'prompt', q.value->'options', (q.value->>'correctOption')::int
+           FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS q(value, ordinality)
+         RETURNING id, quiz_id, position, prompt, options, correct_option`,
+        [row.id, JSON.stringify(quiz.questions)],
+      );
+      await client.query('COMMIT');
+      return { quiz: row, questions: questions.rows.sort((a, b) => a.position - b.position) };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async listForCourse(courseId: string): Promise<QuizSummaryRow[]> {
+    const { rows } = await this.db.read.query<QuizSummaryRow>(
+      `SELECT q.id, q.course_id, q.title, q.pass_mark, q.created_at, count(x.id)::int AS questions
+         FROM quizzes q LEFT JOIN quiz_questions x ON x.quiz_id = q.id
+        WHERE q.course_id = $1 GROUP BY q.id ORDER BY q.created_at, q.id`,
+      [courseId],
+    );
+    return rows;
+  }
+
+  async find(id: string): Promise<{ quiz: QuizRow; questions: QuestionRow[] } | null> {
+    const quiz = await this.db.read.query<QuizRow>(
+      'SELECT id, course_id, title, pass_mark, created_at FROM quizzes WHERE id = $1',
+      [id],
+    );
+    if (!quiz.rows[0]) return null;
+    const questions = await this.db.read.query<QuestionRow>(
+      `SELECT id, quiz_id, position, prompt, options, correct_option FROM quiz_questions WHERE quiz_id = $1 ORDER BY position`,
+      [id],
+    );
+    return { quiz: quiz.rows[0], questions: questions.rows };
+  }
+
+  /** The learner's active enrolment in the course, if any. */
+  async enrollmentOf(userId: string, courseId: string): Promise<string | null> {
+    const { rows } = await this.db.primary.query<{ id: string }>(
+      `SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status <> 'cancelled'`,
+      [userId, courseId],
+    );
+    return rows[0]?.id ?? null;
+  }
+
+  async insertAttempt(attempt: {
+    quizId: string;
+    userId: string;
+    enrollmentId: string;
+    answers: number[];
+    score: number;
+    passed: boolean;
+  }): Promise<{ id: string; created_at: Date }> {
+    const { rows } = await this.db.primary.query<{ id: string; created_at: Date }>(
+      `INSERT INTO quiz_attempts (quiz_id, user_id, enrollment_id, answers, score, passed)
+       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at`,
+      [
+        attempt.quizId,
+        attempt.userId,
+        attempt.enrollmentId,
+        JSON.stringify(attempt.answers),
+        attempt.score,
+        attempt.passed,
+      ],
+    );
+    await this.db.primary.query('UPDATE enrollments SET last_activity_at = now() WHERE id = $1', [
+      attempt.enrollmentId,
+    ]);
+    return rows[0]!;
+  }
+}

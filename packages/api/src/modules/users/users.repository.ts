@@ -1,0 +1,71 @@
+import type pg from 'pg';
+import type { Cursor } from '../../http/pagination.js';
+import type { Role } from '../../http/routes.js';
+
+export interface UserRow {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  role: Role;
+  active: boolean;
+  created_at: Date;
+  last_login_at: Date | null;
+}
+
+const COLUMNS = 'id, email, name, password_hash, role, active, created_at, last_login_at';
+
+/** All SQL about users. */
+export class UsersRepository {
+  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+
+  async findByEmail(email: string): Promise<UserRow | null> {
+    const { rows } = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
+    return rows[0] ?? null;
+  }
+
+  async findById(id: string): Promise<UserRow | null> {
+    const { rows } = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]);
+    return rows[0] ?? null;
+  }
+
+  /** Inserts a user; null when the e-mail address is taken. */
+  async insert(user: { email: string; name: string; passwordHash: string; role: Role }): Promise<UserRow | null> {
+    const { rows } = await this.db.primary.query<UserRow>(
+      `INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (email) DO NOTHING RETURNING ${COLUMNS}`,
+      [user.email, user.name, user.passwordHash, user.role],
+    );
+    return rows[0] ?? null;
+  }
+
+  async recordLogin(id: string): Promise<void> {
+    await this.db.primary.query('UPDATE users SET last_login_at = now(), last_active_at = now() WHERE id = $1', [id]);
+  }
+
+  /** Newest first, `limit + 1` rows (the extra one tells whether there is a next page). */
+  async list(limit: number, after: Cursor | null): Promise<UserRow[]> {
+    const { rows } = await this.db.read.query<UserRow>(
+      `SELECT ${COLUMNS} FROM users
+        WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::uuid)
+        ORDER BY created_at DESC, id DESC LIMIT $3`,
+      [after?.at ?? null, after?.id ?? null, limit + 1],
+    );
+    return rows;
+  }
+
+  async update(id: string, changes: { role?: Role; active?: boolean }): Promise<UserRow | null> {
+    const { rows } = await this.db.primary.query<UserRow>(
+      `UPDATE users SET role = coalesce($2, role), active = coalesce($3, active) WHERE id = $1 RETURNING ${COLUMNS}`,
+      [id, changes.role ?? null, changes.active ?? null],
+    );
+    return rows[0] ?? null;
+  }
+
+  async countActiveAdmins(): Promise<number> {
+    const { rows } = await this.db.primary.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
+    );
+    return rows[0]!.n;
+  }
+}

@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, createTestApi, createUser, type TestApi } from '../../testing/test-app.js';
+
+let api: TestApi;
+
+beforeAll(async () => {
+  api = await createTestApi();
+});
+
+afterAll(async () => {
+  await api.close();
+});
+
+describe('user administration', () => {
+  it('lists users page by page without password hashes', async () => {
+    const admin = await createUser(api, 'admin');
+    for (let index = 0; index < 3; index++) await createUser(api, 'student');
+    const first = await call(api, 'get', '/api/v1/users?limit=2', { token: admin.token });
+    expect(first.body.items).toHaveLength(2);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await call(api, 'get', `/api/v1/users?limit=2&cursor=${first.body.nextCursor}`, {
+      token: admin.token,
+    });
+    const ids = [...first.body.items, ...second.body.items].map((user: { id: string }) => user.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(Object.keys(first.body.items[0] as object).sort()).toEqual([
+      'active',
+      'createdAt',
+      'email',
+      'id',
+      'lastLoginAt',
+      'name',
+      'role',
+    ]);
+  });
+
+  it('changes a role or deactivates an account, with an audit record', async () => {
+    const admin = await createUser(api, 'admin');
+    const user = await createUser(api, 'student');
+    const promoted = await call(api, 'patch', `/api/v1/users/${user.id}`, {
+      token: admin.token,
+      body: { role: 'instructor' },
+    });
+    expect(promoted.body).toMatchObject({ id: user.id, role: 'instructor', active: true });
+    const deactivated = await call(api, 'patch', `/api/v1/users/${user.id}`, {
+      token: admin.token,
+      body: { active: false },
+    });
+    expect(deactivated.body.active).toBe(false);
+    const audit = await api.db.query<{ details: unknown }>(
+      `SELECT details FROM audit_log WHERE entity_id = $1 ORDER BY id`,
+      [user.id],
+    );
+    expect(audit.rows.map((row) => row.details)).toEqual([
+      { from: { role: 'student', active: true }, to: { role: 'instructor', active: true } },
+      { from: { role: 'instructor', active: true }, to: { role: 'instructor', active: false } },
+    ]);
+    expect(
+      (await call(api, 'patch', `/api/v1/users/${user.id}`, { token: admin.token, body: { role: 'superuser' } }))
+        .status,
+    ).toBe(400);
+    expect((await call(api, 'patch', `/api/v1/users/${user.id}`, { token: admin.token, body: {} })).status).toBe(400);
+  });
+
+  it('never removes the last active admin', async () => {
+    const lonely = await createTestApi();
+    try {
+      const admin = await createUser(lonely, 'admin');
+      const refused = await call(lonely, 'patch', `/api/v1/users/${admin.id}`, {
+        token: admin.token,
+        body: { role: 'student' },
+      });
+      expect(refused.status).toBe(409);
+      expect(refused.body.error.message).toBe('this is the last active admin; make another admin first');
+    } finally {
+      await lonely.close();
+    }
+  });
+});

@@ -1,0 +1,99 @@
+import type pg from 'pg';
+import type { Cursor } from '../../http/pagination.js';
+
+export interface SubscriptionRow {
+  id: string;
+  url: string;
+  events: string[];
+  description: string;
+  active: boolean;
+  consecutive_failures: number;
+  disabled_at: Date | null;
+  disabled_reason: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface DeliveryRow {
+  id: string;
+  event_id: string;
+  event_type: string;
+  attempt: number;
+  status: 'succeeded' | 'failed';
+  response_status: number | null;
+  duration_ms: number;
+  error: string | null;
+  created_at: Date;
+}
+
+const COLUMNS =
+  'id, url, events, description, active, consecutive_failures, disabled_at, disabled_reason, created_at, updated_at';
+
+/** All SQL about webhook subscriptions and their delivery records. */
+export class WebhooksRepository {
+  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+
+  async insert(subscription: {
+    url: string;
+    events: string[];
+    description: string;
+    secret: string;
+    createdBy: string;
+  }): Promise<SubscriptionRow> {
+    const { rows } = await this.db.primary.query<SubscriptionRow>(
+      `INSERT INTO webhook_subscriptions (url, events, description, secret, created_by)
+       VALUES ($1, $2, $3, $4, $5) RETURNING ${COLUMNS}`,
+      [subscription.url, subscription.events, subscription.description, subscription.secret, subscription.createdBy],
+    );
+    return rows[0]!;
+  }
+
+  async list(): Promise<SubscriptionRow[]> {
+    const { rows } = await this.db.read.query<SubscriptionRow>(
+      `SELECT ${COLUMNS} FROM webhook_subscriptions ORDER BY created_at DESC, id DESC`,
+    );
+    return rows;
+  }
+
+  async findById(id: string): Promise<SubscriptionRow | null> {
+    const { rows } = await this.db.primary.query<SubscriptionRow>(
+      `SELECT ${COLUMNS} FROM webhook_subscriptions WHERE id = $1`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Changes a subscription; re-activating one clears its failure streak and disabled note. */
+  async update(
+    id: string,
+    changes: { url?: string; events?: string[]; description?: string; active?: boolean },
+  ): Promise<SubscriptionRow | null> {
+    const { rows } = await this.db.primary.query<SubscriptionRow>(
+      `UPDATE webhook_subscriptions
+          SET url = coalesce($2, url), events = coalesce($3, events), description = coalesce($4, description),
+              active = coalesce($5, active),
+              consecutive_failures = CASE WHEN $5 THEN 0 ELSE consecutive_failures END,
+              disabled_at = CASE WHEN $5 THEN NULL ELSE disabled_at END,
+              disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END
+        WHERE id = $1 RETURNING ${COLUMNS}`,
+      [id, changes.url ?? null, changes.events ?? null, changes.description ?? null, changes.active ?? null],
+    );
+    return rows[0] ?? null;
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const { rowCount } = await this.db.primary.query('DELETE FROM webhook_subscriptions WHERE id = $1', [id]);
+    return rowCount === 1;
+  }
+
+  async deliveries(subscriptionId: string, limit: number, after: Cursor | null): Promise<DeliveryRow[]> {
+    const { rows } = await this.db.read.query<DeliveryRow>(
+      `SELECT d.id, d.event_id, e.type AS event_type, d.attempt, d.status, d.response_status, d.duration_ms, d.error, d.created_at
+         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+        WHERE d.subscription_id = $3 AND ($1::timestamptz IS NULL OR (d.created_at, d.id) < ($1::timestamptz, $2::uuid))
+        ORDER BY d.created_at DESC, d.id DESC LIMIT $4`,
+      [after?.at ?? null, after?.id ?? null, subscriptionId, limit + 1],
+    );
+    return rows;
+  }
+}

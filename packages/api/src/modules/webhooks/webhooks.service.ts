@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { NotFoundError, ValidationError } from '@lms/core';
+import { decodeCursor, toPage, type PageQuery } from '../../http/pagination.js';
+import type { AuthUser } from '../../http/routes.js';
+import type { AuditRepository } from '../audit/audit.repository.js';
+import type { DeliveryRow, SubscriptionRow, WebhooksRepository } from './webhooks.repository.js';
+import type { CreateWebhookBody, UpdateWebhookBody } from './webhooks.schema.js';
+
+function presentSubscription(row: SubscriptionRow) {
+  return {
+    id: row.id,
+    url: row.url,
+    events: row.events,
+    description: row.description,
+    active: row.active,
+    consecutiveFailures: row.consecutive_failures,
+    disabledAt: row.disabled_at?.toISOString() ?? null,
+    disabledReason: row.disabled_reason,
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+function presentDelivery(row: DeliveryRow) {
+  return {
+    id: row.id,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    attempt: row.attempt,
+    status: row.status,
+    responseStatus: row.response_status,
+    durationMs: row.duration_ms,
+    error: row.error,
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+/** Literal addresses a production webhook may not point at (the worker also checks resolved names). */
+function isInternalAddress(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '');
+  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
+  if (!isIP(bare)) return false;
+  return (
+    /^(127\.|10\.|192\.168\.|169\.254\.|0\.|172\.(1[6-9]|2\d|3[01])\.)/.test(bare) ||
+    /^(::1?$|f[cd]|fe[89ab])/i.test(bare)
+  );
+}
+
+/** Admin management of webhook subscriptions. The signing secret is shown once, at creation. */
+export class WebhooksService {
+  constructor(
+    private readonly webhooks: WebhooksRepository,
+    private readonly audit: AuditRepository,
+    private readonly options: { production: boolean; allowPrivateTargets: boolean },
+  ) {}
+
+  private checkTarget(url: string): void {
+    const parsed = new URL(url);
+    if (this.options.production && parsed.protocol !== 'https:')
+      throw new ValidationError('url: must use https in production');
+    if (!this.options.allowPrivateTargets && isInternalAddress(parsed.hostname)) {
+      throw new ValidationError('url: must not point at a loopback, private or link-local address');
+    }
+  }
+
+  async create(user: AuthUser, body: CreateWebhookBody, requestId?: string) {
+    this.checkTarget(body.url);
+    const secret = randomBytes(32).toString('hex');
+    const row = await this.webhooks.insert({
+      url: body.url,
+      events: body.events,
+      description: body.description,
+      secret,
+      createdBy: user.id,
+    });
+    await this.audit.record({
+      actorId: user.id,
+      action: 'webhook.created',
+      entityType: 'webhook_subscription',
+      entityId: row.id,
+      details: { url: row.url, events: row.events },
+      requestId,
+    });
+    return { ...presentSubscription(row), secret };
+  }
+
+  async list() {
+    return { items: (await this.webhooks.list()).map(presentSubscription), nextCursor: null };
+  }
+
+  async get(id: string) {
+    const row = await this.webhooks.findById(id);
+    if (!row) throw new NotFoundError('no such webhook subscription');
+    return presentSubscription(row);
+  }
+
+  async update(user: AuthUser, id: string, body: UpdateWebhookBody, requestId?: string) {
+    if (body.url) this.checkTarget(body.url);
+    const row = await this.webhooks.update(id, body);
+    if (!row) throw new NotFoundError('no such webhook subscription');
+    await this.audit.record({
+      actorId: user.id,
+      action: 'webhook.updated',
+      entityType: 'webhook_subscription',
+      entityId: id,
+      details: body,
+      requestId,
+    });
+    return presentSubscription(row);
+  }
+
+  async delete(user: AuthUser, id: string, requestId?: string) {
+    if (!(await this.webhooks.delete(id))) throw new NotFoundError('no such webhook subscription');
+    await this.audit.record({
+      actorId: user.id,
+      action: 'webhook.deleted',
+      entityType: 'webhook_subscription',
+      entityId: id,
+      requestId,
+    });
+  }
+
+  async deliveries(id: string, page: PageQuery) {
+    if (!(await this.webhooks.findById(id))) throw new NotFoundError('no such webhook subscription');
+    const rows = await this.webhooks.deliveries(id, page.limit, decodeCursor(page.cursor));
+    return toPage(rows, page.limit, presentDelivery, (row) => ({ at: row.created_at.toISOString(), id: row.id }));
+  }
+}

@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, createTestApi, createUser, type TestApi, type TestUser } from '../../testing/test-app.js';
+
+let api: TestApi;
+let admin: TestUser;
+
+beforeAll(async () => {
+  api = await createTestApi();
+  admin = await createUser(api, 'admin');
+});
+
+afterAll(async () => {
+  await api.close();
+});
+
+describe('webhook subscriptions', () => {
+  it('creates one and shows the secret only in that response', async () => {
+    const created = await call(api, 'post', '/api/v1/webhooks', {
+      token: admin.token,
+      body: {
+        url: 'https://hooks.example.com/lms',
+        events: ['enrollment.created', 'certificate.issued'],
+        description: 'CRM',
+      },
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.secret).toMatch(/^[0-9a-f]{64}$/);
+    const id = created.body.id as string;
+    const listed = await call(api, 'get', '/api/v1/webhooks', { token: admin.token });
+    expect(listed.body.items).toContainEqual(expect.objectContaining({ id, active: true, consecutiveFailures: 0 }));
+    expect(JSON.stringify(listed.body)).not.toContain(created.body.secret as string);
+    expect(
+      JSON.stringify((await call(api, 'get', `/api/v1/webhooks/${id}`, { token: admin.token })).body),
+    ).not.toContain('secret');
+  });
+
+  it('shows why the worker disabled a subscription, and re-enabling clears it', async () => {
+    const created = (
+      await call(api, 'post', '/api/v1/webhooks', {
+        token: admin.token,
+        body: { url: 'https://down.example/h', events: ['course.completed'] },
+      })
+    ).body as { id: string };
+    await api.db.query(
+      `UPDATE webhook_subscriptions SET active = false, consecutive_failures = 10, disabled_at = now(), disabled_reason = '10 failed deliveries in a row' WHERE id = $1`,
+      [created.id],
+    );
+    const disabled = await call(api, 'get', `/api/v1/webhooks/${created.id}`, { token: admin.token });
+    expect(disabled.body).toMatchObject({
+      active: false,
+      consecutiveFailures: 10,
+      disabledReason: '10 failed deliveries in a row',
+    });
+    const enabled = await call(api, 'patch', `/api/v1/webhooks/${created.id}`, {
+      token: admin.token,
+      body: { active: true },
+    });
+    expect(enabled.body).toMatchObject({
+      active: true,
+      consecutiveFailures: 0,
+      disabledAt: null,
+      disabledReason: null,
+    });
+  });
+
+  it('lists delivery attempts newest first', async () => {
+    const created = (
+      await call(api, 'post', '/api/v1/webhooks', {
+        token: admin.token,
+        body: { url: 'https://x.example/h', events: ['lesson.completed'] },
+      })
+    ).body as { id: string };
+    const event = await api.db.query<{ id: string }>(
+      `INSERT INTO webhook_events (type, payload) VALUES ('lesson.completed', '{}') RETURNING id`,
+    );
+    await api.db.query(
+      `INSERT INTO webhook_deliveries (subscription_id, event_id, attempt, status, response_status, duration_ms, error, created_at) VALUES
+       ($1, $2, 1, 'failed', 503, 40, 'HTTP 503', now() - interval '1 minute'), ($1, $2, 2, 'succeeded', 200, 35, NULL, now())`,
+      [created.id, event.rows[0]!.id],
+    );
+    const deliveries = await call(api, 'get', `/api/v1/webhooks/${created.id}/deliveries`, { token: admin.token });
+    expect(deliveries.body.items.map((d: { attempt: number; status: string }) => [d.attempt, d.status])).toEqual([
+      [2, 'succeeded'],
+      [1, 'failed'],
+    ]);
+  });
+
+  it('refuses internal targets and unknown events, and deletes with an audit record', async () => {
+    for (const url of [
+      'http://127.0.0.1:8080/x',
+      'http://localhost/x',
+      'http://10.0.0.5/x',
+      'http://[::1]/x',
+      'http://169.254.169.254/latest',
+    ]) {
+      const response = await call(api, 'post', '/api/v1/webhooks', {
+        token: admin.token,
+        body: { url, events: ['course.completed'] },
+      });
+      expect(response.status, url).toBe(400);
+    }
+    expect(
+      (
+        await call(api, 'post', '/api/v1/webhooks', {
+          token: admin.token,
+          body: { url: 'https://a.example', events: ['user.deleted'] },
+        })
+      ).status,
+    ).toBe(400);
+    const created = (
+      await call(api, 'post', '/api/v1/webhooks', {
+        token: admin.token,
+        body: { url: 'https://gone.example/h', events: ['course.completed'] },
+      })
+    ).body as { id: string };
+    expect((await call(api, 'delete', `/api/v1/webhooks/${created.id}`, { token: admin.token })).status).toBe(204);
+    expect((await call(api, 'get', `/api/v1/webhooks/${created.id}`, { token: admin.token })).status).toBe(404);
+    const audit = await api.db.query(`SELECT action FROM audit_log WHERE entity_id = $1 ORDER BY id`, [created.id]);
+    expect(audit.rows.map((row: { action: string }) => row.action)).toEqual(['webhook.created', 'webhook.deleted']);
+  });
+});

@@ -1,0 +1,54 @@
+import cluster from 'node:cluster';
+import type { Server } from 'node:http';
+import { AggregatorRegistry } from 'prom-client';
+import { once } from 'node:events';
+import type { Config, Logger } from '@lms/core';
+import { createApp, type AppOptions } from './app.js';
+import { closeDeps, createDeps } from './deps.js';
+
+/** How long in-flight requests may take to finish after SIGTERM before connections are cut. */
+const DRAIN_MS = 10_000;
+
+export interface RunningServer {
+  server: Server;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish (≤ 10 s), then closes PostgreSQL and Redis. */
+  stop(): Promise<void>;
+}
+
+export async function startServer(
+  config: Config & { SECRET_KEY: string; DATABASE_URL: string },
+  options: AppOptions & { logger?: Logger; port?: number } = {},
+): Promise<RunningServer> {
+  const deps = createDeps(config, { logger: options.logger });
+  // In a cluster worker, the primary collects this process's metrics for the aggregate /metrics.
+  // prom-client answers the primary's requests only once an AggregatorRegistry exists here.
+  if (cluster.isWorker) {
+    AggregatorRegistry.setRegistries([deps.metrics.registry]);
+    new AggregatorRegistry();
+  }
+  const app = createApp(deps, options);
+  const server = app.listen(options.port ?? config.PORT);
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  deps.logger.info({ port }, 'api listening');
+  let stopping: Promise<void> | null = null;
+  return {
+    server,
+    port,
+    stop() {
+      stopping ??= (async () => {
+        deps.logger.info('stopping: no new connections, finishing requests in flight');
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const timer = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
+        await closed;
+        clearTimeout(timer);
+        await closeDeps(deps);
+        deps.logger.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
