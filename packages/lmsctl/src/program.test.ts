@@ -50,7 +50,7 @@ describe('lmsctl --help', () => {
     expect(run.exitCode).toBe(0);
     const commands = /Commands:\n([\s\S]*?)\n\n/.exec(String(run.stdout))?.[1] ?? '';
     const names = commands.split('\n').flatMap((line) => /^ {2}(\S+)/.exec(line)?.[1] ?? []);
-    expect(names).toEqual(['migrate', 'backup', 'restore', 'drill', 'schedule', 'help']);
+    expect(names).toEqual(['migrate', 'backup', 'restore', 'drill', 'schedule', 'user', 'azure', 'help']);
     for (const option of ['--json', '--yes', '--env-file', '--database-url', '--verbose', '--version']) {
       expect(run.stdout).toContain(option);
     }
@@ -68,6 +68,7 @@ describe('lmsctl --help', () => {
       '/node_modules/pg/',
       '/node_modules/zod/',
       '/node_modules/pino/',
+      '/node_modules/@azure/',
     ]) {
       expect(
         loaded.filter((url) => url.includes(heavy)),

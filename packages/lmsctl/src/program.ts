@@ -1,10 +1,12 @@
 import { Command } from 'commander';
 import type { Runtime } from './cli/action.js';
+import { registerAzure } from './cli/azure.js';
 import { registerBackup } from './cli/backup.js';
 import { registerDrill } from './cli/drill.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerRestore } from './cli/restore.js';
 import { registerSchedule } from './cli/schedule.js';
+import { registerUser } from './cli/user.js';
 import { lmsctlVersion } from './version.js';
 
 /**
@@ -43,6 +45,8 @@ Examples:
   registerRestore(program, runtime);
   registerDrill(program, runtime);
   registerSchedule(program, runtime);
+  registerUser(program, runtime);
+  registerAzure(program, runtime);
 
   // Subcommands inherit exit handling and output settings from the program.
   for (const command of program.commands) command.copyInheritedSettings(program);

@@ -88,7 +88,7 @@ export interface DrillResult {
 }
 
 /** Application queries a working LMS database answers; each runs only where its tables exist. */
-const APPLICATION_QUERIES: Array<{ name: string; needs: string[]; sql: string }> = [
+export const APPLICATION_QUERIES: Array<{ name: string; needs: string[]; sql: string }> = [
   {
     name: 'published courses',
     needs: ['public.courses'],
@@ -417,7 +417,7 @@ interface ForeignKey {
 }
 
 /** Every foreign key with the query that counts its orphans (MATCH SIMPLE: rows with a NULL key are fine). */
-async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
+export async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
   const { rows } = await client.query<{
     name: string;
     validated: boolean;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connectClient, defaultMigrationsDir, readMigrationFiles } from '@lms/core';
 import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
+import { projectMigrations } from '../testing/backup-fixtures.js';
 import { runLmsctl } from '../testing/run-cli.js';
 
 let database: TestDatabase;
@@ -163,10 +164,10 @@ describe('lmsctl migrate (the real binary)', () => {
     const refused = await runLmsctl(['migrate', 'down', '--database-url', database.url]);
     expect(refused.exitCode).toBe(2);
     expect(refused.stderr).toContain('this reverts 1 migration(s) on');
-    expect(refused.stderr).toContain('0007_audit_log');
+    expect(refused.stderr).toContain((await projectMigrations()).latest.id);
     expect(refused.stderr).toContain('pass --yes to confirm non-interactively');
     const before = await recordedVersions(database.url);
-    expect(before.at(-1)).toBe(7);
+    expect(before.at(-1)).toBe((await projectMigrations()).latest.version);
 
     const done = await runLmsctl(['migrate', 'down', '--steps', '2', '--yes', '--database-url', database.url]);
     expect(done.exitCode, String(done.stderr)).toBe(0);

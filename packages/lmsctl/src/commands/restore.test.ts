@@ -7,7 +7,7 @@ import { connectClient, queueNames, redisConnectionOptions, withDatabase } from 
 import { createTestDatabase, listDatabases, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
 import { generateBackupKeyHex } from '../lib/backup-crypto.js';
 import { manifestPathOf, signManifest, type BackupManifest } from '../lib/manifest.js';
-import { seedLmsDatabase } from '../testing/backup-fixtures.js';
+import { projectMigrations, publicTableCount, seedLmsDatabase } from '../testing/backup-fixtures.js';
 import { testContext } from '../testing/context.js';
 import { createRichFixture, describeSchema, fingerprintTables, nextSequenceValues } from '../testing/rich-fixture.js';
 import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
@@ -289,8 +289,13 @@ describe('restore --plan', () => {
     try {
       const plan = (await restore(context(false), 'latest', { plan: true })) as RestorePlan;
       expect(plan.plan).toBe(true);
-      expect(plan.backup).toMatchObject({ tables: 15, migration: 7, encrypted: false });
-      expect(plan.archive.byType).toMatchObject({ TABLE: 15, 'TABLE DATA': 15 });
+      const tables = await publicTableCount(database.url);
+      expect(plan.backup).toMatchObject({
+        tables,
+        migration: (await projectMigrations()).latest.version,
+        encrypted: false,
+      });
+      expect(plan.archive.byType).toMatchObject({ TABLE: tables, 'TABLE DATA': tables });
       expect(plan.target).toMatchObject({ database: database.name, exists: true });
       expect(plan.sessions.map((session) => session.applicationName)).toEqual(['lms-worker']);
       expect(plan.disk.freeBytes).toBeGreaterThan(0);

@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { connectClient, defaultMigrationsDir, Migrator } from '@lms/core';
+import { connectClient, defaultMigrationsDir, Migrator, readMigrationFiles } from '@lms/core';
 import { execa } from 'execa';
 
 /** Migrates a database to the LMS schema and fills it with `users` users, courses and enrolments. */
@@ -60,4 +60,27 @@ export async function fakePgBinDir(
     await chmod(file, 0o755);
   }
   return dir;
+}
+
+/** The newest migration of the project and how many there are (tests must not hard-code them). */
+export async function projectMigrations(): Promise<{
+  latest: { version: number; name: string; id: string };
+  count: number;
+}> {
+  const files = await readMigrationFiles(defaultMigrationsDir);
+  const latest = files.at(-1)!;
+  return { latest: { version: latest.version, name: latest.name, id: latest.id }, count: files.length };
+}
+
+/** Ordinary tables of the public schema of a database. */
+export async function publicTableCount(url: string): Promise<number> {
+  const client = await connectClient(url);
+  try {
+    const { rows } = await client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`,
+    );
+    return rows[0]!.n;
+  } finally {
+    await client.end();
+  }
 }

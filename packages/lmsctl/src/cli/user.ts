@@ -1,0 +1,40 @@
+import { Option, type Command } from 'commander';
+import { action, type Runtime } from './action.js';
+
+/** `lmsctl user create` */
+export function registerUser(program: Command, runtime: Runtime): void {
+  const user = program
+    .command('user')
+    .description('manage accounts from the terminal (the first admin, service users)');
+  user
+    .command('create')
+    .description('create an account; the password comes from stdin or a hidden prompt, never an argument')
+    .requiredOption('--email <email>', 'e-mail address (the login)')
+    .requiredOption('--name <name>', 'display name')
+    .addOption(new Option('--role <role>', 'role').choices(['admin', 'instructor', 'student']).default('student'))
+    .option('--password-stdin', 'read the password from standard input')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ lmsctl user create --email ops@example.com --name "Ops" --role admin          (asks for the password)
+  $ printf %s "$ADMIN_PASSWORD" | lmsctl user create --email ops@example.com --name Ops --role admin --password-stdin`,
+    )
+    .action(
+      action(
+        runtime,
+        async (
+          ctx,
+          flags: { email: string; name: string; role: 'admin' | 'instructor' | 'student'; passwordStdin?: boolean },
+        ) => {
+          const { promptPassword, readPasswordFromStdin, renderUserCreate, userCreate } =
+            await import('../commands/user.js');
+          const password = flags.passwordStdin ? await readPasswordFromStdin() : await promptPassword();
+          ctx.out.result(
+            await userCreate(ctx, { email: flags.email, name: flags.name, role: flags.role, password }),
+            renderUserCreate,
+          );
+        },
+      ),
+    );
+}
