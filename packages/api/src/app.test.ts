@@ -160,6 +160,7 @@ describe('internal errors', () => {
       });
     } finally {
       deps.redis.disconnect();
+      deps.subscriber.disconnect();
       await deps.jobs.close();
     }
   });
@@ -172,6 +173,7 @@ describe('internal errors', () => {
       expect(response.body.error.stack).toContain('Error');
     } finally {
       deps.redis.disconnect();
+      deps.subscriber.disconnect();
       await deps.jobs.close();
     }
   });

@@ -68,7 +68,7 @@ export function buildRoutes(deps: Deps): RouteDefinition[] {
     deps.metrics,
     parseDurationMs(config.REFRESH_TOKEN_TTL)!,
   );
-  const cache = new CourseCache(deps.redis, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
+  const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
   return [
     ...authRoutes(auth),
     ...usersRoutes(new UsersService(usersRepository, audit)),
@@ -119,6 +119,10 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
           id: req.id,
           method: req.method,
           path: req.url.split('?')[0],
+        }),
+        // The status only: response headers add nothing to a request log and cost every line.
+        res: (res: { raw?: { statusCode: number }; statusCode?: number | null }) => ({
+          statusCode: res.raw?.statusCode ?? res.statusCode,
         }),
       },
     }),

@@ -15,6 +15,8 @@ export interface Deps {
     read: pg.Pool;
   };
   redis: Redis;
+  /** A second Redis connection in subscriber mode (cache invalidations between API processes). */
+  subscriber: Redis;
   jobs: JobProducer;
   metrics: ApiMetrics;
   /** Key prefix of the cache and the rate limits in Redis. */
@@ -58,6 +60,10 @@ export function createDeps(
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
   });
   redis.on('error', (error: Error) => logger.debug({ err: error }, 'redis connection error'));
+  // Subscriber mode takes over a connection; commands cannot share it. It may queue its
+  // SUBSCRIBE until Redis answers, and resubscribes after a reconnect.
+  const subscriber = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+  subscriber.on('error', (error: Error) => logger.debug({ err: error }, 'redis subscriber connection error'));
   const jobs = new JobProducer({
     redisUrl: config.REDIS_URL,
     prefix: config.QUEUE_PREFIX,
@@ -68,6 +74,7 @@ export function createDeps(
     logger,
     db: { primary, read },
     redis,
+    subscriber,
     jobs,
     metrics: new ApiMetrics(),
     redisPrefix: options.redisPrefix ?? 'lms:',
@@ -78,6 +85,7 @@ export function createDeps(
 export async function closeDeps(deps: Deps): Promise<void> {
   await deps.jobs.close().catch(() => undefined);
   deps.redis.disconnect();
+  deps.subscriber.disconnect();
   if (deps.db.read !== deps.db.primary) await deps.db.read.end();
   await deps.db.primary.end();
 }

@@ -47,6 +47,7 @@ export async function startServer(
         clearTimeout(timer);
         await closeDeps(deps);
         deps.logger.info('stopped');
+        deps.logger.flush();
       })();
       return stopping;
     },

@@ -28,24 +28,29 @@ const REDACTED_KEYS = [
   'PROD_REDIS_URL',
 ] as const;
 
+// At the top level and one level down (`{ user: { password } }`); request logs carry no headers
+// (the API's serializer keeps method, path and id), and every extra wildcard level costs each line.
 const redactPaths = REDACTED_KEYS.flatMap((key) => {
   const safe = /^[A-Za-z_$][\w$]*$/.test(key) ? key : `["${key}"]`;
-  const dotted = safe.startsWith('[') ? safe : `.${safe}`;
-  return [safe, `*${dotted}`, `*.*${dotted}`, `req.headers${dotted}`, `res.headers${dotted}`];
-});
+  return [safe, `*${safe.startsWith('[') ? safe : `.${safe}`}`];
+}).concat(['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]']);
 
 function maskDeep(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return maskSecretsInText(value);
   if (depth > 4 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((item) => maskDeep(item, depth + 1));
-  if (value instanceof Error) return value;
+  // Only plain data is walked: requests, responses and errors have serializers of their own,
+  // and walking a socket or an IncomingMessage would cost every log line dearly.
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return value;
   const out: Record<string, unknown> = {};
   for (const [key, inner] of Object.entries(value)) out[key] = maskDeep(inner, depth + 1);
   return out;
 }
 
 function serializeError(err: unknown): unknown {
-  const serialized = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  // The standard serializer returns a prototype-backed object; copy it so maskDeep walks it.
+  const serialized = { ...(pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>) };
   return maskDeep(serialized);
 }
 

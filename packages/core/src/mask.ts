@@ -26,6 +26,8 @@ const KEY_VALUE_SECRET = /\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=
 
 /** Masks URL passwords and `password=…`-style pairs anywhere in a text. */
 export function maskSecretsInText(text: string): string {
+  // Both patterns need an '@' or a '='; most log strings have neither, and skip the regexes.
+  if (!text.includes('@') && !text.includes('=')) return text;
   return text.replace(URL_CREDENTIALS, `$1${MASK}@`).replace(KEY_VALUE_SECRET, `$1$2${MASK}`);
 }
 

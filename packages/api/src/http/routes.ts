@@ -25,6 +25,11 @@ export interface RouteInput<P, Q, B> {
   res: Response;
 }
 
+/** A response body that is already JSON text (a cache hit): sent without serialising it again. */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
 /** What a handler returns: JSON with a status (default 200); `undefined` when it wrote the response itself. */
 export type RouteResult = { status?: number; body: unknown } | undefined;
 
@@ -106,7 +111,13 @@ export function mountRoutes(app: Express, routes: RouteDefinition[], options: Mo
           res,
         };
         const result = await definition.handle(input);
-        if (result) res.status(result.status ?? 200).json(result.body);
+        if (!result) return;
+        if (result.body instanceof JsonText)
+          res
+            .status(result.status ?? 200)
+            .type('application/json')
+            .send(result.body.text);
+        else res.status(result.status ?? 200).json(result.body);
       } catch (error) {
         next(error);
       }

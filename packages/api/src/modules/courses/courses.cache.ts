@@ -3,18 +3,45 @@ import type { ApiMetrics } from '../../http/metrics.js';
 import type { Page } from '../../http/pagination.js';
 import type { PresentedCourse } from './courses.presenter.js';
 
+/** A cached value with its JSON text, so a hit is sent without serialising it again. */
+export interface Cached<T> {
+  value: T;
+  json: string;
+}
+
+/** How long an entry may live in a process before it is read from Redis again. */
+const LOCAL_TTL_MS = 5000;
+const LOCAL_MAX_ENTRIES = 10_000;
+
 /**
- * Redis cache of published course details and catalogue pages. Every write to a course deletes
- * its detail and bumps the catalogue version (old pages are then never read again and expire).
- * A Redis failure is a cache miss, never an error: reads fall back to the database.
+ * Two-level cache of published course details and catalogue pages: each API process keeps hot
+ * entries in memory for a few seconds, in front of Redis (shared by all processes, TTL
+ * CACHE_TTL_SECONDS). Every write to a course deletes its Redis entry, bumps the catalogue
+ * version and tells every process, over Redis pub/sub, to drop its copies. A Redis failure is a
+ * cache miss, never an error: reads fall back to the database.
  */
 export class CourseCache {
+  private readonly local = new Map<string, Cached<unknown> & { expires: number }>();
+
   constructor(
     private readonly redis: Redis,
+    /** A second connection in subscriber mode, for invalidations from other processes. */
+    subscriber: Redis | null,
     private readonly prefix: string,
     private readonly ttlSeconds: number,
     private readonly metrics: ApiMetrics,
-  ) {}
+  ) {
+    if (subscriber) {
+      subscriber.subscribe(this.channel).catch(() => undefined);
+      subscriber.on('message', (channel: string, message: string) => {
+        if (channel === this.channel) this.dropLocal(message);
+      });
+    }
+  }
+
+  private get channel(): string {
+    return `${this.prefix}cache:invalidations`;
+  }
 
   private courseKey(id: string): string {
     return `${this.prefix}cache:course:${id}`;
@@ -25,19 +52,28 @@ export class CourseCache {
   }
 
   /** A published course from the cache, else from `load` (cached when published). */
-  async course(id: string, load: () => Promise<PresentedCourse | null>): Promise<PresentedCourse | null> {
+  async course(id: string, load: () => Promise<PresentedCourse | null>): Promise<Cached<PresentedCourse> | null> {
+    const localKey = `course:${id}`;
+    const hot = this.fromLocal<PresentedCourse>(localKey, 'course');
+    if (hot) return hot;
     const cached = await this.read(this.courseKey(id), 'course');
-    if (cached) return JSON.parse(cached) as PresentedCourse;
+    if (cached) return this.keep(localKey, JSON.parse(cached) as PresentedCourse, cached);
     const course = await load();
-    if (course?.status === 'published') await this.write(this.courseKey(id), JSON.stringify(course));
-    return course;
+    if (!course) return null;
+    const json = JSON.stringify(course);
+    if (course.status !== 'published') return { value: course, json };
+    await this.write(this.courseKey(id), json);
+    return this.keep(localKey, course, json);
   }
 
   async catalogue(
     limit: number,
     cursor: string | undefined,
     load: () => Promise<Page<PresentedCourse>>,
-  ): Promise<Page<PresentedCourse>> {
+  ): Promise<Cached<Page<PresentedCourse>>> {
+    const localKey = `catalogue:${limit}:${cursor ?? ''}`;
+    const hot = this.fromLocal<Page<PresentedCourse>>(localKey, 'catalogue');
+    if (hot) return hot;
     let key: string | null = null;
     try {
       const version = (await this.redis.get(this.versionKey)) ?? '0';
@@ -46,20 +82,54 @@ export class CourseCache {
       this.metrics.cacheRequests.inc({ cache: 'catalogue', result: 'error' });
     }
     const cached = key ? await this.read(key, 'catalogue') : null;
-    if (cached) return JSON.parse(cached) as Page<PresentedCourse>;
+    if (cached) return this.keep(localKey, JSON.parse(cached) as Page<PresentedCourse>, cached);
     const page = await load();
-    if (key) await this.write(key, JSON.stringify(page));
-    return page;
+    const json = JSON.stringify(page);
+    if (key) {
+      await this.write(key, json);
+      return this.keep(localKey, page, json);
+    }
+    return { value: page, json };
   }
 
-  /** After any change to a course (or its publication): drop its detail and every catalogue page. */
+  /** After any change to a course (or its publication): drop its detail and every catalogue page, everywhere. */
   async invalidate(id: string): Promise<void> {
+    this.dropLocal(`course:${id}`);
     try {
-      await this.redis.multi().del(this.courseKey(id)).incr(this.versionKey).exec();
+      await this.redis
+        .multi()
+        .del(this.courseKey(id))
+        .incr(this.versionKey)
+        .publish(this.channel, `course:${id}`)
+        .exec();
     } catch {
-      // The entries expire after the TTL; nothing else can be done while Redis is down.
+      // The entries expire after their TTLs; nothing else can be done while Redis is down.
       this.metrics.cacheRequests.inc({ cache: 'course', result: 'error' });
     }
+  }
+
+  /** Drops one course's local copy and, since any course change can alter them, every catalogue page. */
+  private dropLocal(message: string): void {
+    this.local.delete(message);
+    for (const key of this.local.keys()) if (key.startsWith('catalogue:')) this.local.delete(key);
+  }
+
+  private fromLocal<T>(key: string, cache: 'course' | 'catalogue'): Cached<T> | null {
+    const entry = this.local.get(key);
+    if (!entry) return null;
+    if (entry.expires <= Date.now()) {
+      this.local.delete(key);
+      return null;
+    }
+    this.metrics.cacheRequests.inc({ cache, result: 'local_hit' });
+    return entry as Cached<T>;
+  }
+
+  private keep<T>(key: string, value: T, json: string): Cached<T> {
+    // A bounded map: when full, the oldest entry (first inserted) makes room.
+    if (this.local.size >= LOCAL_MAX_ENTRIES) this.local.delete(this.local.keys().next().value!);
+    this.local.set(key, { value, json, expires: Date.now() + Math.min(LOCAL_TTL_MS, this.ttlSeconds * 1000) });
+    return { value, json };
   }
 
   private async read(key: string, cache: 'course' | 'catalogue'): Promise<string | null> {

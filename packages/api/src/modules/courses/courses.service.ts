@@ -1,6 +1,6 @@
 import { ConflictError, ForbiddenError, NotFoundError } from '@lms/core';
 import { decodeCursor, toPage, type Page } from '../../http/pagination.js';
-import type { AuthUser } from '../../http/routes.js';
+import { JsonText, type AuthUser } from '../../http/routes.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
 import type { CourseCache } from './courses.cache.js';
 import { presentCourse, presentLesson, type PresentedCourse } from './courses.presenter.js';
@@ -30,27 +30,31 @@ export class CoursesService {
     return presentCourse(row);
   }
 
-  async list(user: AuthUser | null, query: ListCoursesQuery): Promise<Page<PresentedCourse>> {
+  /** Lists courses; the public catalogue comes from the cache, ready-serialised. */
+  async list(user: AuthUser | null, query: ListCoursesQuery): Promise<Page<PresentedCourse> | JsonText> {
     const after = decodeCursor(query.cursor);
     if (query.mine === 'true') {
       if (!user) throw new ForbiddenError('sign in to list your own courses');
       const rows = await this.courses.listOwned(user.role === 'admin' ? null : user.id, query.limit, after);
       return toPage(rows, query.limit, presentCourse, cursorOf);
     }
-    return this.cache.catalogue(query.limit, query.cursor, async () =>
+    const page = await this.cache.catalogue(query.limit, query.cursor, async () =>
       toPage(await this.courses.listPublished(query.limit, after), query.limit, presentCourse, cursorOf),
     );
+    return new JsonText(page.json);
   }
 
-  async get(user: AuthUser | null, id: string): Promise<PresentedCourse> {
-    const course = await this.cache.course(id, async () => {
+  /** A course visible to this user, ready-serialised (a cache hit is sent as it is stored). */
+  async get(user: AuthUser | null, id: string): Promise<JsonText> {
+    const cached = await this.cache.course(id, async () => {
       const row = await this.courses.findById(id);
       return row ? presentCourse(row) : null;
     });
+    const course = cached?.value;
     if (!course || (course.status !== 'published' && !canManage(user, { instructor_id: course.instructorId }))) {
       throw new NotFoundError('no such course');
     }
-    return course;
+    return new JsonText(cached.json);
   }
 
   async update(user: AuthUser, id: string, body: UpdateCourseBody): Promise<PresentedCourse> {

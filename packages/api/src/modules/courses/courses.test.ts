@@ -1,4 +1,8 @@
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '@lms/core';
+import { createApp } from '../../app.js';
+import { closeDeps, createDeps } from '../../deps.js';
 import { call, createCourse, createTestApi, createUser, type TestApi, type TestUser } from '../../testing/test-app.js';
 
 let api: TestApi;
@@ -146,14 +150,50 @@ describe('course lifecycle', () => {
 
   it('serves a published course and the catalogue from the cache', async () => {
     const course = await createCourse(api, instructor);
-    const hitsBefore = await cacheCount('course', 'hit');
+    const hitsBefore = (await cacheCount('course', 'hit')) + (await cacheCount('course', 'local_hit'));
     await call(api, 'get', `/api/v1/courses/${course.id}`);
     await call(api, 'get', `/api/v1/courses/${course.id}`);
-    expect(await cacheCount('course', 'hit')).toBe(hitsBefore + 1);
-    const catalogueHits = await cacheCount('catalogue', 'hit');
+    expect((await cacheCount('course', 'hit')) + (await cacheCount('course', 'local_hit'))).toBe(hitsBefore + 1);
+    const catalogueHits = (await cacheCount('catalogue', 'hit')) + (await cacheCount('catalogue', 'local_hit'));
     await call(api, 'get', '/api/v1/courses?limit=7');
     await call(api, 'get', '/api/v1/courses?limit=7');
-    expect(await cacheCount('catalogue', 'hit')).toBe(catalogueHits + 1);
+    expect((await cacheCount('catalogue', 'hit')) + (await cacheCount('catalogue', 'local_hit'))).toBe(
+      catalogueHits + 1,
+    );
+  });
+
+  it('a change made through one API process is seen at once through another (cache invalidation)', async () => {
+    const other = createDeps(api.config, {
+      redisPrefix: api.deps.redisPrefix,
+      logger: createLogger({ level: 'silent' }),
+    });
+    const otherApp = createApp(other);
+    try {
+      if (other.subscriber.status !== 'ready') await once(other.subscriber, 'ready');
+      const course = await createCourse(api, instructor, { title: 'Before' });
+      // Both processes have the course in their caches.
+      expect((await call(otherApp, 'get', `/api/v1/courses/${course.id}`)).body.title).toBe('Before');
+      expect((await call(api, 'get', `/api/v1/courses/${course.id}`)).body.title).toBe('Before');
+      expect(
+        (await call(otherApp, 'get', '/api/v1/courses?limit=100')).body.items.some(
+          (c: { title: string }) => c.title === 'Before',
+        ),
+      ).toBe(true);
+      await call(api, 'patch', `/api/v1/courses/${course.id}`, { token: instructor.token, body: { title: 'After' } });
+      let seen = '';
+      for (let waited = 0; seen !== 'After' && waited < 2000; waited += 20) {
+        seen = (await call(otherApp, 'get', `/api/v1/courses/${course.id}`)).body.title as string;
+        if (seen !== 'After') await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(seen).toBe('After');
+      const titles = (await call(otherApp, 'get', '/api/v1/courses?limit=100')).body.items.map(
+        (c: { title: string }) => c.title,
+      );
+      expect(titles).toContain('After');
+      expect(titles).not.toContain('Before');
+    } finally {
+      await closeDeps(other);
+    }
   });
 
   it('shows lesson bodies only to enrolled learners, the instructor and admins', async () => {
