@@ -50,7 +50,19 @@ describe('lmsctl --help', () => {
     expect(run.exitCode).toBe(0);
     const commands = /Commands:\n([\s\S]*?)\n\n/.exec(String(run.stdout))?.[1] ?? '';
     const names = commands.split('\n').flatMap((line) => /^ {2}(\S+)/.exec(line)?.[1] ?? []);
-    expect(names).toEqual(['migrate', 'backup', 'restore', 'drill', 'schedule', 'user', 'azure', 'help']);
+    expect(names).toEqual([
+      'migrate',
+      'backup',
+      'restore',
+      'drill',
+      'schedule',
+      'queue',
+      'status',
+      'check',
+      'user',
+      'azure',
+      'help',
+    ]);
     for (const option of ['--json', '--yes', '--env-file', '--database-url', '--verbose', '--version']) {
       expect(run.stdout).toContain(option);
     }

@@ -4,8 +4,10 @@ import { registerAzure } from './cli/azure.js';
 import { registerBackup } from './cli/backup.js';
 import { registerDrill } from './cli/drill.js';
 import { registerMigrate } from './cli/migrate.js';
+import { registerQueue } from './cli/queue.js';
 import { registerRestore } from './cli/restore.js';
 import { registerSchedule } from './cli/schedule.js';
+import { registerStatus } from './cli/status.js';
 import { registerUser } from './cli/user.js';
 import { lmsctlVersion } from './version.js';
 
@@ -45,6 +47,8 @@ Examples:
   registerRestore(program, runtime);
   registerDrill(program, runtime);
   registerSchedule(program, runtime);
+  registerQueue(program, runtime);
+  registerStatus(program, runtime);
   registerUser(program, runtime);
   registerAzure(program, runtime);
 

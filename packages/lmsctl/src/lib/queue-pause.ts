@@ -10,7 +10,8 @@ export interface PausedQueues {
   resume(): Promise<void>;
 }
 
-async function answers(url: string): Promise<boolean> {
+/** True when Redis at `url` answers a PING within 2 s. */
+export async function redisAnswers(url: string): Promise<boolean> {
   const client = new Redis({
     ...redisConnectionOptions(url),
     lazyConnect: true,
@@ -40,7 +41,7 @@ export async function pauseQueues(
   prefix: string,
   options: { required: boolean },
 ): Promise<PausedQueues | null> {
-  if (!(await answers(url))) {
+  if (!(await redisAnswers(url))) {
     if (!options.required) return null;
     throw new CliError(
       ExitCode.failed,

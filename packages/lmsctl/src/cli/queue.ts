@@ -1,0 +1,176 @@
+import { Option, type Command } from 'commander';
+import { action, type Runtime } from './action.js';
+import { durationMs, integerAtLeast } from './parsers.js';
+
+interface QueueFlags {
+  redisUrl?: string;
+  prefix?: string;
+}
+
+const connection = (flags: QueueFlags) => ({ redisUrl: flags.redisUrl, prefix: flags.prefix });
+
+function withConnection(command: Command): Command {
+  return command
+    .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'queue key prefix (default: QUEUE_PREFIX, else {lms})');
+}
+
+/** `lmsctl queue …` */
+export function registerQueue(program: Command, runtime: Runtime): void {
+  const queue = program
+    .command('queue')
+    .description('inspect and repair the job queues (emails, progress, certificates, webhooks)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ lmsctl queue list
+  $ lmsctl queue jobs emails --state failed --limit 50
+  $ lmsctl queue show emails 42
+  $ lmsctl queue retry emails --all-failed
+  $ lmsctl queue clean webhooks --state completed --older-than 7d --dry-run
+  $ lmsctl queue pause --all          (and: lmsctl queue resume --all)
+  $ lmsctl queue drain emails --yes
+  $ lmsctl queue watch`,
+    );
+
+  withConnection(
+    queue.command('list').description('every queue: jobs per state, paused, workers, oldest waiting job'),
+  ).action(
+    action(runtime, async (ctx, flags: QueueFlags) => {
+      const { queueList, renderQueueList } = await import('../commands/queue.js');
+      ctx.out.result(await queueList(ctx, connection(flags)), renderQueueList);
+    }),
+  );
+
+  withConnection(
+    queue
+      .command('jobs')
+      .description("a queue's jobs in one state")
+      .argument('<queue>', 'emails, progress, certificates or webhooks')
+      .option(
+        '--state <state>',
+        'waiting, active, delayed, prioritized, waiting-children, completed or failed',
+        'failed',
+      )
+      .option('--limit <n>', 'how many', integerAtLeast(1), 20),
+  ).action(
+    action(runtime, async (ctx, name: string, flags: QueueFlags & { state: string; limit: number }) => {
+      const { queueJobs, renderQueueJobs } = await import('../commands/queue.js');
+      ctx.out.result(
+        await queueJobs(ctx, name, { ...connection(flags), state: flags.state, limit: flags.limit }),
+        renderQueueJobs,
+      );
+    }),
+  );
+
+  withConnection(
+    queue
+      .command('show')
+      .description('one job: data (secrets masked), attempts, failure and stack')
+      .argument('<queue>')
+      .argument('<id>'),
+  ).action(
+    action(runtime, async (ctx, name: string, id: string, flags: QueueFlags) => {
+      const { queueShow, renderQueueShow } = await import('../commands/queue.js');
+      ctx.out.result(await queueShow(ctx, name, id, connection(flags)), renderQueueShow);
+    }),
+  );
+
+  withConnection(
+    queue
+      .command('retry')
+      .description('run a failed job again, or every failed job of a queue')
+      .argument('<queue>')
+      .argument('[id]')
+      .option('--all-failed', 'retry every failed job of the queue'),
+  ).action(
+    action(runtime, async (ctx, name: string, id: string | undefined, flags: QueueFlags & { allFailed?: boolean }) => {
+      const { queueRetry } = await import('../commands/queue.js');
+      ctx.out.result(
+        await queueRetry(ctx, name, id, { ...connection(flags), allFailed: flags.allFailed }),
+        (result) => `retried ${result.retried} job(s) of ${result.queue}`,
+      );
+    }),
+  );
+
+  withConnection(
+    queue
+      .command('clean')
+      .description('remove old completed or failed jobs (asks first)')
+      .argument('<queue>')
+      .addOption(
+        new Option('--state <state>', 'which finished jobs').choices(['completed', 'failed']).makeOptionMandatory(),
+      )
+      .requiredOption('--older-than <duration>', 'finished longer ago than this, e.g. 1h, 7d', durationMs)
+      .option('--dry-run', 'count them; remove nothing'),
+  ).action(
+    action(
+      runtime,
+      async (
+        ctx,
+        name: string,
+        flags: QueueFlags & { state: 'completed' | 'failed'; olderThan: number; dryRun?: boolean },
+      ) => {
+        const { queueClean } = await import('../commands/queue.js');
+        const result = await queueClean(ctx, name, {
+          ...connection(flags),
+          state: flags.state,
+          olderThanMs: flags.olderThan,
+          dryRun: flags.dryRun,
+        });
+        ctx.out.result(
+          result,
+          (r) => `${r.dryRun ? 'would remove' : 'removed'} ${r.removed} ${r.state} job(s) from ${r.queue}`,
+        );
+      },
+    ),
+  );
+
+  for (const verb of ['pause', 'resume'] as const) {
+    withConnection(
+      queue
+        .command(verb)
+        .description(
+          verb === 'pause'
+            ? 'stop workers taking new jobs from a queue (running ones finish)'
+            : 'let workers take jobs again',
+        )
+        .argument('[queue]')
+        .option('--all', 'every queue'),
+    ).action(
+      action(runtime, async (ctx, name: string | undefined, flags: QueueFlags & { all?: boolean }) => {
+        const { queuePause } = await import('../commands/queue.js');
+        const result = await queuePause(ctx, name, { ...connection(flags), all: flags.all, resume: verb === 'resume' });
+        ctx.out.result(result, (r) => `${r.paused ? 'paused' : 'resumed'} ${r.changed.join(', ')}`);
+      }),
+    );
+  }
+
+  withConnection(
+    queue
+      .command('drain')
+      .description('drop every job of a queue that has not started (asks first, naming how many)')
+      .argument('<queue>'),
+  ).action(
+    action(runtime, async (ctx, name: string, flags: QueueFlags) => {
+      const { queueDrain } = await import('../commands/queue.js');
+      ctx.out.result(
+        await queueDrain(ctx, name, connection(flags)),
+        (r) => `dropped ${r.dropped} job(s) from ${r.queue}`,
+      );
+    }),
+  );
+
+  withConnection(
+    queue
+      .command('watch')
+      .description('a live table of the queues with rates per minute; q quits')
+      .option('--interval <duration>', 'refresh every', durationMs, 2000),
+  ).action(
+    action(runtime, async (ctx, flags: QueueFlags & { interval: number }) => {
+      const { queueWatch } = await import('../commands/queue.js');
+      await queueWatch(ctx, { ...connection(flags), intervalMs: flags.interval });
+    }),
+  );
+}

@@ -1,0 +1,259 @@
+import type { ChalkInstance } from 'chalk';
+import { connectClient, defaultMigrationsDir, maskUrl, Migrator } from '@lms/core';
+import { formatDuration } from '@lms/core/duration';
+import type { CommandContext } from '../context.js';
+import { backupDirOf } from './backup.js';
+import {
+  databaseDiskItem,
+  probeApi,
+  probeBackups,
+  probeDisk,
+  probeDrill,
+  probePostgres,
+  probeQueues,
+  probeRedis,
+  renderItems,
+  type ItemState,
+  type ProbeOptions,
+  type StatusItem,
+} from './status.js';
+
+export type Checklist = 'daily' | 'weekly' | 'predeploy';
+
+export interface CheckOptions extends ProbeOptions {
+  /** Prometheus HTTP API base URL, for error rate and latency. */
+  prometheusUrl?: string;
+  /** Alertmanager base URL, for the alert delivery test. */
+  alertmanagerUrl?: string;
+  /** predeploy: the newest verified backup must be younger than this. */
+  maxBackupAgeMs?: number;
+}
+
+export interface CheckResult {
+  checklist: Checklist;
+  passed: boolean;
+  items: StatusItem[];
+}
+
+async function promQuery(base: string, query: string): Promise<number | null> {
+  const url = `${base.replace(/\/+$/, '')}/api/v1/query?query=${encodeURIComponent(query)}`;
+  const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  if (!response.ok) throw new Error(`Prometheus answered ${response.status}`);
+  const body = (await response.json()) as { status: string; data?: { result?: Array<{ value: [number, string] }> } };
+  if (body.status !== 'success') throw new Error('Prometheus query failed');
+  const value = body.data?.result?.[0]?.value?.[1];
+  return value === undefined || value === 'NaN' ? null : Number(value);
+}
+
+/** The day's 5xx share and 99th percentile latency of the API, from Prometheus. */
+async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
+  if (!options.prometheusUrl) {
+    return [
+      {
+        name: 'error rate',
+        state: 'manual',
+        detail: 'check the 5xx rate of the last 24 h in Grafana (or pass --prometheus-url)',
+      },
+      {
+        name: 'latency p99',
+        state: 'manual',
+        detail: 'check the p99 latency of the last 24 h in Grafana (or pass --prometheus-url)',
+      },
+    ];
+  }
+  const where = maskUrl(options.prometheusUrl);
+  try {
+    const errorRate = await promQuery(
+      options.prometheusUrl,
+      'sum(increase(http_requests_total{status_code=~"5.."}[24h])) / sum(increase(http_requests_total[24h]))',
+    );
+    const p99 = await promQuery(
+      options.prometheusUrl,
+      'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[24h])))',
+    );
+    const rateState: ItemState =
+      errorRate === null ? 'warn' : errorRate > 0.05 ? 'fail' : errorRate > 0.01 ? 'warn' : 'ok';
+    const latencyState: ItemState = p99 === null ? 'warn' : p99 > 5 ? 'fail' : p99 > 1 ? 'warn' : 'ok';
+    return [
+      {
+        name: 'error rate',
+        state: rateState,
+        detail:
+          errorRate === null
+            ? `no requests recorded in ${where} for the last 24 h`
+            : `${(errorRate * 100).toFixed(2)} % of requests answered 5xx in the last 24 h (alert at 5 %)`,
+        data: { errorRate },
+      },
+      {
+        name: 'latency p99',
+        state: latencyState,
+        detail:
+          p99 === null
+            ? 'no latency recorded for the last 24 h'
+            : `p99 ${formatDuration(p99 * 1000)} over the last 24 h (alert at 5 s)`,
+        data: { p99Seconds: p99 },
+      },
+    ];
+  } catch (error) {
+    return [{ name: 'prometheus', state: 'fail', detail: `${where}: ${(error as Error).message}` }];
+  }
+}
+
+/** The slowest statements by mean time, where pg_stat_statements is installed. */
+async function slowQueries(ctx: CommandContext): Promise<StatusItem[]> {
+  if (!ctx.databaseUrl) return [];
+  const client = await connectClient(ctx.databaseUrl, { applicationName: 'lmsctl check' });
+  try {
+    const present = await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'`);
+    if (!present.rowCount) {
+      return [
+        {
+          name: 'slow queries',
+          state: 'manual',
+          detail: 'pg_stat_statements is not installed: review slow queries in the PostgreSQL log',
+        },
+      ];
+    }
+    const { rows } = await client.query<{ query: string; calls: string; mean: number }>(
+      `SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 80) AS query, calls, mean_exec_time AS mean
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        ORDER BY mean_exec_time DESC LIMIT 5`,
+    );
+    const slow = rows.filter((row) => row.mean > 500);
+    return [
+      {
+        name: 'slow queries',
+        state: slow.length ? 'warn' : 'ok',
+        detail: rows.length
+          ? rows.map((row) => `${formatDuration(row.mean)} × ${row.calls}: ${row.query}`).join(' | ')
+          : 'no statements recorded yet',
+        data: { top: rows },
+      },
+    ];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Sends a short-lived test alert through Alertmanager and checks it was accepted. */
+async function alertDelivery(options: CheckOptions): Promise<StatusItem[]> {
+  if (!options.alertmanagerUrl) {
+    return [
+      {
+        name: 'alert delivery',
+        state: 'manual',
+        detail: 'send a test alert through Alertmanager (or pass --alertmanager-url) and confirm it arrives',
+      },
+    ];
+  }
+  const base = options.alertmanagerUrl.replace(/\/+$/, '');
+  const where = maskUrl(base);
+  const now = new Date();
+  const alert = {
+    labels: { alertname: 'LmsctlDeliveryTest', severity: 'info', source: 'lmsctl check weekly' },
+    annotations: { summary: 'Weekly alert delivery test from lmsctl; no action needed.' },
+    startsAt: now.toISOString(),
+    endsAt: new Date(now.getTime() + 5 * 60_000).toISOString(),
+  };
+  try {
+    const sent = await fetch(`${base}/api/v2/alerts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([alert]),
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!sent.ok)
+      return [{ name: 'alert delivery', state: 'fail', detail: `${where} refused the test alert (${sent.status})` }];
+    const listed = await fetch(`${base}/api/v2/alerts?filter=${encodeURIComponent('alertname="LmsctlDeliveryTest"')}`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    const alerts = (await listed.json()) as unknown[];
+    return [
+      {
+        name: 'alert delivery',
+        state: Array.isArray(alerts) && alerts.length > 0 ? 'ok' : 'fail',
+        detail:
+          Array.isArray(alerts) && alerts.length > 0
+            ? `${where} accepted the test alert LmsctlDeliveryTest`
+            : `${where} accepted but does not list the test alert`,
+      },
+      {
+        name: 'alert received',
+        state: 'manual',
+        detail: 'confirm LmsctlDeliveryTest reached the receivers (e-mail, Slack, PagerDuty)',
+      },
+    ];
+  } catch (error) {
+    return [{ name: 'alert delivery', state: 'fail', detail: `${where}: ${(error as Error).message}` }];
+  }
+}
+
+async function migrationsValidate(ctx: CommandContext): Promise<StatusItem[]> {
+  if (!ctx.databaseUrl) return [{ name: 'migrations validate', state: 'fail', detail: 'no database given' }];
+  try {
+    const result = await new Migrator({ connectionString: ctx.databaseUrl, dir: defaultMigrationsDir }).validate();
+    return [
+      {
+        name: 'migrations validate',
+        state: 'ok',
+        detail: `${result.checked} applied migration(s) match their files; ${result.pending} will be applied by the deploy`,
+        data: result,
+      },
+    ];
+  } catch (error) {
+    return [{ name: 'migrations validate', state: 'fail', detail: maskUrl((error as Error).message) }];
+  }
+}
+
+const MANUAL: Record<Checklist, string[]> = {
+  daily: ['look through the error log of the last 24 h for new kinds of errors'],
+  weekly: [
+    'review failed jobs (`lmsctl queue list`) and retry or clean them',
+    'apply security updates to the hosts and images',
+  ],
+  predeploy: [
+    'read the release notes for migrations that lock large tables',
+    'announce the deploy window if the API will be degraded',
+  ],
+};
+
+/** The operational checklists, automated where a machine can answer; the rest listed as manual. */
+export async function check(
+  ctx: CommandContext,
+  checklist: Checklist,
+  options: CheckOptions = {},
+): Promise<CheckResult> {
+  const items: StatusItem[] = [];
+  if (checklist === 'daily') {
+    items.push(...(await probeApi(ctx, options)), ...(await probePostgres(ctx)), ...(await probeRedis(ctx, options)));
+    items.push(...(await prometheusItems(options)));
+    items.push(...(await probeBackups(ctx, 26 * 3_600_000)));
+    const lastBackup = items.find((item) => item.name === 'backup')?.data?.sizeBytes as number | undefined;
+    items.push(...(await probeDisk('backup disk', backupDirOf(ctx), (lastBackup ?? 0) * 2)));
+    items.push(...(await databaseDiskItem(ctx)));
+  } else if (checklist === 'weekly') {
+    items.push(...(await probeDrill(ctx, 8 * 86_400_000, true)));
+    items.push(
+      ...(await slowQueries(ctx).catch((error: unknown) => [
+        { name: 'slow queries', state: 'fail' as const, detail: (error as Error).message },
+      ])),
+    );
+    items.push(...(await alertDelivery(options)));
+  } else {
+    items.push(...(await migrationsValidate(ctx)));
+    const maxAge = options.maxBackupAgeMs ?? 24 * 3_600_000;
+    const backup = await probeBackups(ctx, maxAge);
+    // Before a deploy an unverified backup is not good enough.
+    items.push(...backup.map((item) => (item.state === 'warn' ? { ...item, state: 'fail' as const } : item)));
+    items.push(...(await probeApi(ctx, options)), ...(await probeQueues(ctx, options)));
+  }
+  items.push(...MANUAL[checklist].map((detail): StatusItem => ({ name: 'by hand', state: 'manual', detail })));
+  return { checklist, passed: !items.some((item) => item.state === 'fail'), items };
+}
+
+export function renderCheck(result: CheckResult, style: ChalkInstance): string {
+  const verdict = result.passed
+    ? style.green(`${result.checklist} checks passed`)
+    : style.red(`${result.checklist} checks FAILED`);
+  return `${renderItems(result.items, style)}\n\n${verdict}`;
+}

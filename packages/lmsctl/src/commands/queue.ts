@@ -1,0 +1,398 @@
+import { Queue, type Job, type JobType as BullJobType } from 'bullmq';
+import type { ChalkInstance } from 'chalk';
+import { isQueueName, maskUrl, queueNames, redisConnectionOptions, type QueueName } from '@lms/core';
+import { formatDuration } from '@lms/core/duration';
+import type { CommandContext } from '../context.js';
+import { CliError, ExitCode, usageError } from '../errors.js';
+import { confirmOrRefuse } from '../lib/confirm.js';
+import { redisAnswers } from '../lib/queue-pause.js';
+import { table } from '../output.js';
+
+/** Job states `queue list` counts, in the order shown. */
+export const JOB_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'completed',
+  'failed',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export interface QueueOptions {
+  /** `--redis-url`, else REDIS_URL. */
+  redisUrl?: string;
+  /** `--prefix`, else QUEUE_PREFIX. */
+  prefix?: string;
+}
+
+/** Opens the named queues after checking Redis answers; closes them when `work` is done. */
+export async function withQueues<T>(
+  ctx: CommandContext,
+  options: QueueOptions,
+  names: readonly QueueName[],
+  work: (queues: Queue[]) => Promise<T>,
+): Promise<T> {
+  const url = options.redisUrl ?? ctx.config.REDIS_URL;
+  if (!(await redisAnswers(url))) {
+    throw new CliError(
+      ExitCode.failed,
+      `Redis at ${maskUrl(url)} does not answer`,
+      'check REDIS_URL (or --redis-url) and that Redis is running',
+    );
+  }
+  const connection = { ...redisConnectionOptions(url), connectTimeout: 2000, maxRetriesPerRequest: 1 };
+  const queues = names.map(
+    (name) => new Queue(name, { connection, prefix: options.prefix ?? ctx.config.QUEUE_PREFIX }),
+  );
+  for (const queue of queues) queue.on('error', () => undefined);
+  try {
+    return await work(queues);
+  } finally {
+    await Promise.all(queues.map((queue) => queue.close()));
+  }
+}
+
+/** The queue a user named, or a usage error listing the known ones. */
+export function queueNamed(name: string): QueueName {
+  if (!isQueueName(name)) throw usageError(`unknown queue "${name}"`, `the queues are: ${queueNames.join(', ')}`);
+  return name;
+}
+
+export interface QueueSummary {
+  name: QueueName;
+  paused: boolean;
+  counts: Record<JobState, number>;
+  workers: number;
+  /** How long the oldest waiting job has waited; null when none waits. */
+  oldestWaitingMs: number | null;
+}
+
+export async function summarize(queue: Queue, now = Date.now()): Promise<QueueSummary> {
+  const counts = (await queue.getJobCounts(...JOB_STATES)) as Record<JobState, number>;
+  const [oldest] = await queue.getJobs(['wait'], 0, 0, true);
+  let workers = 0;
+  try {
+    workers = await queue.getWorkersCount();
+  } catch {
+    // Managed Redis without CLIENT LIST: unknown, reported as 0.
+  }
+  return {
+    name: queue.name as QueueName,
+    paused: await queue.isPaused(),
+    counts,
+    workers,
+    oldestWaitingMs: oldest ? now - oldest.timestamp : null,
+  };
+}
+
+export async function queueList(ctx: CommandContext, options: QueueOptions = {}): Promise<{ queues: QueueSummary[] }> {
+  return withQueues(ctx, options, queueNames, async (queues) => ({
+    queues: await Promise.all(queues.map((queue) => summarize(queue))),
+  }));
+}
+
+export function renderQueueList(result: { queues: QueueSummary[] }, style: ChalkInstance): string {
+  const rows = result.queues.map((summary) => [
+    summary.name,
+    summary.paused ? style.yellow('paused') : 'running',
+    ...JOB_STATES.map((state) => {
+      const count = String(summary.counts[state]);
+      return state === 'failed' && summary.counts.failed > 0 ? style.red(count) : count;
+    }),
+    String(summary.workers),
+    summary.oldestWaitingMs === null ? '—' : formatDuration(summary.oldestWaitingMs),
+  ]);
+  return table(
+    ['QUEUE', 'STATE', ...JOB_STATES.map((state) => state.toUpperCase()), 'WORKERS', 'OLDEST WAITING'],
+    rows,
+    style,
+  );
+}
+
+const SECRET_KEYS = /pass|secret|token|authorization|cookie|api[-_]?key/i;
+
+/** Job data as shown to an operator: secret-looking fields and URL passwords masked. */
+export function maskJobData(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return maskUrl(value);
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((item) => maskJobData(item, depth + 1));
+  return Object.fromEntries(
+    Object.entries(value).map(([key, inner]) => [key, SECRET_KEYS.test(key) ? '***' : maskJobData(inner, depth + 1)]),
+  );
+}
+
+export interface JobView {
+  id: string;
+  name: string;
+  state: string;
+  attemptsMade: number;
+  attempts: number;
+  createdAt: string;
+  processedAt: string | null;
+  finishedAt: string | null;
+  failedReason: string | null;
+}
+
+async function viewOf(job: Job): Promise<JobView> {
+  return {
+    id: job.id ?? '',
+    name: job.name,
+    state: await job.getState(),
+    attemptsMade: job.attemptsMade,
+    attempts: job.opts.attempts ?? 1,
+    createdAt: new Date(job.timestamp).toISOString(),
+    processedAt: job.processedOn ? new Date(job.processedOn).toISOString() : null,
+    finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
+    failedReason: job.failedReason ?? null,
+  };
+}
+
+export async function queueJobs(
+  ctx: CommandContext,
+  name: string,
+  options: QueueOptions & { state?: string; limit?: number } = {},
+): Promise<{ queue: QueueName; state: string; jobs: JobView[] }> {
+  const queueName = queueNamed(name);
+  const state = options.state ?? 'failed';
+  if (!(JOB_STATES as readonly string[]).includes(state)) {
+    throw usageError(`--state ${state}: expected one of ${JOB_STATES.join(', ')}`);
+  }
+  return withQueues(ctx, options, [queueName], async ([queue]) => {
+    // BullMQ calls the waiting list "wait"; the other names are the same.
+    const type: BullJobType = state === 'waiting' ? 'wait' : (state as BullJobType);
+    const jobs = await queue!.getJobs([type], 0, (options.limit ?? 20) - 1);
+    return { queue: queueName, state, jobs: await Promise.all(jobs.map((job) => viewOf(job as Job))) };
+  });
+}
+
+export function renderQueueJobs(
+  result: { queue: string; state: string; jobs: JobView[] },
+  style: ChalkInstance,
+): string {
+  if (result.jobs.length === 0) return `no ${result.state} jobs in ${result.queue}`;
+  return table(
+    ['ID', 'NAME', 'ATTEMPTS', 'CREATED', 'FINISHED', 'REASON'],
+    result.jobs.map((job) => [
+      job.id,
+      job.name,
+      `${job.attemptsMade}/${job.attempts}`,
+      job.createdAt.slice(0, 19).replace('T', ' '),
+      job.finishedAt?.slice(0, 19).replace('T', ' ') ?? '—',
+      (job.failedReason ?? '').slice(0, 80),
+    ]),
+    style,
+  );
+}
+
+export interface JobDetail extends JobView {
+  queue: QueueName;
+  data: unknown;
+  stacktrace: string[];
+  returnValue: unknown;
+  delayMs: number;
+}
+
+async function findJob(queue: Queue, id: string): Promise<Job> {
+  const job = (await queue.getJob(id)) as Job | undefined;
+  if (!job)
+    throw new CliError(
+      ExitCode.failed,
+      `no job ${id} in ${queue.name}`,
+      `\`lmsctl queue jobs ${queue.name} --state failed\` lists failed ones`,
+    );
+  return job;
+}
+
+export async function queueShow(
+  ctx: CommandContext,
+  name: string,
+  id: string,
+  options: QueueOptions = {},
+): Promise<JobDetail> {
+  const queueName = queueNamed(name);
+  return withQueues(ctx, options, [queueName], async ([queue]) => {
+    const job = await findJob(queue!, id);
+    return {
+      queue: queueName,
+      ...(await viewOf(job)),
+      data: maskJobData(job.data),
+      stacktrace: (job.stacktrace ?? []).map((line) => maskUrl(line)),
+      returnValue: maskJobData(job.returnvalue ?? null),
+      delayMs: job.delay,
+    };
+  });
+}
+
+export function renderQueueShow(detail: JobDetail, style: ChalkInstance): string {
+  return [
+    `${style.bold(`${detail.queue} job ${detail.id}`)} ${detail.name} — ${detail.state}, attempt ${detail.attemptsMade}/${detail.attempts}`,
+    `created ${detail.createdAt}; processed ${detail.processedAt ?? '—'}; finished ${detail.finishedAt ?? '—'}`,
+    `data ${JSON.stringify(detail.data, null, 2)}`,
+    ...(detail.failedReason ? [style.red(`failed: ${detail.failedReason}`)] : []),
+    ...detail.stacktrace.map((stack) => style.dim(stack)),
+  ].join('\n');
+}
+
+export async function queueRetry(
+  ctx: CommandContext,
+  name: string,
+  id: string | undefined,
+  options: QueueOptions & { allFailed?: boolean } = {},
+): Promise<{ queue: QueueName; retried: number }> {
+  const queueName = queueNamed(name);
+  if (!id && !options.allFailed) throw usageError('name a job id, or pass --all-failed');
+  return withQueues(ctx, options, [queueName], async ([queue]) => {
+    if (id) {
+      const job = await findJob(queue!, id);
+      const state = await job.getState();
+      if (state !== 'failed' && state !== 'completed')
+        throw usageError(`job ${id} is ${state}; only failed or completed jobs can be retried`);
+      await job.retry(state);
+      return { queue: queueName, retried: 1 };
+    }
+    const failed = await queue!.getJobCountByTypes('failed');
+    await queue!.retryJobs({ state: 'failed', count: 1000 });
+    return { queue: queueName, retried: failed };
+  });
+}
+
+export async function queueClean(
+  ctx: CommandContext,
+  name: string,
+  options: QueueOptions & { state: 'completed' | 'failed'; olderThanMs: number; dryRun?: boolean },
+): Promise<{ queue: QueueName; state: string; removed: number; dryRun: boolean }> {
+  const queueName = queueNamed(name);
+  return withQueues(ctx, options, [queueName], async ([queue]) => {
+    const cutoff = Date.now() - options.olderThanMs;
+    const jobs = await queue!.getJobs([options.state], 0, -1);
+    const old = jobs.filter((job) => (job.finishedOn ?? job.timestamp) < cutoff).length;
+    if (options.dryRun || old === 0)
+      return { queue: queueName, state: options.state, removed: old, dryRun: Boolean(options.dryRun) };
+    ctx.out.info(
+      `this removes ${old} ${options.state} job(s) older than ${formatDuration(options.olderThanMs)} from ${queueName}`,
+    );
+    await confirmOrRefuse(`Remove ${old} ${options.state} job(s) from ${queueName}?`, {
+      yes: ctx.yes,
+      action: `remove ${old} jobs`,
+    });
+    const removed = await queue!.clean(options.olderThanMs, 0, options.state);
+    return { queue: queueName, state: options.state, removed: removed.length, dryRun: false };
+  });
+}
+
+export async function queuePause(
+  ctx: CommandContext,
+  name: string | undefined,
+  options: QueueOptions & { all?: boolean; resume: boolean },
+): Promise<{ changed: QueueName[]; paused: boolean }> {
+  if (!name && !options.all) throw usageError('name a queue, or pass --all');
+  const names = options.all ? queueNames : [queueNamed(name!)];
+  return withQueues(ctx, options, names, async (queues) => {
+    for (const queue of queues) {
+      if (options.resume) await queue.resume();
+      else await queue.pause();
+    }
+    return { changed: [...names], paused: !options.resume };
+  });
+}
+
+export async function queueDrain(
+  ctx: CommandContext,
+  name: string,
+  options: QueueOptions = {},
+): Promise<{ queue: QueueName; dropped: number }> {
+  const queueName = queueNamed(name);
+  return withQueues(ctx, options, [queueName], async ([queue]) => {
+    const counts = await queue!.getJobCounts('waiting', 'delayed', 'prioritized');
+    const dropped = (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
+    if (dropped === 0) return { queue: queueName, dropped };
+    ctx.out.info(
+      `this drops ${dropped} job(s) of ${queueName} that have not started (waiting, delayed, prioritized); running jobs continue`,
+    );
+    await confirmOrRefuse(`Drop ${dropped} job(s) from ${queueName}?`, {
+      yes: ctx.yes,
+      action: `drop ${dropped} jobs from ${queueName}`,
+    });
+    await queue!.drain(true);
+    return { queue: queueName, dropped };
+  });
+}
+
+/**
+ * A live table of the queues, redrawn every `intervalMs` until q (or Ctrl-C), with per-minute
+ * rates of completed and failed jobs computed from the changes between redraws.
+ */
+export async function queueWatch(
+  ctx: CommandContext,
+  options: QueueOptions & { intervalMs?: number; stop?: AbortSignal } = {},
+): Promise<void> {
+  const { stdin } = process;
+  const stdout = ctx.out.streams.stdout;
+  if (!stdout.isTTY && !options.stop)
+    throw usageError('queue watch needs a terminal', 'in scripts use `lmsctl queue list --json`');
+  const interval = options.intervalMs ?? 2000;
+  await withQueues(ctx, options, queueNames, async (queues) => {
+    let previous: QueueSummary[] | null = null;
+    let previousAt = Date.now();
+    const stop = new AbortController();
+    options.stop?.addEventListener('abort', () => stop.abort());
+    const onKey = (key: Buffer) => {
+      if (key.toString() === 'q' || key[0] === 3) stop.abort();
+    };
+    if (stdin.isTTY) {
+      stdin.setRawMode(true);
+      stdin.on('data', onKey);
+    }
+    try {
+      while (!stop.signal.aborted) {
+        const now = Date.now();
+        const current = await Promise.all(queues.map((queue) => summarize(queue, now)));
+        const minutes = (now - previousAt) / 60_000;
+        const rate = (index: number, state: 'completed' | 'failed') =>
+          previous
+            ? Math.max(0, (current[index]!.counts[state] - previous[index]!.counts[state]) / minutes).toFixed(1)
+            : '—';
+        const rows = current.map((summary, index) => [
+          summary.name,
+          summary.paused ? ctx.out.style.yellow('paused') : 'running',
+          String(summary.counts.waiting),
+          String(summary.counts.active),
+          String(summary.counts.delayed),
+          String(summary.counts.failed),
+          rate(index, 'completed'),
+          rate(index, 'failed'),
+          String(summary.workers),
+        ]);
+        const screen = table(
+          ['QUEUE', 'STATE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED', 'DONE/MIN', 'FAILED/MIN', 'WORKERS'],
+          rows,
+          ctx.out.style,
+        );
+        stdout.write(
+          `${stdout.isTTY ? '\x1b[2J\x1b[H' : ''}${screen}\n\n${ctx.out.style.dim(`${new Date(now).toISOString()} — q to quit`)}\n`,
+        );
+        previous = current;
+        previousAt = now;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, interval);
+          stop.signal.addEventListener(
+            'abort',
+            () => {
+              clearTimeout(timer);
+              resolve();
+            },
+            { once: true },
+          );
+        });
+      }
+    } finally {
+      if (stdin.isTTY) {
+        stdin.off('data', onKey);
+        stdin.setRawMode(false);
+        stdin.pause();
+      }
+    }
+  });
+}

@@ -1,0 +1,208 @@
+import http from 'node:http';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient, defaultMigrationsDir, Migrator } from '@lms/core';
+import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
+import { testContext } from '../testing/context.js';
+import { runLmsctl } from '../testing/run-cli.js';
+import { backup } from './backup.js';
+import type { CheckResult } from './check.js';
+import type { StatusResult } from './status.js';
+
+let database: TestDatabase;
+let work: string;
+let env: Record<string, string>;
+const servers: http.Server[] = [];
+
+/** A local HTTP server at the network boundary; `handle` answers every request. */
+async function fakeServer(
+  handle: (req: http.IncomingMessage, body: string) => { status: number; json: unknown },
+): Promise<string> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      const { status, json } = handle(req, body);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push(server);
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase('status');
+  await new Migrator({ connectionString: database.url, dir: defaultMigrationsDir }).up();
+  work = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-status-'));
+  env = {
+    DATABASE_URL: database.url,
+    REDIS_URL: testRedisUrl,
+    QUEUE_PREFIX: testRedisPrefix('status'),
+    LMS_BACKUP_DIR: path.join(work, 'db'),
+    LMS_DRILL_DIR: path.join(work, 'drills'),
+  };
+});
+
+afterAll(async () => {
+  for (const server of servers) server.close();
+  await database.drop();
+  await rm(work, { recursive: true, force: true });
+});
+
+const readyApi = () =>
+  fakeServer(() => ({ status: 200, json: { status: 'ready', checks: { database: 'ok', redis: 'ok' } } }));
+
+describe('lmsctl status', () => {
+  it('reports every item; without a backup it is not healthy (exit 1)', async () => {
+    const api = await readyApi();
+    const run = await runLmsctl(['status', '--json', '--api-url', api], { env, cwd: work });
+    expect(run.exitCode).toBe(1);
+    const result = JSON.parse(run.stdout) as StatusResult;
+    const byName = Object.fromEntries(result.items.map((item) => [item.name, item]));
+    expect(Object.keys(byName)).toEqual([
+      'api',
+      'postgresql',
+      'migrations',
+      'redis',
+      'queue emails',
+      'queue progress',
+      'queue certificates',
+      'queue webhooks',
+      'backup',
+      'drill',
+    ]);
+    expect(byName.api).toMatchObject({ state: 'ok', data: { status: 200 } });
+    expect(byName.postgresql).toMatchObject({ state: 'ok', data: { maxConnections: expect.any(Number) } });
+    expect(byName.migrations!.state).toBe('ok');
+    // The test Redis keeps nothing on disk: that is worth a warning, not a failure.
+    expect(byName.redis).toMatchObject({ state: 'warn', detail: expect.stringContaining('persistence is off') });
+    expect(byName.backup).toMatchObject({ state: 'fail', detail: expect.stringContaining('no backup in') });
+    expect(result.healthy).toBe(false);
+  });
+
+  it('is healthy with a fresh verified backup (exit 0), and fails when the API is down', async () => {
+    await backup(testContext({ cwd: work, env }).ctx);
+    const api = await readyApi();
+    const healthy = await runLmsctl(['status', '--api-url', api], { env, cwd: work });
+    expect(healthy.exitCode, healthy.stdout).toBe(0);
+    expect(healthy.stdout).toMatch(/^healthy/m);
+    const down = await runLmsctl(['status', '--api-url', 'http://127.0.0.1:1'], { env, cwd: work });
+    expect(down.exitCode).toBe(1);
+    expect(down.stdout).toMatch(/FAIL\s+api\s+http:\/\/127\.0\.0\.1:1\/ready does not answer/);
+  });
+});
+
+describe('lmsctl check', () => {
+  it('daily: reads the error rate and p99 from Prometheus', async () => {
+    const queries: string[] = [];
+    const prometheus = await fakeServer((req) => {
+      const query = new URL(req.url ?? '', 'http://x').searchParams.get('query') ?? '';
+      queries.push(query);
+      const value = query.includes('histogram_quantile') ? '0.35' : '0.002';
+      return {
+        status: 200,
+        json: {
+          status: 'success',
+          data: { resultType: 'vector', result: [{ metric: {}, value: [1700000000, value] }] },
+        },
+      };
+    });
+    const run = await runLmsctl(
+      ['check', 'daily', '--json', '--api-url', await readyApi(), '--prometheus-url', prometheus],
+      { env, cwd: work },
+    );
+    const result = JSON.parse(run.stdout) as CheckResult;
+    const byName = Object.fromEntries(result.items.map((item) => [item.name, item]));
+    expect(byName['error rate']).toMatchObject({
+      state: 'ok',
+      detail: '0.20 % of requests answered 5xx in the last 24 h (alert at 5 %)',
+    });
+    expect(byName['latency p99']).toMatchObject({
+      state: 'ok',
+      detail: 'p99 350 ms over the last 24 h (alert at 5 s)',
+    });
+    expect(byName['backup disk']!.state).toBe('ok');
+    expect(queries).toEqual([
+      'sum(increase(http_requests_total{status_code=~"5.."}[24h])) / sum(increase(http_requests_total[24h]))',
+      'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[24h])))',
+    ]);
+    expect(run.exitCode, run.stdout).toBe(0);
+  });
+
+  it('daily: a high error rate fails; without Prometheus the numbers become manual items', async () => {
+    const prometheus = await fakeServer(() => ({
+      status: 200,
+      json: { status: 'success', data: { result: [{ value: [0, '0.09'] }] } },
+    }));
+    const failing = await runLmsctl(
+      ['check', 'daily', '--json', '--api-url', await readyApi(), '--prometheus-url', prometheus],
+      { env, cwd: work },
+    );
+    expect(failing.exitCode).toBe(1);
+    const manual = JSON.parse(
+      (await runLmsctl(['check', 'daily', '--json', '--api-url', await readyApi()], { env, cwd: work })).stdout,
+    ) as CheckResult;
+    expect(manual.items.find((item) => item.name === 'error rate')?.state).toBe('manual');
+  });
+
+  it('weekly: needs a passed drill and sends a test alert through Alertmanager', async () => {
+    const alerts: unknown[] = [];
+    const alertmanager = await fakeServer((req, body) => {
+      if (req.method === 'POST') {
+        alerts.push(...(JSON.parse(body) as unknown[]));
+        return { status: 200, json: {} };
+      }
+      return { status: 200, json: alerts };
+    });
+    const noDrill = await runLmsctl(['check', 'weekly', '--json', '--alertmanager-url', alertmanager], {
+      env,
+      cwd: work,
+    });
+    expect(noDrill.exitCode).toBe(1);
+    expect(alerts).toEqual([
+      expect.objectContaining({ labels: expect.objectContaining({ alertname: 'LmsctlDeliveryTest' }) }),
+    ]);
+    const result = JSON.parse(noDrill.stdout) as CheckResult;
+    expect(result.items.find((item) => item.name === 'alert delivery')?.state).toBe('ok');
+    expect(result.items.find((item) => item.name === 'drill')?.state).toBe('fail');
+    expect(result.items.find((item) => item.name === 'slow queries')?.state).toBe('manual');
+
+    await mkdir(env.LMS_DRILL_DIR!, { recursive: true });
+    await writeFile(
+      path.join(env.LMS_DRILL_DIR!, 'drill_20260101_000000.json'),
+      JSON.stringify({
+        backup: { file: 'x.dump', sha256: 'a'.repeat(64) },
+        verdict: 'pass',
+        finishedAt: new Date().toISOString(),
+      }),
+    );
+    expect(
+      (await runLmsctl(['check', 'weekly', '--alertmanager-url', alertmanager], { env, cwd: work })).exitCode,
+    ).toBe(0);
+  });
+
+  it('predeploy: fails on an edited migration or a backup older than allowed', async () => {
+    const api = await readyApi();
+    const fine = await runLmsctl(['check', 'predeploy', '--api-url', api], { env, cwd: work });
+    expect(fine.exitCode, fine.stdout).toBe(0);
+    const stale = await runLmsctl(['check', 'predeploy', '--api-url', api, '--max-backup-age', '1ms'], {
+      env,
+      cwd: work,
+    });
+    expect(stale.exitCode).toBe(1);
+    const client = await connectClient(database.url);
+    await client.query(`UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1`);
+    await client.end();
+    const edited = await runLmsctl(['check', 'predeploy', '--json', '--api-url', api], { env, cwd: work });
+    expect(edited.exitCode).toBe(1);
+    const item = (JSON.parse(edited.stdout) as CheckResult).items.find((entry) => entry.name === 'migrations validate');
+    expect(item).toMatchObject({
+      state: 'fail',
+      detail: expect.stringContaining('0001_users_and_sessions.sql was edited'),
+    });
+    expect(await readFile(path.join(env.LMS_BACKUP_DIR!, '.gitkeep'), 'utf8').catch(() => 'none')).toBe('none');
+  });
+});
