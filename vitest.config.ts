@@ -8,7 +8,7 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions } },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'bench/**/*.test.ts'],
+    include: ['packages/*/src/**/*.test.ts', 'bench/**/*.test.ts', 'ops/**/*.test.ts', 'compose/**/*.test.ts'],
     globalSetup: ['packages/core/src/testing/global-setup.ts'],
     // Integration tests wait on real PostgreSQL and child processes.
     testTimeout: 30_000,
