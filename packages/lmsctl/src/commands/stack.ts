@@ -1,0 +1,223 @@
+import type { ChalkInstance } from 'chalk';
+import type Docker from 'dockerode';
+import { formatDuration } from '@lms/core/duration';
+import type { CommandContext } from '../context.js';
+import { CliError, ExitCode, usageError } from '../errors.js';
+import { composeArgs, composeCommand, projectOf, runCompose, type StackEnv } from '../lib/compose.js';
+import { confirmOrRefuse } from '../lib/confirm.js';
+import { connectEngine, logTail, projectServices, type ServiceState } from '../lib/engine.js';
+import { table } from '../output.js';
+
+export interface StackOptions {
+  env?: StackEnv;
+  /** Compose folder (tests point it elsewhere). */
+  composeDir?: string;
+}
+
+function common(ctx: CommandContext, options: StackOptions): string[] {
+  return composeArgs(options.env ?? 'dev', { envFile: ctx.envFile, dir: options.composeDir });
+}
+
+async function requireEngine(ctx: CommandContext): Promise<Docker> {
+  const docker = await connectEngine(ctx.env);
+  if (!docker) {
+    throw new CliError(
+      ExitCode.failed,
+      'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)',
+      'start Docker, or run the dev stack as local processes: lmsctl up --native',
+    );
+  }
+  return docker;
+}
+
+export interface UpResult {
+  env: StackEnv;
+  project: string;
+  services: ServiceState[];
+  waitedMs: number | null;
+}
+
+/**
+ * `docker compose up -d`, then with --wait follows every container's health through the Engine
+ * API until all are healthy (or running, without a healthcheck), any fails, or the timeout.
+ */
+export async function stackUp(
+  ctx: CommandContext,
+  options: StackOptions & { services?: string[]; build?: boolean; wait?: boolean; timeoutMs?: number; pollMs?: number },
+): Promise<UpResult> {
+  const env = options.env ?? 'dev';
+  const compose = await composeCommand(ctx.env);
+  const args = [
+    ...common(ctx, options),
+    'up',
+    '-d',
+    ...(options.build ? ['--build'] : []),
+    ...(options.services ?? []),
+  ];
+  await runCompose(compose, args, { env: ctx.env, cwd: ctx.cwd });
+  if (!options.wait) return { env, project: projectOf(env), services: [], waitedMs: null };
+
+  const docker = await requireEngine(ctx);
+  const started = Date.now();
+  const timeout = options.timeoutMs ?? 300_000;
+  const tty = ctx.out.stderrIsTTY && !ctx.json;
+  for (;;) {
+    const services = (await projectServices(docker, projectOf(env))).filter(
+      (service) => !options.services?.length || options.services.includes(service.service),
+    );
+    const failed = services.filter(
+      (service) =>
+        service.health === 'unhealthy' ||
+        (service.state === 'exited' && service.exitCode !== 0) ||
+        service.state === 'dead',
+    );
+    // One-shot services (migrate) are done when they exited 0.
+    const ready = services.filter(
+      (service) =>
+        (service.state === 'running' && (service.health === null || service.health === 'healthy')) ||
+        (service.state === 'exited' && service.exitCode === 0),
+    );
+    if (tty)
+      ctx.out.streams.stderr.write(
+        `\r\x1b[2Kwaiting for health: ${ready.length}/${services.length} ready, ${formatDuration(Date.now() - started)}`,
+      );
+    if (failed.length) {
+      if (tty) ctx.out.streams.stderr.write('\n');
+      await reportUnhealthy(ctx, docker, failed);
+      throw new CliError(
+        ExitCode.failed,
+        `${failed.map((service) => service.service).join(', ')} failed to start`,
+        '`lmsctl logs <service>` shows more',
+      );
+    }
+    if (services.length > 0 && ready.length === services.length) {
+      if (tty) ctx.out.streams.stderr.write('\n');
+      return { env, project: projectOf(env), services, waitedMs: Date.now() - started };
+    }
+    if (Date.now() - started > timeout) {
+      if (tty) ctx.out.streams.stderr.write('\n');
+      const late = services.filter((service) => !ready.includes(service));
+      await reportUnhealthy(ctx, docker, late);
+      throw new CliError(
+        ExitCode.failed,
+        `not healthy after ${formatDuration(timeout)}: ${late.map((service) => `${service.service} (${service.health ?? service.state})`).join(', ') || 'no containers'}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 1000));
+  }
+}
+
+async function reportUnhealthy(ctx: CommandContext, docker: Docker, services: ServiceState[]): Promise<void> {
+  for (const service of services) {
+    ctx.out.warn(
+      `${service.service}: ${service.health ?? service.state}${service.exitCode !== null ? ` (exit code ${service.exitCode})` : ''} — last log lines:`,
+    );
+    for (const line of await logTail(docker, service.container).catch(() => ['(no logs)'])) ctx.out.info(`  ${line}`);
+  }
+}
+
+export function renderUp(result: UpResult, style: ChalkInstance): string {
+  if (result.waitedMs === null) return `${result.project} (${result.env}) started; \`lmsctl ps\` shows its health`;
+  return `${renderServices(result.services, style)}\n\n${style.green('healthy')}: ${result.project} (${result.env}) after ${formatDuration(result.waitedMs)}`;
+}
+
+/** `docker compose down`; with --volumes it names the volumes it destroys and asks first. */
+export async function stackDown(
+  ctx: CommandContext,
+  options: StackOptions & { volumes?: boolean },
+): Promise<{ project: string; volumesRemoved: boolean }> {
+  const env = options.env ?? 'dev';
+  const compose = await composeCommand(ctx.env);
+  if (options.volumes) {
+    const docker = await connectEngine(ctx.env);
+    const volumes = docker
+      ? (
+          (await docker.listVolumes({ filters: { label: [`com.docker.compose.project=${projectOf(env)}`] } }))
+            .Volumes ?? []
+        ).map((volume) => volume.Name)
+      : [];
+    ctx.out.info(
+      `this deletes the volumes of ${projectOf(env)}${volumes.length ? `: ${volumes.join(', ')}` : ''} — the database, Redis data, backups and metrics kept in them are lost`,
+    );
+    await confirmOrRefuse(`Delete the volumes of ${projectOf(env)}?`, {
+      yes: ctx.yes,
+      action: `delete the volumes of ${projectOf(env)}`,
+    });
+  }
+  await runCompose(compose, [...common(ctx, options), 'down', ...(options.volumes ? ['--volumes'] : [])], {
+    env: ctx.env,
+    cwd: ctx.cwd,
+  });
+  return { project: projectOf(env), volumesRemoved: Boolean(options.volumes) };
+}
+
+export async function stackPs(
+  ctx: CommandContext,
+  options: StackOptions,
+): Promise<{ project: string; services: ServiceState[] }> {
+  const docker = await requireEngine(ctx);
+  const project = projectOf(options.env ?? 'dev');
+  return { project, services: await projectServices(docker, project) };
+}
+
+export function renderServices(services: ServiceState[], style: ChalkInstance): string {
+  if (services.length === 0) return 'no containers';
+  const mark = (service: ServiceState) =>
+    service.health === 'healthy' || (service.state === 'running' && service.health === null)
+      ? style.green(service.health ?? service.state)
+      : service.health === 'unhealthy' || service.state === 'exited'
+        ? style.red(service.health ?? `${service.state} ${service.exitCode ?? ''}`.trim())
+        : style.yellow(service.health ?? service.state);
+  return table(
+    ['SERVICE', 'CONTAINER', 'STATE', 'HEALTH', 'PORTS'],
+    services.map((service) => [
+      service.service,
+      service.container,
+      service.state,
+      mark(service),
+      service.ports.join(', '),
+    ]),
+    style,
+  );
+}
+
+export async function stackLogs(
+  ctx: CommandContext,
+  options: StackOptions & { service?: string; follow?: boolean; tail?: number },
+): Promise<void> {
+  const compose = await composeCommand(ctx.env);
+  const args = [
+    ...common(ctx, options),
+    'logs',
+    ...(options.follow ? ['-f'] : []),
+    ...(options.tail !== undefined ? ['--tail', String(options.tail)] : []),
+  ];
+  if (options.service) args.push(options.service);
+  await runCompose(compose, args, { env: ctx.env, cwd: ctx.cwd });
+}
+
+export async function stackRestart(
+  ctx: CommandContext,
+  options: StackOptions & { service?: string },
+): Promise<{ project: string; restarted: string }> {
+  const compose = await composeCommand(ctx.env);
+  await runCompose(compose, [...common(ctx, options), 'restart', ...(options.service ? [options.service] : [])], {
+    env: ctx.env,
+    cwd: ctx.cwd,
+  });
+  return { project: projectOf(options.env ?? 'dev'), restarted: options.service ?? 'all services' };
+}
+
+/** The resolved Compose configuration (what `up` would run), for review. */
+export async function stackConfig(ctx: CommandContext, options: StackOptions): Promise<void> {
+  const compose = await composeCommand(ctx.env);
+  await runCompose(compose, [...common(ctx, options), 'config'], { env: ctx.env, cwd: ctx.cwd });
+}
+
+export function assertEnv(value: string | undefined): StackEnv {
+  const env = value ?? 'dev';
+  if (!['dev', 'staging', 'prod', 'observability'].includes(env)) {
+    throw usageError(`--env ${env}: expected dev, staging, prod or observability`);
+  }
+  return env as StackEnv;
+}
