@@ -1,6 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { AzureConnectionOptions, AzureCredentialKind } from '../lib/azure-client.js';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { durationMs } from './parsers.js';
 
 interface AzureFlags {
@@ -88,7 +89,14 @@ Examples:
   withAzureOptions(
     azure
       .command('servers')
-      .description('flexible servers in the resource group: state, version, location, high availability, replica role'),
+      .description('flexible servers in the resource group: state, version, location, high availability, replica role')
+      .addHelpText(
+        'after',
+        examples(
+          'lmsctl azure servers --subscription 00000000-0000-0000-0000-000000000000 --resource-group lms-prod',
+          'lmsctl azure servers --json',
+        ),
+      ),
   ).action(
     action(runtime, async (ctx, flags: AzureFlags) => {
       const { azureServers, renderAzureServers } = await import('../commands/azure.js');
@@ -258,6 +266,7 @@ Examples:
     replica
       .command('list')
       .description('read replicas of a server: region, role, replication state, host')
+      .addHelpText('after', examples('lmsctl azure replica list --server lms-prod-pg'))
       .requiredOption('--server <name>', 'the primary server'),
   ).action(
     action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {

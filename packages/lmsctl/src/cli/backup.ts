@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
 
 const dirOption = () => new Option('--dir <dir>', 'backup folder (default: LMS_BACKUP_DIR, else backups/db)');
@@ -41,6 +42,7 @@ Examples:
   backup
     .command('list')
     .description('list backups, newest first: size, age, encrypted, verified, last drill')
+    .addHelpText('after', examples('lmsctl backup list', 'lmsctl backup list --dir /srv/backups --json'))
     .addOption(dirOption())
     .action(
       action(runtime, async (ctx, flags: { dir?: string }) => {
@@ -52,6 +54,10 @@ Examples:
   backup
     .command('verify')
     .description('check a backup: manifest signature, sha256, decryption, archive readable (exit 3 on any mismatch)')
+    .addHelpText(
+      'after',
+      examples('lmsctl backup verify latest', 'lmsctl backup verify backups/db/lms_20260101_020000.dump'),
+    )
     .argument('<file|latest>', 'a backup file, or latest')
     .addOption(dirOption())
     .action(
@@ -64,6 +70,10 @@ Examples:
   backup
     .command('prune')
     .description('delete old backups; never the newest one nor the newest that passed a drill (asks first)')
+    .addHelpText(
+      'after',
+      examples('lmsctl backup prune --keep 14 --dry-run', 'lmsctl backup prune --keep 7 --keep-days 30 --yes'),
+    )
     .requiredOption('--keep <n>', 'keep this many newest backups', integerAtLeast(1))
     .option('--keep-days <d>', 'also keep every backup younger than this many days', integerAtLeast(0))
     .option('--dry-run', 'show what would be deleted; delete nothing')
@@ -78,6 +88,7 @@ Examples:
   backup
     .command('bundle')
     .description('pack a backup, its manifest and its drill reports into one tar.gz for off-site copies')
+    .addHelpText('after', examples('lmsctl backup bundle latest --out /mnt/offsite/lms-latest.tar.gz'))
     .argument('<file|latest>', 'a backup file, or latest')
     .requiredOption('--out <path>', 'the .tar.gz to write (must not exist)')
     .addOption(dirOption())

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { usageError } from '../errors.js';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
 
 interface CommonFlags {
@@ -45,6 +46,14 @@ Examples:
     migrate
       .command('up', { isDefault: true })
       .description('apply pending migrations in order (the default)')
+      .addHelpText(
+        'after',
+        examples(
+          'lmsctl migrate up --dry-run',
+          'lmsctl migrate up --to 7 --create-database',
+          'lmsctl migrate up --require-backup 24h --lock-timeout 2m',
+        ),
+      )
       // As the default subcommand, `up` receives any mistyped subcommand name; say so clearly.
       .argument('[unknown...]')
       .usage('[options]')
@@ -84,7 +93,13 @@ Examples:
   );
 
   withCommonOptions(
-    migrate.command('status').description('list every migration: applied, pending, changed or missing'),
+    migrate
+      .command('status')
+      .description('list every migration: applied, pending, changed or missing')
+      .addHelpText(
+        'after',
+        examples('lmsctl migrate status', 'lmsctl migrate status --json | jq \'.[] | select(.state != "applied")\''),
+      ),
   ).action(
     action(runtime, async (ctx, flags: CommonFlags) => {
       const { migrateStatus, renderMigrateStatus } = await import('../commands/migrate.js');
@@ -93,7 +108,10 @@ Examples:
   );
 
   withCommonOptions(
-    migrate.command('validate').description('check applied migrations against their files (exit 3 on any difference)'),
+    migrate
+      .command('validate')
+      .description('check applied migrations against their files (exit 3 on any difference)')
+      .addHelpText('after', examples('lmsctl migrate validate --database-url postgres://lms@db:5432/lms')),
   ).action(
     action(runtime, async (ctx, flags: CommonFlags) => {
       const { migrateValidate, renderMigrateValidate } = await import('../commands/migrate.js');
@@ -104,6 +122,7 @@ Examples:
   migrate
     .command('create')
     .description('write the next-numbered, empty migration file')
+    .addHelpText('after', examples('lmsctl migrate create add_course_tags'))
     .argument('<name>', 'what the migration does, e.g. add_course_tags')
     .addOption(new Option('--migrations-dir <dir>', 'folder to write into').env('LMS_MIGRATIONS_DIR'))
     .action(
@@ -117,6 +136,7 @@ Examples:
     migrate
       .command('down')
       .description('revert the newest migrations through their down sections (asks first)')
+      .addHelpText('after', examples('lmsctl migrate down', 'lmsctl migrate down --steps 2 --yes'))
       .option('--steps <n>', 'how many migrations to revert', integerAtLeast(1), 1),
   ).action(
     action(runtime, async (ctx, flags: CommonFlags & { steps: number }) => {

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
 
 interface QueueFlags {
@@ -35,7 +36,10 @@ Examples:
     );
 
   withConnection(
-    queue.command('list').description('every queue: jobs per state, paused, workers, oldest waiting job'),
+    queue
+      .command('list')
+      .description('every queue: jobs per state, paused, workers, oldest waiting job')
+      .addHelpText('after', examples('lmsctl queue list', 'lmsctl queue list --json')),
   ).action(
     action(runtime, async (ctx, flags: QueueFlags) => {
       const { queueList, renderQueueList } = await import('../commands/queue.js');
@@ -47,6 +51,10 @@ Examples:
     queue
       .command('jobs')
       .description("a queue's jobs in one state")
+      .addHelpText(
+        'after',
+        examples('lmsctl queue jobs emails', 'lmsctl queue jobs webhooks --state delayed --limit 50'),
+      )
       .argument('<queue>', 'emails, progress, certificates or webhooks')
       .option(
         '--state <state>',
@@ -68,6 +76,7 @@ Examples:
     queue
       .command('show')
       .description('one job: data (secrets masked), attempts, failure and stack')
+      .addHelpText('after', examples('lmsctl queue show emails 1234'))
       .argument('<queue>')
       .argument('<id>'),
   ).action(
@@ -81,6 +90,7 @@ Examples:
     queue
       .command('retry')
       .description('run a failed job again, or every failed job of a queue')
+      .addHelpText('after', examples('lmsctl queue retry emails 1234', 'lmsctl queue retry webhooks --all-failed'))
       .argument('<queue>')
       .argument('[id]')
       .option('--all-failed', 'retry every failed job of the queue'),
@@ -98,6 +108,13 @@ Examples:
     queue
       .command('clean')
       .description('remove old completed or failed jobs (asks first)')
+      .addHelpText(
+        'after',
+        examples(
+          'lmsctl queue clean emails --state completed --older-than 1d --dry-run',
+          'lmsctl queue clean webhooks --state failed --older-than 7d --yes',
+        ),
+      )
       .argument('<queue>')
       .addOption(
         new Option('--state <state>', 'which finished jobs').choices(['completed', 'failed']).makeOptionMandatory(),
@@ -137,7 +154,8 @@ Examples:
             : 'let workers take jobs again',
         )
         .argument('[queue]')
-        .option('--all', 'every queue'),
+        .option('--all', 'every queue')
+        .addHelpText('after', examples(`lmsctl queue ${verb} emails`, `lmsctl queue ${verb} --all`)),
     ).action(
       action(runtime, async (ctx, name: string | undefined, flags: QueueFlags & { all?: boolean }) => {
         const { queuePause } = await import('../commands/queue.js');
@@ -151,6 +169,7 @@ Examples:
     queue
       .command('drain')
       .description('drop every job of a queue that has not started (asks first, naming how many)')
+      .addHelpText('after', examples('lmsctl queue drain emails'))
       .argument('<queue>'),
   ).action(
     action(runtime, async (ctx, name: string, flags: QueueFlags) => {
@@ -166,7 +185,8 @@ Examples:
     queue
       .command('watch')
       .description('a live table of the queues with rates per minute; q quits')
-      .option('--interval <duration>', 'refresh every', durationMs, 2000),
+      .addHelpText('after', examples('lmsctl queue watch', 'lmsctl queue watch --interval 5s'))
+      .addOption(new Option('--interval <duration>', 'refresh every').argParser(durationMs).default(2000, '2s')),
   ).action(
     action(runtime, async (ctx, flags: QueueFlags & { interval: number }) => {
       const { queueWatch } = await import('../commands/queue.js');

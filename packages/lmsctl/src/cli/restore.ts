@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
 
 interface RestoreFlags {
@@ -67,6 +68,7 @@ Examples:
   restore
     .command('cleanup')
     .description('drop the databases earlier restores kept, and half-built ones left by interrupted runs (asks first)')
+    .addHelpText('after', examples('lmsctl restore cleanup', 'lmsctl restore cleanup --yes --json'))
     .option('--target-database-url <url>', 'server to clean (default: DATABASE_URL)')
     .action(
       action(runtime, async (ctx, flags: { targetDatabaseUrl?: string }) => {

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
 
 /** `lmsctl schedule run|install` */
@@ -24,6 +25,13 @@ Examples:
   schedule
     .command('run')
     .description('stay running and take backups and drills on their schedules (no overlapping runs)')
+    .addHelpText(
+      'after',
+      examples(
+        'lmsctl schedule run',
+        'lmsctl schedule run --backup "0 */6 * * *" --drill "0 4 * * 0" --prune-keep 28 --encrypt',
+      ),
+    )
     .option('--backup <cron>', 'backup schedule', '0 2 * * *')
     .option('--drill <cron>', 'drill schedule', '0 3 * * 0')
     .option('--prune-keep <n>', 'after each backup, keep this many backups', integerAtLeast(1))
@@ -45,6 +53,14 @@ Examples:
   schedule
     .command('install')
     .description('print (or --write) crontab, systemd timer or Windows Task Scheduler entries for backups and drills')
+    .addHelpText(
+      'after',
+      examples(
+        'lmsctl schedule install --platform systemd',
+        'lmsctl schedule install --platform cron --backup "30 1 * * *" --write',
+        'lmsctl schedule install --platform cron --uninstall --write',
+      ),
+    )
     .addOption(
       new Option('--platform <platform>', 'the OS scheduler')
         .choices(['cron', 'systemd', 'windows'])

@@ -17,7 +17,7 @@ export function registerStack(program: Command, runtime: Runtime): void {
     .argument('[services...]', 'only these services')
     .addOption(envOption())
     .option('--wait', 'follow container health until everything is healthy (or fails, or --timeout)')
-    .option('--timeout <duration>', 'how long --wait waits', durationMs, 300_000)
+    .addOption(new Option('--timeout <duration>', 'how long --wait waits').argParser(durationMs).default(300_000, '5m'))
     .option('--build', 'build the image first')
     .option('--native', 'run PostgreSQL, Redis, the API and the worker as local processes (dev only)')
     .addHelpText(

@@ -1,11 +1,13 @@
 import { Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 
 /** `lmsctl user create` */
 export function registerUser(program: Command, runtime: Runtime): void {
   const user = program
     .command('user')
-    .description('manage accounts from the terminal (the first admin, service users)');
+    .description('manage accounts from the terminal (the first admin, service users)')
+    .addHelpText('after', examples('lmsctl user create --email ops@example.com --name Ops --role admin'));
   user
     .command('create')
     .description('create an account; the password comes from stdin or a hidden prompt, never an argument')
