@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isJobName, jobNames, parseJobData, queueNames, queueOf } from './jobs.js';
+import { isJobName, jobNames, parseJobData, periodicJobNames, queueNames, queueOf } from './jobs.js';
 
 describe('job contracts', () => {
   it('maps every job to one of the four queues', () => {
@@ -12,6 +12,16 @@ describe('job contracts', () => {
     expect(() =>
       parseJobData('email.send', { to: 'not-an-email', template: 'welcome', props: {}, idempotencyKey: 'k' }),
     ).toThrow(/to/);
+  });
+
+  it('declares the periodic jobs with empty payloads on existing queues', () => {
+    expect(periodicJobNames).toEqual(['maintenance.cleanup', 'email.inactivity-reminders']);
+    for (const name of periodicJobNames) {
+      expect(jobNames).toContain(name);
+      expect(parseJobData(name, {})).toEqual({});
+    }
+    expect(queueOf['maintenance.cleanup']).toBe('certificates');
+    expect(queueOf['email.inactivity-reminders']).toBe('emails');
   });
 
   it('knows its job names', () => {

@@ -38,6 +38,16 @@ export const jobSchemas = {
   'progress.recompute': z.object({ enrollmentId: id }),
   'certificate.render': z.object({ enrollmentId: id }),
   'webhook.deliver': z.object({ subscriptionId: id, eventId: id }),
+  /**
+   * Periodic (the worker's scheduler): deletes expired refresh tokens, old webhook delivery
+   * records and finished jobs past their retention.
+   */
+  'maintenance.cleanup': z.object({}),
+  /**
+   * Periodic (the worker's scheduler): queues one `email.send` inactivity reminder per active
+   * enrolment without activity for INACTIVITY_REMINDER_DAYS.
+   */
+  'email.inactivity-reminders': z.object({}),
 } as const;
 
 export type JobName = keyof typeof jobSchemas;
@@ -49,7 +59,20 @@ export const queueOf = {
   'progress.recompute': 'progress',
   'certificate.render': 'certificates',
   'webhook.deliver': 'webhooks',
+  // Clean-ups are short batched deletes that nobody waits for: the certificates queue is the
+  // low-volume, latency-tolerant one, so they never delay a learner's progress update (progress)
+  // nor queue behind slow receivers and their 10 s timeouts (webhooks) or SMTP (emails).
+  'maintenance.cleanup': 'certificates',
+  // The reminder scan only produces emails: it runs beside the email.send jobs it queues.
+  'email.inactivity-reminders': 'emails',
 } as const satisfies Record<JobName, QueueName>;
+
+/** The jobs the worker's scheduler fires periodically (BullMQ job schedulers); nobody else queues them. */
+export const periodicJobNames = [
+  'maintenance.cleanup',
+  'email.inactivity-reminders',
+] as const satisfies readonly JobName[];
+export type PeriodicJobName = (typeof periodicJobNames)[number];
 
 /** Parses a payload for `name`, throwing a ZodError that names the offending fields. */
 export function parseJobData<N extends JobName>(name: N, data: unknown): JobOf<N> {

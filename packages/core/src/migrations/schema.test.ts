@@ -36,6 +36,8 @@ describe('the LMS schema', () => {
       'audit_log',
       'certificates',
       'courses',
+      'email_deliveries',
+      'enrollment_follow_ups',
       'enrollments',
       'lesson_completions',
       'lessons',

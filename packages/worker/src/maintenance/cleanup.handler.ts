@@ -1,0 +1,47 @@
+import type { Queue } from 'bullmq';
+import type pg from 'pg';
+import { queueNames, type Config, type QueueName } from '@lms/core';
+import type { JobHandler } from '../job-types.js';
+import { deleteExpiredRefreshTokens, deleteOldWebhookDeliveries } from './maintenance.repository.js';
+
+/** How long webhook delivery records stay for the admin API's delivery history. */
+export const WEBHOOK_DELIVERY_RETENTION_DAYS = 30;
+/** Completed jobs are kept a day (as the producers' job options say), for `lmsctl queue jobs`. */
+export const COMPLETED_JOB_RETENTION_MS = 24 * 3600 * 1000;
+const BATCH = 5000;
+
+export interface CleanupDeps {
+  pool: pg.Pool;
+  /** The BullMQ queues (from the process's JobProducer). */
+  queue: (name: QueueName) => Queue;
+  config: Pick<Config, 'FAILED_JOB_RETENTION_HOURS'>;
+}
+
+/**
+ * `maintenance.cleanup` (periodic): deletes expired refresh tokens and old webhook delivery
+ * records, and trims finished jobs past their retention. BullMQ only trims finished jobs when
+ * another one finishes, so a queue that went quiet would otherwise keep them forever.
+ * Idempotent by nature: a second run finds less or nothing to delete.
+ */
+export function createCleanupHandler(deps: CleanupDeps): JobHandler<'maintenance.cleanup'> {
+  return async (_data, ctx) => {
+    const refreshTokens = await deleteExpiredRefreshTokens(deps.pool, BATCH, ctx.signal);
+    const deliveries = await deleteOldWebhookDeliveries(deps.pool, WEBHOOK_DELIVERY_RETENTION_DAYS, BATCH, ctx.signal);
+    let jobs = 0;
+    for (const name of queueNames) {
+      const queue = deps.queue(name);
+      for (const [state, graceMs] of [
+        ['completed', COMPLETED_JOB_RETENTION_MS],
+        ['failed', deps.config.FAILED_JOB_RETENTION_HOURS * 3600 * 1000],
+      ] as const) {
+        for (;;) {
+          ctx.signal.throwIfAborted();
+          const removed = await queue.clean(graceMs, BATCH, state);
+          jobs += removed.length;
+          if (removed.length < BATCH) break;
+        }
+      }
+    }
+    ctx.log.info({ refreshTokens, deliveries, jobs }, 'clean-up done');
+  };
+}

@@ -1,0 +1,159 @@
+import type pg from 'pg';
+import {
+  createPool,
+  describeConnectionError,
+  redisConnectionOptions,
+  type Config,
+  type Logger,
+  type QueueName,
+} from '@lms/core';
+import { defaultJobOptions, JobProducer } from '@lms/core/queue';
+import { createMailer, type Mailer } from '../emails/mailer.js';
+import { createHandlers, type HandlerDeps } from '../handlers.js';
+import type { JobHandlers } from '../job-types.js';
+import { resolveTimeLimits, type TimeLimits } from '../time-limits.js';
+import { createQueueWorkers, type QueueWorkers, type RecoverySettings } from './job-runner.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import { missingTables } from './schema.repository.js';
+import { startScheduler, type Scheduler } from './scheduler.js';
+
+export interface WorkerProcessOptions {
+  config: Config;
+  logger: Logger;
+  /** Queues to work on (none: a scheduler-only process). */
+  queues: readonly QueueName[];
+  /** Run the scheduler (job schedulers, queue-depth sampling) in this process. */
+  scheduler: boolean;
+  /** Injectable for tests: limits per queue (default: config + override table). */
+  limits?: Record<QueueName, TimeLimits>;
+  /** Injectable for tests: stalled-job detection settings. */
+  recovery?: Partial<RecoverySettings>;
+  /** Injectable for tests: replaces some handlers. */
+  handlers?: (deps: HandlerDeps) => Partial<JobHandlers>;
+  /** Port of /health and /metrics (default WORKER_METRICS_PORT; 0 picks a free one). */
+  metricsPort?: number;
+  sampleIntervalMs?: number;
+}
+
+export interface WorkerProcess {
+  metricsPort: number;
+  metrics: WorkerMetrics;
+  workers: QueueWorkers;
+  producer: JobProducer;
+  pool: pg.Pool;
+  /**
+   * Stops taking jobs, lets the running ones finish (each within its time limits), then closes
+   * every connection. `force` abandons running jobs instead: they go back to the queue when
+   * their lock expires. Later calls return the first call's promise.
+   */
+  shutdown(options?: { force?: boolean }): Promise<void>;
+}
+
+/**
+ * Assembles the worker process: one PostgreSQL pool, one job producer (follow-up jobs), one
+ * SMTP transport, the queue workers, the scheduler if asked, and the health/metrics server.
+ */
+export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcess> {
+  const { config, logger } = options;
+  if (!config.DATABASE_URL) throw new Error('DATABASE_URL is not set: the worker needs the LMS database');
+  const pool = createPool({
+    connectionString: config.DATABASE_URL,
+    config,
+    applicationName: 'lms-worker',
+    onIdleClientError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+  });
+  let missing: string[];
+  try {
+    missing = await missingTables(pool);
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw describeConnectionError(error, config.DATABASE_URL, config.DB_POOL_TIMEOUT_SECONDS * 1000);
+  }
+  if (missing.length > 0) {
+    await pool.end().catch(() => undefined);
+    throw new Error(`the database is not migrated (no ${missing.join(', ')}): run \`pnpm lmsctl migrate\` first`);
+  }
+  const jobOptions = defaultJobOptions(config);
+  const producer = new JobProducer({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, defaults: jobOptions });
+  const mailer: Mailer = createMailer({ url: config.SMTP_URL, from: config.SMTP_FROM });
+  const metrics = createWorkerMetrics();
+  const deps: HandlerDeps = { config, pool, producer, mailer };
+  const handlers: JobHandlers = { ...createHandlers(deps), ...options.handlers?.(deps) };
+  const workers = createQueueWorkers({
+    queues: options.queues,
+    handlers,
+    connection: redisConnectionOptions(config.REDIS_URL),
+    prefix: config.QUEUE_PREFIX,
+    concurrency: {
+      emails: config.WORKER_CONCURRENCY_EMAILS,
+      progress: config.WORKER_CONCURRENCY_PROGRESS,
+      certificates: config.WORKER_CONCURRENCY_CERTIFICATES,
+      webhooks: config.WORKER_CONCURRENCY_WEBHOOKS,
+    },
+    limits: options.limits ?? resolveTimeLimits(config),
+    metrics,
+    logger,
+    recovery: options.recovery,
+    removeOnComplete: { age: 24 * 3600, count: 10_000 },
+    removeOnFail: { age: config.FAILED_JOB_RETENTION_HOURS * 3600 },
+  });
+  let stopping = false;
+  let scheduler: Scheduler | undefined;
+  let server: MetricsServer | undefined;
+  const closeAll = async (force: boolean) => {
+    // In this order: running jobs still use the producer, the pool and the mailer.
+    const steps: Array<[string, () => unknown]> = [
+      ['workers', () => workers.close({ force })],
+      ['scheduler', () => scheduler?.stop()],
+      ['job producer', () => producer.close()],
+      ['mailer', () => mailer.close()],
+      ['database pool', () => pool.end()],
+      ['metrics server', () => server?.close()],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        logger.warn({ err: error }, `closing the ${what} failed`);
+      }
+    }
+  };
+  try {
+    if (options.scheduler) {
+      scheduler = await startScheduler({
+        producer,
+        jobOptions,
+        metrics,
+        logger,
+        sampleIntervalMs: options.sampleIntervalMs,
+      });
+    }
+    server = await startMetricsServer({
+      port: options.metricsPort ?? config.WORKER_METRICS_PORT,
+      metricsPath: config.METRICS_PATH,
+      registry: metrics.registry,
+      health: () => ({ ok: !stopping, queues: options.queues, scheduler: options.scheduler }),
+    });
+  } catch (error) {
+    await closeAll(true).catch(() => undefined);
+    throw error;
+  }
+  logger.info(
+    { queues: options.queues, scheduler: options.scheduler, metricsPort: server.port, prefix: config.QUEUE_PREFIX },
+    'worker started',
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    metricsPort: server.port,
+    metrics,
+    workers,
+    producer,
+    pool,
+    shutdown({ force = false } = {}) {
+      stopping = true;
+      closing ??= closeAll(force);
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,305 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { publishWebhookEvent } from '@lms/core/webhook-events';
+import type { WorkerProcess } from '../runtime/worker-process.js';
+import { insertSubscription } from '../testing/factories.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../testing/webhook-receiver.js';
+import { createWorkerTestEnv, handlerContext, waitForJobState, type WorkerTestEnv } from '../testing/worker-harness.js';
+import { forbiddenAddressReason } from './ssrf-guard.js';
+import { createWebhookHandler } from './webhook.handler.js';
+import { deliveryId, signatureHeader, verifySignatureHeader } from './webhook-signature.js';
+
+const SECRET = 'whsec_test_secret';
+let env: WorkerTestEnv;
+let receiver: WebhookReceiver;
+let worker: WorkerProcess;
+const workerEnv = { WEBHOOK_MAX_CONSECUTIVE_FAILURES: '4', WEBHOOK_TIMEOUT_SECONDS: '1' };
+const config = (overrides: Record<string, string> = {}) => env.config({ ...workerEnv, ...overrides });
+
+beforeAll(async () => {
+  env = await createWorkerTestEnv('webhooks');
+  receiver = await startWebhookReceiver(SECRET);
+  worker = await env.startWorker({ queues: ['webhooks'], env: workerEnv });
+});
+
+afterAll(async () => {
+  await env.cleanup();
+  await receiver.close();
+});
+
+beforeEach(async () => {
+  // One subscription per test: no event fans out to an earlier test's subscription.
+  await env.db.query('UPDATE webhook_subscriptions SET active = false');
+  receiver.requests.length = 0;
+  receiver.delayMs = 0;
+});
+
+async function publish(payload: Record<string, unknown> = { enrollmentId: 'e' }) {
+  const { eventId } = await publishWebhookEvent(env.db, env.producer, 'course.completed', payload);
+  return eventId;
+}
+
+function jobId(subscriptionId: string, eventId: string) {
+  return `webhook-deliver-${subscriptionId}-${eventId}`;
+}
+
+async function deliveries(subscriptionId: string) {
+  const { rows } = await env.db.query<{
+    attempt: number;
+    status: string;
+    response_status: number | null;
+    duration_ms: number;
+    error: string | null;
+  }>(
+    `SELECT attempt, status, response_status, duration_ms, error FROM webhook_deliveries
+      WHERE subscription_id = $1 ORDER BY attempt`,
+    [subscriptionId],
+  );
+  return rows;
+}
+
+async function subscription(id: string) {
+  const { rows } = await env.db.query<{
+    active: boolean;
+    consecutive_failures: number;
+    disabled_at: Date | null;
+    disabled_reason: string | null;
+  }>('SELECT active, consecutive_failures, disabled_at, disabled_reason FROM webhook_subscriptions WHERE id = $1', [
+    id,
+  ]);
+  return rows[0]!;
+}
+
+/** Moves a delayed retry forward instead of waiting out its backoff. */
+async function promote(id: string) {
+  await waitForJobState(env.queue('webhooks'), id, 'delayed');
+  await (await env.queue('webhooks').getJob(id))!.promote();
+}
+
+describe('webhook.deliver', () => {
+  it('POSTs the signed event JSON, which the receiver verifies, and records the attempt', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    const eventId = await publish({ enrollmentId: 'enr-1', courseId: 'c-1' });
+    await waitForJobState(env.queue('webhooks'), jobId(subscriptionId, eventId), 'completed');
+
+    const [request, ...more] = receiver.requests;
+    expect(more).toEqual([]);
+    expect(request!.signatureValid).toBe(true);
+    expect(request!.headers).toMatchObject({
+      'content-type': 'application/json',
+      'x-lms-event': 'course.completed',
+      'x-lms-delivery': deliveryId(subscriptionId, eventId),
+      'x-lms-signature': expect.stringMatching(/^t=\d+,v1=[0-9a-f]{64}$/),
+    });
+    expect(request!.json).toEqual({
+      id: eventId,
+      type: 'course.completed',
+      createdAt: expect.any(String),
+      data: { enrollmentId: 'enr-1', courseId: 'c-1' },
+    });
+    expect(await deliveries(subscriptionId)).toEqual([
+      { attempt: 1, status: 'succeeded', response_status: 200, duration_ms: expect.any(Number), error: null },
+    ]);
+
+    // Run again (a crash after the POST, before the acknowledgement): nothing is sent twice.
+    const handler = createWebhookHandler({ pool: worker.pool, config: config() });
+    await handler({ subscriptionId, eventId }, handlerContext());
+    expect(receiver.requests).toHaveLength(1);
+    expect(await deliveries(subscriptionId)).toHaveLength(1);
+  });
+
+  it('retries 5xx and 429 with backoff, records every attempt, and resets the failure streak on success', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    receiver.respondWith(503, 429);
+    const eventId = await publish();
+    const id = jobId(subscriptionId, eventId);
+    await promote(id);
+    await promote(id);
+    await waitForJobState(env.queue('webhooks'), id, 'completed');
+    expect((await deliveries(subscriptionId)).map((row) => [row.attempt, row.status, row.response_status])).toEqual([
+      [1, 'failed', 503],
+      [2, 'failed', 429],
+      [3, 'succeeded', 200],
+    ]);
+    expect((await deliveries(subscriptionId))[0]!.error).toBe('receiver answered HTTP 503');
+    expect(await subscription(subscriptionId)).toMatchObject({ active: true, consecutive_failures: 0 });
+    // Every attempt carries the same delivery id, so the receiver can drop repeats.
+    expect(new Set(receiver.requests.map((request) => request.headers['x-lms-delivery'])).size).toBe(1);
+  });
+
+  it('does not retry a 4xx other than 408/429', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    receiver.respondWith(410);
+    const eventId = await publish();
+    const failed = await waitForJobState(env.queue('webhooks'), jobId(subscriptionId, eventId), 'failed');
+    expect(failed.failedReason).toBe('receiver answered HTTP 410 (not retried)');
+    expect(failed.attemptsMade).toBe(1);
+    expect(await subscription(subscriptionId)).toMatchObject({ active: true, consecutive_failures: 1 });
+  });
+
+  it('times out a receiver that does not answer and retries', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    receiver.delayMs = 3000;
+    const eventId = await publish();
+    const id = jobId(subscriptionId, eventId);
+    await waitForJobState(env.queue('webhooks'), id, 'delayed');
+    const [attempt] = await deliveries(subscriptionId);
+    expect(attempt).toMatchObject({
+      attempt: 1,
+      status: 'failed',
+      response_status: null,
+      error: 'no response within 1 s',
+    });
+    expect(attempt!.duration_ms).toBeGreaterThanOrEqual(950);
+    expect(attempt!.duration_ms).toBeLessThan(2500);
+  });
+
+  it('disables the subscription after N consecutive failures and says why', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+      consecutiveFailures: 2,
+    });
+    receiver.respondWith(500, 500);
+    const eventId = await publish();
+    const id = jobId(subscriptionId, eventId);
+    await promote(id);
+    const failed = await waitForJobState(env.queue('webhooks'), id, 'failed');
+    expect(failed.failedReason).toBe(
+      'receiver answered HTTP 500; the subscription is disabled after 4 consecutive failed deliveries',
+    );
+    expect(await subscription(subscriptionId)).toMatchObject({
+      active: false,
+      consecutive_failures: 4,
+      disabled_at: expect.any(Date),
+      disabled_reason: 'disabled after 4 consecutive failed deliveries; last: receiver answered HTTP 500',
+    });
+    // A disabled subscription gets nothing more.
+    const next = await publish();
+    expect(receiver.requests).toHaveLength(2);
+    const handler = createWebhookHandler({ pool: worker.pool, config: config() });
+    await handler({ subscriptionId, eventId: next }, handlerContext());
+    expect(receiver.requests).toHaveLength(2);
+  });
+
+  it('refuses loopback targets when private targets are not allowed: recorded, never retried', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    const byName = await insertSubscription(env.db, {
+      url: receiver.url.replace('127.0.0.1', 'localhost'),
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    // Recorded without queueing deliveries: the running worker (which allows private targets) stays out of it.
+    const { rows } = await env.db.query<{ id: string }>(
+      `INSERT INTO webhook_events (type, payload) VALUES ('course.completed', '{}') RETURNING id`,
+    );
+    const eventId = rows[0]!.id;
+    const strict = createWebhookHandler({
+      pool: worker.pool,
+      config: config({ WEBHOOK_ALLOW_PRIVATE_TARGETS: 'false' }),
+    });
+    await expect(strict({ subscriptionId, eventId }, handlerContext())).rejects.toMatchObject({
+      name: 'UnrecoverableError',
+      message: expect.stringMatching(
+        /^refused webhook target 127\.0\.0\.1: 127\.0\.0\.1 is a loopback.* \(not retried\)$/,
+      ),
+    });
+    // A host name is resolved first, and every address it resolves to is checked.
+    await expect(strict({ subscriptionId: byName, eventId }, handlerContext())).rejects.toThrow(
+      /refused webhook target localhost: (127\.0\.0\.1|::1) is a loopback/,
+    );
+    expect(receiver.requests).toEqual([]);
+    expect(await deliveries(subscriptionId)).toEqual([
+      {
+        attempt: 1,
+        status: 'failed',
+        response_status: null,
+        duration_ms: expect.any(Number),
+        error: expect.stringMatching(/^refused webhook target 127\.0\.0\.1/),
+      },
+    ]);
+    expect(await subscription(subscriptionId)).toMatchObject({ active: true, consecutive_failures: 1 });
+  });
+
+  it('waits for an event whose publisher has not committed yet', async () => {
+    const subscriptionId = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['course.completed'],
+      secret: SECRET,
+    });
+    const client = await env.db.connect();
+    try {
+      await client.query('BEGIN');
+      const { eventId } = await publishWebhookEvent(client, env.producer, 'course.completed', { late: true });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await client.query('COMMIT');
+      await waitForJobState(env.queue('webhooks'), jobId(subscriptionId, eventId), 'completed');
+      expect(await deliveries(subscriptionId)).toHaveLength(1);
+    } finally {
+      client.release();
+    }
+  });
+});
+
+describe('the SSRF guard', () => {
+  it.each([
+    '127.0.0.1',
+    '10.1.2.3',
+    '172.16.0.1',
+    '172.31.255.255',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '224.0.0.1',
+    '::1',
+    '::',
+    'fc00::1',
+    'fd12:3456::1',
+    'fe80::1',
+    'ff02::1',
+    '::ffff:127.0.0.1',
+    '::ffff:10.0.0.1',
+  ])('refuses %s', (address) => {
+    expect(forbiddenAddressReason(address)).toMatch(/loopback, private, link-local/);
+  });
+
+  it.each(['93.184.216.34', '8.8.8.8', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8'])(
+    'allows %s',
+    (address) => {
+      expect(forbiddenAddressReason(address)).toBeNull();
+    },
+  );
+});
+
+describe('webhook signatures', () => {
+  it('sign "t.body" with HMAC-SHA256 and verify only the same body, secret and a fresh timestamp', () => {
+    const now = Math.floor(Date.now() / 1000);
+    const header = signatureHeader('s3cret', '{"a":1}', now);
+    expect(verifySignatureHeader(header, 's3cret', '{"a":1}')).toBe(true);
+    expect(verifySignatureHeader(header, 's3cret', '{"a":2}')).toBe(false);
+    expect(verifySignatureHeader(header, 'other', '{"a":1}')).toBe(false);
+    expect(verifySignatureHeader(signatureHeader('s3cret', '{"a":1}', now - 3600), 's3cret', '{"a":1}')).toBe(false);
+    expect(verifySignatureHeader('garbage', 's3cret', '{"a":1}')).toBe(false);
+  });
+});

@@ -1,0 +1,135 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UnrecoverableError } from 'bullmq';
+import type pg from 'pg';
+import type { Config } from '@lms/core';
+import { errorMessage } from '../error-message.js';
+import { assertUuid } from '../ids.js';
+import type { JobHandler } from '../job-types.js';
+import { withTransaction } from '../transaction.js';
+import { TargetRefusedError } from './ssrf-guard.js';
+import { InvalidTargetError, postWebhook } from './webhook-http.js';
+import { loadDeliveryState, recordAttempt } from './webhook.repository.js';
+import { deliveryId, signatureHeader } from './webhook-signature.js';
+
+export interface WebhookDeps {
+  pool: pg.Pool;
+  config: Pick<
+    Config,
+    'WEBHOOK_TIMEOUT_SECONDS' | 'WEBHOOK_MAX_CONSECUTIVE_FAILURES' | 'WEBHOOK_ALLOW_PRIVATE_TARGETS'
+  >;
+}
+
+/**
+ * Publishers insert an event and queue its deliveries inside one transaction, so a delivery can
+ * start before the event is committed: it looks again a few times before giving up (the job is
+ * then retried with backoff).
+ */
+const EVENT_WAITS_MS = [50, 150, 300, 500];
+
+type Outcome = 'succeeded' | 'retry' | 'permanent';
+
+/** 2xx succeeds; 408, 429 and 5xx (and network trouble) are worth retrying; other answers are not. */
+function classify(status: number | null, error: unknown): Outcome {
+  if (error) return error instanceof TargetRefusedError || error instanceof InvalidTargetError ? 'permanent' : 'retry';
+  if (status !== null && status >= 200 && status < 300) return 'succeeded';
+  if (status === 408 || status === 429 || (status !== null && status >= 500)) return 'retry';
+  return 'permanent';
+}
+
+/**
+ * `webhook.deliver`: POSTs the event JSON, signed, to the subscription's URL and records the
+ * attempt. Idempotent: a delivery that already succeeded is not repeated, and each attempt is
+ * recorded once. Failures retry with backoff unless they are permanent (refused target, a 4xx
+ * other than 408/429) or the failure streak has just disabled the subscription.
+ */
+export function createWebhookHandler(deps: WebhookDeps): JobHandler<'webhook.deliver'> {
+  const { pool, config } = deps;
+  return async ({ subscriptionId, eventId }, ctx) => {
+    assertUuid(subscriptionId, 'subscriptionId');
+    assertUuid(eventId, 'eventId');
+    let state = await loadDeliveryState(pool, subscriptionId, eventId);
+    for (const wait of EVENT_WAITS_MS) {
+      if (state.event || !state.subscription) break;
+      await sleep(wait, undefined, { signal: ctx.signal });
+      state = await loadDeliveryState(pool, subscriptionId, eventId);
+    }
+    const { subscription, event } = state;
+    if (!subscription) {
+      ctx.log.info('the subscription was deleted: nothing to deliver');
+      return;
+    }
+    if (!event) {
+      throw new Error(
+        `webhook event ${eventId} does not exist (yet): its publisher has not committed it, or rolled back`,
+      );
+    }
+    if (state.succeeded) {
+      ctx.log.info('already delivered: not sent again');
+      return;
+    }
+    if (!subscription.active) {
+      ctx.log.info('the subscription is disabled: not delivered');
+      return;
+    }
+
+    const body = JSON.stringify({
+      id: event.id,
+      type: event.type,
+      createdAt: event.createdAt.toISOString(),
+      data: event.payload,
+    });
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'LMS-Webhooks/1',
+      'x-lms-event': event.type,
+      'x-lms-delivery': deliveryId(subscription.id, event.id),
+      'x-lms-signature': signatureHeader(subscription.secret, body, Math.floor(Date.now() / 1000)),
+    };
+    const started = performance.now();
+    let status: number | null = null;
+    let failure: unknown = null;
+    try {
+      const response = await postWebhook({
+        url: subscription.url,
+        body,
+        headers,
+        timeoutMs: config.WEBHOOK_TIMEOUT_SECONDS * 1000,
+        allowPrivateTargets: config.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+        signal: ctx.signal,
+      });
+      status = response.status;
+    } catch (error) {
+      failure = error;
+    }
+    const durationMs = Math.round(performance.now() - started);
+    const outcome = classify(status, failure);
+    const reason =
+      failure !== null ? errorMessage(failure) : outcome === 'succeeded' ? null : `receiver answered HTTP ${status}`;
+    const saved = await withTransaction(pool, (client) =>
+      recordAttempt(
+        client,
+        {
+          subscriptionId: subscription.id,
+          eventId: event.id,
+          attempt: state.attempts + 1,
+          succeeded: outcome === 'succeeded',
+          responseStatus: status,
+          durationMs,
+          error: reason,
+        },
+        config.WEBHOOK_MAX_CONSECUTIVE_FAILURES,
+      ),
+    );
+    if (outcome === 'succeeded') {
+      ctx.log.info({ status, durationMs }, 'webhook delivered');
+      return;
+    }
+    if (!saved.active) {
+      throw new UnrecoverableError(
+        `${reason}; the subscription is disabled after ${saved.consecutiveFailures} consecutive failed deliveries`,
+      );
+    }
+    if (outcome === 'permanent') throw new UnrecoverableError(`${reason} (not retried)`);
+    throw new Error(reason ?? 'delivery failed');
+  };
+}
