@@ -1,0 +1,50 @@
+#!/bin/sh
+# Entry point of the LMS image (run by tini): the first argument picks the process.
+#
+#   api [args]        the REST API                      node api/dist/main.js
+#   worker [args]     the BullMQ workers                node worker/dist/main.js (--queues, --scheduler)
+#   scheduler [args]  backups and drills on schedules   lmsctl schedule run
+#   lmsctl [args]     any lmsctl command                e.g. lmsctl migrate, lmsctl backup list
+#   anything else     runs as given                     e.g. sh, pg_dump --version
+#
+# PROD_DATABASE_URL / PROD_REDIS_URL, when set, replace DATABASE_URL / REDIS_URL: the compose files
+# point DATABASE_URL / REDIS_URL at the bundled postgres and redis services and let these two name
+# managed services instead (Compose cannot express "this variable, else that one" portably).
+set -eu
+
+app_dir="${LMS_APP_DIR:-/app}"
+
+if [ -n "${PROD_DATABASE_URL:-}" ]; then
+  DATABASE_URL="$PROD_DATABASE_URL"
+  export DATABASE_URL
+fi
+if [ -n "${PROD_REDIS_URL:-}" ]; then
+  REDIS_URL="$PROD_REDIS_URL"
+  export REDIS_URL
+fi
+
+if [ "$#" -eq 0 ]; then
+  set -- api
+fi
+
+case "$1" in
+  api)
+    shift
+    exec node "$app_dir/api/dist/main.js" "$@"
+    ;;
+  worker)
+    shift
+    exec node "$app_dir/worker/dist/main.js" "$@"
+    ;;
+  scheduler)
+    shift
+    exec node "$app_dir/lmsctl/bin/lmsctl.js" schedule run "$@"
+    ;;
+  lmsctl)
+    shift
+    exec node "$app_dir/lmsctl/bin/lmsctl.js" "$@"
+    ;;
+  *)
+    exec "$@"
+    ;;
+esac
