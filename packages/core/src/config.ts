@@ -380,12 +380,14 @@ export const configFields = {
   }),
   AZURE_SUBSCRIPTION_ID: field({
     schema: z.uuid({ error: 'must be a subscription id (a UUID)' }).optional(),
-    description: 'Azure subscription of the managed PostgreSQL servers (`--subscription` of the `lmsctl azure` commands).',
+    description:
+      'Azure subscription of the managed PostgreSQL servers (`--subscription` of the `lmsctl azure` commands).',
     group: 'azure',
   }),
   AZURE_RESOURCE_GROUP: field({
     schema: z.string().min(1).optional(),
-    description: 'Resource group of the managed PostgreSQL servers (`--resource-group` of the `lmsctl azure` commands).',
+    description:
+      'Resource group of the managed PostgreSQL servers (`--resource-group` of the `lmsctl azure` commands).',
     group: 'azure',
   }),
   AZURE_ARM_ENDPOINT: field({
