@@ -3,7 +3,7 @@ import { connectClient, createPool } from './db.js';
 import { loadConfig } from './config.js';
 import { defaultMigrationsDir } from './migrations/migration-files.js';
 import { Migrator } from './migrations/migrator.js';
-import { defaultJobOptions, jobIdFor, JobProducer } from './queue.js';
+import { defaultJobOptions, jobIdFor, JobProducer, queueJobOptions } from './queue.js';
 import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from './testing/index.js';
 import { publishWebhookEvent } from './webhook-events.js';
 import { hashPassword, verifyPassword } from './passwords.js';
@@ -34,6 +34,15 @@ describe('JobProducer', () => {
     const job = await producer.queue('progress').getJob(id);
     expect(job).toMatchObject({ name: 'progress.recompute', data: { enrollmentId: 'e-1' } });
     expect(job!.opts).toMatchObject({ attempts: 5, backoff: { type: 'exponential', delay: 2000 } });
+  });
+
+  it('gives webhook deliveries more attempts than JOB_ATTEMPTS, never fewer', async () => {
+    const id = await producer.enqueue('webhook.deliver', { subscriptionId: 's-1', eventId: 'e-1' });
+    const job = (await producer.queue('webhooks').getJob(id))!;
+    expect(job.opts.attempts).toBe(10);
+    await job.remove();
+    expect(queueJobOptions('webhooks', { attempts: 20 }).attempts).toBe(20);
+    expect(queueJobOptions('emails', { attempts: 5 }).attempts).toBe(5);
   });
 
   it('refuses a payload that breaks its schema before touching Redis', async () => {

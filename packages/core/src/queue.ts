@@ -16,6 +16,20 @@ export function defaultJobOptions(config: Pick<Config, 'JOB_ATTEMPTS' | 'FAILED_
   };
 }
 
+/**
+ * Queues whose jobs get more attempts than JOB_ATTEMPTS. Webhook receivers are other people's
+ * servers: their deploys and outages last far longer than a hiccup of our SMTP relay, and a
+ * delivery that gives up is an event the subscriber never sees. Ten attempts, backing off
+ * exponentially from 2 s, keep retrying for about 17 minutes.
+ */
+export const minimumAttemptsByQueue: Partial<Record<QueueName, number>> = { webhooks: 10 };
+
+/** The default options of one queue's jobs: the shared defaults with that queue's attempts. */
+export function queueJobOptions(queue: QueueName, defaults: JobsOptions): JobsOptions {
+  const minimum = minimumAttemptsByQueue[queue];
+  return minimum ? { ...defaults, attempts: Math.max(defaults.attempts ?? 1, minimum) } : defaults;
+}
+
 export interface JobProducerOptions {
   redisUrl: string;
   /** BullMQ key prefix (QUEUE_PREFIX). */
@@ -44,7 +58,7 @@ export class JobProducer {
           connectTimeout: 2000,
         },
         prefix: this.options.prefix,
-        defaultJobOptions: this.options.defaults,
+        defaultJobOptions: queueJobOptions(name, this.options.defaults),
       });
       // Connection errors surface through the calls that fail; keep them from crashing the process.
       queue.on('error', () => undefined);
