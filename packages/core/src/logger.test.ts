@@ -21,12 +21,15 @@ describe('createLogger', () => {
         user: { email: 'a@b.c', password: 'p2' },
         req: { headers: { authorization: 'Bearer t1' } },
         refreshToken: 'r1',
+        job: { data: { webhook: { secret: 's1' } } },
       },
       'login',
     );
+    logger.child({ token: 't2', jobId: 'j1' }).info('child');
     await new Promise((resolve) => setImmediate(resolve));
-    expect(lines).toHaveLength(1);
-    for (const secret of ['p1', 'p2', 'Bearer t1', 'r1']) expect(raw()).not.toContain(secret);
+    expect(lines).toHaveLength(2);
+    for (const secret of ['p1', 'p2', 'Bearer t1', 'r1', 's1', 't2']) expect(raw()).not.toContain(secret);
+    expect(lines[1]).toMatchObject({ msg: 'child', token: '[redacted]', jobId: 'j1' });
     expect(lines[0]).toMatchObject({ msg: 'login', name: 'test', level: 'info', user: { email: 'a@b.c' } });
   });
 

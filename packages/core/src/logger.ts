@@ -28,12 +28,18 @@ const REDACTED_KEYS = [
   'PROD_REDIS_URL',
 ] as const;
 
-// At the top level and one level down (`{ user: { password } }`); request logs carry no headers
-// (the API's serializer keeps method, path and id), and every extra wildcard level costs each line.
-const redactPaths = REDACTED_KEYS.flatMap((key) => {
-  const safe = /^[A-Za-z_$][\w$]*$/.test(key) ? key : `["${key}"]`;
-  return [safe, `*${safe.startsWith('[') ? safe : `.${safe}`}`];
-}).concat(['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]']);
+const REDACTED = '[redacted]';
+const redactedKeys: ReadonlySet<string> = new Set(REDACTED_KEYS);
+
+// Fields of logged objects are redacted by name at any depth in maskDeep. pino redacts by path
+// only what maskDeep never sees: child loggers' own fields (top level) and headers serialised by
+// pino's standard request and response serializers. Wildcard paths (`*.password`) would cost
+// every line and every child logger.
+const redactPaths = REDACTED_KEYS.map((key) => (/^[A-Za-z_$][\w$]*$/.test(key) ? key : `["${key}"]`)).concat([
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+]);
 
 function maskDeep(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return maskSecretsInText(value);
@@ -44,7 +50,9 @@ function maskDeep(value: unknown, depth = 0): unknown {
   const prototype: unknown = Object.getPrototypeOf(value);
   if (prototype !== Object.prototype && prototype !== null) return value;
   const out: Record<string, unknown> = {};
-  for (const [key, inner] of Object.entries(value)) out[key] = maskDeep(inner, depth + 1);
+  for (const [key, inner] of Object.entries(value)) {
+    out[key] = redactedKeys.has(key) ? REDACTED : maskDeep(inner, depth + 1);
+  }
   return out;
 }
 
@@ -71,7 +79,7 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
     level: options.level ?? 'info',
     base: options.name ? { name: options.name } : {},
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: redactPaths, censor: '[redacted]' },
+    redact: { paths: redactPaths, censor: REDACTED },
     serializers: { err: serializeError, error: serializeError },
     formatters: {
       level: (label) => ({ level: label }),
