@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@lms/core';
 import { createApp } from './app.js';
@@ -131,6 +132,46 @@ describe('HTTP hygiene', () => {
     expect((await call(api, 'get', `/api/v1/certificates/verify/${encodeURIComponent(evil)}`)).status).toBe(400);
     const users = await api.db.query('SELECT count(*)::int AS n FROM users');
     expect(users.rows[0]).toMatchObject({ n: expect.any(Number) });
+  });
+});
+
+describe('request log', () => {
+  it('logs one line per request with id, method, path without the query, status and duration; probes stay quiet', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const stream = new PassThrough();
+    stream.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+    });
+    const deps = createDeps(api.config, {
+      redisPrefix: 'lms_test:request-log:',
+      logger: createLogger({ level: 'info', destination: stream }),
+    });
+    try {
+      const app = createApp(deps);
+      await call(app, 'get', '/health');
+      await call(app, 'get', '/api/v1/courses?limit=5&token=secret-in-query', {
+        headers: { 'x-request-id': 'req-42' },
+      });
+      const missing = await call(app, 'get', '/api/v1/nothing-here');
+      await new Promise((resolve) => setImmediate(resolve));
+      const requests = lines.filter((line) => line.msg === 'request completed');
+      expect(requests).toEqual([
+        expect.objectContaining({
+          level: 'info',
+          req: { id: 'req-42', method: 'GET', path: '/api/v1/courses' },
+          res: { statusCode: 200 },
+          responseTime: expect.any(Number),
+        }),
+        expect.objectContaining({
+          level: 'warn',
+          req: { id: missing.headers['x-request-id'], method: 'GET', path: '/api/v1/nothing-here' },
+          res: { statusCode: 404 },
+        }),
+      ]);
+      expect(JSON.stringify(lines)).not.toContain('secret-in-query');
+    } finally {
+      await closeDeps(deps);
+    }
   });
 });
 

@@ -1,12 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import express, { type Express } from 'express';
-import { pinoHttp } from 'pino-http';
 import { parseDurationMs } from '@lms/core/duration';
 import type { Deps } from './deps.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { httpMetrics } from './http/metrics.js';
 import { createRateLimits } from './http/rate-limit.js';
+import { requestLogging } from './http/request-log.js';
 import { mountRoutes, type RouteDefinition } from './http/routes.js';
 import { securityHeaders } from './http/security-headers.js';
 import { JobDispatcher } from './jobs.js';
@@ -44,8 +42,6 @@ export interface AppOptions {
   metrics?: MetricsSource;
   version?: string;
 }
-
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 function trustProxy(value: string): boolean | number | string {
   if (value === 'true' || value === 'false') return value === 'true';
@@ -100,33 +96,8 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', trustProxy(config.TRUST_PROXY));
 
-  const quiet = new Set(['/health', '/ready', config.METRICS_PATH]);
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      genReqId: (req: IncomingMessage, res) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-        res.setHeader('x-request-id', id);
-        return id;
-      },
-      autoLogging: { ignore: (req) => quiet.has((req.url ?? '').split('?')[0]!) },
-      customLogLevel: (_req, res, error) =>
-        error || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
-      serializers: {
-        // Method, path and id only: query strings and headers may carry secrets.
-        req: (req: { id: string; method: string; url: string }) => ({
-          id: req.id,
-          method: req.method,
-          path: req.url.split('?')[0],
-        }),
-        // The status only: response headers add nothing to a request log and cost every line.
-        res: (res: { raw?: { statusCode: number }; statusCode?: number | null }) => ({
-          statusCode: res.raw?.statusCode ?? res.statusCode,
-        }),
-      },
-    }),
-  );
+  // Probes and scrapes every few seconds would drown the request log.
+  app.use(requestLogging({ logger: deps.logger, quietPaths: new Set(['/health', '/ready', config.METRICS_PATH]) }));
   app.use(securityHeaders(config.NODE_ENV === 'production'));
   app.use(httpMetrics(deps.metrics));
 
