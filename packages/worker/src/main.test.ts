@@ -80,6 +80,8 @@ describe('the worker process', () => {
       return text.includes('lms_queue_jobs{') && text;
     });
     expect(metrics).toContain('# TYPE lms_jobs_total counter');
+    // Failure series exist before the first failure, so rate() sees it.
+    expect(metrics).toContain('lms_jobs_total{queue="emails",name="email.send",status="failed"} 0');
     expect(metrics).toContain('# TYPE lms_job_duration_seconds histogram');
     expect(metrics).toContain('lms_queue_jobs{queue="emails",state="delayed"} 1');
     expect(metrics).toContain('process_cpu_user_seconds_total');

@@ -161,7 +161,6 @@ export async function newestMigration(client: pg.Client): Promise<{ version: num
   return rows[0] ?? null;
 }
 
-/** Counts the rows of `tables` (keys `schema.table`) on one connection, in its current snapshot. */
 /** Counts the rows of `tables` on one connection, in its current snapshot. */
 export async function countRows(client: pg.Client, tables: TableRef[]): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};

@@ -63,11 +63,10 @@ function start(
 
 async function counter(metrics: WorkerMetrics, labels: Record<string, string>): Promise<number> {
   const { values } = await metrics.jobsTotal.get();
-  return (
-    values.find((value) =>
-      Object.entries(labels).every(([key, v]) => (value.labels as Record<string, unknown>)[key] === v),
-    )?.value ?? 0
-  );
+  // Summed: every series exists from the start (at 0), so several may match the labels.
+  return values
+    .filter((value) => Object.entries(labels).every(([key, v]) => (value.labels as Record<string, unknown>)[key] === v))
+    .reduce((sum, value) => sum + value.value, 0);
 }
 
 const ENROLLMENT = '7d1c7f8e-1b0a-4c57-9a5e-6f1f3f0e2a11';

@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { isJobName, type QueueName } from '@lms/core';
+import { isJobName, jobNames, queueOf, type QueueName } from '@lms/core';
 
 /** Job states sampled into `lms_queue_jobs` (DESIGN.md). */
 export const sampledStates = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -51,6 +51,12 @@ export function createWorkerMetrics(options: { defaultMetrics?: boolean } = {}):
       }
     },
   });
+  // Every series starts at 0: rate() and increase() cannot see the step from "absent" to 1, so a
+  // series created by the first failure would hide that failure from the alert rules.
+  for (const name of jobNames) {
+    for (const status of ['completed', 'failed', 'retried'] as const)
+      jobsTotal.inc({ queue: queueOf[name], name, status }, 0);
+  }
   const jobDuration = new Histogram<'queue' | 'name'>({
     name: 'lms_job_duration_seconds',
     help: 'Duration of job runs, whatever their outcome.',
