@@ -238,6 +238,10 @@ export const backupRestore: Benchmark = {
         ],
       };
     } finally {
+      // The last lmsctl restore kept the database it replaced, as restores do.
+      await run(process.execPath, [cli, 'restore', 'cleanup', '--yes', '--target-database-url', target]).catch(
+        () => undefined,
+      );
       await psql('DROP DATABASE IF EXISTS lms_bench_raw_restore').catch(() => undefined);
       await psql('DROP DATABASE IF EXISTS lms_bench_restore_target').catch(() => undefined);
       await psql('DROP DATABASE IF EXISTS lms_bench_small_target').catch(() => undefined);

@@ -2,11 +2,13 @@
 // docs/benchmarks.md. Each figure is reported with the anchor measured beside it in the same
 // run: these machines are shared and noisy, so ratios are what carry meaning.
 import { readFile, writeFile } from 'node:fs/promises';
+import { apiBench } from './api.bench.js';
 import { backupRestore } from './backup-restore.bench.js';
 import { cliStartup } from './cli-startup.bench.js';
 import { machineDescription, passes, ratio, type Benchmark, type BenchSection } from './lib.js';
+import { workerThroughput } from './worker.bench.js';
 
-const benchmarks: Benchmark[] = [cliStartup, backupRestore];
+const benchmarks: Benchmark[] = [cliStartup, backupRestore, apiBench, workerThroughput];
 const reportUrl = new URL('../docs/benchmarks.md', import.meta.url);
 
 function render(section: BenchSection, date: string): string {
