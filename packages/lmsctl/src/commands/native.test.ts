@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -100,4 +100,57 @@ describe('lmsctl up --native', () => {
       await client.end();
     }
   }, 150_000);
+
+  it('runs an embedded PostgreSQL when no DATABASE_URL is set, and stops it with the rest on Ctrl-C', async () => {
+    const fresh = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-embedded-'));
+    // As root the embedded server runs as the postgres user, which must pass through this folder.
+    await chmod(fresh, 0o711);
+    const [apiPort, workerPort, smtpPort] = [await freePort(), await freePort(), await freePort()];
+    const child = spawnLmsctl(['up', '--native'], {
+      cwd: fresh,
+      env: {
+        REDIS_URL: testRedisUrl,
+        QUEUE_PREFIX: `{${testRedisPrefix('embedded')}}`,
+        PORT: String(apiPort),
+        WORKER_METRICS_PORT: String(workerPort),
+        SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+        LOG_LEVEL: 'warn',
+      },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    try {
+      for (let waited = 0; !stdout.includes('the LMS is running'); waited += 200) {
+        if (child.exitCode !== null || waited > 120_000)
+          throw new Error(`lmsctl up --native did not start:\n${stdout}\n${stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(stderr).toContain('initialising an embedded PostgreSQL in .lms/postgres');
+      expect(stdout).toMatch(/PostgreSQL postgres:\/\/lms:\*\*\*@127\.0\.0\.1:54329\/lms/);
+      expect((await fetch(`http://127.0.0.1:${apiPort}/ready`)).status).toBe(200);
+      const courses = (await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/courses`)).json()) as {
+        items: unknown[];
+      };
+      expect(courses.items).toHaveLength(3);
+
+      process.kill(-child.pid!, 'SIGINT');
+      const result = await child;
+      expect(result.exitCode, stderr).toBe(0);
+      expect(stderr).not.toContain('stopping now');
+      const refused = await new Promise<boolean>((resolve) => {
+        const socket = net.connect(54_329, '127.0.0.1');
+        socket.once('connect', () => {
+          socket.destroy();
+          resolve(false);
+        });
+        socket.once('error', () => resolve(true));
+      });
+      expect(refused).toBe(true);
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+      await rm(fresh, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
