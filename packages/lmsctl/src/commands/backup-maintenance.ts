@@ -115,7 +115,8 @@ export function renderBackupList(result: BackupListResult, style: ChalkInstance)
         )
       : '—',
   ]);
-  return `${table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'VERIFIED', 'LAST DRILL'], rows, style)}\n\n${result.dir}`;
+  const count = `${result.backups.length} backup${result.backups.length === 1 ? '' : 's'} in ${result.dir}`;
+  return `${table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'VERIFIED', 'LAST DRILL'], rows, style)}\n\n${style.dim(count)}`;
 }
 
 export interface VerifiedBackup {
