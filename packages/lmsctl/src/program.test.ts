@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runLmsctl } from './testing/run-cli.js';
+import { runLmsctl, spawnLmsctl } from './testing/run-cli.js';
 
 let workDir: string;
 let tracer: string;
@@ -120,5 +120,16 @@ describe('lmsctl --help', () => {
   it('exits 2 on an unknown command or option', async () => {
     expect((await runLmsctl(['frobnicate'])).exitCode).toBe(2);
     expect((await runLmsctl(['migrate', 'status', '--no-such-flag'])).exitCode).toBe(2);
+  });
+
+  it('stops quietly when the reader of its output goes away (`lmsctl … | head`)', async () => {
+    const child = spawnLmsctl(['queue', '--help']);
+    // Closed before the CLI has started, so its first write meets a pipe without a reader.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const result = await child;
+    expect(stderr).not.toContain('EPIPE');
+    expect(result.exitCode).toBe(0);
   });
 });
