@@ -77,6 +77,9 @@ function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv): void {
   for (const [key, value] of Object.entries(parsed)) if (env[key] === undefined) env[key] = value;
 }
 
+/** What a check item says when the command was given no database. */
+export const NO_DATABASE_GIVEN = 'no database given (--database-url or DATABASE_URL)';
+
 /** The database URL the command needs, or a usage error saying how to give one. */
 export function requireDatabaseUrl(ctx: CommandContext): string {
   if (!ctx.databaseUrl) {

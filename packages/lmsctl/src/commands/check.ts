@@ -1,7 +1,7 @@
 import type { ChalkInstance } from 'chalk';
 import { connectClient, defaultMigrationsDir, maskUrl, Migrator } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
-import type { CommandContext } from '../context.js';
+import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { backupDirOf } from './backup.js';
 import {
   databaseDiskItem,
@@ -189,7 +189,7 @@ async function alertDelivery(options: CheckOptions): Promise<StatusItem[]> {
 }
 
 async function migrationsValidate(ctx: CommandContext): Promise<StatusItem[]> {
-  if (!ctx.databaseUrl) return [{ name: 'migrations validate', state: 'fail', detail: 'no database given' }];
+  if (!ctx.databaseUrl) return [{ name: 'migrations validate', state: 'fail', detail: NO_DATABASE_GIVEN }];
   try {
     const result = await new Migrator({ connectionString: ctx.databaseUrl, dir: defaultMigrationsDir }).validate();
     return [

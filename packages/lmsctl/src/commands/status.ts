@@ -12,7 +12,7 @@ import {
   redisConnectionOptions,
 } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
-import type { CommandContext } from '../context.js';
+import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { readDrillReports } from '../lib/drill-reports.js';
 import { formatBytes } from '../lib/progress.js';
 import { redisAnswers } from '../lib/queue-pause.js';
@@ -78,8 +78,7 @@ export async function probeApi(ctx: CommandContext, options: ProbeOptions): Prom
 
 export async function probePostgres(ctx: CommandContext): Promise<StatusItem[]> {
   const url = ctx.databaseUrl;
-  if (!url)
-    return [{ name: 'postgresql', state: 'fail', detail: 'no database given (--database-url or DATABASE_URL)' }];
+  if (!url) return [{ name: 'postgresql', state: 'fail', detail: NO_DATABASE_GIVEN }];
   return probe('postgresql', async () => {
     const client = await connectClient(url, { applicationName: 'lmsctl status' });
     const items: StatusItem[] = [];
@@ -288,7 +287,7 @@ export function renderStatus(result: StatusResult, style: ChalkInstance): string
 /** The database server's data folder, when it runs on this machine and says where it is. */
 export async function databaseDiskItem(ctx: CommandContext): Promise<StatusItem[]> {
   const url = ctx.databaseUrl;
-  if (!url) return [{ name: 'database disk', state: 'manual', detail: 'no database given' }];
+  if (!url) return [{ name: 'database disk', state: 'manual', detail: NO_DATABASE_GIVEN }];
   const { host } = describePostgresUrl(url);
   const local = host.startsWith('/') || ['localhost', '127.0.0.1', '::1'].includes(host);
   if (!local)
