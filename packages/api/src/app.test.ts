@@ -136,7 +136,7 @@ describe('HTTP hygiene', () => {
 });
 
 describe('request log', () => {
-  it('logs one line per request with id, method, path without the query, status and duration; probes stay quiet', async () => {
+  it('logs one line per request with id, method, path without the query, route, status and duration; probes stay quiet', async () => {
     const lines: Array<Record<string, unknown>> = [];
     const stream = new PassThrough();
     stream.on('data', (chunk: Buffer) => {
@@ -152,19 +152,35 @@ describe('request log', () => {
       await call(app, 'get', '/api/v1/courses?limit=5&token=secret-in-query', {
         headers: { 'x-request-id': 'req-42' },
       });
+      const detail = await call(app, 'get', '/api/v1/courses/no-such-course');
       const missing = await call(app, 'get', '/api/v1/nothing-here');
       await new Promise((resolve) => setImmediate(resolve));
       const requests = lines.filter((line) => line.msg === 'request completed');
       expect(requests).toEqual([
         expect.objectContaining({
           level: 'info',
-          req: { id: 'req-42', method: 'GET', path: '/api/v1/courses' },
+          req: { id: 'req-42', method: 'GET', path: '/api/v1/courses', route: '/api/v1/courses' },
           res: { statusCode: 200 },
           responseTime: expect.any(Number),
         }),
         expect.objectContaining({
           level: 'warn',
-          req: { id: missing.headers['x-request-id'], method: 'GET', path: '/api/v1/nothing-here' },
+          req: {
+            id: detail.headers['x-request-id'],
+            method: 'GET',
+            path: '/api/v1/courses/no-such-course',
+            route: '/api/v1/courses/:id',
+          },
+          res: { statusCode: detail.status },
+        }),
+        expect.objectContaining({
+          level: 'warn',
+          req: {
+            id: missing.headers['x-request-id'],
+            method: 'GET',
+            path: '/api/v1/nothing-here',
+            route: 'unmatched',
+          },
           res: { statusCode: 404 },
         }),
       ]);

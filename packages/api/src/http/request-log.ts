@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '@lms/core';
+import { routePatternOf } from './metrics.js';
 
 declare module 'node:http' {
   interface IncomingMessage {
@@ -13,7 +14,7 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * Gives every request an id (echoed as X-Request-ID) and logs one line when it ends: method,
- * path without the query string (it may carry secrets), status, duration. 5xx at error, 4xx at
+ * path without the query string (it may carry secrets), route pattern, status, duration. 5xx at error, 4xx at
  * warn, a client that went away before the response at warn.
  *
  * Not pino-http: it builds a child logger per request (bindings serialised, formatters rebuilt)
@@ -33,7 +34,7 @@ export function requestLogging(options: { logger: Logger; quietPaths: ReadonlySe
     // 'close' follows 'finish' for every response, and comes alone when the client went away.
     res.once('close', () => {
       const responseTime = Math.round(performance.now() - started);
-      const request = { id, method: req.method, path };
+      const request = { id, method: req.method, path, route: routePatternOf(req) };
       if (!res.writableFinished) {
         logger.warn({ req: request, responseTime }, 'request aborted by the client');
         return;
