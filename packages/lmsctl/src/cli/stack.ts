@@ -26,7 +26,8 @@ export function registerStack(program: Command, runtime: Runtime): void {
 Compose files per --env: dev = compose/docker-compose.yml; prod = docker-compose.prod.yml;
 staging = prod + docker-compose.staging.yml; observability = prod + docker-compose.observability.yml.
 Without a Docker engine, \`lmsctl up\` (dev) runs natively: DATABASE_URL and REDIS_URL when they
-answer, else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
+answer (no DATABASE_URL: the local PostgreSQL on 127.0.0.1:5432 as your user, database lms_dev),
+else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
 demo data, the API and the worker. Ctrl-C stops everything.
 
 Examples:

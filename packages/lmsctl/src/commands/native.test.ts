@@ -8,15 +8,18 @@ import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } 
 import { spawnLmsctl } from '../testing/run-cli.js';
 
 let database: TestDatabase;
+let localDatabase: TestDatabase;
 let work: string;
 
 beforeAll(async () => {
   database = await createTestDatabase('native_up');
+  localDatabase = await createTestDatabase('native_local');
   work = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-native-'));
 });
 
 afterAll(async () => {
   await database.drop();
+  await localDatabase.drop();
   await rm(work, { recursive: true, force: true });
 });
 
@@ -28,67 +31,101 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe('lmsctl up --native', () => {
-  it('migrates, seeds, serves the API and the worker, and stops everything on Ctrl-C', async () => {
-    const [apiPort, workerPort, smtpPort] = [await freePort(), await freePort(), await freePort()];
-    const child = spawnLmsctl(['up', '--native'], {
-      cwd: work,
-      env: {
-        DATABASE_URL: database.url,
-        REDIS_URL: testRedisUrl,
-        QUEUE_PREFIX: `{${testRedisPrefix('native')}}`,
-        PORT: String(apiPort),
-        WORKER_METRICS_PORT: String(workerPort),
-        SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-        CERTIFICATE_STORAGE_DIR: path.join(work, 'certificates'),
-        LOG_LEVEL: 'warn',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    try {
-      for (let waited = 0; !stdout.includes('the LMS is running'); waited += 200) {
-        if (child.exitCode !== null || waited > 90_000)
-          throw new Error(`lmsctl up --native did not start:\n${stdout}\n${stderr}`);
+/** `lmsctl up --native` in `cwd`, with free ports for the API, the worker and the mail catcher. */
+async function startNative(cwd: string, env: Record<string, string>) {
+  const ports = { api: await freePort(), worker: await freePort(), smtp: await freePort() };
+  const child = spawnLmsctl(['up', '--native'], {
+    cwd,
+    env: {
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: `{${testRedisPrefix('native')}}`,
+      PORT: String(ports.api),
+      WORKER_METRICS_PORT: String(ports.worker),
+      SMTP_URL: `smtp://127.0.0.1:${ports.smtp}`,
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+  });
+  const output = { stdout: '', stderr: '' };
+  child.stdout?.on('data', (chunk: Buffer) => (output.stdout += chunk.toString('utf8')));
+  child.stderr?.on('data', (chunk: Buffer) => (output.stderr += chunk.toString('utf8')));
+  return {
+    child,
+    ports,
+    output,
+    async running(): Promise<void> {
+      for (let waited = 0; !output.stdout.includes('the LMS is running'); waited += 200) {
+        if (child.exitCode !== null || waited > 120_000)
+          throw new Error(`lmsctl up --native did not start:\n${output.stdout}\n${output.stderr}`);
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
-      expect(stdout).toContain(`API        http://127.0.0.1:${apiPort}`);
-      expect(stderr).toContain('using PostgreSQL at');
-      expect(stderr).toContain('migrations applied');
-      expect(stderr).toContain(`mail catcher on 127.0.0.1:${smtpPort}`);
+    },
+    /** Ctrl-C in a terminal: SIGINT to the whole foreground process group. */
+    async interrupt() {
+      process.kill(-child.pid!, 'SIGINT');
+      return child;
+    },
+    kill(): void {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    },
+  };
+}
 
-      expect((await fetch(`http://127.0.0.1:${apiPort}/ready`)).status).toBe(200);
-      expect((await fetch(`http://127.0.0.1:${workerPort}/health`)).status).toBe(200);
+async function publishedCourses(apiPort: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${apiPort}/api/v1/courses`);
+  return ((await response.json()) as { items: unknown[] }).items.length;
+}
+
+async function refused(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+}
+
+describe('lmsctl up --native', () => {
+  it('migrates, seeds, serves the API and the worker, and stops everything on Ctrl-C', async () => {
+    const stack = await startNative(work, {
+      DATABASE_URL: database.url,
+      CERTIFICATE_STORAGE_DIR: path.join(work, 'certificates'),
+    });
+    const { ports, output } = stack;
+    try {
+      await stack.running();
+      expect(output.stdout).toContain(`API        http://127.0.0.1:${ports.api}`);
+      expect(output.stderr).toContain('using PostgreSQL at');
+      expect(output.stderr).toContain('migrations applied');
+      expect(output.stderr).toContain(`mail catcher on 127.0.0.1:${ports.smtp}`);
+
+      expect((await fetch(`http://127.0.0.1:${ports.api}/ready`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${ports.worker}/health`)).status).toBe(200);
 
       // The demo admin printed on first start can sign in.
       const [email, password] = (await readFile(path.join(work, '.lms', 'demo-credentials.txt'), 'utf8'))
         .split('\n')[0]!
         .split(' ');
-      expect(stdout).toContain(`${email} / ${password}`);
-      const login = await fetch(`http://127.0.0.1:${apiPort}/api/v1/auth/login`, {
+      expect(output.stdout).toContain(`${email} / ${password}`);
+      const login = await fetch(`http://127.0.0.1:${ports.api}/api/v1/auth/login`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ email, password }),
       });
       expect(login.status).toBe(200);
-      const courses = (await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/courses`)).json()) as {
-        items: unknown[];
-      };
-      expect(courses.items).toHaveLength(3);
+      expect(await publishedCourses(ports.api)).toBe(3);
 
-      // Ctrl-C in a terminal signals the whole foreground process group.
-      process.kill(-child.pid!, 'SIGINT');
-      const result = await child;
+      const result = await stack.interrupt();
       expect(result.exitCode).toBe(0);
-      expect(stderr).toContain('stopped');
+      expect(output.stderr).toContain('stopped');
       // One stop signal each: the worker finished its running jobs instead of abandoning them.
-      expect(stderr).not.toContain('stopping now');
-      await expect(fetch(`http://127.0.0.1:${apiPort}/ready`)).rejects.toThrow();
-      await expect(fetch(`http://127.0.0.1:${workerPort}/health`)).rejects.toThrow();
+      expect(output.stderr).not.toContain('stopping now');
+      expect(await refused(ports.api)).toBe(true);
+      expect(await refused(ports.worker)).toBe(true);
     } finally {
-      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+      stack.kill();
     }
 
     // Stopping the processes keeps the data.
@@ -101,55 +138,47 @@ describe('lmsctl up --native', () => {
     }
   }, 150_000);
 
-  it('runs an embedded PostgreSQL when no DATABASE_URL is set, and stops it with the rest on Ctrl-C', async () => {
+  it('without DATABASE_URL uses the local PostgreSQL that libpq variables describe', async () => {
+    const local = new URL(localDatabase.url);
+    const cwd = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-local-'));
+    const stack = await startNative(cwd, {
+      PGHOST: local.hostname,
+      PGPORT: local.port || '5432',
+      PGUSER: decodeURIComponent(local.username),
+      PGDATABASE: localDatabase.name,
+    });
+    try {
+      await stack.running();
+      expect(stack.output.stderr).toContain('no DATABASE_URL: using the local PostgreSQL');
+      expect(stack.output.stderr).toContain(`using PostgreSQL at postgres://`);
+      expect(stack.output.stderr).toContain(`/${localDatabase.name}`);
+      expect(await publishedCourses(stack.ports.api)).toBe(3);
+      expect((await stack.interrupt()).exitCode).toBe(0);
+    } finally {
+      stack.kill();
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 150_000);
+
+  it('runs an embedded PostgreSQL when no server answers, and stops it with the rest on Ctrl-C', async () => {
     const fresh = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-embedded-'));
     // As root the embedded server runs as the postgres user, which must pass through this folder.
     await chmod(fresh, 0o711);
-    const [apiPort, workerPort, smtpPort] = [await freePort(), await freePort(), await freePort()];
-    const child = spawnLmsctl(['up', '--native'], {
-      cwd: fresh,
-      env: {
-        REDIS_URL: testRedisUrl,
-        QUEUE_PREFIX: `{${testRedisPrefix('embedded')}}`,
-        PORT: String(apiPort),
-        WORKER_METRICS_PORT: String(workerPort),
-        SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-        LOG_LEVEL: 'warn',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    // No DATABASE_URL, and nothing listens where libpq's variables point.
+    const stack = await startNative(fresh, { PGPORT: String(await freePort()) });
     try {
-      for (let waited = 0; !stdout.includes('the LMS is running'); waited += 200) {
-        if (child.exitCode !== null || waited > 120_000)
-          throw new Error(`lmsctl up --native did not start:\n${stdout}\n${stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-      expect(stderr).toContain('initialising an embedded PostgreSQL in .lms/postgres');
-      expect(stdout).toMatch(/PostgreSQL postgres:\/\/lms:\*\*\*@127\.0\.0\.1:54329\/lms/);
-      expect((await fetch(`http://127.0.0.1:${apiPort}/ready`)).status).toBe(200);
-      const courses = (await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/courses`)).json()) as {
-        items: unknown[];
-      };
-      expect(courses.items).toHaveLength(3);
+      await stack.running();
+      expect(stack.output.stderr).toContain('initialising an embedded PostgreSQL in .lms/postgres');
+      expect(stack.output.stdout).toMatch(/PostgreSQL postgres:\/\/lms:\*\*\*@127\.0\.0\.1:54329\/lms/);
+      expect((await fetch(`http://127.0.0.1:${stack.ports.api}/ready`)).status).toBe(200);
+      expect(await publishedCourses(stack.ports.api)).toBe(3);
 
-      process.kill(-child.pid!, 'SIGINT');
-      const result = await child;
-      expect(result.exitCode, stderr).toBe(0);
-      expect(stderr).not.toContain('stopping now');
-      const refused = await new Promise<boolean>((resolve) => {
-        const socket = net.connect(54_329, '127.0.0.1');
-        socket.once('connect', () => {
-          socket.destroy();
-          resolve(false);
-        });
-        socket.once('error', () => resolve(true));
-      });
-      expect(refused).toBe(true);
+      const result = await stack.interrupt();
+      expect(result.exitCode, stack.output.stderr).toBe(0);
+      expect(stack.output.stderr).not.toContain('stopping now');
+      expect(await refused(54_329)).toBe(true);
     } finally {
-      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+      stack.kill();
       await rm(fresh, { recursive: true, force: true });
     }
   }, 180_000);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -65,18 +66,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Resolves once a connection to 127.0.0.1:`port` is refused (at most a minute). */
+/** Resolves once nothing answers on 127.0.0.1:`port` (at most a minute). */
 async function untilNothingListens(port: number): Promise<void> {
-  for (let waited = 0; waited < 60_000; waited += 100) {
-    const listening = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (!listening) return;
+  for (let waited = 0; waited < 60_000 && (await portAnswers('127.0.0.1', port)); waited += 100) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -197,21 +189,20 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
       seeded: seeded.seeded,
     };
     ctx.out.result(result, (data, style) => renderNative(data, style, seeded));
-    await new Promise<void>((resolve) => {
-      if (stop.signal.aborted) return resolve();
-      stop.signal.addEventListener('abort', () => resolve(), { once: true });
+    const exited = await new Promise<string | null>((resolve) => {
+      if (stop.signal.aborted) return resolve(null);
+      stop.signal.addEventListener('abort', () => resolve(null), { once: true });
       for (const { name, child } of children) {
         child.then(
-          () => {
-            if (!stop.signal.aborted) {
-              ctx.out.warn(`${name} exited; stopping the stack`);
-              stop.abort();
-            }
-          },
-          () => undefined,
+          () => resolve(name),
+          () => resolve(name),
         );
       }
     });
+    // A process that died on its own is a failure of the stack, not a requested stop.
+    if (exited && !stop.signal.aborted) {
+      throw new CliError(ExitCode.failed, `the ${exited} exited on its own; the stack was stopped`);
+    }
     return result;
   } finally {
     process.off('SIGINT', onSignal);
@@ -293,18 +284,14 @@ async function ensureDatabase(
 ): Promise<string> {
   const configured = ctx.databaseUrl;
   if (configured) {
-    const admin = await connectClient(withDatabase(configured, 'postgres'), {
-      applicationName: 'lmsctl up',
-      timeoutMs: 3000,
-    }).catch(() => null);
-    if (admin) {
-      await admin.end();
-      if (await createDatabaseIfMissing(configured))
-        say(`created database ${describePostgresUrl(configured).database}`);
-      say(`using PostgreSQL at ${maskUrl(configured)}`);
-      return configured;
-    }
+    if (await serverAnswers(configured)) return useServer(configured, say);
     say(`PostgreSQL at ${maskUrl(configured)} does not answer; starting an embedded one`);
+  } else {
+    const local = localServerUrl(ctx.env);
+    if (await serverAnswers(local)) {
+      say('no DATABASE_URL: using the local PostgreSQL that accepts this user');
+      return useServer(local, say);
+    }
   }
   let EmbeddedPostgres: typeof EmbeddedPostgresServer;
   try {
@@ -350,6 +337,32 @@ async function ensureDatabase(
   await createDatabaseIfMissing(url);
   say(`embedded PostgreSQL on 127.0.0.1:${port}`);
   return url;
+}
+
+/** True when the server of `url` accepts a connection (to its `postgres` database) within 3 s. */
+async function serverAnswers(url: string): Promise<boolean> {
+  const admin = await connectClient(withDatabase(url, 'postgres'), {
+    applicationName: 'lmsctl up',
+    timeoutMs: 3000,
+  }).catch(() => null);
+  await admin?.end();
+  return admin !== null;
+}
+
+async function useServer(url: string, say: (line: string) => void): Promise<string> {
+  if (await createDatabaseIfMissing(url)) say(`created database ${describePostgresUrl(url).database}`);
+  say(`using PostgreSQL at ${maskUrl(url)}`);
+  return url;
+}
+
+/**
+ * The local server over TCP as libpq's variables describe it (PGHOST, PGPORT, PGUSER and
+ * PGDATABASE; else 127.0.0.1:5432 as the current user, database `lms_dev`).
+ */
+function localServerUrl(env: NodeJS.ProcessEnv): string {
+  const host = env.PGHOST && !env.PGHOST.startsWith('/') ? env.PGHOST : '127.0.0.1';
+  const user = env.PGUSER ?? os.userInfo().username;
+  return `postgres://${encodeURIComponent(user)}@${host}:${env.PGPORT ?? '5432'}/${encodeURIComponent(env.PGDATABASE ?? 'lms_dev')}`;
 }
 
 /**
