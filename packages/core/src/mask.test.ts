@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describePostgresUrl, maskSecretsInText, maskUrl } from './mask.js';
+import { describePostgresUrl, maskSecretsInText, maskUrl, redactSecrets } from './mask.js';
 
 describe('maskUrl', () => {
   it('masks the password and keeps everything else', () => {
@@ -10,6 +10,12 @@ describe('maskUrl', () => {
 
   it('leaves URLs without a password alone', () => {
     expect(maskUrl('postgres://root@127.0.0.1:5432/postgres')).toBe('postgres://root@127.0.0.1:5432/postgres');
+  });
+
+  it('masks a message that is not a URL as free text', () => {
+    expect(maskUrl('Error: connect to smtp://mailer:hunter2@mail:25 failed')).toBe(
+      'Error: connect to smtp://mailer:***@mail:25 failed',
+    );
   });
 
   it('masks secret-looking query parameters', () => {
@@ -30,6 +36,34 @@ describe('maskSecretsInText', () => {
     expect(maskSecretsInText('host=db user=lms password=hunter2 dbname=lms')).toBe(
       'host=db user=lms password=*** dbname=lms',
     );
+  });
+
+  it('masks `key: value` secrets too', () => {
+    expect(maskSecretsInText('retry with password: hunter2 and token:abc')).toBe(
+      'retry with password: *** and token:***',
+    );
+  });
+});
+
+describe('redactSecrets', () => {
+  it('redacts secret fields at any depth and masks URL passwords in strings, leaving the rest', () => {
+    expect(
+      redactSecrets({
+        to: 'ada@example.com',
+        props: { resetToken: 't0k', nested: [{ password: 'p', passwordHash: 'h' }], passMark: 70 },
+        DATABASE_URL: 'postgres://u:p@h/db',
+        note: 'see redis://:pw@cache:6379',
+      }),
+    ).toEqual({
+      to: 'ada@example.com',
+      props: {
+        resetToken: '[redacted]',
+        nested: [{ password: '[redacted]', passwordHash: '[redacted]' }],
+        passMark: 70,
+      },
+      DATABASE_URL: '[redacted]',
+      note: 'see redis://:***@cache:6379',
+    });
   });
 });
 

@@ -89,7 +89,7 @@ describe('lmsctl queue', () => {
     expect(show.stdout).toContain('failed: SMTP said no');
     expect(show.stdout).not.toContain('hunter2');
     expect(show.stdout).not.toContain('hunter3');
-    expect(show.stdout).toContain('"password": "***"');
+    expect(show.stdout).toContain('"password": "[redacted]"');
     expect((await lmsctl(['show', 'emails', 'nope'])).exitCode).toBe(1);
   });
 

@@ -1,6 +1,14 @@
 import { Queue, type Job, type JobType as BullJobType } from 'bullmq';
 import type { ChalkInstance } from 'chalk';
-import { isQueueName, maskUrl, queueNames, redisConnectionOptions, type QueueName } from '@lms/core';
+import {
+  isQueueName,
+  maskSecretsInText,
+  maskUrl,
+  queueNames,
+  redactSecrets,
+  redisConnectionOptions,
+  type QueueName,
+} from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
@@ -111,18 +119,6 @@ export function renderQueueList(result: { queues: QueueSummary[] }, style: Chalk
   );
 }
 
-const SECRET_KEYS = /pass|secret|token|authorization|cookie|api[-_]?key/i;
-
-/** Job data as shown to an operator: secret-looking fields and URL passwords masked. */
-export function maskJobData(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return maskUrl(value);
-  if (depth > 6 || value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((item) => maskJobData(item, depth + 1));
-  return Object.fromEntries(
-    Object.entries(value).map(([key, inner]) => [key, SECRET_KEYS.test(key) ? '***' : maskJobData(inner, depth + 1)]),
-  );
-}
-
 export interface JobView {
   id: string;
   name: string;
@@ -145,7 +141,7 @@ async function viewOf(job: Job): Promise<JobView> {
     createdAt: new Date(job.timestamp).toISOString(),
     processedAt: job.processedOn ? new Date(job.processedOn).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
-    failedReason: job.failedReason ?? null,
+    failedReason: job.failedReason ? maskSecretsInText(job.failedReason) : null,
   };
 }
 
@@ -217,9 +213,9 @@ export async function queueShow(
     return {
       queue: queueName,
       ...(await viewOf(job)),
-      data: maskJobData(job.data),
-      stacktrace: (job.stacktrace ?? []).map((line) => maskUrl(line)),
-      returnValue: maskJobData(job.returnvalue ?? null),
+      data: redactSecrets(job.data),
+      stacktrace: (job.stacktrace ?? []).map((line) => maskSecretsInText(line)),
+      returnValue: redactSecrets(job.returnvalue ?? null),
       delayMs: job.delay,
     };
   });
