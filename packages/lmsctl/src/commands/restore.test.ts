@@ -166,7 +166,7 @@ describe('restore refuses and leaves the target intact', () => {
     }
   });
 
-  it('exits 3 before touching anything for a flipped byte, a truncated dump, a wrong key or a tampered manifest', async () => {
+  it('exits 3 before touching anything for a flipped byte, a truncated dump, a wrong key, a tampered or re-signed manifest', async () => {
     const { database, dir, context, env } = await scenario('corrupt');
     const made = await backup(context(), { encrypt: true });
     const plain = await backup(context());
@@ -207,6 +207,16 @@ describe('restore refuses and leaves the target intact', () => {
         },
         {},
         path.basename(plain.file),
+      ],
+      [
+        'encrypted backup re-signed without its key',
+        async () => {
+          const manifest = JSON.parse(await readFile(manifestPathOf(made.file), 'utf8')) as BackupManifest;
+          const { signature: _signature, ...body } = manifest;
+          await writeFile(manifestPathOf(made.file), JSON.stringify(signManifest(body)));
+        },
+        {},
+        path.basename(made.file),
       ],
     ];
     for (const [what, damage, extraEnv, file] of attempts) {

@@ -124,6 +124,13 @@ export async function readManifest(
   }
   const manifest = result.data;
   const { signature, ...body } = manifest;
+  // A plain checksum can be recomputed by anyone who can write the folder: an encrypted backup's
+  // manifest must carry the key's HMAC, or an older dump could be passed off under this name.
+  if (body.encryption && (signature.algorithm !== 'hmac-sha256' || signature.keyId !== body.encryption.keyId)) {
+    throw new VerificationError(
+      `manifest ${file} describes an encrypted backup but is not signed with its key (it was replaced or edited)`,
+    );
+  }
   let expected: BackupManifest;
   if (signature.algorithm === 'hmac-sha256') {
     const key = await getKey(signature.keyId ?? '');
