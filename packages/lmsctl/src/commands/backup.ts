@@ -221,14 +221,27 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
         if (options.compress !== undefined) dumpArgs.push(`--compress=${options.compress}`);
         ctx.out.debug(`snapshot ${facts.snapshot} exported; starting pg_dump ${pgDump.version}`);
         const dumpStarted = Date.now();
+        // A failed count stops pg_dump too, rather than leaving it to read the whole database.
+        const countFailed = new AbortController();
+        const cancelSignal = AbortSignal.any([signal, countFailed.signal]);
         const dumped = key
-          ? dumpEncrypted(dumpArgs, temporary, key, { ...tools, url, cancelSignal: signal })
-          : dumpPlain(dumpArgs, temporary, { ...tools, url, cancelSignal: signal });
+          ? dumpEncrypted(dumpArgs, temporary, key, { ...tools, url, cancelSignal })
+          : dumpPlain(dumpArgs, temporary, { ...tools, url, cancelSignal });
         // The counts run on the exporting connection while pg_dump reads the same snapshot,
         // without parallel workers: they should fill the CPU pg_dump leaves idle, not compete.
         if (options.counts !== false) await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
-        const counting = options.counts === false ? Promise.resolve(null) : countRows(client, facts.tables);
-        const [, tables] = await Promise.all([dumped, counting]);
+        const counting =
+          options.counts === false
+            ? Promise.resolve(null)
+            : countRows(client, facts.tables).catch((error: unknown) => {
+                countFailed.abort(error);
+                throw error;
+              });
+        // Both settle before anything goes on: a cancelled pg_dump is awaited, not left running.
+        const [dumpResult, countResult] = await Promise.allSettled([dumped, counting]);
+        if (countResult.status === 'rejected') throw countResult.reason;
+        if (dumpResult.status === 'rejected') throw dumpResult.reason;
+        const tables = countResult.value;
         await client.query('COMMIT');
         ctx.out.debug(`pg_dump and row counts done in ${formatDuration(Date.now() - dumpStarted)}`);
 
