@@ -21,6 +21,7 @@ import { confirmOrRefuse } from '../lib/confirm.js';
 import { lastDrillOf, readDrillReports, type DrillReportSummary } from '../lib/drill-reports.js';
 import { formatDuration } from '@lms/core/duration';
 import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
+import { partialPathOf } from '../lib/partial-files.js';
 import { formatBytes } from '../lib/progress.js';
 import { table } from '../output.js';
 import { backupDirOf, backupKeyOf, toolsOf } from './backup.js';
@@ -320,7 +321,7 @@ export async function backupBundle(
     )
       members.push({ file: markdown, name: `drills/${path.basename(markdown)}` });
   }
-  const temporary = `${out}.${process.pid}.partial`;
+  const temporary = partialPathOf(out);
   const archive = new TarArchive({ gzip: true, gzipOptions: { level: 6 } });
   for (const member of members) archive.append(createReadStream(member.file), { name: member.name, mode: 0o600 });
   const written = pipeline(archive, createWriteStream(temporary, { mode: 0o600, flags: 'wx' }));

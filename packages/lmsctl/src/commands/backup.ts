@@ -10,16 +10,11 @@ import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { checkArchive } from '../lib/archive-check.js';
 import { ENCRYPTION_ALGORITHM, createEncryptStream, readBackupKey, type BackupKey } from '../lib/backup-crypto.js';
-import {
-  ensureBackupDir,
-  publishDump,
-  removeStalePartials,
-  backupFileName,
-  writeVerification,
-} from '../lib/backup-store.js';
+import { ensureBackupDir, publishDump, backupFileName, writeVerification } from '../lib/backup-store.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import { MANIFEST_FORMAT, manifestPathOf, signManifest, writeManifest, type BackupManifest } from '../lib/manifest.js';
+import { partialPathOf, removeStalePartials } from '../lib/partial-files.js';
 import {
   assertDumpCanReadServer,
   pgToolVersion,
@@ -190,9 +185,8 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
 
   const where = describePostgresUrl(url);
   const startedAt = new Date();
-  const temporary = path.join(
-    dir,
-    `.${backupFileName(startedAt).replace(/\.dump$/, '')}.${randomBytes(4).toString('hex')}.${process.pid}.partial`,
+  const temporary = partialPathOf(
+    path.join(dir, `.${backupFileName(startedAt).replace(/\.dump$/, '')}.${randomBytes(4).toString('hex')}`),
   );
   const client = await connectClient(url, { applicationName: 'lmsctl backup' });
 

@@ -7,11 +7,12 @@ import { connectClient, describePostgresUrl, formatVersion, VerificationError, w
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { assertMatchesManifest, decryptToFile, listArchiveFile, sha256OfFile } from '../lib/archive-check.js';
-import { resolveBackup, removeStalePartials } from '../lib/backup-store.js';
+import { resolveBackup } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
+import { partialPathOf, removeStalePartials } from '../lib/partial-files.js';
 import {
   copyDatabaseProperties,
   createDatabase,
@@ -105,6 +106,8 @@ export async function prepareArchive(
   dir: string,
   signal: AbortSignal,
 ): Promise<PreparedArchive> {
+  // Decrypted copies left by a killed restore or drill hold plaintext: gone before anything else.
+  await removeStalePartials(dir);
   let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
   const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
   const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
@@ -127,7 +130,7 @@ export async function prepareArchive(
 
   const backupKey = await getKey();
   // pg_restore --jobs needs a seekable file: decrypt beside the backups, owner-only, removed after.
-  const decrypted = path.join(path.dirname(dumpPath), `.${name}.${process.pid}.partial`);
+  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
   const dispose = () => unlink(decrypted).catch(() => undefined);
   try {
     // The checksum and size in the manifest are of the encrypted file.
@@ -253,7 +256,6 @@ export async function restore(
 
   return withInterrupt(async (signal) => {
     const pgRestore = await pgToolVersion('pg_restore', tools);
-    await removeStalePartials(dir);
     const archive = await prepareArchive(ctx, dumpPath, dir, signal);
     const verifyMs = Date.now() - started;
     const admin = await connectClient(withDatabase(target.url, 'postgres'), { applicationName: 'lmsctl restore' });

@@ -6,10 +6,9 @@ import { manifestPathOf } from './manifest.js';
 /**
  * The backup folder's layout: `lms_YYYYMMDD_HHMMSS[_N].dump` (UTC), its manifest
  * `….dump.json`, the result of its last verification `….dump.verify.json`, and temporary
- * `.…partial` files that only ever become backups by an atomic link/rename.
+ * `.…partial` files (lib/partial-files.ts) that only ever become backups by an atomic link/rename.
  */
 export const BACKUP_FILE_PATTERN = /^lms_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})(?:_(\d+))?\.dump$/;
-const PARTIAL_PATTERN = /^\.?lms_.*\.(\d+)\.partial$/;
 
 /** `lms_20261128_141700.dump` for a UTC instant (sequence > 1 adds `_N`). */
 export function backupFileName(at: Date, sequence = 1): string {
@@ -62,29 +61,6 @@ async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Removes temporary files of backups whose lmsctl process is gone (killed mid-dump). */
-export async function removeStalePartials(dir: string): Promise<string[]> {
-  const removed: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const match = PARTIAL_PATTERN.exec(name);
-    if (!match) continue;
-    const pid = Number(match[1]);
-    if (pid === process.pid || isAlive(pid)) continue;
-    await unlink(path.join(dir, name)).catch(() => undefined);
-    removed.push(name);
-  }
-  return removed;
 }
 
 /** The outcome of the last `backup verify` (or the check at the end of `backup`). */

@@ -2,6 +2,7 @@ import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VerificationError } from '@lms/core';
+import { partialPathOf } from './partial-files.js';
 
 /**
  * The manifest written beside every dump (`lms_….dump.json`): what the dump holds and how to
@@ -83,7 +84,7 @@ export function signManifest(body: ManifestBody, key?: SigningKey): BackupManife
 
 /** Writes the manifest atomically (temporary file, then rename), readable by the owner only. */
 export async function writeManifest(file: string, manifest: BackupManifest): Promise<void> {
-  const temporary = `${file}.${process.pid}.partial`;
+  const temporary = partialPathOf(file);
   await writeFile(temporary, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
   await rename(temporary, file);
 }

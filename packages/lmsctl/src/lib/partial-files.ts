@@ -1,0 +1,38 @@
+import os from 'node:os';
+import { readdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * Temporary files (dumps being written, decrypted copies, manifests and bundles before their
+ * rename) are named `<file>.<host>.<pid>.partial`. The host matters because the backup folder
+ * may be a share that several machines write: a pid says nothing about another host's process.
+ */
+const HOST = os.hostname().replace(/[^A-Za-z0-9-]/g, '-') || 'host';
+const PARTIAL_PATTERN = /^\.?lms_.*\.([A-Za-z0-9-]+)\.(\d+)\.partial$/;
+
+export function partialPathOf(file: string): string {
+  return `${file}.${HOST}.${process.pid}.partial`;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes this host's temporary files whose lmsctl process is gone (killed mid-way). */
+export async function removeStalePartials(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const match = PARTIAL_PATTERN.exec(name);
+    if (!match || match[1] !== HOST) continue;
+    const pid = Number(match[2]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    await unlink(path.join(dir, name)).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
