@@ -27,7 +27,10 @@ export function registerRestore(program: Command, runtime: Runtime): void {
     .option('--force-disconnect', 'terminate other sessions on the target at the swap')
     .option('--plan', 'show what would happen (contents, sessions, disk, versions); change nothing')
     .option('--drop-previous', 'drop the replaced database after the swap instead of keeping it')
-    .option('--no-pause-queues', 'do not pause the job queues during the restore')
+    .option(
+      '--no-pause-queues',
+      'do not pause the job queues during the restore (they are paused only when the restore replaces DATABASE_URL)',
+    )
     .option('--analyze', 'ANALYZE the restored tables before the swap (else autovacuum does it shortly after)')
     .option('--no-acl', 'skip privileges (GRANT/REVOKE) from the backup, for a server without its roles')
     .addHelpText(

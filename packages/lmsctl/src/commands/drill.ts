@@ -13,8 +13,7 @@ import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import {
   createDatabase,
   dropDatabase,
-  isAbandoned,
-  markedDatabases,
+  dropAbandonedDatabases,
   markerFor,
   setComment,
   timestampSuffix,
@@ -189,12 +188,7 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
         const verifyMs = Date.now() - verifyStarted;
 
         admin = await connectClient(withDatabase(url, 'postgres'), { applicationName: 'lmsctl drill' });
-        for (const abandoned of (await markedDatabases(admin)).filter((db) => isAbandoned(db))) {
-          await dropDatabase(admin, abandoned.name);
-          ctx.out.info(
-            `removed ${abandoned.name}, left by an interrupted ${abandoned.marker.lmsctl.replace(/-/g, ' ')}`,
-          );
-        }
+        await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
         ctx.out.info(`drill: restoring ${report.backup.file} into scratch database ${scratch} on ${host}:${port}`);
         await createDatabase(admin, scratch, null);
         created = true;

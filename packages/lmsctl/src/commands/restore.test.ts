@@ -122,6 +122,8 @@ describe('restore round trip', () => {
     const stagingUrl = withDatabase(database.url, `${database.name}_staging`);
     const result = (await restore(context(), 'latest', { targetDatabaseUrl: stagingUrl })) as RestoreResult;
     expect(result.previous).toBeNull();
+    // The application's queues keep running: its database is not the one replaced.
+    expect(result.queuesPaused).toEqual([]);
     expect(await fingerprintTables(stagingUrl)).toEqual(before);
     expect(await fingerprintTables(database.url)).toEqual(before);
   });

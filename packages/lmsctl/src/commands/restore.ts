@@ -19,6 +19,7 @@ import {
   databaseFacts,
   derivedDatabaseName,
   dropDatabase,
+  dropAbandonedDatabases,
   isAbandoned,
   markedDatabases,
   markerFor,
@@ -289,12 +290,6 @@ export async function restore(
           `another lmsctl restore of ${target.name} on ${target.host}:${target.port} is running`,
         );
       }
-      for (const abandoned of (await markedDatabases(admin)).filter((db) => isAbandoned(db))) {
-        await dropDatabase(admin, abandoned.name);
-        ctx.out.info(
-          `removed ${abandoned.name}, left half-built by an interrupted ${abandoned.marker.lmsctl.replace(/-/g, ' ')}`,
-        );
-      }
       refuseSessions(sessions, target, options);
 
       if (existing) {
@@ -316,6 +311,7 @@ export async function restore(
         );
       }
 
+      await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
       const warnings: string[] = [];
       const stamp = timestampSuffix();
       const building = derivedDatabaseName(target.name, `_restoring_${stamp}`);
@@ -448,14 +444,28 @@ function refuseSessions(sessions: SessionInfo[], target: Target, options: Restor
   );
 }
 
+/**
+ * The queues belong to the application of DATABASE_URL: they are paused when that database is
+ * replaced, not when a backup goes into another one (a staging copy).
+ */
 async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Promise<PausedQueues | null> {
-  if (options.pauseQueues === false) return null;
+  if (options.pauseQueues === false || !replacesApplicationDatabase(ctx, options)) return null;
   const { pauseQueues } = await import('../lib/queue-pause.js');
   // REDIS_URL has a default; only a Redis the operator named explicitly must answer.
   const required = Boolean(ctx.env.REDIS_URL?.trim());
   const queues = await pauseQueues(ctx.config.REDIS_URL, ctx.config.QUEUE_PREFIX, { required });
   if (queues?.paused.length) ctx.out.info(`paused queues ${queues.paused.join(', ')} until the restore ends`);
   return queues;
+}
+
+function replacesApplicationDatabase(ctx: CommandContext, options: RestoreOptions): boolean {
+  if (!options.targetDatabaseUrl) return true;
+  if (!ctx.databaseUrl) return false;
+  const target = describePostgresUrl(options.targetDatabaseUrl);
+  const application = describePostgresUrl(ctx.databaseUrl);
+  return (
+    target.host === application.host && target.port === application.port && target.database === application.database
+  );
 }
 
 export async function runPgRestore(

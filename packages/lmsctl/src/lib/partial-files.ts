@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { isProcessAlive } from './process-alive.js';
 
 /**
  * Temporary files (dumps being written, decrypted copies, manifests and bundles before their
@@ -14,15 +15,6 @@ export function partialPathOf(file: string): string {
   return `${file}.${HOST}.${process.pid}.partial`;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes this host's temporary files whose lmsctl process is gone (killed mid-way). */
 export async function removeStalePartials(dir: string): Promise<string[]> {
   const removed: string[] = [];
@@ -30,7 +22,7 @@ export async function removeStalePartials(dir: string): Promise<string[]> {
     const match = PARTIAL_PATTERN.exec(name);
     if (!match || match[1] !== HOST) continue;
     const pid = Number(match[2]);
-    if (pid === process.pid || isAlive(pid)) continue;
+    if (pid === process.pid || isProcessAlive(pid)) continue;
     await unlink(path.join(dir, name)).catch(() => undefined);
     removed.push(name);
   }

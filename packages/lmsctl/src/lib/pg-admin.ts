@@ -1,5 +1,6 @@
 import os from 'node:os';
 import type pg from 'pg';
+import { isProcessAlive } from './process-alive.js';
 
 /**
  * Server-level SQL that restore, drill and cleanup need: sessions, database properties,
@@ -168,23 +169,26 @@ export async function markedDatabases(client: pg.Client): Promise<MarkedDatabase
   return marked;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * A scratch database (half-built restore, drill) whose lmsctl is gone: nothing is connected to
  * it and its process is dead (same machine) or the marker is older than a day (elsewhere).
  */
 export function isAbandoned(database: MarkedDatabase, now = Date.now()): boolean {
   if (database.marker.lmsctl === 'pre-restore' || database.sessions > 0) return false;
-  if (database.marker.host === os.hostname() && database.marker.pid !== undefined) return !isAlive(database.marker.pid);
+  if (database.marker.host === os.hostname() && database.marker.pid !== undefined)
+    return !isProcessAlive(database.marker.pid);
   return now - new Date(database.marker.at).getTime() > 86_400_000;
+}
+
+/**
+ * Drops the scratch databases that interrupted restores and drills left behind (see isAbandoned)
+ * and says which, one line each.
+ */
+export async function dropAbandonedDatabases(client: pg.Client, say: (line: string) => void): Promise<void> {
+  for (const abandoned of (await markedDatabases(client)).filter((db) => isAbandoned(db))) {
+    await dropDatabase(client, abandoned.name);
+    say(`removed ${abandoned.name}, left half-built by an interrupted ${abandoned.marker.lmsctl.replace(/-/g, ' ')}`);
+  }
 }
 
 export async function createDatabase(
