@@ -26,7 +26,12 @@ const COURSE = 'id, instructor_id, title, description, status, published_at, cre
 const LESSON = 'id, course_id, position, title, body, created_at, updated_at';
 const PAGE = `($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::uuid)) ORDER BY created_at DESC, id DESC LIMIT $3`;
 
-/** All SQL about courses and their lessons. */
+/**
+ * All SQL about courses and their lessons. Reads that decide a write (ownership, enrolment) or
+ * refill the cache right after a write invalidated it go to the primary: a lagging replica would
+ * answer 404 for a course just created, or put the old row back into the cache. Only lists
+ * nobody caches use the replica.
+ */
 export class CoursesRepository {
   constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
 
@@ -39,13 +44,13 @@ export class CoursesRepository {
   }
 
   async findById(id: string): Promise<CourseRow | null> {
-    const { rows } = await this.db.read.query<CourseRow>(`SELECT ${COURSE} FROM courses WHERE id = $1`, [id]);
+    const { rows } = await this.db.primary.query<CourseRow>(`SELECT ${COURSE} FROM courses WHERE id = $1`, [id]);
     return rows[0] ?? null;
   }
 
   /** Published courses, newest first; `limit + 1` rows. */
   async listPublished(limit: number, after: Cursor | null): Promise<CourseRow[]> {
-    const { rows } = await this.db.read.query<CourseRow>(
+    const { rows } = await this.db.primary.query<CourseRow>(
       `SELECT ${COURSE} FROM courses WHERE status = 'published' AND ${PAGE}`,
       [after?.at ?? null, after?.id ?? null, limit + 1],
     );
@@ -93,7 +98,7 @@ export class CoursesRepository {
   }
 
   async lessons(courseId: string): Promise<LessonRow[]> {
-    const { rows } = await this.db.read.query<LessonRow>(
+    const { rows } = await this.db.primary.query<LessonRow>(
       `SELECT ${LESSON} FROM lessons WHERE course_id = $1 ORDER BY position`,
       [courseId],
     );
@@ -126,7 +131,7 @@ export class CoursesRepository {
   }
 
   async isEnrolled(courseId: string, userId: string): Promise<boolean> {
-    const { rowCount } = await this.db.read.query(
+    const { rowCount } = await this.db.primary.query(
       `SELECT 1 FROM enrollments WHERE course_id = $1 AND user_id = $2 AND status <> 'cancelled'`,
       [courseId, userId],
     );

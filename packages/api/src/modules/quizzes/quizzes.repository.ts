@@ -69,12 +69,12 @@ export class QuizzesRepository {
   }
 
   async find(id: string): Promise<{ quiz: QuizRow; questions: QuestionRow[] } | null> {
-    const quiz = await this.db.read.query<QuizRow>(
+    const quiz = await this.db.primary.query<QuizRow>(
       'SELECT id, course_id, title, pass_mark, created_at FROM quizzes WHERE id = $1',
       [id],
     );
     if (!quiz.rows[0]) return null;
-    const questions = await this.db.read.query<QuestionRow>(
+    const questions = await this.db.primary.query<QuestionRow>(
       `SELECT id, quiz_id, position, prompt, options, correct_option FROM quiz_questions WHERE quiz_id = $1 ORDER BY position`,
       [id],
     );
