@@ -32,7 +32,10 @@ function runPrimary(count: number, logger: ReturnType<typeof createLogger>): voi
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;
     logger.error({ pid: worker.process.pid, code, signal }, 'api worker died; starting another');
-    setTimeout(fork, 1000);
+    // Not if a stop arrived during the pause: a process forked after it would never be told.
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, 1000);
   });
   cluster.on('message', (worker, message: { type?: string; id?: string }) => {
     if (message?.type !== METRICS_REQUEST) return;
