@@ -1,10 +1,12 @@
 import type { ChalkInstance } from 'chalk';
-import { connectClient, defaultMigrationsDir, maskUrl, Migrator } from '@lms/core';
+import { connectClient, defaultMigrationsDir, describePostgresUrl, maskUrl, Migrator } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { backupDirOf } from './backup.js';
+import { describeBackups, drillDirOf, newestVerifiedBackupOf } from './backup-maintenance.js';
 import {
   databaseDiskItem,
+  probe,
   probeApi,
   probeBackups,
   probeDisk,
@@ -205,6 +207,34 @@ async function migrationsValidate(ctx: CommandContext): Promise<StatusItem[]> {
   }
 }
 
+/**
+ * Before a deploy: the newest verified backup of this very database is young enough (the rule of
+ * `migrate --require-backup`, which the deploy's migration may enforce).
+ */
+async function verifiedBackupItem(ctx: CommandContext, maxAgeMs: number): Promise<StatusItem[]> {
+  const url = ctx.databaseUrl;
+  if (!url) return [{ name: 'verified backup', state: 'fail', detail: NO_DATABASE_GIVEN }];
+  return probe('verified backup', async () => {
+    const { host, port, database } = describePostgresUrl(url);
+    const dir = backupDirOf(ctx);
+    const newest = newestVerifiedBackupOf(await describeBackups(dir, drillDirOf(ctx)), { name: database, host, port });
+    if (!newest) {
+      return {
+        name: 'verified backup',
+        state: 'fail',
+        detail: `no verified backup of ${database} in ${dir}: run \`lmsctl backup\``,
+      };
+    }
+    const stale = newest.ageMs > maxAgeMs;
+    return {
+      name: 'verified backup',
+      state: stale ? 'fail' : 'ok',
+      detail: `${newest.file}, ${formatDuration(newest.ageMs)} old${stale ? ` (over ${formatDuration(maxAgeMs)})` : ''}`,
+      data: { file: newest.file, ageMs: newest.ageMs },
+    };
+  });
+}
+
 const MANUAL: Record<Checklist, string[]> = {
   daily: ['look through the error log of the last 24 h for new kinds of errors'],
   weekly: [
@@ -233,18 +263,11 @@ export async function check(
     items.push(...(await databaseDiskItem(ctx)));
   } else if (checklist === 'weekly') {
     items.push(...(await probeDrill(ctx, 8 * 86_400_000, true)));
-    items.push(
-      ...(await slowQueries(ctx).catch((error: unknown) => [
-        { name: 'slow queries', state: 'fail' as const, detail: (error as Error).message },
-      ])),
-    );
+    items.push(...(await probe('slow queries', () => slowQueries(ctx))));
     items.push(...(await alertDelivery(options)));
   } else {
     items.push(...(await migrationsValidate(ctx)));
-    const maxAge = options.maxBackupAgeMs ?? 24 * 3_600_000;
-    const backup = await probeBackups(ctx, maxAge);
-    // Before a deploy an unverified backup is not good enough.
-    items.push(...backup.map((item) => (item.state === 'warn' ? { ...item, state: 'fail' as const } : item)));
+    items.push(...(await verifiedBackupItem(ctx, options.maxBackupAgeMs ?? 24 * 3_600_000)));
     items.push(...(await probeApi(ctx, options)), ...(await probeQueues(ctx, options)));
   }
   items.push(...MANUAL[checklist].map((detail): StatusItem => ({ name: 'by hand', state: 'manual', detail })));

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, defaultMigrationsDir, Migrator } from '@lms/core';
+import { connectClient, defaultMigrationsDir, Migrator, withDatabase } from '@lms/core';
 import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
 import { testContext } from '../testing/context.js';
 import { runLmsctl } from '../testing/run-cli.js';
@@ -193,6 +193,14 @@ describe('lmsctl check', () => {
       cwd: work,
     });
     expect(stale.exitCode).toBe(1);
+    // Only a backup of this very database counts, as for `migrate --require-backup`.
+    const elsewhere = await runLmsctl(['check', 'predeploy', '--json', '--api-url', api], {
+      env: { ...env, DATABASE_URL: withDatabase(database.url, 'postgres') },
+      cwd: work,
+    });
+    expect(
+      (JSON.parse(elsewhere.stdout) as CheckResult).items.find((entry) => entry.name === 'verified backup'),
+    ).toMatchObject({ state: 'fail', detail: expect.stringContaining('no verified backup of postgres') });
     const client = await connectClient(database.url);
     await client.query(`UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1`);
     await client.end();

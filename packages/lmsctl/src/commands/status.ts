@@ -40,7 +40,8 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 /** Runs a probe; whatever it throws becomes a failed item instead of ending the report. */
-async function probe(name: string, work: () => Promise<StatusItem | StatusItem[]>): Promise<StatusItem[]> {
+/** Runs one check; any error becomes a failed item with the (masked) reason, never a crash. */
+export async function probe(name: string, work: () => Promise<StatusItem | StatusItem[]>): Promise<StatusItem[]> {
   try {
     const result = await work();
     return Array.isArray(result) ? result : [result];
@@ -294,19 +295,19 @@ export async function databaseDiskItem(ctx: CommandContext): Promise<StatusItem[
     return [
       { name: 'database disk', state: 'manual', detail: `check free disk of the server at ${host} in its monitoring` },
     ];
-  const client = await connectClient(url, { applicationName: 'lmsctl check' });
-  try {
-    const { rows } = await client.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`);
-    return probeDisk('database disk', rows[0]!.dir);
-  } catch {
-    return [
-      {
+  return probe('database disk', async () => {
+    const client = await connectClient(url, { applicationName: 'lmsctl check' });
+    try {
+      const { rows } = await client.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`);
+      return probeDisk('database disk', rows[0]!.dir);
+    } catch {
+      return {
         name: 'database disk',
         state: 'manual',
         detail: 'the server does not say where its data is (needs pg_read_all_settings)',
-      },
-    ];
-  } finally {
-    await client.end();
-  }
+      };
+    } finally {
+      await client.end();
+    }
+  });
 }
