@@ -55,10 +55,11 @@ export function buildRoutes(deps: Deps): RouteDefinition[] {
   const audit = new AuditRepository(deps.db);
   const usersRepository = new UsersRepository(deps.db);
   const coursesRepository = new CoursesRepository(deps.db);
+  const sessions = new SessionsRepository(deps.db);
   const tokens = new AccessTokens(config.SECRET_KEY, parseDurationMs(config.ACCESS_TOKEN_TTL)! / 1000);
   const auth = new AuthService(
     usersRepository,
-    new SessionsRepository(deps.db),
+    sessions,
     tokens,
     jobs,
     deps.metrics,
@@ -67,7 +68,7 @@ export function buildRoutes(deps: Deps): RouteDefinition[] {
   const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
   return [
     ...authRoutes(auth),
-    ...usersRoutes(new UsersService(usersRepository, audit)),
+    ...usersRoutes(new UsersService(usersRepository, sessions, audit)),
     ...coursesRoutes(new CoursesService(coursesRepository, cache, audit)),
     ...enrollmentsRoutes(
       new EnrollmentsService(

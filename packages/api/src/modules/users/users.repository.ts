@@ -54,18 +54,37 @@ export class UsersRepository {
     return rows;
   }
 
-  async update(id: string, changes: { role?: Role; active?: boolean }): Promise<UserRow | null> {
-    const { rows } = await this.db.primary.query<UserRow>(
-      `UPDATE users SET role = coalesce($2, role), active = coalesce($3, active) WHERE id = $1 RETURNING ${COLUMNS}`,
-      [id, changes.role ?? null, changes.active ?? null],
-    );
-    return rows[0] ?? null;
-  }
-
-  async countActiveAdmins(): Promise<number> {
-    const { rows } = await this.db.primary.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
-    );
-    return rows[0]!.n;
+  /**
+   * Changes a role or the active flag, unless that would leave no active admin ('last-admin',
+   * nothing changed). Changes are serialised by a transaction lock, so two admins demoting each
+   * other at the same moment cannot both succeed.
+   */
+  async updateKeepingAnAdmin(
+    id: string,
+    changes: { role?: Role; active?: boolean },
+  ): Promise<UserRow | null | 'last-admin'> {
+    const client = await this.db.primary.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('lms.users.role-changes'))`);
+      const { rows } = await client.query<UserRow>(
+        `UPDATE users SET role = coalesce($2, role), active = coalesce($3, active) WHERE id = $1 RETURNING ${COLUMNS}`,
+        [id, changes.role ?? null, changes.active ?? null],
+      );
+      const admins = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
+      );
+      if (admins.rows[0]!.n === 0) {
+        await client.query('ROLLBACK');
+        return 'last-admin';
+      }
+      await client.query('COMMIT');
+      return rows[0] ?? null;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
   }
 }

@@ -4,12 +4,14 @@ import { decodeCursor, toPage } from '../../http/pagination.js';
 import type { AuthUser } from '../../http/routes.js';
 import { presentUser } from './users.presenter.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
+import type { SessionsRepository } from '../auth/sessions.repository.js';
 import type { UsersRepository } from './users.repository.js';
 import type { UpdateUserBody } from './users.schema.js';
 
 export class UsersService {
   constructor(
     private readonly users: UsersRepository,
+    private readonly sessions: SessionsRepository,
     private readonly audit: AuditRepository,
   ) {}
 
@@ -24,7 +26,10 @@ export class UsersService {
     return toPage(rows, page.limit, presentUser, (row) => ({ at: row.created_at.toISOString(), id: row.id }));
   }
 
-  /** Admin change of role or active flag; the last active admin cannot demote or deactivate themselves away. */
+  /**
+   * Admin change of role or active flag; the last active admin cannot be demoted or deactivated.
+   * Deactivation ends every session at once (access tokens already issued run out on their own).
+   */
   async update(
     actor: AuthUser,
     id: string,
@@ -33,15 +38,10 @@ export class UsersService {
   ): Promise<ReturnType<typeof presentUser>> {
     const target = await this.users.findById(id);
     if (!target) throw new NotFoundError('no such user');
-    const losesAdmin =
-      target.role === 'admin' &&
-      target.active &&
-      (changes.active === false || (changes.role && changes.role !== 'admin'));
-    if (losesAdmin && (await this.users.countActiveAdmins()) <= 1) {
-      throw new ConflictError('this is the last active admin; make another admin first');
-    }
-    const row = await this.users.update(id, changes);
+    const row = await this.users.updateKeepingAnAdmin(id, changes);
+    if (row === 'last-admin') throw new ConflictError('this is the last active admin; make another admin first');
     if (!row) throw new NotFoundError('no such user');
+    if (changes.active === false) await this.sessions.revokeAllOf(id);
     await this.audit.record({
       actorId: actor.id,
       action: 'user.updated',

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, createTestApi, createUser, type TestApi } from '../../testing/test-app.js';
+import { call, createTestApi, createUser, TEST_PASSWORD, type TestApi } from '../../testing/test-app.js';
 
 let api: TestApi;
 
@@ -42,11 +42,21 @@ describe('user administration', () => {
       body: { role: 'instructor' },
     });
     expect(promoted.body).toMatchObject({ id: user.id, role: 'instructor', active: true });
+    const login = await call(api, 'post', '/api/v1/auth/login', {
+      body: { email: user.email, password: TEST_PASSWORD },
+    });
+    expect(login.status).toBe(200);
     const deactivated = await call(api, 'patch', `/api/v1/users/${user.id}`, {
       token: admin.token,
       body: { active: false },
     });
     expect(deactivated.body.active).toBe(false);
+    // Deactivation ends the account's sessions: reactivating it does not bring them back.
+    const sessions = await api.db.query<{ open: number }>(
+      'SELECT count(*) FILTER (WHERE revoked_at IS NULL)::int AS open FROM refresh_tokens WHERE user_id = $1',
+      [user.id],
+    );
+    expect(sessions.rows[0]!.open).toBe(0);
     const audit = await api.db.query<{ details: unknown }>(
       `SELECT details FROM audit_log WHERE entity_id = $1 ORDER BY id`,
       [user.id],
@@ -72,6 +82,18 @@ describe('user administration', () => {
       });
       expect(refused.status).toBe(409);
       expect(refused.body.error.message).toBe('this is the last active admin; make another admin first');
+
+      // Two admins demoting each other at the same moment: one of them stays an admin.
+      const second = await createUser(lonely, 'admin');
+      const both = await Promise.all([
+        call(lonely, 'patch', `/api/v1/users/${admin.id}`, { token: second.token, body: { role: 'student' } }),
+        call(lonely, 'patch', `/api/v1/users/${second.id}`, { token: admin.token, body: { role: 'student' } }),
+      ]);
+      expect(both.map((response) => response.status).sort()).toEqual([200, 409]);
+      const admins = await lonely.db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
+      );
+      expect(admins.rows[0]!.n).toBe(1);
     } finally {
       await lonely.close();
     }
