@@ -3,9 +3,24 @@ import type pg from 'pg';
 /**
  * Runs `work` in one transaction on a pooled client: committed when it resolves, rolled back
  * when it throws (and when the process dies half-way, since the server drops the connection).
+ *
+ * With the job's `signal`, the statement running when it fires (the soft time limit, or a stop)
+ * is cancelled on the server: a run stuck on a lock or a slow query then rolls back and frees
+ * its locks and its connection, instead of holding them after the worker has given up on it.
  */
-export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  signal?.throwIfAborted();
   const client = await pool.connect();
+  // node-pg keeps the server process id of each connection; its types do not declare it.
+  const backend = (client as unknown as { processID: number | null }).processID;
+  const cancel = () => {
+    if (backend !== null) pool.query('SELECT pg_cancel_backend($1)', [backend]).catch(() => undefined);
+  };
+  signal?.addEventListener('abort', cancel, { once: true });
   let broken: Error | undefined;
   try {
     await client.query('BEGIN');
@@ -21,6 +36,7 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
     }
     throw error;
   } finally {
+    signal?.removeEventListener('abort', cancel);
     client.release(broken);
   }
 }

@@ -39,33 +39,37 @@ export function createCertificateHandler(deps: CertificateDeps): JobHandler<'cer
     if (enrollment.status !== 'completed') {
       throw new UnrecoverableError(`enrollment ${enrollmentId} is ${enrollment.status}, not completed: no certificate`);
     }
-    const certificate = await withTransaction(pool, async (client) => {
-      const row = await lockOrCreateCertificate(client, {
-        enrollmentId,
-        userId: enrollment.userId,
-        courseId: enrollment.courseId,
-        code: newVerificationCode(),
-        learnerName: enrollment.learnerName,
-        courseTitle: enrollment.courseTitle,
-      });
-      if (!row.stored) {
-        // Rendered from the row's snapshot, so a re-render shows what the certificate states.
-        const pdf = await renderCertificatePdf({
-          learnerName: row.learnerName,
-          courseTitle: row.courseTitle,
-          issuedAt: row.issuedAt,
-          code: row.code,
-          verifyUrl: certificateVerifyUrl(config.APP_DOMAIN, row.code),
+    const certificate = await withTransaction(
+      pool,
+      async (client) => {
+        const row = await lockOrCreateCertificate(client, {
+          enrollmentId,
+          userId: enrollment.userId,
+          courseId: enrollment.courseId,
+          code: newVerificationCode(),
+          learnerName: enrollment.learnerName,
+          courseTitle: enrollment.courseTitle,
         });
-        ctx.signal.throwIfAborted();
-        const stored = config.CERTIFICATE_STORAGE_DIR
-          ? { path: await writeCertificateFile(config.CERTIFICATE_STORAGE_DIR, enrollmentId, pdf) }
-          : { pdf };
-        await storeCertificatePdf(client, row.id, stored);
-        ctx.log.info({ certificateId: row.id, bytes: pdf.length }, 'certificate rendered');
-      }
-      return row;
-    });
+        if (!row.stored) {
+          // Rendered from the row's snapshot, so a re-render shows what the certificate states.
+          const pdf = await renderCertificatePdf({
+            learnerName: row.learnerName,
+            courseTitle: row.courseTitle,
+            issuedAt: row.issuedAt,
+            code: row.code,
+            verifyUrl: certificateVerifyUrl(config.APP_DOMAIN, row.code),
+          });
+          ctx.signal.throwIfAborted();
+          const stored = config.CERTIFICATE_STORAGE_DIR
+            ? { path: await writeCertificateFile(config.CERTIFICATE_STORAGE_DIR, enrollmentId, pdf) }
+            : { pdf };
+          await storeCertificatePdf(client, row.id, stored);
+          ctx.log.info({ certificateId: row.id, bytes: pdf.length }, 'certificate rendered');
+        }
+        return row;
+      },
+      ctx.signal,
+    );
     await publishCertificateIssued(deps, enrollment, certificate);
   };
 }

@@ -29,17 +29,21 @@ export function createEmailHandler(deps: EmailDeps): JobHandler<'email.send'> {
     const delivery = { key: data.idempotencyKey, template: data.template, recipient: data.to };
     const rendered = renderEmail(data.template, data.props, { appDomain: config.APP_DOMAIN });
     try {
-      const outcome = await withTransaction(pool, async (client) => {
-        if ((await lockEmailDelivery(client, delivery)) === 'sent') return 'duplicate';
-        const messageId = await mailer.send({
-          to: data.to,
-          ...rendered,
-          headers: { 'X-LMS-Idempotency-Key': data.idempotencyKey },
-          signal: ctx.signal,
-        });
-        await markEmailSent(client, data.idempotencyKey, messageId);
-        return 'sent';
-      });
+      const outcome = await withTransaction(
+        pool,
+        async (client) => {
+          if ((await lockEmailDelivery(client, delivery)) === 'sent') return 'duplicate';
+          const messageId = await mailer.send({
+            to: data.to,
+            ...rendered,
+            headers: { 'X-LMS-Idempotency-Key': data.idempotencyKey },
+            signal: ctx.signal,
+          });
+          await markEmailSent(client, data.idempotencyKey, messageId);
+          return 'sent';
+        },
+        ctx.signal,
+      );
       if (outcome === 'duplicate') ctx.log.info('already sent for this idempotency key: not sent again');
       else ctx.log.info({ template: data.template }, 'email sent');
     } catch (error) {

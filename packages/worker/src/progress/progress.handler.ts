@@ -14,7 +14,7 @@ import { recomputeProgress } from './progress.repository.js';
 export function createProgressHandler(deps: FollowUpDeps): JobHandler<'progress.recompute'> {
   return async ({ enrollmentId }, ctx) => {
     assertUuid(enrollmentId, 'enrollmentId');
-    const result = await withTransaction(deps.pool, (client) => recomputeProgress(client, enrollmentId));
+    const result = await withTransaction(deps.pool, (client) => recomputeProgress(client, enrollmentId), ctx.signal);
     if (!result) {
       ctx.log.info('the enrolment no longer exists: nothing to recompute');
       return;

@@ -105,20 +105,23 @@ export function createWebhookHandler(deps: WebhookDeps): JobHandler<'webhook.del
     const outcome = classify(status, failure);
     const reason =
       failure !== null ? errorMessage(failure) : outcome === 'succeeded' ? null : `receiver answered HTTP ${status}`;
-    const saved = await withTransaction(pool, (client) =>
-      recordAttempt(
-        client,
-        {
-          subscriptionId: subscription.id,
-          eventId: event.id,
-          attempt: state.attempts + 1,
-          succeeded: outcome === 'succeeded',
-          responseStatus: status,
-          durationMs,
-          error: reason,
-        },
-        config.WEBHOOK_MAX_CONSECUTIVE_FAILURES,
-      ),
+    const saved = await withTransaction(
+      pool,
+      (client) =>
+        recordAttempt(
+          client,
+          {
+            subscriptionId: subscription.id,
+            eventId: event.id,
+            attempt: state.attempts + 1,
+            succeeded: outcome === 'succeeded',
+            responseStatus: status,
+            durationMs,
+            error: reason,
+          },
+          config.WEBHOOK_MAX_CONSECUTIVE_FAILURES,
+        ),
+      ctx.signal,
     );
     if (outcome === 'succeeded') {
       ctx.log.info({ status, durationMs }, 'webhook delivered');
