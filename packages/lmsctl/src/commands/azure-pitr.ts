@@ -32,7 +32,7 @@ import {
   type RestoreWindow,
 } from './azure.js';
 import { newestMigration } from './backup.js';
-import { APPLICATION_QUERIES, foreignKeys, type DrillCheck, type DrillVerdict } from './drill.js';
+import { integrityChecks, type DrillCheck, type DrillVerdict } from './drill.js';
 
 /** What a point-in-time restore needs, besides where it happens. */
 interface RestoreRequest {
@@ -348,7 +348,8 @@ async function checkRestoredDatabase(url: string, checks: DrillCheck[]): Promise
   const client = await connectClient(url, { applicationName: 'lmsctl azure pitr-drill', timeoutMs: 30_000 });
   try {
     const files = await readMigrationFiles(defaultMigrationsDir);
-    const newestFile = files.reduce<number | null>((max, file) => Math.max(max ?? 0, file.version), null);
+    // In version order, so the newest is the last.
+    const newestFile = files.at(-1)?.version ?? null;
     const migration = await newestMigration(client);
     checks.push({
       kind: 'migration',
@@ -359,51 +360,7 @@ async function checkRestoredDatabase(url: string, checks: DrillCheck[]): Promise
       // An older restore point may predate the last deploy; no migrations at all is not LMS data.
       severity: migration === null ? 'error' : 'warning',
     });
-    for (const fk of await foreignKeys(client)) {
-      if (fk.validated) {
-        checks.push({
-          kind: 'foreign-key',
-          name: `${fk.name} (${fk.child} → ${fk.parent}), validated`,
-          expected: 0,
-          found: 0,
-          ok: true,
-          severity: 'error',
-        });
-        continue;
-      }
-      const orphans = await client.query<{ n: string }>(fk.orphanSql);
-      const found = Number(orphans.rows[0]!.n);
-      checks.push({
-        kind: 'foreign-key',
-        name: `${fk.name} (${fk.child} → ${fk.parent}), not validated: orphans counted`,
-        expected: 0,
-        found,
-        ok: found === 0,
-        severity: 'error',
-      });
-    }
-    for (const query of APPLICATION_QUERIES) {
-      try {
-        const { rows } = await client.query<{ found: string }>(query.sql);
-        checks.push({
-          kind: 'query',
-          name: query.name,
-          expected: 'answers',
-          found: rows[0]?.found ?? '',
-          ok: true,
-          severity: 'error',
-        });
-      } catch (error) {
-        checks.push({
-          kind: 'query',
-          name: query.name,
-          expected: 'answers',
-          found: (error as Error).message,
-          ok: false,
-          severity: 'error',
-        });
-      }
-    }
+    checks.push(...(await integrityChecks(client)));
   } finally {
     await client.end().catch(() => undefined);
   }

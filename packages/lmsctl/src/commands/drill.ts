@@ -346,55 +346,8 @@ async function checkScratch(
       });
     }
 
-    for (const fk of await foreignKeys(client)) {
-      if (fk.validated) {
-        // pg_restore added this constraint without NOT VALID, so PostgreSQL checked every row
-        // against it then (--exit-on-error would have stopped the restore otherwise).
-        checks.push({
-          kind: 'foreign-key',
-          name: `${fk.name} (${fk.child} → ${fk.parent}), validated on restore`,
-          expected: 0,
-          found: 0,
-          ok: true,
-          severity: 'error',
-        });
-        continue;
-      }
-      const orphans = await client.query<{ n: string }>(fk.orphanSql);
-      const found = Number(orphans.rows[0]!.n);
-      checks.push({
-        kind: 'foreign-key',
-        name: `${fk.name} (${fk.child} → ${fk.parent}), not validated: orphans counted`,
-        expected: 0,
-        found,
-        ok: found === 0,
-        severity: 'error',
-      });
-    }
-
     const keys = new Set(present.map((table) => table.key));
-    for (const query of APPLICATION_QUERIES.filter((q) => q.needs.every((table) => keys.has(table)))) {
-      try {
-        const { rows } = await client.query<{ found: string }>(query.sql);
-        checks.push({
-          kind: 'query',
-          name: query.name,
-          expected: 'answers',
-          found: rows[0]?.found ?? '',
-          ok: true,
-          severity: 'error',
-        });
-      } catch (error) {
-        checks.push({
-          kind: 'query',
-          name: query.name,
-          expected: 'answers',
-          found: (error as Error).message,
-          ok: false,
-          severity: 'error',
-        });
-      }
-    }
+    checks.push(...(await integrityChecks(client, (query) => query.needs.every((table) => keys.has(table)))));
     return rowsChecked;
   } finally {
     await client.end().catch(() => undefined);
@@ -408,6 +361,66 @@ interface ForeignKey {
   /** PostgreSQL checked every row when the constraint was added (it was not NOT VALID). */
   validated: boolean;
   orphanSql: string;
+}
+
+/**
+ * The checks that need no manifest: every foreign key (orphans counted where PostgreSQL did not
+ * validate it while restoring) and the application queries that `include` selects. Shared by
+ * the local drill and the Azure point-in-time drill.
+ */
+export async function integrityChecks(
+  client: pg.Client,
+  include: (query: (typeof APPLICATION_QUERIES)[number]) => boolean = () => true,
+): Promise<DrillCheck[]> {
+  const checks: DrillCheck[] = [];
+  for (const fk of await foreignKeys(client)) {
+    if (fk.validated) {
+      // PostgreSQL checked every row against it when the constraint was added (by pg_restore,
+      // with --exit-on-error; or originally, in a server-level restore).
+      checks.push({
+        kind: 'foreign-key',
+        name: `${fk.name} (${fk.child} → ${fk.parent}), validated`,
+        expected: 0,
+        found: 0,
+        ok: true,
+        severity: 'error',
+      });
+      continue;
+    }
+    const orphans = await client.query<{ n: string }>(fk.orphanSql);
+    const found = Number(orphans.rows[0]!.n);
+    checks.push({
+      kind: 'foreign-key',
+      name: `${fk.name} (${fk.child} → ${fk.parent}), not validated: orphans counted`,
+      expected: 0,
+      found,
+      ok: found === 0,
+      severity: 'error',
+    });
+  }
+  for (const query of APPLICATION_QUERIES.filter(include)) {
+    try {
+      const { rows } = await client.query<{ found: string }>(query.sql);
+      checks.push({
+        kind: 'query',
+        name: query.name,
+        expected: 'answers',
+        found: rows[0]?.found ?? '',
+        ok: true,
+        severity: 'error',
+      });
+    } catch (error) {
+      checks.push({
+        kind: 'query',
+        name: query.name,
+        expected: 'answers',
+        found: (error as Error).message,
+        ok: false,
+        severity: 'error',
+      });
+    }
+  }
+  return checks;
 }
 
 /** Every foreign key with the query that counts its orphans (MATCH SIMPLE: rows with a NULL key are fine). */
