@@ -2,7 +2,8 @@ import dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { forbiddenAddressReason, TargetRefusedError } from './ssrf-guard.js';
+import { forbiddenAddressReason } from '@lms/core';
+import { TargetRefusedError } from './ssrf-guard.js';
 
 export interface WebhookRequest {
   url: string;

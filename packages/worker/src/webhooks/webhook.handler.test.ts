@@ -4,7 +4,7 @@ import type { WorkerProcess } from '../runtime/worker-process.js';
 import { insertSubscription } from '../testing/factories.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../testing/webhook-receiver.js';
 import { createWorkerTestEnv, handlerContext, waitForJobState, type WorkerTestEnv } from '../testing/worker-harness.js';
-import { forbiddenAddressReason } from './ssrf-guard.js';
+import { forbiddenAddressReason } from '@lms/core';
 import { createWebhookHandler } from './webhook.handler.js';
 import { deliveryId, signatureHeader, verifySignatureHeader } from './webhook-signature.js';
 
@@ -280,6 +280,10 @@ describe('the SSRF guard', () => {
     'ff02::1',
     '::ffff:127.0.0.1',
     '::ffff:10.0.0.1',
+    '::ffff:a9fe:a9fe',
+    '198.18.0.1',
+    '64:ff9b::a9fe:a9fe',
+    '2002:a9fe:a9fe::1',
   ])('refuses %s', (address) => {
     expect(forbiddenAddressReason(address)).toMatch(/loopback, private, link-local/);
   });

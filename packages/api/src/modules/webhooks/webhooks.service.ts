@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { NotFoundError, ValidationError } from '@lms/core';
+import { forbiddenAddressReason, NotFoundError, ValidationError } from '@lms/core';
 import { decodeCursor, toPage, type PageQuery } from '../../http/pagination.js';
 import type { AuthUser } from '../../http/routes.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
@@ -35,15 +35,11 @@ function presentDelivery(row: DeliveryRow) {
   };
 }
 
-/** Literal addresses a production webhook may not point at (the worker also checks resolved names). */
-function isInternalAddress(host: string): boolean {
+/** Host names and literal addresses a webhook may not point at (the worker also checks resolved names). */
+function isInternalTarget(host: string): boolean {
   const bare = host.replace(/^\[|\]$/g, '');
   if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
-  if (!isIP(bare)) return false;
-  return (
-    /^(127\.|10\.|192\.168\.|169\.254\.|0\.|172\.(1[6-9]|2\d|3[01])\.)/.test(bare) ||
-    /^(::1?$|f[cd]|fe[89ab])/i.test(bare)
-  );
+  return isIP(bare) !== 0 && forbiddenAddressReason(bare) !== null;
 }
 
 /** Admin management of webhook subscriptions. The signing secret is shown once, at creation. */
@@ -58,7 +54,7 @@ export class WebhooksService {
     const parsed = new URL(url);
     if (this.options.production && parsed.protocol !== 'https:')
       throw new ValidationError('url: must use https in production');
-    if (!this.options.allowPrivateTargets && isInternalAddress(parsed.hostname)) {
+    if (!this.options.allowPrivateTargets && isInternalTarget(parsed.hostname)) {
       throw new ValidationError('url: must not point at a loopback, private or link-local address');
     }
   }

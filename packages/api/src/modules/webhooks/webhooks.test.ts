@@ -92,6 +92,8 @@ describe('webhook subscriptions', () => {
       'http://10.0.0.5/x',
       'http://[::1]/x',
       'http://169.254.169.254/latest',
+      'http://[::ffff:169.254.169.254]/latest',
+      'http://100.64.0.1/x',
     ]) {
       const response = await call(api, 'post', '/api/v1/webhooks', {
         token: admin.token,
