@@ -326,8 +326,8 @@ export async function backupBundle(
   for (const member of members) archive.append(createReadStream(member.file), { name: member.name, mode: 0o600 });
   const written = pipeline(archive, createWriteStream(temporary, { mode: 0o600, flags: 'wx' }));
   try {
-    await archive.finalize();
-    await written;
+    // Together: a failed finalize must not leave the write's rejection unobserved.
+    await Promise.all([archive.finalize(), written]);
     await rename(temporary, out);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);

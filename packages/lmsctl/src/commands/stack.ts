@@ -2,7 +2,7 @@ import type { ChalkInstance } from 'chalk';
 import type Docker from 'dockerode';
 import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
-import { CliError, ExitCode, usageError } from '../errors.js';
+import { CliError, ExitCode } from '../errors.js';
 import { composeArgs, composeCommand, projectOf, runCompose, type StackEnv } from '../lib/compose.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { connectEngine, logTail, projectServices, type ServiceState } from '../lib/engine.js';
@@ -212,12 +212,4 @@ export async function stackRestart(
 export async function stackConfig(ctx: CommandContext, options: StackOptions): Promise<void> {
   const compose = await composeCommand(ctx.env);
   await runCompose(compose, [...common(ctx, options), 'config'], { env: ctx.env, cwd: ctx.cwd });
-}
-
-export function assertEnv(value: string | undefined): StackEnv {
-  const env = value ?? 'dev';
-  if (!['dev', 'staging', 'prod', 'observability'].includes(env)) {
-    throw usageError(`--env ${env}: expected dev, staging, prod or observability`);
-  }
-  return env as StackEnv;
 }
