@@ -4,6 +4,7 @@ import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { composeArgs, composeCommand, projectOf, runCompose, type StackEnv } from '../lib/compose.js';
+import { startProgress } from '../lib/progress.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { connectEngine, logTail, projectServices, type ServiceState } from '../lib/engine.js';
 import { table } from '../output.js';
@@ -60,50 +61,51 @@ export async function stackUp(
   const docker = await requireEngine(ctx);
   const started = Date.now();
   const timeout = options.timeoutMs ?? 300_000;
-  const tty = ctx.out.stderrIsTTY && !ctx.json;
-  for (;;) {
-    const services = (await projectServices(docker, projectOf(env))).filter(
-      (service) => !options.services?.length || options.services.includes(service.service),
-    );
-    const failed = services.filter(
-      (service) =>
-        service.health === 'unhealthy' ||
-        (service.state === 'exited' && service.exitCode !== 0) ||
-        service.state === 'dead',
-    );
-    // One-shot services (migrate) are done when they exited 0.
-    const ready = services.filter(
-      (service) =>
-        (service.state === 'running' && (service.health === null || service.health === 'healthy')) ||
-        (service.state === 'exited' && service.exitCode === 0),
-    );
-    if (tty)
-      ctx.out.streams.stderr.write(
-        `\r\x1b[2Kwaiting for health: ${ready.length}/${services.length} ready, ${formatDuration(Date.now() - started)}`,
+  let readiness = '';
+  const progress = startProgress(ctx.out, 'waiting for health:', () => readiness);
+  try {
+    for (;;) {
+      const services = (await projectServices(docker, projectOf(env))).filter(
+        (service) => !options.services?.length || options.services.includes(service.service),
       );
-    if (failed.length) {
-      if (tty) ctx.out.streams.stderr.write('\n');
-      await reportUnhealthy(ctx, docker, failed);
-      throw new CliError(
-        ExitCode.failed,
-        `${failed.map((service) => service.service).join(', ')} failed to start`,
-        '`lmsctl logs <service>` shows more',
+      const failed = services.filter(
+        (service) =>
+          service.health === 'unhealthy' ||
+          (service.state === 'exited' && service.exitCode !== 0) ||
+          service.state === 'dead',
       );
-    }
-    if (services.length > 0 && ready.length === services.length) {
-      if (tty) ctx.out.streams.stderr.write('\n');
-      return { env, project: projectOf(env), services, waitedMs: Date.now() - started };
-    }
-    if (Date.now() - started > timeout) {
-      if (tty) ctx.out.streams.stderr.write('\n');
-      const late = services.filter((service) => !ready.includes(service));
-      await reportUnhealthy(ctx, docker, late);
-      throw new CliError(
-        ExitCode.failed,
-        `not healthy after ${formatDuration(timeout)}: ${late.map((service) => `${service.service} (${service.health ?? service.state})`).join(', ') || 'no containers'}`,
+      // One-shot services (migrate) are done when they exited 0.
+      const ready = services.filter(
+        (service) =>
+          (service.state === 'running' && (service.health === null || service.health === 'healthy')) ||
+          (service.state === 'exited' && service.exitCode === 0),
       );
+      readiness = `${ready.length}/${services.length} ready`;
+      if (failed.length) {
+        progress.stop();
+        await reportUnhealthy(ctx, docker, failed);
+        throw new CliError(
+          ExitCode.failed,
+          `${failed.map((service) => service.service).join(', ')} failed to start`,
+          '`lmsctl logs <service>` shows more',
+        );
+      }
+      if (services.length > 0 && ready.length === services.length) {
+        return { env, project: projectOf(env), services, waitedMs: Date.now() - started };
+      }
+      if (Date.now() - started > timeout) {
+        progress.stop();
+        const late = services.filter((service) => !ready.includes(service));
+        await reportUnhealthy(ctx, docker, late);
+        throw new CliError(
+          ExitCode.failed,
+          `not healthy after ${formatDuration(timeout)}: ${late.map((service) => `${service.service} (${service.health ?? service.state})`).join(', ') || 'no containers'}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 1000));
     }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 1000));
+  } finally {
+    progress.stop();
   }
 }
 

@@ -26,8 +26,11 @@ export function startProgress(out: Output, label: string, describe: (elapsedMs: 
   };
   const timer = setInterval(draw, 500);
   timer.unref();
+  let stopped = false;
   return {
     stop() {
+      if (stopped) return;
+      stopped = true;
       clearInterval(timer);
       stream.write('\r\x1b[2K');
     },
