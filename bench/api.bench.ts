@@ -7,8 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { execa, type ResultPromise } from 'execa';
 import { connectClient } from '@lms/core';
-import { ensureBenchDatabase } from './bench-database.js';
-import { BENCH_SCALE } from './backup-restore.bench.js';
+import { BENCH_SCALE, ensureBenchDatabase } from './bench-database.js';
 import { median, type Benchmark, type Comparison } from './lib.js';
 
 const run = promisify(execFile);

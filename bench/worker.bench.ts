@@ -1,16 +1,7 @@
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import type * as BullMQ from '../packages/worker/node_modules/bullmq/dist/esm/index.js';
-import {
-  createLogger,
-  createPool,
-  defaultMigrationsDir,
-  loadConfig,
-  Migrator,
-  queueNames,
-  redisConnectionOptions,
-  type QueueName,
-} from '@lms/core';
+import { createLogger, createPool, loadConfig, queueNames, redisConnectionOptions, type QueueName } from '@lms/core';
 import { defaultJobOptions, JobProducer } from '@lms/core/queue';
 import { createMailer } from '../packages/worker/src/emails/mailer.js';
 import { createHandlers } from '../packages/worker/src/handlers.js';
@@ -18,8 +9,7 @@ import type { JobHandlers } from '../packages/worker/src/job-types.js';
 import { createQueueWorkers, defaultRecoverySettings } from '../packages/worker/src/runtime/job-runner.js';
 import { createWorkerMetrics } from '../packages/worker/src/runtime/metrics.js';
 import { resolveTimeLimits } from '../packages/worker/src/time-limits.js';
-import { BENCH_SCALE } from './backup-restore.bench.js';
-import { ensureBenchDatabase } from './bench-database.js';
+import { BENCH_SCALE, ensureBenchDatabase } from './bench-database.js';
 import { median, type Benchmark, type Comparison } from './lib.js';
 
 // bullmq is a dependency of the worker package, not of the workspace root: load the worker's own
@@ -69,18 +59,25 @@ async function throughput(
   }
   const { worker, close } = start(queue.name as QueueName, concurrency);
   let completed = 0;
-  const done = new Promise<void>((resolve) =>
+  // A failed job would leave the count short forever: it ends the measurement instead.
+  const done = new Promise<void>((resolve, reject) => {
     worker.on('completed', () => {
       if (++completed === payloads.length) resolve();
-    }),
-  );
-  worker.on('failed', (_job, error) => log(`job failed: ${error.message}`));
+    });
+    worker.on('failed', (_job, error) =>
+      reject(new Error(`a ${name} job failed during the benchmark: ${error.message}`)),
+    );
+  });
   await worker.waitUntilReady();
   const started = performance.now();
   await queue.resume();
-  await done;
-  const seconds = (performance.now() - started) / 1000;
-  await close();
+  let seconds: number;
+  try {
+    await done;
+    seconds = (performance.now() - started) / 1000;
+  } finally {
+    await close();
+  }
   return payloads.length / seconds;
 }
 
@@ -171,7 +168,6 @@ export const workerThroughput: Benchmark = {
       // progress.recompute for real, on the benchmark database (schema brought up to date;
       // the enrolments' progress is put back afterwards, so the database stays as generated).
       const url = await ensureBenchDatabase('lms_bench', BENCH_SCALE, log);
-      await new Migrator({ connectionString: url, dir: defaultMigrationsDir }).up();
       const benchConfig = loadConfig({
         DATABASE_URL: url,
         REDIS_URL: redisUrl,
