@@ -383,10 +383,18 @@ export async function restore(
         });
         const swapMs = Date.now() - swapStarted;
 
+        // The restore is done: a previous copy that cannot be dropped now is a warning, not a
+        // failure (the catch below would wrongly report the target as unchanged).
         let previousDropped = false;
         if (previous && options.dropPrevious) {
-          await dropDatabase(admin, previous);
-          previousDropped = true;
+          try {
+            await dropDatabase(admin, previous);
+            previousDropped = true;
+          } catch (error) {
+            warnings.push(
+              `the previous database ${previous} could not be dropped (${(error as Error).message}): drop it with \`lmsctl restore cleanup\``,
+            );
+          }
         }
         return {
           plan: false,
