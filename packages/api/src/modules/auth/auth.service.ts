@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConflictError, ForbiddenError, UnauthorizedError } from '@lms/core';
 import { hashPassword, verifyPassword } from '@lms/core/passwords';
+import { jobIdFor } from '@lms/core/queue';
 import type { JobDispatcher } from '../../jobs.js';
 import type { ApiMetrics } from '../../http/metrics.js';
 import type { UsersRepository, UserRow } from '../users/users.repository.js';
@@ -49,7 +50,7 @@ export class AuthService {
     await this.jobs.enqueue(
       'email.send',
       { to: user.email, template: 'welcome', props: { name: user.name }, idempotencyKey: `welcome-${user.id}` },
-      { jobId: `email-welcome-${user.id}` },
+      { jobId: jobIdFor('email.send', `welcome-${user.id}`) },
     );
     return this.startSession(user, randomUUID(), client);
   }

@@ -1,4 +1,5 @@
 import { ConflictError, NotFoundError } from '@lms/core';
+import { jobIdFor } from '@lms/core/queue';
 import type pg from 'pg';
 import type { ApiMetrics } from '../../http/metrics.js';
 import { decodeCursor, toPage, type Page, type PageQuery } from '../../http/pagination.js';
@@ -38,7 +39,7 @@ export class EnrollmentsService {
             props: { name: facts.name, courseTitle: facts.courseTitle, courseId },
             idempotencyKey: `enrollment-confirmation-${row.id}`,
           },
-          { jobId: `email-enrollment-confirmation-${row.id}` },
+          { jobId: jobIdFor('email.send', `enrollment-confirmation-${row.id}`) },
         );
       }
       await this.jobs.publish(this.db, 'enrollment.created', { enrollmentId: row.id, userId: user.id, courseId });
