@@ -7,6 +7,8 @@ import argon2 from 'argon2';
 const OPTIONS = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
 
 export const MIN_PASSWORD_LENGTH = 10;
+/** The longest password sign-in accepts; accounts made by lmsctl keep to it too. */
+export const MAX_PASSWORD_LENGTH = 200;
 
 export async function hashPassword(password: string): Promise<string> {
   return argon2.hash(password, OPTIONS);

@@ -64,7 +64,13 @@ describe('lmsctl user create', () => {
       { env, input: 'short' },
     );
     expect(short.exitCode).toBe(2);
-    expect(short.stderr).toContain('the password must be at least 10 characters');
+    expect(short.stderr).toContain('the password must be 10 to 200 characters');
+    // Longer than sign-in accepts: the account could never log in.
+    const long = await runLmsctl(['user', 'create', '--email', 'long@example.com', '--name', 'L', '--password-stdin'], {
+      env,
+      input: 'x'.repeat(201),
+    });
+    expect(long.exitCode).toBe(2);
     const none = await runLmsctl(['user', 'create', '--email', 'none@example.com', '--name', 'N'], { env });
     expect(none.exitCode).toBe(2);
     expect(none.stderr).toContain('pipe it in with --password-stdin');

@@ -47,14 +47,14 @@ export async function promptPassword(): Promise<string> {
  * hashed like the API does (argon2id) and never echoed or logged.
  */
 export async function userCreate(ctx: CommandContext, options: UserCreateOptions): Promise<UserCreateResult> {
-  const { MIN_PASSWORD_LENGTH, hashPassword } = await import('@lms/core/passwords');
+  const { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hashPassword } = await import('@lms/core/passwords');
   const email = options.email.trim().toLowerCase();
-  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email))
+  if (email.length > 320 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email))
     throw usageError(`--email "${options.email}" is not an e-mail address`);
   const name = options.name.trim();
   if (!name || name.length > 200) throw usageError('--name must be 1 to 200 characters');
-  if (options.password.length < MIN_PASSWORD_LENGTH) {
-    throw usageError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+  if (options.password.length < MIN_PASSWORD_LENGTH || options.password.length > MAX_PASSWORD_LENGTH) {
+    throw usageError(`the password must be ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters`);
   }
   const client = await connectClient(requireDatabaseUrl(ctx), { applicationName: 'lmsctl user create' });
   try {

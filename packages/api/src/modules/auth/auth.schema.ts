@@ -1,4 +1,4 @@
-import { MIN_PASSWORD_LENGTH } from '@lms/core/passwords';
+import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '@lms/core/passwords';
 import { z } from 'zod';
 import { userResponse } from '../users/users.schema.js';
 
@@ -11,12 +11,15 @@ const email = z
 
 export const registerBody = z.object({
   email,
-  password: z.string().min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`).max(200),
+  password: z
+    .string()
+    .min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`)
+    .max(MAX_PASSWORD_LENGTH),
   name: z.string().trim().min(1, 'must not be empty').max(200),
 });
 export type RegisterBody = z.infer<typeof registerBody>;
 
-export const loginBody = z.object({ email, password: z.string().min(1).max(200) });
+export const loginBody = z.object({ email, password: z.string().min(1).max(MAX_PASSWORD_LENGTH) });
 export type LoginBody = z.infer<typeof loginBody>;
 
 export const refreshBody = z.object({ refreshToken: z.string().min(20).max(200) });
