@@ -1,7 +1,9 @@
 import type pg from 'pg';
 import {
   createPool,
+  defaultMigrationsDir,
   describeConnectionError,
+  Migrator,
   redisConnectionOptions,
   type Config,
   type Logger,
@@ -15,7 +17,6 @@ import { resolveTimeLimits, type TimeLimits } from '../time-limits.js';
 import { createQueueWorkers, type QueueWorkers, type RecoverySettings } from './job-runner.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
-import { missingTables } from './schema.repository.js';
 import { startScheduler, type Scheduler } from './scheduler.js';
 
 export interface WorkerProcessOptions {
@@ -63,16 +64,22 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     applicationName: 'lms-worker',
     onIdleClientError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
-  let missing: string[];
+  // Every migration this release ships must be applied; newer ones (a later release already
+  // migrated the database during a rolling deploy) are fine.
+  let pending: string[];
   try {
-    missing = await missingTables(pool);
+    const { entries } = await new Migrator({
+      connectionString: config.DATABASE_URL,
+      dir: defaultMigrationsDir,
+    }).status();
+    pending = entries.filter((entry) => entry.state === 'pending').map((entry) => entry.id);
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw describeConnectionError(error, config.DATABASE_URL, config.DB_POOL_TIMEOUT_SECONDS * 1000);
   }
-  if (missing.length > 0) {
+  if (pending.length > 0) {
     await pool.end().catch(() => undefined);
-    throw new Error(`the database is not migrated (no ${missing.join(', ')}): run \`pnpm lmsctl migrate\` first`);
+    throw new Error(`the database is not migrated (pending: ${pending.join(', ')}): run \`pnpm lmsctl migrate\` first`);
   }
   const jobOptions = defaultJobOptions(config);
   const producer = new JobProducer({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, defaults: jobOptions });
