@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { parseDurationMs } from './duration.js';
 import { ConfigError } from './errors.js';
@@ -491,3 +493,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 export const secretConfigNames: readonly string[] = Object.entries(configFields)
   .filter(([, def]) => 'secret' in def && def.secret)
   .map(([name]) => name);
+
+/**
+ * Adds the variables of a `.env` file to `env`; variables already set win, as with docker
+ * compose. Throws an error whose message names the file when it is missing or unreadable.
+ */
+export function loadEnvFile(file: string, env: NodeJS.ProcessEnv): void {
+  if (!existsSync(file)) throw new Error(`env file not found: ${file}`);
+  let parsed: Record<string, string | undefined>;
+  try {
+    parsed = parseEnv(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`cannot read env file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  for (const [name, value] of Object.entries(parsed)) if (env[name] === undefined) env[name] = value;
+}

@@ -1,8 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { parseEnv } from 'node:util';
-import { loadConfig, type Config } from '@lms/core';
-import { CliError, ExitCode, usageError } from './errors.js';
+import { loadConfig, loadEnvFile, type Config } from '@lms/core';
+import { usageError } from './errors.js';
 import { Output, type OutputStreams } from './output.js';
 
 /** Options every command accepts (defined once on the program). */
@@ -67,14 +66,11 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
 }
 
 function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv): void {
-  if (!existsSync(file)) throw usageError(`env file not found: ${file}`);
-  let parsed: Record<string, string>;
   try {
-    parsed = parseEnv(readFileSync(file, 'utf8')) as Record<string, string>;
+    loadEnvFile(file, env);
   } catch (error) {
-    throw new CliError(ExitCode.usage, `cannot read env file ${file}: ${(error as Error).message}`);
+    throw usageError((error as Error).message);
   }
-  for (const [key, value] of Object.entries(parsed)) if (env[key] === undefined) env[key] = value;
 }
 
 /** What a check item says when the command was given no database. */

@@ -1,6 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { parseEnv } from 'node:util';
-import { ConfigError, createLogger, loadConfig, maskSecretsInText } from '@lms/core';
+import { ConfigError, createLogger, loadConfig, loadEnvFile, maskSecretsInText } from '@lms/core';
 import { parseWorkerArgs, schedulerEnabled, usage, UsageError } from './cli-options.js';
 import { startWorkerProcess } from './runtime/worker-process.js';
 
@@ -24,13 +22,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (options.envFile) {
-    if (!existsSync(options.envFile)) {
-      process.stderr.write(`worker: env file ${options.envFile} does not exist\n`);
+    try {
+      loadEnvFile(options.envFile, process.env);
+    } catch (error) {
+      process.stderr.write(`worker: ${(error as Error).message}\n`);
       return 2;
-    }
-    // Variables already in the environment win, as with docker compose.
-    for (const [name, value] of Object.entries(parseEnv(readFileSync(options.envFile, 'utf8')))) {
-      process.env[name] ??= value;
     }
   }
   let config;
