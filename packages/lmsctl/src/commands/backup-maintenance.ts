@@ -8,7 +8,7 @@ import { VerificationError } from '@lms/core';
 import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { assertMatchesManifest, checkArchive } from '../lib/archive-check.js';
-import type { BackupKey } from '../lib/backup-crypto.js';
+import { WrongKeyError, type BackupKey } from '../lib/backup-crypto.js';
 import {
   listBackupFiles,
   readVerification,
@@ -156,7 +156,8 @@ export async function verifyBackupFile(
     await record(true, check.sha256, `checksum, manifest and ${check.listing.entries} archive entries verified`);
     return { path: dumpPath, manifest, key, entries: check.listing.entries, dumpedBy: check.listing.dumpedBy };
   } catch (error) {
-    if (error instanceof VerificationError) await record(false, null, error.message);
+    if (error instanceof VerificationError && !(error instanceof WrongKeyError))
+      await record(false, null, error.message);
     throw error;
   }
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, queueNames, redisConnectionOptions, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
 import { generateBackupKeyHex } from '../lib/backup-crypto.js';
+import { verificationPathOf } from '../lib/backup-store.js';
 import { manifestPathOf, signManifest, type BackupManifest } from '../lib/manifest.js';
 import { projectMigrations, publicTableCount, seedLmsDatabase } from '../testing/backup-fixtures.js';
 import { testContext } from '../testing/context.js';
@@ -229,8 +230,13 @@ describe('restore refuses and leaves the target intact', () => {
       expect(run.exitCode, `${what}: ${run.stderr}`).toBe(3);
       expect(await fingerprintTables(database.url), what).toEqual(before);
       expect(await databasesLike(database), what).toEqual([]);
+      // Recorded beside the dump, so `backup list` and `migrate --require-backup` stop trusting it;
+      // a wrong key says nothing about the backup, which keeps its earlier good verification.
+      const verification = JSON.parse(await readFile(verificationPathOf(path.join(dir, file)), 'utf8')) as {
+        ok: boolean;
+      };
+      expect(verification.ok, what).toBe(what === 'wrong key');
     }
-    expect(dir).toBeTruthy();
   });
 
   it('exits 3 when the restored rows differ from the manifest, drops what it built, and resumes the queues', async () => {

@@ -7,7 +7,8 @@ import { connectClient, describePostgresUrl, formatVersion, VerificationError, w
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { assertMatchesManifest, decryptToFile, listArchiveFile, sha256OfFile } from '../lib/archive-check.js';
-import { resolveBackup } from '../lib/backup-store.js';
+import { WrongKeyError } from '../lib/backup-crypto.js';
+import { resolveBackup, writeVerification } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
@@ -102,6 +103,35 @@ interface PreparedArchive {
  * which authenticates every chunk and computes the checksum on the way. Exit 3 otherwise.
  */
 export async function prepareArchive(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  signal: AbortSignal,
+): Promise<PreparedArchive> {
+  // A backup found corrupt here is recorded as such, as `backup verify` would: `backup list` and
+  // `migrate --require-backup` must not keep trusting an older successful verification.
+  const recordFailure = async (error: unknown) => {
+    if (!(error instanceof VerificationError) || error instanceof WrongKeyError) return;
+    const detail = `${error.message} (found by a restore or drill)`;
+    await writeVerification(dumpPath, { checkedAt: new Date().toISOString(), ok: false, sha256: null, detail }).catch(
+      () => undefined,
+    );
+  };
+  try {
+    const archive = await prepareArchiveUnrecorded(ctx, dumpPath, dir, signal);
+    const checksum = archive.checksum.catch(async (error: unknown) => {
+      await recordFailure(error);
+      throw error;
+    });
+    checksum.catch(() => undefined);
+    return { ...archive, checksum };
+  } catch (error) {
+    await recordFailure(error);
+    throw error;
+  }
+}
+
+async function prepareArchiveUnrecorded(
   ctx: CommandContext,
   dumpPath: string,
   dir: string,

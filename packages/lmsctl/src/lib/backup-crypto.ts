@@ -34,6 +34,18 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { VerificationError } from '@lms/core';
 import { CliError, ExitCode } from '../errors.js';
 
+/**
+ * The key at hand is not the backup's: exit 3 like any failed verification, but it says nothing
+ * about the backup itself, so it is not recorded as a failed verification of it.
+ */
+export class WrongKeyError extends VerificationError {
+  constructor(backupKeyId: string, heldKeyId: string) {
+    super(
+      `this backup was encrypted with another key (key id ${backupKeyId}; LMS_BACKUP_KEY_FILE holds key id ${heldKeyId})`,
+    );
+  }
+}
+
 /** Identifies the format in manifests and `--json` output. */
 export const ENCRYPTION_ALGORITHM = 'aes-256-gcm-chunked-v1';
 
@@ -279,9 +291,7 @@ export function createDecryptStream(key: BackupKey): Transform {
 
     const parsed = parseHeader(header);
     if (parsed.keyId !== key.keyId) {
-      throw new VerificationError(
-        `this backup was encrypted with another key (key id ${parsed.keyId}; LMS_BACKUP_KEY_FILE holds key id ${key.keyId})`,
-      );
+      throw new WrongKeyError(parsed.keyId, key.keyId);
     }
     const recordSize = parsed.chunkSize + TAG_LENGTH;
     body = { fileKey: deriveFileKey(key.key, parsed.salt), recordSize, pending: Buffer.allocUnsafe(recordSize) };

@@ -2,6 +2,7 @@ import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VerificationError } from '@lms/core';
+import { WrongKeyError } from './backup-crypto.js';
 import { partialPathOf } from './partial-files.js';
 
 /**
@@ -136,9 +137,7 @@ export async function readManifest(
   if (signature.algorithm === 'hmac-sha256') {
     const key = await getKey(signature.keyId ?? '');
     if (key.keyId !== signature.keyId) {
-      throw new VerificationError(
-        `this backup was encrypted with another key (key id ${signature.keyId}; LMS_BACKUP_KEY_FILE holds key id ${key.keyId})`,
-      );
+      throw new WrongKeyError(signature.keyId ?? '', key.keyId);
     }
     expected = signManifest(body, key);
   } else {
