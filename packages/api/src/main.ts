@@ -55,10 +55,17 @@ function runPrimary(count: number, logger: ReturnType<typeof createLogger>): voi
   logger.info({ workers: count }, 'api cluster started');
 }
 
-/** In a cluster worker, /metrics asks the primary for the aggregate of all workers. */
+/**
+ * In a cluster worker, /metrics asks the primary for the aggregate of all workers; a primary that
+ * does not answer within 5 s fails the scrape instead of hanging it.
+ */
 function clusterMetrics(): Promise<{ contentType: string; text: string }> {
   return new Promise((resolve, reject) => {
     const id = `${process.pid}-${Date.now()}-${Math.random()}`;
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error('the API primary process did not answer the metrics request within 5 s'));
+    }, 5000);
     const onMessage = (message: {
       type?: string;
       id?: string;
@@ -67,6 +74,7 @@ function clusterMetrics(): Promise<{ contentType: string; text: string }> {
       error?: string;
     }) => {
       if (message?.type !== METRICS_REPLY || message.id !== id) return;
+      clearTimeout(timer);
       process.off('message', onMessage);
       if (message.error) reject(new Error(message.error));
       else resolve({ contentType: message.contentType!, text: message.text! });

@@ -258,7 +258,7 @@ async function waitUntil(
   signal: AbortSignal,
   children: Array<{ name: string; child: ResultPromise }>,
 ): Promise<void> {
-  for (let waited = 0; waited < 60_000; waited += 250) {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
     if (signal.aborted) throw new CliError(ExitCode.failed, 'stopped while starting');
     const dead = children.find(({ child }) => child.exitCode !== null);
     if (dead)
