@@ -8,9 +8,19 @@ import { redisConnectionOptions } from './redis.js';
  * day, failed ones kept for inspection for FAILED_JOB_RETENTION_HOURS.
  */
 export function defaultJobOptions(config: Pick<Config, 'JOB_ATTEMPTS' | 'FAILED_JOB_RETENTION_HOURS'>): JobsOptions {
+  return { attempts: config.JOB_ATTEMPTS, backoff: { type: 'exponential', delay: 2000 }, ...jobRetention(config) };
+}
+
+/**
+ * How long finished jobs are kept (ages in seconds, as BullMQ takes them): completed ones a day
+ * (at most 10 000 per queue), failed ones FAILED_JOB_RETENTION_HOURS. Producers, workers and the
+ * clean-up job all use these.
+ */
+export function jobRetention(config: Pick<Config, 'FAILED_JOB_RETENTION_HOURS'>): {
+  removeOnComplete: { age: number; count: number };
+  removeOnFail: { age: number };
+} {
   return {
-    attempts: config.JOB_ATTEMPTS,
-    backoff: { type: 'exponential', delay: 2000 },
     removeOnComplete: { age: 24 * 3600, count: 10_000 },
     removeOnFail: { age: config.FAILED_JOB_RETENTION_HOURS * 3600 },
   };

@@ -1,13 +1,12 @@
 import type { Queue } from 'bullmq';
 import type pg from 'pg';
 import { queueNames, type Config, type QueueName } from '@lms/core';
+import { jobRetention } from '@lms/core/queue';
 import type { JobHandler } from '../job-types.js';
 import { deleteExpiredRefreshTokens, deleteOldWebhookDeliveries } from './maintenance.repository.js';
 
 /** How long webhook delivery records stay for the admin API's delivery history. */
 export const WEBHOOK_DELIVERY_RETENTION_DAYS = 30;
-/** Completed jobs are kept a day (as the producers' job options say), for `lmsctl queue jobs`. */
-export const COMPLETED_JOB_RETENTION_MS = 24 * 3600 * 1000;
 const BATCH = 5000;
 
 export interface CleanupDeps {
@@ -28,11 +27,12 @@ export function createCleanupHandler(deps: CleanupDeps): JobHandler<'maintenance
     const refreshTokens = await deleteExpiredRefreshTokens(deps.pool, BATCH, ctx.signal);
     const deliveries = await deleteOldWebhookDeliveries(deps.pool, WEBHOOK_DELIVERY_RETENTION_DAYS, BATCH, ctx.signal);
     let jobs = 0;
+    const retention = jobRetention(deps.config);
     for (const name of queueNames) {
       const queue = deps.queue(name);
       for (const [state, graceMs] of [
-        ['completed', COMPLETED_JOB_RETENTION_MS],
-        ['failed', deps.config.FAILED_JOB_RETENTION_HOURS * 3600 * 1000],
+        ['completed', retention.removeOnComplete.age * 1000],
+        ['failed', retention.removeOnFail.age * 1000],
       ] as const) {
         for (;;) {
           ctx.signal.throwIfAborted();

@@ -9,7 +9,7 @@ import {
   type Logger,
   type QueueName,
 } from '@lms/core';
-import { defaultJobOptions, JobProducer } from '@lms/core/queue';
+import { defaultJobOptions, JobProducer, jobRetention } from '@lms/core/queue';
 import { createMailer, type Mailer } from '../emails/mailer.js';
 import { createHandlers, type HandlerDeps } from '../handlers.js';
 import type { JobHandlers } from '../job-types.js';
@@ -102,8 +102,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     metrics,
     logger,
     recovery: options.recovery,
-    removeOnComplete: { age: 24 * 3600, count: 10_000 },
-    removeOnFail: { age: config.FAILED_JOB_RETENTION_HOURS * 3600 },
+    ...jobRetention(config),
   });
   let stopping = false;
   let scheduler: Scheduler | undefined;
