@@ -1,5 +1,4 @@
 import express, { type Express } from 'express';
-import { parseDurationMs } from '@lms/core/duration';
 import type { Deps } from './deps.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { httpMetrics } from './http/metrics.js';
@@ -56,14 +55,14 @@ export function buildRoutes(deps: Deps): RouteDefinition[] {
   const usersRepository = new UsersRepository(deps.db);
   const coursesRepository = new CoursesRepository(deps.db);
   const sessions = new SessionsRepository(deps.db);
-  const tokens = new AccessTokens(config.SECRET_KEY, parseDurationMs(config.ACCESS_TOKEN_TTL)! / 1000);
+  const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000);
   const auth = new AuthService(
     usersRepository,
     sessions,
     tokens,
     jobs,
     deps.metrics,
-    parseDurationMs(config.REFRESH_TOKEN_TTL)!,
+    config.REFRESH_TOKEN_TTL,
   );
   const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
   return [
@@ -115,7 +114,7 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
   app.use(express.json({ limit: '100kb' }));
 
   const routes = buildRoutes(deps);
-  const tokens = new AccessTokens(config.SECRET_KEY, parseDurationMs(config.ACCESS_TOKEN_TTL)! / 1000);
+  const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000);
   mountRoutes(app, routes, {
     authenticate: (token) => tokens.verify(token),
     userLimit: (req, res, user) => limits.perUser(req, res, user.id),

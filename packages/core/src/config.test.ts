@@ -32,8 +32,11 @@ describe('loadConfig', () => {
     const config = loadConfig({}) as Record<string, unknown>;
     for (const [name, field] of Object.entries(configFields)) {
       if (!('default' in field) || field.default === undefined) continue;
-      expect(String(config[name]), name).toBe(field.default);
+      // The documented default, given explicitly, reads the same as leaving the variable unset.
+      const given = loadConfig({ [name]: field.default }) as Record<string, unknown>;
+      expect(config[name], name).toEqual(given[name]);
     }
+    expect(config).toMatchObject({ ACCESS_TOKEN_TTL: 15 * 60_000, LMS_DRILL_RTO: 4 * 3_600_000 });
   });
 
   it('treats empty and blank variables as unset', () => {

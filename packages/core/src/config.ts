@@ -42,9 +42,11 @@ const redisUrl = z
   .refine((value) => /^rediss?:\/\//i.test(value), 'must be a redis:// or rediss:// URL')
   .refine((value) => URL.canParse(value), 'is not a valid URL');
 
+// Durations are written with a unit (`15m`, `4h`) and read as milliseconds.
 const duration = z
   .string()
-  .refine((value) => parseDurationMs(value) !== null, 'must be a duration with a unit, e.g. 30m, 4h, 7d');
+  .refine((value) => parseDurationMs(value) !== null, 'must be a duration with a unit, e.g. 30m, 4h, 7d')
+  .transform((value) => parseDurationMs(value)!);
 
 const booleanFlag = z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] });
 const wholeNumber = (min: number, max: number) =>
@@ -199,13 +201,13 @@ export const configFields = {
     group: 'http',
   }),
   ACCESS_TOKEN_TTL: field({
-    schema: duration.default('15m'),
+    schema: duration.prefault('15m'),
     default: '15m',
     description: 'Lifetime of the JWT access tokens the API issues.',
     group: 'auth',
   }),
   REFRESH_TOKEN_TTL: field({
-    schema: duration.default('30d'),
+    schema: duration.prefault('30d'),
     default: '30d',
     description: 'Lifetime of refresh tokens (each use rotates them; reusing a rotated one revokes the session).',
     group: 'auth',
@@ -330,14 +332,14 @@ export const configFields = {
     group: 'backups',
   }),
   LMS_DRILL_RTO: field({
-    schema: duration.default('4h'),
+    schema: duration.prefault('4h'),
     default: '4h',
     description:
       'Recovery time objective: a drill whose restore takes longer reports a warning (a failure with --strict).',
     group: 'backups',
   }),
   LMS_DRILL_RPO: field({
-    schema: duration.default('1h'),
+    schema: duration.prefault('1h'),
     default: '1h',
     description:
       'Recovery point objective: a drill of a backup older than this reports a warning (a failure with --strict).',

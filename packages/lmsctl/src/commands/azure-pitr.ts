@@ -8,7 +8,7 @@ import {
   maskUrl,
   readMigrationFiles,
 } from '@lms/core';
-import { formatDuration, parseDurationMs } from '@lms/core/duration';
+import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import {
@@ -385,7 +385,7 @@ export async function azurePitrDrill(ctx: CommandContext, options: PitrDrillOpti
   if (options.databaseUrlTemplate !== undefined) checkTemplate(options.databaseUrlTemplate);
   const azure = await connectAzure(ctx, scope, options.testing);
   const plan = await withAzureErrors(scope, () => planRestore(azure, request, started));
-  const rtoMs = options.rtoMs ?? parseDurationMs(ctx.config.LMS_DRILL_RTO)!;
+  const rtoMs = options.rtoMs ?? ctx.config.LMS_DRILL_RTO;
   const report: PitrDrillReport = {
     format: 'lmsctl-pitr-drill-report',
     formatVersion: 1,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
-import { formatDuration, parseDurationMs } from '@lms/core/duration';
+import { formatDuration } from '@lms/core/duration';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { resolveBackup } from '../lib/backup-store.js';
@@ -124,8 +124,8 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
   const dumpPath = await resolveBackup(dir, options.backup ?? 'latest', ctx.cwd);
   const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
   const objectives = {
-    rtoMs: options.rtoMs ?? parseDurationMs(ctx.config.LMS_DRILL_RTO)!,
-    rpoMs: options.rpoMs ?? parseDurationMs(ctx.config.LMS_DRILL_RPO)!,
+    rtoMs: options.rtoMs ?? ctx.config.LMS_DRILL_RTO,
+    rpoMs: options.rpoMs ?? ctx.config.LMS_DRILL_RPO,
     strict: options.strict ?? false,
   };
   const { host, port } = describePostgresUrl(url);
