@@ -48,22 +48,14 @@ function trustProxy(value: string): boolean | number | string {
 }
 
 /** Every route of the API, built on the services (the composition root of one process). */
-export function buildRoutes(deps: Deps): RouteDefinition[] {
+export function buildRoutes(deps: Deps, tokens: AccessTokens): RouteDefinition[] {
   const { config } = deps;
   const jobs = new JobDispatcher(deps.jobs, deps.logger, deps.metrics);
   const audit = new AuditRepository(deps.db);
   const usersRepository = new UsersRepository(deps.db);
   const coursesRepository = new CoursesRepository(deps.db);
   const sessions = new SessionsRepository(deps.db);
-  const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000);
-  const auth = new AuthService(
-    usersRepository,
-    sessions,
-    tokens,
-    jobs,
-    deps.metrics,
-    config.REFRESH_TOKEN_TTL,
-  );
+  const auth = new AuthService(usersRepository, sessions, tokens, jobs, deps.metrics, config.REFRESH_TOKEN_TTL);
   const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
   return [
     ...authRoutes(auth),
@@ -113,8 +105,9 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
   });
   app.use(express.json({ limit: '100kb' }));
 
-  const routes = buildRoutes(deps);
+  // One signer for the routes that issue tokens and the middleware that checks them.
   const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000);
+  const routes = buildRoutes(deps, tokens);
   mountRoutes(app, routes, {
     authenticate: (token) => tokens.verify(token),
     userLimit: (req, res, user) => limits.perUser(req, res, user.id),
