@@ -171,4 +171,14 @@ describe('createDatabaseIfMissing', () => {
       await dropTestDatabase(`${database.name}_new`);
     }
   });
+
+  it('lets callers racing on a fresh name all succeed, exactly one of them creating it', async () => {
+    const url = withDatabase(testServerUrl, `${database.name}_race`);
+    try {
+      const created = await Promise.all([1, 2, 3, 4].map(() => createDatabaseIfMissing(url)));
+      expect(created.filter(Boolean)).toHaveLength(1);
+    } finally {
+      await dropTestDatabase(`${database.name}_race`);
+    }
+  });
 });

@@ -199,21 +199,35 @@ export function databaseNameOf(connectionString: string): string {
   return describePostgresUrl(connectionString).database;
 }
 
+/** Advisory lock class ("lmsd") under which creators of one database name take turns. */
+const CREATE_DATABASE_LOCK_CLASS = 0x6c6d7364;
+
+/** CREATE DATABASE lost a race: 42P04, or 23505 when both inserted into pg_database at once. */
+function isDuplicateDatabase(error: unknown): boolean {
+  const { code, constraint } = error as { code?: string; constraint?: string };
+  return code === '42P04' || (code === '23505' && constraint === 'pg_database_datname_index');
+}
+
 /**
  * Creates the database a URL names when it does not exist, connecting to the server's
- * `postgres` maintenance database. Returns whether it was created.
+ * `postgres` maintenance database. Returns whether it was created. Safe when several processes
+ * (parallel CI jobs on a fresh server) ask at once: exactly one creates it.
  */
 export async function createDatabaseIfMissing(connectionString: string): Promise<boolean> {
   const database = databaseNameOf(connectionString);
   const admin = await connectClient(withDatabase(connectionString, 'postgres'), { applicationName: 'lmsctl' });
   try {
+    // CREATE DATABASE cannot run in a transaction, so check and create are serialised by a
+    // session lock instead (released when this connection ends).
+    await admin.query('SELECT pg_advisory_lock($1, hashtext($2))', [CREATE_DATABASE_LOCK_CLASS, database]);
     const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
     if (rowCount) return false;
     try {
       await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(database)}`);
     } catch (error) {
-      // Another process created it in between: the outcome is the one asked for.
-      if ((error as { code?: string }).code === '42P04') return false;
+      // Created in between by something that does not take the lock (createdb, psql): the
+      // outcome is the one asked for.
+      if (isDuplicateDatabase(error)) return false;
       throw error;
     }
     return true;
