@@ -676,8 +676,8 @@ describe('entry point', () => {
     [[], 'node /app/api/dist/main.js'],
     [['api'], 'node /app/api/dist/main.js'],
     [['worker', '--queues', 'emails,webhooks'], 'node /app/worker/dist/main.js --queues emails,webhooks'],
-    [['scheduler', '--prune-keep', '7'], 'node /app/lmsctl/bin/lmsctl.js schedule run --prune-keep 7'],
-    [['lmsctl', 'backup', 'list', '--json'], 'node /app/lmsctl/bin/lmsctl.js backup list --json'],
+    [['scheduler', '--prune-keep', '7'], 'node -- /app/lmsctl/bin/lmsctl.js schedule run --prune-keep 7'],
+    [['lmsctl', '--env-file', 'x.env', 'status'], 'node -- /app/lmsctl/bin/lmsctl.js --env-file x.env status'],
   ])('%j runs %s', async (args, expected) => {
     const result = await entrypoint(args);
     expect(result.exitCode).toBe(0);

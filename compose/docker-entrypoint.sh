@@ -38,11 +38,12 @@ case "$1" in
     ;;
   scheduler)
     shift
-    exec node "$app_dir/lmsctl/bin/lmsctl.js" schedule run "$@"
+    exec node -- "$app_dir/lmsctl/bin/lmsctl.js" schedule run "$@"
     ;;
   lmsctl)
     shift
-    exec node "$app_dir/lmsctl/bin/lmsctl.js" "$@"
+    # `--`: Node 20 would read a later --env-file as its own (see lmsctl/bin/lmsctl.js).
+    exec node -- "$app_dir/lmsctl/bin/lmsctl.js" "$@"
     ;;
   *)
     exec "$@"

@@ -44,7 +44,7 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
   const cwd = options.cwd ?? process.cwd();
   const given = options.envFile ?? (existsSync(path.join(cwd, '.env')) ? '.env' : undefined);
   const envFile = given === undefined ? undefined : path.resolve(cwd, given);
-  if (envFile) loadEnvFileInto(envFile, env);
+  if (envFile) loadEnvFileInto(envFile, env, options.envFile !== undefined);
   const config = loadConfig(env);
   const out = new Output({
     json: options.json ?? false,
@@ -65,11 +65,16 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
   };
 }
 
-function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv): void {
+function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv, given: boolean): void {
   try {
     loadEnvFile(file, env);
   } catch (error) {
-    throw usageError((error as Error).message);
+    throw usageError(
+      (error as Error).message,
+      given
+        ? 'check the path given to --env-file (without the option, lmsctl reads ./.env when there is one)'
+        : 'make ./.env readable, or name another file with --env-file',
+    );
   }
 }
 
