@@ -1,13 +1,14 @@
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import cron from 'node-cron';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
 import { parseCron } from '../lib/cron.js';
 import { testContext } from '../testing/context.js';
-import { runLmsctl } from '../testing/run-cli.js';
+import { repoRoot, runLmsctl } from '../testing/run-cli.js';
 import { onCalendar, scheduleInstall, spliceCrontab, type ScheduleInstallResult } from './schedule-install.js';
 
 let work: string;
@@ -54,6 +55,13 @@ function localStamp(date: Date): string {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
+/**
+ * What every entry starts: node by its absolute path, `--` so that Node leaves `--env-file` to
+ * lmsctl, and the repository's bin/lmsctl.js. No path inside node_modules, whose versioned
+ * folders (node_modules/.pnpm/tsx@…) the next `pnpm install` replaces.
+ */
+const lmsctlEntry = [process.execPath, '--', path.join(repoRoot, 'packages', 'lmsctl', 'bin', 'lmsctl.js')];
+
 async function install(options: Parameters<typeof scheduleInstall>[1]): Promise<ScheduleInstallResult> {
   const { ctx } = testContext({ cwd: work, env: {} });
   return scheduleInstall({ ...ctx, envFile }, options);
@@ -74,8 +82,8 @@ describe('schedule install --platform cron', () => {
         parseCron(expression, 'line', { allowSeconds: false }),
       );
       const command = line.split(' ').slice(5).join(' ');
-      expect(command.startsWith(`cd ${work} && ${process.execPath} `)).toBe(true);
-      expect(command).toContain(`--env-file ${envFile}`);
+      expect(command.startsWith(`cd ${work} && ${lmsctlEntry.join(' ')} --env-file ${envFile} `)).toBe(true);
+      expect(command).not.toContain('node_modules');
     }
     expect(jobs[0]).toMatch(/ backup && .* backup prune --keep 7 --yes$/);
     expect(jobs[1]).toMatch(/ drill$/);
@@ -116,6 +124,45 @@ describe('schedule install --platform cron', () => {
   });
 });
 
+describe('schedule install: the written entries run', () => {
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('schedule_install');
+  });
+
+  afterAll(async () => {
+    await database.drop();
+  });
+
+  it('the crontab backup line runs as cron runs it: /bin/sh, a bare PATH, nothing from pnpm', async () => {
+    // The line names only node and the repository's bin/lmsctl.js, which finds tsx and the
+    // dependencies when it runs; a later `pnpm install` changes neither (asserted above).
+    const backups = path.join(work, 'cron-backups');
+    const cronEnv = path.join(work, 'cron.env');
+    await writeFile(cronEnv, `DATABASE_URL=${database.url}\nLMS_BACKUP_DIR=${backups}\n`);
+    const migrated = await runLmsctl(['migrate', '--env-file', cronEnv], { cwd: work });
+    expect(migrated.exitCode, migrated.stderr).toBe(0);
+    const printed = await runLmsctl(
+      ['schedule', 'install', '--platform', 'cron', '--env-file', cronEnv, '--prune-keep', '1', '--json'],
+      { cwd: work },
+    );
+    expect(printed.exitCode, printed.stderr).toBe(0);
+    const block = (JSON.parse(printed.stdout) as ScheduleInstallResult).entries[0]!.content;
+    const line = block.split('\n').find((candidate) => candidate.startsWith('0 2 * * * '))!;
+    // cron hands the rest of the line, with \% unescaped, to /bin/sh -c, from the home folder.
+    const command = line.slice('0 2 * * * '.length).replace(/\\%/g, '%');
+    const ran = await execa('/bin/sh', ['-c', command], {
+      reject: false,
+      extendEnv: false,
+      env: { PATH: '/usr/bin:/bin', HOME: os.homedir(), SHELL: '/bin/sh' },
+      cwd: os.homedir(),
+    });
+    expect(ran.exitCode, ran.stderr).toBe(0);
+    expect(await readdir(backups)).toContainEqual(expect.stringMatching(/^lms_\d{8}_\d{6}\.dump$/));
+  });
+});
+
 describe('schedule install --platform systemd', () => {
   it('writes units that systemd-analyze verify accepts', async () => {
     const result = await install({ platform: 'systemd', pruneKeep: 3 });
@@ -136,7 +183,11 @@ describe('schedule install --platform systemd', () => {
     expect(verify.stderr).toBe('');
     const service = result.entries[0]!.content;
     expect(service).toContain(`WorkingDirectory=${work}`);
-    expect(service.match(/^ExecStart=/gm)).toHaveLength(2);
+    expect(service.match(/^ExecStart=.*$/gm)).toEqual([
+      `ExecStart=${lmsctlEntry.join(' ')} --env-file ${envFile} backup`,
+      `ExecStart=${lmsctlEntry.join(' ')} --env-file ${envFile} backup prune --keep 3 --yes`,
+    ]);
+    expect(result.entries.map((entry) => entry.content).join('')).not.toContain('node_modules');
   });
 
   it.each(EXPRESSIONS)('OnCalendar for "%s" fires at the same times as the cron expression', async (expression) => {
@@ -167,7 +218,7 @@ interface TaskXml {
   Task: {
     RegistrationInfo: { URI: string };
     Triggers: { CalendarTrigger: CalendarTrigger[] };
-    Actions: { Exec: { Command: string; WorkingDirectory: string } };
+    Actions: { Exec: { Command: string; Arguments: string; WorkingDirectory: string } };
     Settings: { MultipleInstancesPolicy: string };
   };
 }
@@ -226,6 +277,9 @@ describe('schedule install --platform windows', () => {
       const task = new XMLParser().parse(entry.content) as TaskXml;
       expect(task.Task.RegistrationInfo.URI).toBe(entry.name);
       expect(task.Task.Actions.Exec.Command).toBe(process.execPath);
+      expect(task.Task.Actions.Exec.Arguments).toBe(
+        `${lmsctlEntry.slice(1).join(' ')} --env-file ${envFile} ${entry.name.endsWith('backup') ? 'backup' : 'drill'}`,
+      );
       expect(task.Task.Actions.Exec.WorkingDirectory).toBe(work);
       expect(task.Task.Settings.MultipleInstancesPolicy).toBe('IgnoreNew');
     }

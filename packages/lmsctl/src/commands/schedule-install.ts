@@ -1,8 +1,7 @@
 import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { ChalkInstance } from 'chalk';
 import { execa } from 'execa';
 import type { CommandContext } from '../context.js';
@@ -52,15 +51,14 @@ export interface ScheduleInstallResult {
 }
 
 /**
- * How to run this very lmsctl from a scheduler: absolute node, plus the built entry point, or
- * the TypeScript sources through tsx when running from the repository.
+ * How a scheduler starts this lmsctl: absolute node, `--` (Node 20 would otherwise read the
+ * `--env-file` that follows as its own), and the package's bin/lmsctl.js, which runs the sources
+ * in the repository and dist/ where the package is installed. Neither lies in node_modules, whose
+ * versioned folders the next `pnpm install` replaces: the bin finds tsx and the dependencies when
+ * it runs.
  */
 export function lmsctlInvocation(): string[] {
-  const here = fileURLToPath(import.meta.url);
-  const packageDir = path.resolve(path.dirname(here), '..', '..');
-  if (here.endsWith('.js')) return [process.execPath, path.join(packageDir, 'bin', 'lmsctl.js')];
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  return [process.execPath, '--conditions=lms-source', '--import', tsx, path.join(packageDir, 'src', 'index.ts')];
+  return [process.execPath, '--', fileURLToPath(new URL('../../bin/lmsctl.js', import.meta.url))];
 }
 
 function jobsOf(ctx: CommandContext, options: ScheduleInstallOptions): Job[] {
