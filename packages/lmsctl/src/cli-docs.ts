@@ -4,13 +4,15 @@ import { buildProgram } from './program.js';
 /** The help screens are rendered at this width so the reference does not depend on the terminal. */
 const HELP_WIDTH = 100;
 
-function commandPath(command: Command): string {
+/** `lmsctl backup list`: the names from the program down to `command`. */
+export function commandPath(command: Command): string {
   const names: string[] = [];
   for (let current: Command | null = command; current; current = current.parent) names.unshift(current.name());
   return names.join(' ');
 }
 
-function helpOf(command: Command): string {
+/** What `--help` prints for `command`, at the reference's fixed width and without colour. */
+export function helpOf(command: Command): string {
   let text = '';
   command.configureOutput({
     writeOut: (chunk) => (text += chunk),
@@ -22,7 +24,8 @@ function helpOf(command: Command): string {
   return text.trimEnd();
 }
 
-function walk(command: Command): Command[] {
+/** `command` and every command below it, depth first in registration order (without `help`). */
+export function walk(command: Command): Command[] {
   return [command, ...command.commands.filter((child) => child.name() !== 'help').flatMap(walk)];
 }
 

@@ -111,6 +111,25 @@ describe('lmsctl --help', () => {
     for (const sub of ['up', 'status', 'validate', 'create', 'down']) expect(run.stdout).toContain(sub);
   });
 
+  it("a subcommand's help lists the program's options that apply to it, and describes its arguments", async () => {
+    const run = await runLmsctl(['backup', 'list', '--help']);
+    expect(run.exitCode).toBe(0);
+    const global = /Global Options:\n([\s\S]*?)\n\n/.exec(run.stdout)?.[1] ?? '';
+    for (const option of ['--json', '--yes', '--env-file', '--database-url', '--verbose']) {
+      expect(global).toContain(option);
+    }
+    // `backup`'s own options and the program's --version do not apply to `backup list`.
+    for (const option of ['--encrypt', '--compress', '--dir', '--version']) expect(global).not.toContain(option);
+
+    for (const command of [
+      ['queue', 'show'],
+      ['queue', 'retry'],
+    ]) {
+      const help = (await runLmsctl([...command, '--help'])).stdout;
+      expect(help).toMatch(/Arguments:\n {2}queue +emails, progress, certificates or webhooks\n {2}id +the /);
+    }
+  });
+
   it('prints the version', async () => {
     const run = await runLmsctl(['--version']);
     expect(run.exitCode).toBe(0);

@@ -3,6 +3,7 @@ import type { Runtime } from './cli/action.js';
 import { registerAzure } from './cli/azure.js';
 import { registerBackup } from './cli/backup.js';
 import { registerDrill } from './cli/drill.js';
+import { examples, helpConfiguration } from './cli/help.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerQueue } from './cli/queue.js';
 import { registerRestore } from './cli/restore.js';
@@ -27,16 +28,18 @@ export function buildProgram(runtime: Runtime): Command {
     .option('-v, --verbose', 'more detail on stderr')
     .helpOption('-h, --help', 'show help for a command')
     .showHelpAfterError('(run with --help for usage)')
+    // Set before the commands are added, which copy it: their help lists the global options.
+    .configureHelp(helpConfiguration)
     .exitOverride()
     .addHelpText(
       'after',
       `
 Exit codes: 0 done, 1 failed, 2 usage error or refused confirmation, 3 verification failed.
 Colour is off when NO_COLOR is set or the output is not a terminal.
-
-Examples:
-  $ lmsctl migrate --database-url postgres://lms@db:5432/lms
-  $ lmsctl migrate status --json`,
+${examples(
+  { cmd: 'lmsctl migrate --database-url postgres://lms@db:5432/lms', notRunHere: 'the server db:5432 of the example' },
+  { cmd: 'lmsctl migrate status --json', exits: 0 },
+)}`,
     );
   program.configureOutput({
     writeOut: (text) => (runtime.streams?.stdout ?? process.stdout).write(text),

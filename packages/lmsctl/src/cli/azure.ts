@@ -11,6 +11,9 @@ interface AzureFlags {
   armEndpoint?: string;
 }
 
+/** Why no `azure` example runs in the examples test: Azure Resource Manager exists only in the cloud. */
+const AZURE = 'needs Azure';
+
 const CREDENTIALS = ['default', 'cli', 'environment', 'managed-identity'] satisfies AzureCredentialKind[];
 
 function subscriptionId(value: string): string {
@@ -76,14 +79,23 @@ a service principal in AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET (
 managed identity; the default tries them in turn. Sovereign clouds: --arm-endpoint (e.g.
 https://management.usgovcloudapi.net) and AZURE_AUTHORITY_HOST (e.g. https://login.microsoftonline.us).
 Runbooks: docs/runbooks/azure-pitr.md, docs/runbooks/regional-failover.md.
-
-Examples:
-  $ lmsctl azure servers --subscription 00000000-0000-0000-0000-000000000000 --resource-group rg-lms
-  $ lmsctl azure backups --server prod-pg
-  $ lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T09:30:00Z --target-server prod-pg-0930
-  $ lmsctl azure pitr-drill --server prod-pg --target-server prod-pg-drill --database-url-template "postgres://lmsadmin@{host}:5432/lms?sslmode=require"
-  $ lmsctl azure replica list --server prod-pg
-  $ lmsctl azure replica promote --replica prod-pg-ne --yes`,
+${examples(
+  {
+    cmd: 'lmsctl azure servers --subscription 00000000-0000-0000-0000-000000000000 --resource-group rg-lms',
+    notRunHere: AZURE,
+  },
+  { cmd: 'lmsctl azure backups --server prod-pg', notRunHere: AZURE },
+  {
+    cmd: 'lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T09:30:00Z --target-server prod-pg-0930',
+    notRunHere: AZURE,
+  },
+  {
+    cmd: 'lmsctl azure pitr-drill --server prod-pg --target-server prod-pg-drill --database-url-template "postgres://lmsadmin@{host}:5432/lms?sslmode=require"',
+    notRunHere: AZURE,
+  },
+  { cmd: 'lmsctl azure replica list --server prod-pg', notRunHere: AZURE },
+  { cmd: 'lmsctl azure replica promote --replica prod-pg-ne --yes', notRunHere: AZURE },
+)}`,
     );
 
   withAzureOptions(
@@ -93,8 +105,11 @@ Examples:
       .addHelpText(
         'after',
         examples(
-          'lmsctl azure servers --subscription 00000000-0000-0000-0000-000000000000 --resource-group lms-prod',
-          'lmsctl azure servers --json',
+          {
+            cmd: 'lmsctl azure servers --subscription 00000000-0000-0000-0000-000000000000 --resource-group lms-prod',
+            notRunHere: AZURE,
+          },
+          { cmd: 'lmsctl azure servers --json', notRunHere: AZURE },
         ),
       ),
   ).action(
@@ -115,10 +130,10 @@ Examples:
       `
 The window reaches back the server's backup retention (never before the server was created)
 and forward to now. Any time in it can be restored with \`lmsctl azure pitr\`.
-
-Examples:
-  $ lmsctl azure backups --server prod-pg
-  $ lmsctl azure backups --server prod-pg --json`,
+${examples(
+  { cmd: 'lmsctl azure backups --server prod-pg', notRunHere: AZURE },
+  { cmd: 'lmsctl azure backups --server prod-pg --json', notRunHere: AZURE },
+)}`,
     )
     .action(
       action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {
@@ -150,11 +165,20 @@ Then it asks, naming the source, the time and the new server (--yes skips that; 
 terminal it refuses, exit 2). It waits for the new server (progress on a terminal) and prints
 its host name, the time the restore took (the recovery time achieved) and the DATABASE_URL to
 point the application at. The source server keeps running unchanged.
-
-Examples:
-  $ lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T09:30:00Z --target-server prod-pg-0930
-  $ lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T10:30:00+01:00 --target-server prod-pg-0930 --yes --json
-  $ lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T09:30:00Z --target-server prod-pg-0930 --yes --no-wait`,
+${examples(
+  {
+    cmd: 'lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T09:30:00Z --target-server prod-pg-0930',
+    notRunHere: AZURE,
+  },
+  {
+    cmd: 'lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T10:30:00+01:00 --target-server prod-pg-0930 --yes --json',
+    notRunHere: AZURE,
+  },
+  {
+    cmd: 'lmsctl azure pitr --server prod-pg --restore-time 2026-11-28T09:30:00Z --target-server prod-pg-0930 --yes --no-wait',
+    notRunHere: AZURE,
+  },
+)}`,
     )
     .action(
       action(
@@ -212,11 +236,13 @@ migration, every foreign key and the application queries (the server's firewall 
 machine in); without it the checks are skipped and the report says so. The temporary server is
 deleted afterwards — also when a check fails, the restore fails, or on Ctrl-C.
 Exit codes: 0 passed, 3 a check failed, 1 the drill could not run or clean up.
-
-Examples:
-  $ lmsctl azure pitr-drill --server prod-pg --target-server prod-pg-drill
-  $ PGPASSWORD=… lmsctl azure pitr-drill --server prod-pg --target-server prod-pg-drill \\
-      --database-url-template "postgres://lmsadmin@{host}:5432/lms?sslmode=require" --rto 1h --json`,
+${examples(
+  { cmd: 'lmsctl azure pitr-drill --server prod-pg --target-server prod-pg-drill', notRunHere: AZURE },
+  {
+    cmd: 'PGPASSWORD=… lmsctl azure pitr-drill --server prod-pg --target-server prod-pg-drill --database-url-template "postgres://lmsadmin@{host}:5432/lms?sslmode=require" --rto 1h --json',
+    notRunHere: AZURE,
+  },
+)}`,
     )
     .action(
       action(
@@ -254,19 +280,23 @@ Examples:
     .description('read replicas: list them, promote one (regional failover)')
     .addHelpText(
       'after',
-      `
-Examples:
-  $ lmsctl azure replica list --server prod-pg
-  $ lmsctl azure replica promote --replica prod-pg-ne
-  $ lmsctl azure replica promote --replica prod-pg-ne --mode switchover --yes
-  $ lmsctl azure replica promote --replica prod-pg-ne --forced --yes    # primary region down`,
+      examples(
+        { cmd: 'lmsctl azure replica list --server prod-pg', notRunHere: AZURE },
+        { cmd: 'lmsctl azure replica promote --replica prod-pg-ne', notRunHere: AZURE },
+        { cmd: 'lmsctl azure replica promote --replica prod-pg-ne --mode switchover --yes', notRunHere: AZURE },
+        {
+          cmd: 'lmsctl azure replica promote --replica prod-pg-ne --forced --yes',
+          note: '# primary region down',
+          notRunHere: AZURE,
+        },
+      ),
     );
 
   withAzureOptions(
     replica
       .command('list')
       .description('read replicas of a server: region, role, replication state, host')
-      .addHelpText('after', examples('lmsctl azure replica list --server lms-prod-pg'))
+      .addHelpText('after', examples({ cmd: 'lmsctl azure replica list --server lms-prod-pg', notRunHere: AZURE }))
       .requiredOption('--server <name>', 'the primary server'),
   ).action(
     action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {
@@ -298,11 +328,11 @@ Examples:
 Asks first, naming the replica and its primary (--yes skips that; without a terminal it
 refuses, exit 2). Standalone ends replication for good. Switchover needs a reachable primary.
 Prints the DATABASE_URL to point the application at. See docs/runbooks/regional-failover.md.
-
-Examples:
-  $ lmsctl azure replica promote --replica prod-pg-ne
-  $ lmsctl azure replica promote --replica prod-pg-ne --mode switchover --yes
-  $ lmsctl azure replica promote --replica prod-pg-ne --forced --yes`,
+${examples(
+  { cmd: 'lmsctl azure replica promote --replica prod-pg-ne', notRunHere: AZURE },
+  { cmd: 'lmsctl azure replica promote --replica prod-pg-ne --mode switchover --yes', notRunHere: AZURE },
+  { cmd: 'lmsctl azure replica promote --replica prod-pg-ne --forced --yes', notRunHere: AZURE },
+)}`,
     )
     .action(
       action(

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { usageError } from '../errors.js';
+import { CliError, ExitCode, usageError } from '../errors.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
@@ -31,15 +31,23 @@ export function registerMigrate(program: Command, runtime: Runtime): void {
       `
 Every migration runs in its own transaction together with its record; concurrent runs
 (parallel CI jobs) wait on an advisory lock and apply each migration exactly once.
-
-Examples:
-  $ lmsctl migrate                                  apply everything pending
-  $ lmsctl migrate up --to 5 --dry-run              show what would be applied up to 0005
-  $ lmsctl migrate status --json                    machine-readable state of every migration
-  $ lmsctl migrate validate                         exit 3 if an applied file was edited
-  $ lmsctl migrate --require-backup 24h            refuse without a verified backup from the last day
-  $ lmsctl migrate create add_course_tags           write the next NNNN_add_course_tags.sql
-  $ lmsctl migrate down --steps 2 --yes             revert the two newest migrations`,
+${examples(
+  { cmd: 'lmsctl migrate', note: 'apply everything pending', exits: 0 },
+  { cmd: 'lmsctl migrate up --to 5 --dry-run', note: 'show what would be applied up to 0005', exits: 0 },
+  { cmd: 'lmsctl migrate status --json', note: 'machine-readable state of every migration', exits: 0 },
+  { cmd: 'lmsctl migrate validate', note: 'exit 3 if an applied file was edited', exits: 0 },
+  {
+    cmd: 'lmsctl migrate --require-backup 24h',
+    note: 'refuse without a verified backup from the last day',
+    exits: 0,
+  },
+  { cmd: 'lmsctl migrate create add_course_tags', note: 'write the next NNNN_add_course_tags.sql', exits: 0 },
+  {
+    cmd: 'lmsctl migrate down --steps 2 --yes',
+    note: 'revert the two newest migrations',
+    notRunHere: 'reverts the schema the examples after it need',
+  },
+)}`,
     );
 
   withCommonOptions(
@@ -49,9 +57,9 @@ Examples:
       .addHelpText(
         'after',
         examples(
-          'lmsctl migrate up --dry-run',
-          'lmsctl migrate up --to 7 --create-database',
-          'lmsctl migrate up --require-backup 24h --lock-timeout 2m',
+          { cmd: 'lmsctl migrate up --dry-run', exits: 0 },
+          { cmd: 'lmsctl migrate up --to 7 --create-database', exits: 0 },
+          { cmd: 'lmsctl migrate up --require-backup 24h --lock-timeout 2m', exits: 0 },
         ),
       )
       // As the default subcommand, `up` receives any mistyped subcommand name; say so clearly.
@@ -98,12 +106,28 @@ Examples:
       .description('list every migration: applied, pending, changed or missing')
       .addHelpText(
         'after',
-        examples('lmsctl migrate status', 'lmsctl migrate status --json | jq \'.[] | select(.state != "applied")\''),
+        `
+Exit codes: 0 every applied migration matches its file (pending ones are fine), 3 an applied
+migration was changed or its file is missing (the list still shows everything), 1 the database
+could not be read.
+${examples(
+  { cmd: 'lmsctl migrate status', exits: 0 },
+  { cmd: 'lmsctl migrate status --json | jq \'.migrations[] | select(.state != "applied")\'', exits: 0 },
+)}`,
       ),
   ).action(
     action(runtime, async (ctx, flags: CommonFlags) => {
       const { migrateStatus, renderMigrateStatus } = await import('../commands/migrate.js');
-      ctx.out.result(await migrateStatus(ctx, common(flags)), renderMigrateStatus);
+      const result = await migrateStatus(ctx, common(flags));
+      ctx.out.result(result, renderMigrateStatus);
+      if (result.problems > 0) {
+        throw new CliError(
+          ExitCode.verification,
+          `${result.problems} applied migration(s) changed or missing (see the list)`,
+          'run `lmsctl migrate validate` to see what differs',
+          true,
+        );
+      }
     }),
   );
 
@@ -111,7 +135,13 @@ Examples:
     migrate
       .command('validate')
       .description('check applied migrations against their files (exit 3 on any difference)')
-      .addHelpText('after', examples('lmsctl migrate validate --database-url postgres://lms@db:5432/lms')),
+      .addHelpText(
+        'after',
+        examples({
+          cmd: 'lmsctl migrate validate --database-url postgres://lms@db:5432/lms',
+          notRunHere: 'the server db:5432 of the example',
+        }),
+      ),
   ).action(
     action(runtime, async (ctx, flags: CommonFlags) => {
       const { migrateValidate, renderMigrateValidate } = await import('../commands/migrate.js');
@@ -122,7 +152,7 @@ Examples:
   migrate
     .command('create')
     .description('write the next-numbered, empty migration file')
-    .addHelpText('after', examples('lmsctl migrate create add_course_tags'))
+    .addHelpText('after', examples({ cmd: 'lmsctl migrate create add_course_tags', exits: 0 }))
     .argument('<name>', 'what the migration does, e.g. add_course_tags')
     .addOption(new Option('--migrations-dir <dir>', 'folder to write into').env('LMS_MIGRATIONS_DIR'))
     .action(
@@ -136,7 +166,13 @@ Examples:
     migrate
       .command('down')
       .description('revert the newest migrations through their down sections (asks first)')
-      .addHelpText('after', examples('lmsctl migrate down', 'lmsctl migrate down --steps 2 --yes'))
+      .addHelpText(
+        'after',
+        examples(
+          { cmd: 'lmsctl migrate down', notRunHere: 'asks on a terminal' },
+          { cmd: 'lmsctl migrate down --steps 2 --yes', notRunHere: 'reverts the schema the examples after it need' },
+        ),
+      )
       .option('--steps <n>', 'how many migrations to revert', integerAtLeast(1), 1),
   ).action(
     action(runtime, async (ctx, flags: CommonFlags & { steps: number }) => {

@@ -23,23 +23,26 @@ export function registerQueue(program: Command, runtime: Runtime): void {
     .description('inspect and repair the job queues (emails, progress, certificates, webhooks)')
     .addHelpText(
       'after',
-      `
-Examples:
-  $ lmsctl queue list
-  $ lmsctl queue jobs emails --state failed --limit 50
-  $ lmsctl queue show emails 42
-  $ lmsctl queue retry emails --all-failed
-  $ lmsctl queue clean webhooks --state completed --older-than 7d --dry-run
-  $ lmsctl queue pause --all          (and: lmsctl queue resume --all)
-  $ lmsctl queue drain emails --yes
-  $ lmsctl queue watch`,
+      examples(
+        { cmd: 'lmsctl queue list', exits: 0 },
+        { cmd: 'lmsctl queue jobs emails --state failed --limit 50', exits: 0 },
+        { cmd: 'lmsctl queue show emails 1234', exits: 0 },
+        { cmd: 'lmsctl queue retry emails --all-failed', exits: 0 },
+        { cmd: 'lmsctl queue clean webhooks --state completed --older-than 7d --dry-run', exits: 0 },
+        { cmd: 'lmsctl queue pause --all', note: '(and: lmsctl queue resume --all)', exits: 0 },
+        { cmd: 'lmsctl queue drain emails --yes', exits: 0 },
+        { cmd: 'lmsctl queue watch', notRunHere: 'a live screen on a terminal until q is pressed' },
+      ),
     );
 
   withConnection(
     queue
       .command('list')
       .description('every queue: jobs per state, paused, workers, oldest waiting job')
-      .addHelpText('after', examples('lmsctl queue list', 'lmsctl queue list --json')),
+      .addHelpText(
+        'after',
+        examples({ cmd: 'lmsctl queue list', exits: 0 }, { cmd: 'lmsctl queue list --json', exits: 0 }),
+      ),
   ).action(
     action(runtime, async (ctx, flags: QueueFlags) => {
       const { queueList, renderQueueList } = await import('../commands/queue.js');
@@ -53,7 +56,10 @@ Examples:
       .description("a queue's jobs in one state")
       .addHelpText(
         'after',
-        examples('lmsctl queue jobs emails', 'lmsctl queue jobs webhooks --state delayed --limit 50'),
+        examples(
+          { cmd: 'lmsctl queue jobs emails', exits: 0 },
+          { cmd: 'lmsctl queue jobs webhooks --state delayed --limit 50', exits: 0 },
+        ),
       )
       .argument('<queue>', 'emails, progress, certificates or webhooks')
       .option(
@@ -76,9 +82,9 @@ Examples:
     queue
       .command('show')
       .description('one job: data (secrets masked), attempts, failure and stack')
-      .addHelpText('after', examples('lmsctl queue show emails 1234'))
-      .argument('<queue>')
-      .argument('<id>'),
+      .addHelpText('after', examples({ cmd: 'lmsctl queue show emails 1234', exits: 0 }))
+      .argument('<queue>', 'emails, progress, certificates or webhooks')
+      .argument('<id>', 'the job id (from `lmsctl queue jobs`)'),
   ).action(
     action(runtime, async (ctx, name: string, id: string, flags: QueueFlags) => {
       const { queueShow, renderQueueShow } = await import('../commands/queue.js');
@@ -90,9 +96,15 @@ Examples:
     queue
       .command('retry')
       .description('run a failed job again, or every failed job of a queue')
-      .addHelpText('after', examples('lmsctl queue retry emails 1234', 'lmsctl queue retry webhooks --all-failed'))
-      .argument('<queue>')
-      .argument('[id]')
+      .addHelpText(
+        'after',
+        examples(
+          { cmd: 'lmsctl queue retry emails 1234', exits: 0 },
+          { cmd: 'lmsctl queue retry webhooks --all-failed', exits: 0 },
+        ),
+      )
+      .argument('<queue>', 'emails, progress, certificates or webhooks')
+      .argument('[id]', 'the failed job to run again (from `lmsctl queue jobs`); or --all-failed')
       .option('--all-failed', 'retry every failed job of the queue'),
   ).action(
     action(runtime, async (ctx, name: string, id: string | undefined, flags: QueueFlags & { allFailed?: boolean }) => {
@@ -111,11 +123,11 @@ Examples:
       .addHelpText(
         'after',
         examples(
-          'lmsctl queue clean emails --state completed --older-than 1d --dry-run',
-          'lmsctl queue clean webhooks --state failed --older-than 7d --yes',
+          { cmd: 'lmsctl queue clean emails --state completed --older-than 1d --dry-run', exits: 0 },
+          { cmd: 'lmsctl queue clean webhooks --state failed --older-than 7d --yes', exits: 0 },
         ),
       )
-      .argument('<queue>')
+      .argument('<queue>', 'emails, progress, certificates or webhooks')
       .addOption(
         new Option('--state <state>', 'which finished jobs').choices(['completed', 'failed']).makeOptionMandatory(),
       )
@@ -153,9 +165,12 @@ Examples:
             ? 'stop workers taking new jobs from a queue (running ones finish)'
             : 'let workers take jobs again',
         )
-        .argument('[queue]')
+        .argument('[queue]', 'emails, progress, certificates or webhooks; or --all')
         .option('--all', 'every queue')
-        .addHelpText('after', examples(`lmsctl queue ${verb} emails`, `lmsctl queue ${verb} --all`)),
+        .addHelpText(
+          'after',
+          examples({ cmd: `lmsctl queue ${verb} emails`, exits: 0 }, { cmd: `lmsctl queue ${verb} --all`, exits: 0 }),
+        ),
     ).action(
       action(runtime, async (ctx, name: string | undefined, flags: QueueFlags & { all?: boolean }) => {
         const { queuePause } = await import('../commands/queue.js');
@@ -169,8 +184,14 @@ Examples:
     queue
       .command('drain')
       .description('drop every job of a queue that has not started (asks first, naming how many)')
-      .addHelpText('after', examples('lmsctl queue drain emails'))
-      .argument('<queue>'),
+      .addHelpText(
+        'after',
+        examples(
+          { cmd: 'lmsctl queue drain emails', notRunHere: 'asks on a terminal' },
+          { cmd: 'lmsctl queue drain emails --yes', exits: 0 },
+        ),
+      )
+      .argument('<queue>', 'emails, progress, certificates or webhooks'),
   ).action(
     action(runtime, async (ctx, name: string, flags: QueueFlags) => {
       const { queueDrain } = await import('../commands/queue.js');
@@ -185,7 +206,13 @@ Examples:
     queue
       .command('watch')
       .description('a live table of the queues with rates per minute; q quits')
-      .addHelpText('after', examples('lmsctl queue watch', 'lmsctl queue watch --interval 5s'))
+      .addHelpText(
+        'after',
+        examples(
+          { cmd: 'lmsctl queue watch', notRunHere: 'a live screen on a terminal until q is pressed' },
+          { cmd: 'lmsctl queue watch --interval 5s', notRunHere: 'a live screen on a terminal until q is pressed' },
+        ),
+      )
       .addOption(new Option('--interval <duration>', 'refresh every').argParser(durationMs).default(2000, '2s')),
   ).action(
     action(runtime, async (ctx, flags: QueueFlags & { interval: number }) => {

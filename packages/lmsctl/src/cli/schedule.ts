@@ -14,12 +14,15 @@ export function registerSchedule(program: Command, runtime: Runtime): void {
 Cron expressions have 5 fields (minute hour day-of-month month day-of-week) in this machine's
 local time and mean the same times under every scheduler; \`schedule run\` also takes a 6th,
 leading seconds field. Defaults: backups "0 2 * * *" (daily 02:00), drills "0 3 * * 0" (Sundays 03:00).
-
-Examples:
-  $ lmsctl schedule run --prune-keep 14
-  $ lmsctl schedule install --platform systemd --prune-keep 14
-  $ lmsctl schedule install --platform cron --backup "30 1 * * *" --write
-  $ lmsctl schedule install --platform windows > tasks.xml`,
+${examples(
+  { cmd: 'lmsctl schedule run --prune-keep 14', notRunHere: 'runs until stopped' },
+  { cmd: 'lmsctl schedule install --platform systemd --prune-keep 14', exits: 0 },
+  {
+    cmd: 'lmsctl schedule install --platform cron --backup "30 1 * * *" --write',
+    notRunHere: "changes this machine's crontab",
+  },
+  { cmd: 'lmsctl schedule install --platform windows > tasks.xml', exits: 0 },
+)}`,
     );
 
   schedule
@@ -28,8 +31,11 @@ Examples:
     .addHelpText(
       'after',
       examples(
-        'lmsctl schedule run',
-        'lmsctl schedule run --backup "0 */6 * * *" --drill "0 4 * * 0" --prune-keep 28 --encrypt',
+        { cmd: 'lmsctl schedule run', notRunHere: 'runs until stopped' },
+        {
+          cmd: 'lmsctl schedule run --backup "0 */6 * * *" --drill "0 4 * * 0" --prune-keep 28 --encrypt',
+          notRunHere: 'runs until stopped',
+        },
       ),
     )
     .option('--backup <cron>', 'backup schedule', '0 2 * * *')
@@ -55,11 +61,27 @@ Examples:
     .description('print (or --write) crontab, systemd timer or Windows Task Scheduler entries for backups and drills')
     .addHelpText(
       'after',
-      examples(
-        'lmsctl schedule install --platform systemd',
-        'lmsctl schedule install --platform cron --backup "30 1 * * *" --write',
-        'lmsctl schedule install --platform cron --uninstall --write',
-      ),
+      `
+Without --write or --uninstall it only prints the entries and the commands that install them.
+--uninstall removes the entries of that --name and needs no --write; it asks first.
+${examples(
+  { cmd: 'lmsctl schedule install --platform systemd', note: 'print the units', exits: 0 },
+  {
+    cmd: 'lmsctl schedule install --platform systemd --write',
+    note: 'install and enable them',
+    notRunHere: 'installs systemd timers on this machine',
+  },
+  {
+    cmd: 'lmsctl schedule install --platform cron --backup "30 1 * * *" --write',
+    note: "install or replace lmsctl's crontab block",
+    notRunHere: "changes this machine's crontab",
+  },
+  {
+    cmd: 'lmsctl schedule install --platform cron --uninstall --yes',
+    note: "remove lmsctl's crontab block",
+    notRunHere: "changes this machine's crontab",
+  },
+)}`,
     )
     .addOption(
       new Option('--platform <platform>', 'the OS scheduler')
@@ -71,7 +93,7 @@ Examples:
     .option('--prune-keep <n>', 'after each backup, keep this many backups', integerAtLeast(1))
     .option('--name <prefix>', 'name prefix of the entries', 'lms')
     .option('--write', 'install the entries (crontab, systemctl enable, schtasks) instead of printing them')
-    .option('--uninstall', 'remove the entries this command installed')
+    .option('--uninstall', 'remove the entries this command installed (asks first)')
     .action(
       action(
         runtime,

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
 
 const envOption = () =>
@@ -29,12 +30,20 @@ Without a Docker engine, \`lmsctl up\` (dev) runs natively: DATABASE_URL and RED
 answer (no DATABASE_URL: the local PostgreSQL on 127.0.0.1:5432 as your user, database lms_dev),
 else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
 demo data, the API and the worker. Ctrl-C stops everything.
-
-Examples:
-  $ lmsctl up                              dev stack (Docker, or native without it)
-  $ lmsctl up --native                     always as local processes
-  $ lmsctl up --env prod --wait --timeout 10m
-  $ lmsctl up --env staging api worker`,
+${examples(
+  {
+    cmd: 'lmsctl up',
+    note: 'dev stack (Docker, or native without it)',
+    notRunHere: 'starts the whole stack and runs until Ctrl-C',
+  },
+  {
+    cmd: 'lmsctl up --native',
+    note: 'always as local processes',
+    notRunHere: 'starts the whole stack and runs until Ctrl-C',
+  },
+  { cmd: 'lmsctl up --env prod --wait --timeout 10m', notRunHere: 'needs Docker and the production images' },
+  { cmd: 'lmsctl up --env staging api worker', notRunHere: 'needs Docker and the staging images' },
+)}`,
     )
     .action(
       action(
@@ -75,7 +84,16 @@ Examples:
     .description('stop and remove the containers; --volumes also deletes the data (asks first)')
     .addOption(envOption())
     .option('--volumes', 'also delete the named volumes: database, Redis, backups, metrics')
-    .addHelpText('after', '\nExamples:\n  $ lmsctl down\n  $ lmsctl down --env staging --volumes --yes')
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl down', notRunHere: 'needs Docker and stops a stack' },
+        {
+          cmd: 'lmsctl down --env staging --volumes --yes',
+          notRunHere: 'needs Docker and deletes the volumes of a stack',
+        },
+      ),
+    )
     .action(
       action(runtime, async (ctx, flags: EnvFlags & { volumes?: boolean }) => {
         const { stackDown } = await import('../commands/stack.js');
@@ -88,7 +106,13 @@ Examples:
     .command('ps')
     .description('the containers of the stack with their state and health (from the Docker Engine API)')
     .addOption(envOption())
-    .addHelpText('after', '\nExamples:\n  $ lmsctl ps\n  $ lmsctl ps --env prod --json')
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl ps', notRunHere: 'needs Docker' },
+        { cmd: 'lmsctl ps --env prod --json', notRunHere: 'needs Docker' },
+      ),
+    )
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
         const { renderServices, stackPs } = await import('../commands/stack.js');
@@ -101,11 +125,17 @@ Examples:
   program
     .command('logs')
     .description('the logs of the stack or of one service')
-    .argument('[service]')
+    .argument('[service]', 'only this service (default: all)')
     .addOption(envOption())
     .option('-f, --follow', 'keep following')
     .option('--tail <n>', 'only the last n lines per service', integerAtLeast(0))
-    .addHelpText('after', '\nExamples:\n  $ lmsctl logs api -f\n  $ lmsctl logs --env prod --tail 100 worker')
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl logs api -f', notRunHere: 'needs Docker and follows until Ctrl-C' },
+        { cmd: 'lmsctl logs --env prod --tail 100 worker', notRunHere: 'needs Docker and a running stack' },
+      ),
+    )
     .action(
       action(
         runtime,
@@ -119,9 +149,15 @@ Examples:
   program
     .command('restart')
     .description('restart the stack or one service')
-    .argument('[service]')
+    .argument('[service]', 'only this service (default: all)')
     .addOption(envOption())
-    .addHelpText('after', '\nExamples:\n  $ lmsctl restart worker\n  $ lmsctl restart --env prod api')
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl restart worker', notRunHere: 'needs Docker and a running stack' },
+        { cmd: 'lmsctl restart --env prod api', notRunHere: 'needs Docker and a running stack' },
+      ),
+    )
     .action(
       action(runtime, async (ctx, service: string | undefined, flags: EnvFlags) => {
         const { stackRestart } = await import('../commands/stack.js');
@@ -136,7 +172,13 @@ Examples:
     .command('config')
     .description('the resolved Compose configuration of an environment (what up would run)')
     .addOption(envOption())
-    .addHelpText('after', '\nExamples:\n  $ lmsctl config --env prod --env-file /etc/lms/prod.env')
+    .addHelpText(
+      'after',
+      examples({
+        cmd: 'lmsctl config --env prod --env-file /etc/lms/prod.env',
+        notRunHere: 'the env file of the example',
+      }),
+    )
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
         const { stackConfig } = await import('../commands/stack.js');
@@ -147,7 +189,13 @@ Examples:
   program
     .command('seed')
     .description('load demo data (an admin, instructors, courses, quizzes, learners) into an empty dev database')
-    .addHelpText('after', '\nExamples:\n  $ lmsctl seed --database-url postgres://lms@127.0.0.1/lms_dev')
+    .addHelpText(
+      'after',
+      examples({
+        cmd: 'lmsctl seed --database-url postgres://lms@127.0.0.1/lms_dev',
+        notRunHere: 'the database lms_dev of the example',
+      }),
+    )
     .action(
       action(runtime, async (ctx) => {
         const { renderSeed, seed, seedResultForJson } = await import('../commands/seed.js');

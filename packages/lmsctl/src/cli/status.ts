@@ -1,6 +1,7 @@
 import { Argument, type Command } from 'commander';
 import { CliError, ExitCode } from '../errors.js';
 import { action, type Runtime } from './action.js';
+import { examples } from './help.js';
 import { durationMs } from './parsers.js';
 
 interface StatusFlags {
@@ -19,7 +20,13 @@ export function registerStatus(program: Command, runtime: Runtime): void {
     .option('--api-url <url>', 'where the API answers /ready (default http://127.0.0.1:PORT)')
     .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')
     .option('--prefix <prefix>', 'queue key prefix (default: QUEUE_PREFIX)')
-    .addHelpText('after', '\nExamples:\n  $ lmsctl status\n  $ lmsctl status --api-url https://lms.example.com --json')
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl status', notRunHere: 'needs a running API' },
+        { cmd: 'lmsctl status --api-url https://lms.example.com --json', notRunHere: 'the API of the example' },
+      ),
+    )
     .action(
       action(runtime, async (ctx, flags: StatusFlags) => {
         const { status, renderStatus } = await import('../commands/status.js');
@@ -48,11 +55,14 @@ daily: API, PostgreSQL and Redis health; 5xx rate and p99 from Prometheus; a bac
 slow queries (pg_stat_statements); a test alert through Alertmanager. predeploy: migrations
 validate; a verified backup younger than --max-backup-age (24h); the API and queues healthy.
 What a machine cannot check is listed as manual.
-
-Examples:
-  $ lmsctl check daily --prometheus-url http://prometheus:9090
-  $ lmsctl check weekly --alertmanager-url http://alertmanager:9093
-  $ lmsctl check predeploy --max-backup-age 6h --json`,
+${examples(
+  {
+    cmd: 'lmsctl check daily --prometheus-url http://prometheus:9090',
+    notRunHere: 'needs a running API and Prometheus',
+  },
+  { cmd: 'lmsctl check weekly --alertmanager-url http://alertmanager:9093', notRunHere: 'needs Alertmanager' },
+  { cmd: 'lmsctl check predeploy --max-backup-age 6h --json', notRunHere: 'needs a running API' },
+)}`,
     )
     .action(
       action(

@@ -7,7 +7,14 @@ export function registerUser(program: Command, runtime: Runtime): void {
   const user = program
     .command('user')
     .description('manage accounts from the terminal (the first admin, service users)')
-    .addHelpText('after', examples('lmsctl user create --email ops@example.com --name Ops --role admin'));
+    .addHelpText(
+      'after',
+      examples({
+        cmd: 'lmsctl user create --email ops@example.com --name Ops --role admin',
+        note: '(asks for the password)',
+        notRunHere: 'asks on a terminal',
+      }),
+    );
   user
     .command('create')
     .description('create an account; the password comes from stdin or a hidden prompt, never an argument')
@@ -17,10 +24,17 @@ export function registerUser(program: Command, runtime: Runtime): void {
     .option('--password-stdin', 'read the password from standard input')
     .addHelpText(
       'after',
-      `
-Examples:
-  $ lmsctl user create --email ops@example.com --name "Ops" --role admin          (asks for the password)
-  $ printf %s "$ADMIN_PASSWORD" | lmsctl user create --email ops@example.com --name Ops --role admin --password-stdin`,
+      examples(
+        {
+          cmd: 'lmsctl user create --email ops@example.com --name Ops --role admin',
+          note: '(asks for the password)',
+          notRunHere: 'asks on a terminal',
+        },
+        {
+          cmd: 'printf %s "$ADMIN_PASSWORD" | lmsctl user create --email ops@example.com --name Ops --role admin --password-stdin',
+          exits: 0,
+        },
+      ),
     )
     .action(
       action(

@@ -83,6 +83,25 @@ describe('lmsctl migrate (the real binary)', () => {
     expect(validate.exitCode).toBe(3);
     expect(validate.stderr).toContain('0002_courses_and_lessons.sql was edited after it was applied');
 
+    // status still lists every migration, then exits 3 as its help says.
+    const status = await runLmsctl([
+      'migrate',
+      'status',
+      '--json',
+      '--migrations-dir',
+      dir,
+      '--database-url',
+      database.url,
+    ]);
+    expect(status.exitCode).toBe(3);
+    const listed = JSON.parse(String(status.stdout)) as {
+      problems: number;
+      migrations: Array<{ id: string; state: string }>;
+    };
+    expect(listed.problems).toBe(1);
+    expect(listed.migrations.find((entry) => entry.id === '0002_courses_and_lessons')?.state).toBe('changed');
+    expect(status.stderr).toContain('1 applied migration(s) changed or missing');
+
     const up = await runLmsctl(['migrate', '--migrations-dir', dir, '--database-url', database.url]);
     expect(up.exitCode).toBe(3);
   });

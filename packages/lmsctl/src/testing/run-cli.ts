@@ -7,7 +7,7 @@ const require = createRequire(import.meta.url);
 /** The CLI's TypeScript entry point, run the way `pnpm lmsctl` runs it. */
 export const cliEntry = fileURLToPath(new URL('../index.ts', import.meta.url));
 export const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
-const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
+export const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
 
 export interface RunOptions {
   env?: Record<string, string | undefined>;
