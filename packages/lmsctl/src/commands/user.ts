@@ -37,7 +37,7 @@ export async function promptPassword(): Promise<string> {
   }
   const { password } = await import('@inquirer/prompts');
   const first = await password({ message: 'Password', mask: '*' }, { output: process.stderr });
-  const again = await password({ message: 'Again', mask: '*' }, { output: process.stderr });
+  const again = await password({ message: 'Repeat password', mask: '*' }, { output: process.stderr });
   if (first !== again) throw usageError('the two passwords differ; nothing was created');
   return first;
 }
