@@ -4,6 +4,14 @@ import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
 
 const dirOption = () => new Option('--dir <dir>', 'backup folder (default: LMS_BACKUP_DIR, else backups/db)');
+const databaseOption = (what: string) =>
+  new Option('--database <name>', `${what} of this database (by name, from any server) instead of DATABASE_URL's`);
+const allOption = (what: string) => new Option('--all', `${what} of every database in the folder`);
+
+const LATEST_HELP = `
+latest is the newest backup of the database addressed by --database, else by --database-url
+or DATABASE_URL (same name, host and port); with neither, of the only database the folder
+holds backups of.`;
 
 /** `lmsctl backup …` */
 export function registerBackup(program: Command, runtime: Runtime): void {
@@ -20,14 +28,25 @@ export function registerBackup(program: Command, runtime: Runtime): void {
 The dump and the manifest's per-table row counts come from one exported snapshot, so the
 counts are exactly what the dump holds. The file gets its name lms_YYYYMMDD_HHMMSS.dump (UTC)
 only once complete and checksummed; files are created readable by their owner only.
-
-Examples:
-  $ lmsctl backup                                   back up DATABASE_URL into backups/db
-  $ lmsctl backup --encrypt --dir /var/backups/lms  encrypted, into another folder
-  $ lmsctl backup list                              newest first, with verification and drills
-  $ lmsctl backup verify latest                     checksum, manifest and archive readable (exit 3 if not)
-  $ lmsctl backup prune --keep 14 --keep-days 30 --dry-run
-  $ lmsctl backup bundle latest --out /mnt/offsite/lms-latest.tar.gz`,
+${examples(
+  { cmd: 'lmsctl backup', note: 'back up DATABASE_URL into backups/db', exits: 0 },
+  {
+    cmd: 'lmsctl backup --encrypt --dir /var/backups/lms',
+    note: 'encrypted, into another folder',
+    notRunHere: 'writes to /var/backups/lms with a key file of its own',
+  },
+  { cmd: 'lmsctl backup list', note: 'newest first, with verification and drills', exits: 0 },
+  {
+    cmd: 'lmsctl backup verify latest',
+    note: 'checksum, manifest and archive readable (exit 3 if not)',
+    exits: 0,
+  },
+  { cmd: 'lmsctl backup prune --keep 14 --keep-days 30 --dry-run', exits: 0 },
+  {
+    cmd: 'lmsctl backup bundle latest --out /mnt/offsite/lms-latest.tar.gz',
+    notRunHere: 'writes to /mnt/offsite, a mount of the example',
+  },
+)}`,
     )
     .action(
       action(runtime, async (ctx, flags: { dir?: string; compress?: string; encrypt?: boolean; counts: boolean }) => {
@@ -41,11 +60,23 @@ Examples:
 
   backup
     .command('list')
-    .description('list backups, newest first: size, age, encrypted, verified, last drill')
-    .addHelpText('after', examples('lmsctl backup list', 'lmsctl backup list --dir /srv/backups --json'))
+    .description('list the backups of this database, newest first: size, age, source, encrypted, verified, last drill')
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl backup list', exits: 0 },
+        { cmd: 'lmsctl backup list --dir /srv/backups --json', notRunHere: 'the folder /srv/backups of the example' },
+      ),
+    )
     .addOption(dirOption())
+    .addOption(databaseOption('list the backups'))
+    .addOption(allOption('list the backups'))
+    .addHelpText(
+      'after',
+      "\nWithout --database or --all: the backups of DATABASE_URL's database, else of every database.",
+    )
     .action(
-      action(runtime, async (ctx, flags: { dir?: string }) => {
+      action(runtime, async (ctx, flags: { dir?: string; database?: string; all?: boolean }) => {
         const { backupList, renderBackupList } = await import('../commands/backup-maintenance.js');
         ctx.out.result(await backupList(ctx, flags), renderBackupList);
       }),
@@ -56,12 +87,20 @@ Examples:
     .description('check a backup: manifest signature, sha256, decryption, archive readable (exit 3 on any mismatch)')
     .addHelpText(
       'after',
-      examples('lmsctl backup verify latest', 'lmsctl backup verify backups/db/lms_20260101_020000.dump'),
+      examples(
+        { cmd: 'lmsctl backup verify latest', exits: 0 },
+        {
+          cmd: 'lmsctl backup verify backups/db/lms_20260101_020000.dump',
+          notRunHere: 'a backup file of the example',
+        },
+      ),
     )
     .argument('<file|latest>', 'a backup file, or latest')
     .addOption(dirOption())
+    .addOption(databaseOption('latest: the newest backup'))
+    .addHelpText('after', LATEST_HELP)
     .action(
-      action(runtime, async (ctx, spec: string, flags: { dir?: string }) => {
+      action(runtime, async (ctx, spec: string, flags: { dir?: string; database?: string }) => {
         const { backupVerify, renderBackupVerify } = await import('../commands/backup-maintenance.js');
         ctx.out.result(await backupVerify(ctx, spec, flags), renderBackupVerify);
       }),
@@ -72,28 +111,53 @@ Examples:
     .description('delete old backups; never the newest one nor the newest that passed a drill (asks first)')
     .addHelpText(
       'after',
-      examples('lmsctl backup prune --keep 14 --dry-run', 'lmsctl backup prune --keep 7 --keep-days 30 --yes'),
+      examples(
+        { cmd: 'lmsctl backup prune --keep 14 --dry-run', exits: 0 },
+        { cmd: 'lmsctl backup prune --keep 7 --keep-days 30 --yes', exits: 0 },
+      ),
     )
     .requiredOption('--keep <n>', 'keep this many newest backups', integerAtLeast(1))
     .option('--keep-days <d>', 'also keep every backup younger than this many days', integerAtLeast(0))
     .option('--dry-run', 'show what would be deleted; delete nothing')
     .addOption(dirOption())
+    .addOption(databaseOption('prune the backups'))
+    .addOption(allOption('prune the backups (and dumps without a manifest)'))
+    .addHelpText(
+      'after',
+      `
+Retention applies to each source database on its own: the backups of DATABASE_URL's database
+by default, --database NAME's, or with --all every database's, each keeping its own newest.`,
+    )
     .action(
-      action(runtime, async (ctx, flags: { keep: number; keepDays?: number; dryRun?: boolean; dir?: string }) => {
-        const { backupPrune, renderBackupPrune } = await import('../commands/backup-maintenance.js');
-        ctx.out.result(await backupPrune(ctx, flags), renderBackupPrune);
-      }),
+      action(
+        runtime,
+        async (
+          ctx,
+          flags: { keep: number; keepDays?: number; dryRun?: boolean; dir?: string; database?: string; all?: boolean },
+        ) => {
+          const { backupPrune, renderBackupPrune } = await import('../commands/backup-maintenance.js');
+          ctx.out.result(await backupPrune(ctx, flags), renderBackupPrune);
+        },
+      ),
     );
 
   backup
     .command('bundle')
     .description('pack a backup, its manifest and its drill reports into one tar.gz for off-site copies')
-    .addHelpText('after', examples('lmsctl backup bundle latest --out /mnt/offsite/lms-latest.tar.gz'))
+    .addHelpText(
+      'after',
+      examples({
+        cmd: 'lmsctl backup bundle latest --out /mnt/offsite/lms-latest.tar.gz',
+        notRunHere: 'writes to /mnt/offsite, a mount of the example',
+      }),
+    )
     .argument('<file|latest>', 'a backup file, or latest')
     .requiredOption('--out <path>', 'the .tar.gz to write (must not exist)')
     .addOption(dirOption())
+    .addOption(databaseOption('latest: the newest backup'))
+    .addHelpText('after', LATEST_HELP)
     .action(
-      action(runtime, async (ctx, spec: string, flags: { out: string; dir?: string }) => {
+      action(runtime, async (ctx, spec: string, flags: { out: string; dir?: string; database?: string }) => {
         const { backupBundle, renderBackupBundle } = await import('../commands/backup-maintenance.js');
         ctx.out.result(await backupBundle(ctx, spec, flags), renderBackupBundle);
       }),

@@ -5,6 +5,8 @@ import { integerAtLeast } from './parsers.js';
 
 interface RestoreFlags {
   dir?: string;
+  fromDatabase?: string;
+  create?: boolean;
   targetDatabaseUrl?: string;
   jobs?: number;
   forceDisconnect?: boolean;
@@ -20,9 +22,14 @@ export function registerRestore(program: Command, runtime: Runtime): void {
   const restore = program
     .command('restore')
     .description('restore a verified backup into a new database, check it, then swap it in (never half-restored)')
-    .argument('<file|latest>', 'a backup file, or latest')
+    .argument('<file|latest>', 'a backup file, or latest (the newest backup of the target database)')
     .addOption(new Option('--dir <dir>', 'backup folder (default: LMS_BACKUP_DIR, else backups/db)'))
     .option('--target-database-url <url>', 'restore into this database instead (e.g. a staging copy)')
+    .option(
+      '--from-database <name>',
+      "the backup's source database, repeated to confirm restoring another database's backup (with latest: its newest)",
+    )
+    .option('--create', 'create the target database when it does not exist (else refused: a typo must not succeed)')
     .option('--jobs <n>', 'parallel pg_restore jobs (default: CPUs, at most 4)', integerAtLeast(1))
     .option('--force-disconnect', 'terminate other sessions on the target at the swap')
     .option('--plan', 'show what would happen (contents, sessions, disk, versions); change nothing')
@@ -43,12 +50,29 @@ one transaction. The replaced database is kept as <name>_pre_restore_<time> unti
 \`lmsctl restore cleanup\` (or --drop-previous). Ctrl-C, a failure or even a killed lmsctl
 leaves the target as it was.
 
-Examples:
-  $ lmsctl restore latest --plan
-  $ lmsctl restore latest --yes --force-disconnect
-  $ lmsctl restore backups/db/lms_20261128_020000.dump --jobs 4
-  $ lmsctl restore latest --target-database-url postgres://lms@staging-db/lms_staging --yes
-  $ lmsctl restore cleanup --yes`,
+\`latest\` is the newest backup of the target database itself: same name, same server (its
+system identifier, else host and port) — never another database's that shares the folder. A
+backup of another database (another name, or the same name on another server, as after a lost
+host) is refused with exit 2 unless --from-database repeats its source's name. A target that
+does not exist is refused unless --create. Without --yes the prompt names the source, its time
+and rows, and the target; a target not named like *dev* or *test* must be confirmed by typing
+its name.
+${examples(
+  { cmd: 'lmsctl restore latest --plan', exits: 0 },
+  {
+    cmd: 'lmsctl restore latest --yes --force-disconnect',
+    notRunHere: 'replaces the database the examples after it use',
+  },
+  { cmd: 'lmsctl restore backups/db/lms_20261128_020000.dump --jobs 4', notRunHere: 'a backup file of the example' },
+  {
+    cmd: 'lmsctl restore latest --from-database lms --target-database-url postgres://lms@staging-db/lms_staging --yes',
+    notRunHere: 'the server staging-db of the example',
+  },
+  {
+    cmd: 'lmsctl restore cleanup --yes',
+    notRunHere: 'drops kept databases of the whole server, also those of other tests',
+  },
+)}`,
     )
     .action(
       action(runtime, async (ctx, spec: string, flags: RestoreFlags) => {
@@ -56,6 +80,8 @@ Examples:
         const result = await run(ctx, spec, {
           dir: flags.dir,
           targetDatabaseUrl: flags.targetDatabaseUrl,
+          fromDatabase: flags.fromDatabase,
+          create: flags.create,
           jobs: flags.jobs,
           forceDisconnect: flags.forceDisconnect,
           plan: flags.plan,
@@ -70,11 +96,23 @@ Examples:
 
   restore
     .command('cleanup')
-    .description('drop the databases earlier restores kept, and half-built ones left by interrupted runs (asks first)')
-    .addHelpText('after', examples('lmsctl restore cleanup', 'lmsctl restore cleanup --yes --json'))
-    .option('--target-database-url <url>', 'server to clean (default: DATABASE_URL)')
+    .description(
+      'drop what restores of this database left: kept <name>_pre_restore_* copies, half-built <name>_restoring_* (asks first)',
+    )
+    .addHelpText(
+      'after',
+      examples(
+        { cmd: 'lmsctl restore cleanup', notRunHere: 'asks on a terminal' },
+        {
+          cmd: 'lmsctl restore cleanup --yes --json',
+          notRunHere: 'drops kept databases of the whole server, also those of other tests',
+        },
+      ),
+    )
+    .option('--target-database-url <url>', 'database whose leftovers to drop (default: DATABASE_URL)')
+    .option('--all', "also every other database's leftovers on that server (listed before asking)")
     .action(
-      action(runtime, async (ctx, flags: { targetDatabaseUrl?: string }) => {
+      action(runtime, async (ctx, flags: { targetDatabaseUrl?: string; all?: boolean }) => {
         const { restoreCleanup, renderRestoreCleanup } = await import('../commands/restore.js');
         ctx.out.result(await restoreCleanup(ctx, flags), renderRestoreCleanup);
       }),

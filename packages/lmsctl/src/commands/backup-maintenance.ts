@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, stat, unlink } from 'node:fs/promises';
+import { rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { TarArchive } from 'archiver';
@@ -10,15 +10,25 @@ import { usageError } from '../errors.js';
 import { assertMatchesManifest, checkArchive } from '../lib/archive-check.js';
 import { WrongKeyError, type BackupKey } from '../lib/backup-crypto.js';
 import {
-  listBackupFiles,
-  readVerification,
+  describeBackups,
+  describeSources,
+  offlineSelector,
+  readManifestUnchecked,
   resolveBackup,
+  selectBackups,
+  soleDatabaseSelector,
+  type BackupInfo,
+  type SelectionFlags,
+} from '../lib/backup-catalog.js';
+import { describeIdentity, describeSelector, sameDatabase, type BackupSelector } from '../lib/backup-identity.js';
+import {
+  readVerification,
   verificationPathOf,
   writeVerification,
   type VerificationRecord,
 } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
-import { lastDrillOf, readDrillReports, type DrillReportSummary } from '../lib/drill-reports.js';
+import { readDrillReports } from '../lib/drill-reports.js';
 import { formatDuration } from '@lms/core/duration';
 import { manifestPathOf, readManifest, type BackupManifest } from '../lib/manifest.js';
 import { partialPathOf } from '../lib/partial-files.js';
@@ -30,94 +40,86 @@ export function drillDirOf(ctx: CommandContext): string {
   return path.resolve(ctx.cwd, ctx.config.LMS_DRILL_DIR);
 }
 
-/** One backup as list, prune, status and `migrate --require-backup` see it. */
-export interface BackupInfo {
-  file: string;
-  path: string;
-  startedAt: string;
-  ageMs: number;
-  sizeBytes: number;
-  /** False for a dump whose manifest is missing (interrupted, or copied without it). */
-  complete: boolean;
-  encrypted: boolean;
-  database: { name: string; host: string; port: number } | null;
-  migration: number | null;
-  tables: number | null;
-  rows: number | null;
-  /** The last verification passed and was of these exact bytes. */
-  verified: boolean;
-  verifiedAt: string | null;
-  lastDrill: { verdict: DrillReportSummary['verdict']; at: string; report: string } | null;
-}
-
-async function readManifestUnchecked(dumpPath: string): Promise<BackupManifest | null> {
-  try {
-    return JSON.parse(await readFile(manifestPathOf(dumpPath), 'utf8')) as BackupManifest;
-  } catch {
-    return null;
-  }
-}
-
-/** Everything known about the backups in `dir`, newest first (reads manifests, does not re-verify). */
-export async function describeBackups(dir: string, drillDir: string, now = new Date()): Promise<BackupInfo[]> {
-  const drills = await readDrillReports(drillDir);
-  const infos: BackupInfo[] = [];
-  for (const entry of await listBackupFiles(dir)) {
-    const manifest = entry.hasManifest ? await readManifestUnchecked(entry.path) : null;
-    const verification = await readVerification(entry.path);
-    const drill = lastDrillOf(drills, entry.name, manifest?.sha256);
-    const verified = Boolean(
-      manifest && verification?.ok && verification.sha256 === manifest.sha256 && manifest.sizeBytes === entry.sizeBytes,
-    );
-    infos.push({
-      file: entry.name,
-      path: entry.path,
-      startedAt: entry.startedAt.toISOString(),
-      ageMs: now.getTime() - new Date(manifest?.finishedAt ?? entry.startedAt).getTime(),
-      sizeBytes: entry.sizeBytes,
-      complete: Boolean(manifest),
-      encrypted: Boolean(manifest?.encryption),
-      database: manifest
-        ? { name: manifest.database.name, host: manifest.database.host, port: manifest.database.port }
-        : null,
-      migration: manifest?.migration?.version ?? null,
-      tables: manifest?.tables ? Object.keys(manifest.tables).length : null,
-      rows: manifest?.tables ? Object.values(manifest.tables).reduce((sum, count) => sum + count, 0) : null,
-      verified,
-      verifiedAt: verified ? (verification?.checkedAt ?? null) : null,
-      lastDrill: drill ? { verdict: drill.verdict, at: drill.finishedAt, report: drill.path } : null,
-    });
-  }
-  return infos;
-}
-
 export interface BackupListResult {
   dir: string;
+  /** Whose backups are listed: `lms on 127.0.0.1:5432`, `database lms`, or `any database`. */
+  showing: string;
   backups: BackupInfo[];
+  /** Backups in the folder that the selection left out (other databases', incomplete ones). */
+  hidden: number;
+  /** The databases those hidden backups came from, for the footer. */
+  hiddenSources: string;
 }
 
-export async function backupList(ctx: CommandContext, options: { dir?: string } = {}): Promise<BackupListResult> {
+/**
+ * The backups of the addressed database (DATABASE_URL), of `--database NAME`, or with `--all`
+ * (also the default when no database is addressed) every one, newest first.
+ */
+export async function backupList(
+  ctx: CommandContext,
+  options: { dir?: string } & SelectionFlags = {},
+): Promise<BackupListResult> {
   const dir = backupDirOf(ctx, options.dir);
-  return { dir, backups: await describeBackups(dir, drillDirOf(ctx)) };
+  const selector = offlineSelector(ctx.databaseUrl, options) ?? { kind: 'all' as const };
+  const all = await describeBackups(dir, drillDirOf(ctx));
+  const backups = selectBackups(all, selector);
+  const hidden = all.filter((info) => !backups.includes(info));
+  return {
+    dir,
+    showing: describeSelector(selector),
+    backups,
+    hidden: hidden.length,
+    hiddenSources: describeSources(hidden),
+  };
+}
+
+function verificationCell(info: BackupInfo, style: ChalkInstance): string {
+  if (info.verification === 'verified') return style.green('yes');
+  if (info.verification === 'failed') return style.red('FAILED');
+  return style.yellow('no');
 }
 
 export function renderBackupList(result: BackupListResult, style: ChalkInstance): string {
-  if (result.backups.length === 0) return `no backups in ${result.dir}`;
+  const otherwise = result.hidden
+    ? `\n${style.dim(`${result.hidden} more backup(s) of other databases${result.hiddenSources ? ` (${result.hiddenSources})` : ''}: --all lists them`)}`
+    : '';
+  if (result.backups.length === 0) return `no backups of ${result.showing} in ${result.dir}${otherwise}`;
   const rows = result.backups.map((info) => [
     info.file,
     formatBytes(info.sizeBytes),
     `${formatDuration(info.ageMs)} ago`,
-    info.complete ? (info.database?.name ?? '') : style.red('incomplete: no manifest'),
+    info.database
+      ? `${info.database.name}@${info.database.host}:${info.database.port}`
+      : style.red('incomplete: no manifest'),
     info.encrypted ? 'yes' : 'no',
-    info.verified ? style.green('yes') : style.yellow('no'),
+    verificationCell(info, style),
     info.lastDrill
       ? (info.lastDrill.verdict === 'pass' ? style.green : style.red)(
           `${info.lastDrill.verdict} ${info.lastDrill.at.slice(0, 10)}`,
         )
       : '—',
   ]);
-  const count = `${result.backups.length} backup${result.backups.length === 1 ? '' : 's'} in ${result.dir}`;
-  return `${table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'VERIFIED', 'LAST DRILL'], rows, style)}\n\n${style.dim(count)}`;
+  const failures = result.backups
+    .filter((info) => info.verification === 'failed')
+    .map(
+      (info) =>
+        `${style.red('verification failed')} ${info.file} (${info.verifiedAt ?? 'unknown time'}): ${info.verificationDetail}`,
+    );
+  const count = `${result.backups.length} backup${result.backups.length === 1 ? '' : 's'} of ${result.showing} in ${result.dir}`;
+  return [
+    table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'VERIFIED', 'LAST DRILL'], rows, style),
+    ...(failures.length ? ['', ...failures] : []),
+    '',
+    `${style.dim(count)}${otherwise}`,
+  ].join('\n');
+}
+
+/**
+ * What `latest` means for verify and bundle: the newest backup of `--database NAME`, else of
+ * the addressed database, else of the only database the folder holds backups of.
+ */
+async function latestSelector(ctx: CommandContext, dir: string, flags: SelectionFlags): Promise<BackupSelector> {
+  return offlineSelector(ctx.databaseUrl, flags) ?? soleDatabaseSelector(await describeBackups(dir), dir);
 }
 
 export interface VerifiedBackup {
@@ -175,10 +177,10 @@ export interface BackupVerifyResult {
 export async function backupVerify(
   ctx: CommandContext,
   spec: string,
-  options: { dir?: string } = {},
+  options: { dir?: string; database?: string } = {},
 ): Promise<BackupVerifyResult> {
   const dir = backupDirOf(ctx, options.dir);
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
   const verified = await verifyBackupFile(ctx, dumpPath, dir);
   return {
     file: dumpPath,
@@ -195,7 +197,7 @@ export function renderBackupVerify(result: BackupVerifyResult, style: ChalkInsta
   return `${style.green('verified')} ${result.file}: sha256 matches the manifest, ${result.entries} archive entries readable${result.encrypted ? ', every encrypted chunk authenticated' : ''}`;
 }
 
-export interface BackupPruneOptions {
+export interface BackupPruneOptions extends SelectionFlags {
   dir?: string;
   keep: number;
   keepDays?: number;
@@ -204,50 +206,75 @@ export interface BackupPruneOptions {
 
 export interface BackupPruneResult {
   dir: string;
+  /** Whose backups retention applied to. */
+  showing: string;
   dryRun: boolean;
-  kept: Array<{ file: string; reason: string }>;
-  deleted: Array<{ file: string; sizeBytes: number }>;
+  kept: Array<{ file: string; database: string | null; reason: string }>;
+  deleted: Array<{ file: string; database: string | null; sizeBytes: number }>;
   freedBytes: number;
 }
 
+/** The backups of each source database, newest first within each; incomplete ones form their own group. */
+function groupBySource(backups: BackupInfo[]): BackupInfo[][] {
+  const groups: BackupInfo[][] = [];
+  for (const info of backups) {
+    const group = groups.find((candidate) => {
+      const first = candidate[0]!.database;
+      return info.database && first ? sameDatabase(info.database, first) : info.database === first;
+    });
+    if (group) group.push(info);
+    else groups.push([info]);
+  }
+  return groups;
+}
+
 /**
- * Retention: keeps the `keep` newest complete backups and any younger than `keepDays`, and
- * never deletes the newest backup nor the newest one that passed a drill. Asks before deleting.
+ * Retention, for each source database on its own (one database's hourly backups must not push
+ * another's out of the folder): keeps the `keep` newest complete backups and any younger than
+ * `keepDays`, and never deletes the newest backup nor the newest one that passed a drill.
+ * Applies to the addressed database's backups, `--database NAME`'s, or with `--all` every
+ * database's (and incomplete dumps). Asks before deleting.
  */
 export async function backupPrune(ctx: CommandContext, options: BackupPruneOptions): Promise<BackupPruneResult> {
   if (!Number.isInteger(options.keep) || options.keep < 1) throw usageError('--keep must be at least 1');
   const dir = backupDirOf(ctx, options.dir);
-  const backups = await describeBackups(dir, drillDirOf(ctx));
+  const all = await describeBackups(dir, drillDirOf(ctx));
+  const selector = offlineSelector(ctx.databaseUrl, options) ?? soleDatabaseSelector(all, dir);
+  const backups = selectBackups(all, selector);
   const reasons = new Map<string, string>();
   const keepReason = (file: string, reason: string) => {
     if (!reasons.has(file)) reasons.set(file, reason);
   };
-  const complete = backups.filter((info) => info.complete);
-  if (backups[0]) keepReason(backups[0].file, 'newest backup');
-  complete
-    .slice(0, options.keep)
-    .forEach((info, index) => keepReason(info.file, `among the ${options.keep} newest (#${index + 1})`));
-  const drilled = complete.find((info) => info.lastDrill?.verdict === 'pass');
-  if (drilled) keepReason(drilled.file, 'newest backup that passed a drill');
-  if (options.keepDays !== undefined) {
-    const limit = options.keepDays * 86_400_000;
-    for (const info of backups) if (info.ageMs < limit) keepReason(info.file, `younger than ${options.keepDays} days`);
+  for (const group of groupBySource(backups)) {
+    const complete = group.filter((info) => info.complete);
+    if (group[0]) keepReason(group[0].file, 'newest backup');
+    complete
+      .slice(0, options.keep)
+      .forEach((info, index) => keepReason(info.file, `among the ${options.keep} newest (#${index + 1})`));
+    const drilled = complete.find((info) => info.lastDrill?.verdict === 'pass');
+    if (drilled) keepReason(drilled.file, 'newest backup that passed a drill');
+    if (options.keepDays !== undefined) {
+      const limit = options.keepDays * 86_400_000;
+      for (const info of group) if (info.ageMs < limit) keepReason(info.file, `younger than ${options.keepDays} days`);
+    }
   }
+  const sourceOf = (info: BackupInfo) => (info.database ? describeIdentity(info.database) : null);
   const doomed = backups.filter((info) => !reasons.has(info.file));
   const result: BackupPruneResult = {
     dir,
+    showing: describeSelector(selector),
     dryRun: options.dryRun ?? false,
     kept: backups
       .filter((info) => reasons.has(info.file))
-      .map((info) => ({ file: info.file, reason: reasons.get(info.file)! })),
-    deleted: doomed.map((info) => ({ file: info.file, sizeBytes: info.sizeBytes })),
+      .map((info) => ({ file: info.file, database: sourceOf(info), reason: reasons.get(info.file)! })),
+    deleted: doomed.map((info) => ({ file: info.file, database: sourceOf(info), sizeBytes: info.sizeBytes })),
     freedBytes: doomed.reduce((sum, info) => sum + info.sizeBytes, 0),
   };
   if (doomed.length === 0 || options.dryRun) return result;
 
   ctx.out.info(
-    `this deletes ${doomed.length} backup(s) from ${dir} (${formatBytes(result.freedBytes)}), with their manifests:\n` +
-      doomed.map((info) => `  ${info.file}`).join('\n'),
+    `this deletes ${doomed.length} backup(s) of ${result.showing} from ${dir} (${formatBytes(result.freedBytes)}), with their manifests:\n` +
+      doomed.map((info) => `  ${info.file} (${sourceOf(info) ?? 'no manifest'})`).join('\n'),
   );
   await confirmOrRefuse(`Delete ${doomed.length} backup(s)?`, {
     yes: ctx.yes,
@@ -288,10 +315,10 @@ export interface BackupBundleResult {
 export async function backupBundle(
   ctx: CommandContext,
   spec: string,
-  options: { dir?: string; out: string },
+  options: { dir?: string; out: string; database?: string },
 ): Promise<BackupBundleResult> {
   const dir = backupDirOf(ctx, options.dir);
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
   const manifest = await readManifestUnchecked(dumpPath);
   if (!manifest) throw new VerificationError(`${path.basename(dumpPath)} has no manifest; bundle a complete backup`);
   const out = path.resolve(ctx.cwd, options.out);
@@ -339,18 +366,4 @@ export async function backupBundle(
 
 export function renderBackupBundle(result: BackupBundleResult, style: ChalkInstance): string {
   return `${style.green('bundle written')} ${result.bundle} (${formatBytes(result.sizeBytes)}): ${result.files.join(', ')}`;
-}
-
-/** The newest verified backup of the database at host:port/name, for `migrate --require-backup`. */
-export function newestVerifiedBackupOf(
-  backups: BackupInfo[],
-  database: { name: string; host: string; port: number },
-): BackupInfo | undefined {
-  return backups.find(
-    (info) =>
-      info.verified &&
-      info.database?.name === database.name &&
-      info.database.host === database.host &&
-      info.database.port === database.port,
-  );
 }

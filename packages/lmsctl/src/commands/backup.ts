@@ -10,6 +10,7 @@ import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { checkArchive } from '../lib/archive-check.js';
 import { ENCRYPTION_ALGORITHM, createEncryptStream, readBackupKey, type BackupKey } from '../lib/backup-crypto.js';
+import { identityOfConnection, type DatabaseIdentity } from '../lib/backup-identity.js';
 import { ensureBackupDir, publishDump, backupFileName, writeVerification } from '../lib/backup-store.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
@@ -44,7 +45,7 @@ export interface BackupResult {
   sizeBytes: number;
   sha256: string;
   encrypted: boolean;
-  database: { name: string; host: string; port: number };
+  database: DatabaseIdentity;
   tables: number | null;
   rows: number | null;
   migration: number | null;
@@ -98,6 +99,7 @@ const COMPRESS_PATTERN = /^(?:[0-9]|none|gzip(?::[1-9])?|lz4(?::\d{1,2})?|zstd(?
 
 interface SnapshotFacts {
   snapshot: string;
+  identity: DatabaseIdentity;
   serverVersion: string;
   serverVersionNum: number;
   databaseSizeBytes: number;
@@ -127,7 +129,7 @@ export async function listTables(client: pg.Client): Promise<TableRef[]> {
   return (await client.query<TableRef>(TABLES_SQL)).rows;
 }
 
-async function openSnapshot(client: pg.Client): Promise<SnapshotFacts> {
+async function openSnapshot(client: pg.Client, url: string): Promise<SnapshotFacts> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
   const { rows } = await client.query<{ snapshot: string; version: string; num: string; size: string }>(
     `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS version,
@@ -136,6 +138,7 @@ async function openSnapshot(client: pg.Client): Promise<SnapshotFacts> {
   const facts = rows[0]!;
   return {
     snapshot: facts.snapshot,
+    identity: await identityOfConnection(client, url),
     serverVersion: facts.version.split(' ')[0]!,
     serverVersionNum: Number(facts.num),
     databaseSizeBytes: Number(facts.size),
@@ -193,7 +196,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
   return withInterrupt(async (signal) => {
     let published: string | null = null;
     try {
-      const facts = await openSnapshot(client);
+      const facts = await openSnapshot(client, url);
       assertDumpCanReadServer(pgDump, Math.floor(facts.serverVersionNum / 10000), facts.serverVersion);
       ctx.out.info(
         `backing up ${where.database} on ${where.host}:${where.port} (${formatBytes(facts.databaseSizeBytes)}, ${facts.tables.length} tables)${key ? ', encrypted' : ''}`,
@@ -255,7 +258,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
             sizeBytes: check.sizeBytes,
             encryption: check.encryption && { algorithm: ENCRYPTION_ALGORITHM, ...check.encryption },
             compression: options.compress ?? null,
-            database: { name: where.database, host: where.host, port: where.port, sizeBytes: facts.databaseSizeBytes },
+            database: { ...facts.identity, sizeBytes: facts.databaseSizeBytes },
             server: { version: facts.serverVersion, versionNum: facts.serverVersionNum },
             pgDump: { version: check.listing.dumpedBy ?? pgDump.version },
             migration: facts.migration,
@@ -289,7 +292,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
           sizeBytes: check.sizeBytes,
           sha256: check.sha256,
           encrypted: Boolean(key),
-          database: { name: where.database, host: where.host, port: where.port },
+          database: facts.identity,
           tables: tables ? Object.keys(tables).length : null,
           rows,
           migration: facts.migration?.version ?? null,

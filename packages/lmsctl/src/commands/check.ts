@@ -3,7 +3,7 @@ import { connectClient, defaultMigrationsDir, describePostgresUrl, maskUrl, Migr
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { backupDirOf } from './backup.js';
-import { describeBackups, drillDirOf, newestVerifiedBackupOf } from './backup-maintenance.js';
+import { addressedIdentity, describeBackups, newestVerifiedBackupOf } from '../lib/backup-catalog.js';
 import {
   databaseDiskItem,
   probe,
@@ -215,9 +215,10 @@ async function verifiedBackupItem(ctx: CommandContext, maxAgeMs: number): Promis
   const url = ctx.databaseUrl;
   if (!url) return [{ name: 'verified backup', state: 'fail', detail: NO_DATABASE_GIVEN }];
   return probe('verified backup', async () => {
-    const { host, port, database } = describePostgresUrl(url);
+    const { database } = describePostgresUrl(url);
     const dir = backupDirOf(ctx);
-    const newest = newestVerifiedBackupOf(await describeBackups(dir, drillDirOf(ctx)), { name: database, host, port });
+    const identity = await addressedIdentity(url, 'lmsctl check');
+    const newest = newestVerifiedBackupOf(await describeBackups(dir), { kind: 'database', database: identity });
     if (!newest) {
       return {
         name: 'verified backup',

@@ -187,10 +187,11 @@ describe('lmsctl drill', () => {
   it('reports a drill that could not run (exit 1) with verdict error', async () => {
     const { ctx, env } = await setup('unreachable');
     await backup(ctx());
-    const run = await runLmsctl(['drill', '--database-url', 'postgres://root@127.0.0.1:1/postgres'], {
-      env,
-      cwd: work,
-    });
+    // --from-database: the backups of the test database, drilled on a server that does not answer.
+    const run = await runLmsctl(
+      ['drill', '--database-url', 'postgres://root@127.0.0.1:1/postgres', '--from-database', database.name],
+      { env, cwd: work },
+    );
     expect(run.exitCode).toBe(1);
     expect(run.stderr).toContain('error: drill could not run: cannot connect to PostgreSQL at 127.0.0.1:1');
   });

@@ -7,8 +7,9 @@ import { connectClient, describePostgresUrl, formatVersion, VerificationError, w
 import { formatDuration } from '@lms/core/duration';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
-import { resolveBackup } from '../lib/backup-store.js';
-import { readDrillReports } from '../lib/drill-reports.js';
+import { addressedIdentity, resolveBackup } from '../lib/backup-catalog.js';
+import type { BackupSelector, DatabaseIdentity } from '../lib/backup-identity.js';
+import { readDrillReports, routineDrillsOf } from '../lib/drill-reports.js';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import {
   createDatabase,
@@ -25,8 +26,13 @@ import { drillDirOf } from './backup-maintenance.js';
 import { countInParallel, prepareArchive, runPgRestore } from './restore.js';
 
 export interface DrillOptions {
-  /** Backup file, or `latest` (default). */
+  /** Backup file, or `latest` (default): the newest backup of the database drilled. */
   backup?: string;
+  /**
+   * Drill the backups of this database (by name, from any server) instead of DATABASE_URL's:
+   * e.g. on a drill server that holds no copy of the application database.
+   */
+  fromDatabase?: string;
   dir?: string;
   /** Recovery time objective (default LMS_DRILL_RTO). */
   rtoMs?: number;
@@ -68,8 +74,15 @@ export interface DrillReport {
     sizeBytes: number;
     encrypted: boolean;
     database: string | null;
+    /** The source database's identity, from the backup's manifest. */
+    source: DatabaseIdentity | null;
   };
-  scratch: { database: string; host: string; port: number; kept: boolean };
+  /**
+   * A drill of the newest backup (as scheduled) rather than of a named file: only routine drills
+   * feed the drill metrics and the drill line of `status` and `check`.
+   */
+  routine: boolean;
+  scratch: { database: string; host: string; port: number; created: boolean; kept: boolean };
   restore: { verifyMs: number; restoreMs: number; checkMs: number; recoveryMs: number; jobs: number } | null;
   objectives: { rtoMs: number; rpoMs: number; strict: boolean };
   checks: DrillCheck[];
@@ -121,7 +134,13 @@ export const APPLICATION_QUERIES: Array<{ name: string; needs: string[]; sql: st
 export async function drill(ctx: CommandContext, options: DrillOptions = {}): Promise<DrillResult> {
   const url = requireDatabaseUrl(ctx);
   const dir = backupDirOf(ctx, options.dir);
-  const dumpPath = await resolveBackup(dir, options.backup ?? 'latest', ctx.cwd);
+  const spec = options.backup ?? 'latest';
+  const routine = spec === 'latest';
+  const addressed = await addressedIdentity(url, 'lmsctl drill');
+  const selector: BackupSelector = options.fromDatabase
+    ? { kind: 'name', name: options.fromDatabase }
+    : { kind: 'database', database: addressed };
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, selector);
   const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
   const objectives = {
     rtoMs: options.rtoMs ?? ctx.config.LMS_DRILL_RTO,
@@ -147,8 +166,10 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
       sizeBytes: 0,
       encrypted: false,
       database: null,
+      source: null,
     },
-    scratch: { database: scratch, host, port, kept: false },
+    routine,
+    scratch: { database: scratch, host, port, created: false, kept: false },
     restore: null,
     objectives,
     checks: [],
@@ -175,6 +196,13 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
         sizeBytes: manifest.sizeBytes,
         encrypted: Boolean(manifest.encryption),
         database: manifest.database.name,
+        source: {
+          name: manifest.database.name,
+          host: manifest.database.host,
+          port: manifest.database.port,
+          ...(manifest.database.oid !== undefined ? { oid: manifest.database.oid } : {}),
+          ...(manifest.database.systemIdentifier ? { systemIdentifier: manifest.database.systemIdentifier } : {}),
+        },
       });
       try {
         // A drill proves a good backup: finish the checksum before building anything.
@@ -192,7 +220,12 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
         ctx.out.info(`drill: restoring ${report.backup.file} into scratch database ${scratch} on ${host}:${port}`);
         await createDatabase(admin, scratch, null);
         created = true;
-        await setComment(admin, scratch, JSON.stringify(markerFor('drill', { backup: manifest.file })));
+        report.scratch.created = true;
+        await setComment(
+          admin,
+          scratch,
+          JSON.stringify(markerFor('drill', { backup: manifest.file, target: manifest.database.name })),
+        );
 
         const restoreStarted = Date.now();
         await runPgRestore(ctx, archive.restorePath, { url, database: scratch, jobs, signal });
@@ -260,7 +293,10 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
   report.finishedAt = finished.toISOString();
   report.durationMs = finished.getTime() - started.getTime();
   const paths = await writeReports(drillDirOf(ctx), report, started);
-  await publishDrillMetrics(ctx, report);
+  // A one-off drill of a named (perhaps old) file says nothing about whether the newest backup
+  // restores: it must not overwrite the scheduled drill's status the alerts watch.
+  if (routine) await publishDrillMetrics(ctx, report, selector, addressed.name);
+  else ctx.out.debug('drill of a named backup file: drill metrics left as the last routine drill set them');
   return { report, ...paths };
 }
 
@@ -481,10 +517,18 @@ async function writeReports(
   }
 }
 
-async function publishDrillMetrics(ctx: CommandContext, report: DrillReport): Promise<void> {
-  // The last success survives a failed drill: it comes from the newest passing report.
-  const lastPass = (await readDrillReports(drillDirOf(ctx))).find((entry) => entry.verdict === 'pass');
-  await publishMetrics(ctx, report.backup.database ?? describePostgresUrl(requireDatabaseUrl(ctx)).database, 'drill', [
+async function publishDrillMetrics(
+  ctx: CommandContext,
+  report: DrillReport,
+  selector: BackupSelector,
+  addressedName: string,
+): Promise<void> {
+  // The last success survives a failed drill: it comes from the newest passing routine drill of
+  // this database (another database's drills have their own series).
+  const lastPass = routineDrillsOf(await readDrillReports(drillDirOf(ctx)), selector).find(
+    (entry) => entry.verdict === 'pass',
+  );
+  await publishMetrics(ctx, report.backup.database ?? addressedName, 'drill', [
     {
       name: 'lms_drill_last_success_timestamp_seconds',
       help: 'When the last passing restore drill finished (Unix time; 0 if none has passed).',
@@ -508,6 +552,12 @@ async function publishDrillMetrics(ctx: CommandContext, report: DrillReport): Pr
   ]);
 }
 
+/** What became of the scratch database: a drill that stopped before creating it dropped nothing. */
+function scratchFate(report: DrillReport): string {
+  if (!report.scratch.created) return 'not created';
+  return report.scratch.kept ? 'kept' : 'dropped';
+}
+
 const mark = (ok: boolean, severity: DrillCheck['severity']) => (ok ? '✅' : severity === 'error' ? '❌' : '⚠️');
 
 export function renderDrillMarkdown(report: DrillReport): string {
@@ -517,7 +567,8 @@ export function renderDrillMarkdown(report: DrillReport): string {
     '',
     `- Backup: \`${report.backup.file}\` (${formatBytes(report.backup.sizeBytes)}${report.backup.encrypted ? ', encrypted' : ''}), taken ${report.backup.takenAt ?? 'unknown'} from \`${report.backup.database ?? 'unknown'}\``,
     `- sha256: \`${report.backup.sha256 || 'not verified'}\``,
-    `- Scratch database: \`${report.scratch.database}\` on ${report.scratch.host}:${report.scratch.port} (${report.scratch.kept ? 'kept' : 'dropped'})`,
+    `- Scratch database: \`${report.scratch.database}\` on ${report.scratch.host}:${report.scratch.port} (${scratchFate(report)})`,
+    `- Kind: ${report.routine ? 'routine drill of the newest backup' : 'one-off drill of a named backup file (no metrics published)'}`,
     report.restore
       ? `- Durations: verify ${formatDuration(report.restore.verifyMs)}, restore ${formatDuration(report.restore.restoreMs)} (${report.restore.jobs} jobs), checks ${formatDuration(report.restore.checkMs)}; drill total ${formatDuration(report.durationMs)}`
       : `- Drill total ${formatDuration(report.durationMs)}`,
@@ -543,9 +594,7 @@ export function renderDrill(result: DrillResult, style: ChalkInstance): string {
     report.verdict
   ];
   const failed = report.checks.filter((check) => !check.ok);
-  const lines = [
-    `drill ${verdict}: ${report.backup.file} → ${report.scratch.database} (${report.scratch.kept ? 'kept' : 'dropped'})`,
-  ];
+  const lines = [`drill ${verdict}: ${report.backup.file} → ${report.scratch.database} (${scratchFate(report)})`];
   if (report.restore) {
     lines.push(
       `  restore ${formatDuration(report.restore.restoreMs)}, ${report.checks.filter((check) => check.kind === 'rows').length} tables and ${report.rowsChecked} rows checked, ${report.checks.filter((check) => check.kind === 'foreign-key').length} foreign keys, ${report.checks.filter((check) => check.kind === 'query').length} application queries`,

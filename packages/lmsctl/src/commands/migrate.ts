@@ -105,11 +105,12 @@ export async function migrateUp(
 
 /** `--require-backup`: the newest verified backup of this very database must be young enough. */
 async function requireRecentBackup(ctx: CommandContext, url: string, maxAgeMs: number): Promise<void> {
-  const { describeBackups, drillDirOf, newestVerifiedBackupOf } = await import('./backup-maintenance.js');
+  const { addressedIdentity, describeBackups, newestVerifiedBackupOf } = await import('../lib/backup-catalog.js');
   const { backupDirOf } = await import('./backup.js');
   const dir = backupDirOf(ctx);
   const database = databaseRef(url);
-  const newest = newestVerifiedBackupOf(await describeBackups(dir, drillDirOf(ctx)), database);
+  const identity = await addressedIdentity(url, 'lmsctl migrate');
+  const newest = newestVerifiedBackupOf(await describeBackups(dir), { kind: 'database', database: identity });
   const hint = `run \`lmsctl backup\` first (backups are looked up in ${dir})`;
   if (!newest) {
     throw new CliError(ExitCode.failed, `refusing to migrate ${database.name}: it has no verified backup`, hint);

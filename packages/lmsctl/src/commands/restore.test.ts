@@ -121,7 +121,11 @@ describe('restore round trip', () => {
     const before = await fingerprintTables(database.url);
     await backup(context());
     const stagingUrl = withDatabase(database.url, `${database.name}_staging`);
-    const result = (await restore(context(), 'latest', { targetDatabaseUrl: stagingUrl })) as RestoreResult;
+    const result = (await restore(context(), 'latest', {
+      targetDatabaseUrl: stagingUrl,
+      fromDatabase: database.name,
+      create: true,
+    })) as RestoreResult;
     expect(result.previous).toBeNull();
     // The application's queues keep running: its database is not the one replaced.
     expect(result.queuesPaused).toEqual([]);

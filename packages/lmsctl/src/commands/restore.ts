@@ -8,7 +8,15 @@ import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { assertMatchesManifest, decryptToFile, listArchiveFile, sha256OfFile } from '../lib/archive-check.js';
 import { WrongKeyError } from '../lib/backup-crypto.js';
-import { resolveBackup, writeVerification } from '../lib/backup-store.js';
+import { resolveBackup } from '../lib/backup-catalog.js';
+import {
+  describeIdentity,
+  looksLikeProduction,
+  sameDatabase,
+  systemIdentifierOf,
+  type DatabaseIdentity,
+} from '../lib/backup-identity.js';
+import { writeVerification } from '../lib/backup-store.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
@@ -24,6 +32,7 @@ import {
   isAbandoned,
   markedDatabases,
   markerFor,
+  type MarkedDatabase,
   sessionsOn,
   setComment,
   summarizeSessions,
@@ -40,6 +49,13 @@ import { backupDirOf, backupKeyOf, countRows, listTables, newestMigration, tools
 
 export interface RestoreOptions {
   dir?: string;
+  /**
+   * The source database's name, repeated: required to restore a backup of another database
+   * (another name or another server) than the target; with `latest`, the newest backup of it.
+   */
+  fromDatabase?: string;
+  /** Restore into a database that does not exist yet (else refused: a typo must not "succeed"). */
+  create?: boolean;
   /** Restore into this database instead of DATABASE_URL's (e.g. a staging copy). */
   targetDatabaseUrl?: string;
   /** pg_restore --jobs. */
@@ -108,15 +124,7 @@ export async function prepareArchive(
   dir: string,
   signal: AbortSignal,
 ): Promise<PreparedArchive> {
-  // A backup found corrupt here is recorded as such, as `backup verify` would: `backup list` and
-  // `migrate --require-backup` must not keep trusting an older successful verification.
-  const recordFailure = async (error: unknown) => {
-    if (!(error instanceof VerificationError) || error instanceof WrongKeyError) return;
-    const detail = `${error.message} (found by a restore or drill)`;
-    await writeVerification(dumpPath, { checkedAt: new Date().toISOString(), ok: false, sha256: null, detail }).catch(
-      () => undefined,
-    );
-  };
+  const recordFailure = (error: unknown) => recordVerificationFailure(dumpPath, error);
   try {
     const archive = await prepareArchiveUnrecorded(ctx, dumpPath, dir, signal);
     const checksum = archive.checksum.catch(async (error: unknown) => {
@@ -129,6 +137,19 @@ export async function prepareArchive(
     await recordFailure(error);
     throw error;
   }
+}
+
+/**
+ * A backup found corrupt by a restore or drill is recorded as such, as `backup verify` would:
+ * `backup list` and `migrate --require-backup` must not keep trusting an older successful
+ * verification. A wrong key says nothing about the backup.
+ */
+async function recordVerificationFailure(dumpPath: string, error: unknown): Promise<void> {
+  if (!(error instanceof VerificationError) || error instanceof WrongKeyError) return;
+  const detail = `${error.message} (found by a restore or drill)`;
+  await writeVerification(dumpPath, { checkedAt: new Date().toISOString(), ok: false, sha256: null, detail }).catch(
+    () => undefined,
+  );
 }
 
 async function prepareArchiveUnrecorded(
@@ -279,7 +300,6 @@ export async function restore(
   options: RestoreOptions = {},
 ): Promise<RestoreResult | RestorePlan> {
   const dir = backupDirOf(ctx, options.dir);
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd);
   const target = targetOf(ctx, options);
   const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
   const tools = toolsOf(ctx);
@@ -287,12 +307,35 @@ export async function restore(
 
   return withInterrupt(async (signal) => {
     const pgRestore = await pgToolVersion('pg_restore', tools);
-    const archive = await prepareArchive(ctx, dumpPath, dir, signal);
-    const verifyMs = Date.now() - started;
     const admin = await connectClient(withDatabase(target.url, 'postgres'), { applicationName: 'lmsctl restore' });
+    let archive: PreparedArchive | undefined;
     try {
       const server = await serverFacts(admin);
       const existing = await databaseFacts(admin, target.name);
+      const systemIdentifier = await systemIdentifierOf(admin);
+      const addressed: DatabaseIdentity = {
+        name: target.name,
+        host: target.host,
+        port: target.port,
+        ...(systemIdentifier ? { systemIdentifier } : {}),
+      };
+      const dumpPath = await resolveBackup(
+        dir,
+        spec,
+        ctx.cwd,
+        options.fromDatabase ? { kind: 'name', name: options.fromDatabase } : { kind: 'database', database: addressed },
+      );
+      // Whose backup this is decides before anything else is read or decrypted; the manifest's
+      // signature is checked here, so an edited source name cannot slip past.
+      const source = await checkSource(ctx, dumpPath, dir, addressed, options.fromDatabase);
+      if (!existing && !options.create && !options.plan) {
+        throw usageError(
+          `database ${target.name} does not exist on ${target.host}:${target.port}; nothing was restored`,
+          'check the name in the URL, or pass --create to restore into a new database of that name',
+        );
+      }
+      archive = await prepareArchive(ctx, dumpPath, dir, signal);
+      const verifyMs = Date.now() - started;
       const sessions = existing ? await sessionsOn(admin, target.name) : [];
       const { manifest } = archive;
 
@@ -322,23 +365,28 @@ export async function restore(
       }
       refuseSessions(sessions, target, options);
 
+      const what =
+        `backup ${path.basename(dumpPath)} of database ${describeIdentity(source)}, taken ${manifest.finishedAt} ` +
+        `(${describeContents(manifest)})`;
       if (existing) {
         ctx.out.info(
-          `restoring ${path.basename(dumpPath)} (taken ${manifest.finishedAt}, ${describeContents(manifest)}) over ` +
-            `database ${target.name} on ${target.host}:${target.port} (${formatBytes(existing.sizeBytes)} now). ` +
+          `restoring ${what} over database ${target.name} on ${target.host}:${target.port} (${formatBytes(existing.sizeBytes)} now). ` +
             `Its current contents are replaced; the old database is kept as a renamed copy${options.dropPrevious ? ' and then dropped' : ' until `lmsctl restore cleanup`'}.` +
             (sessions.length
               ? ` ${sessions.length} session(s) (${summarizeSessions(sessions)}) will be disconnected.`
               : ''),
         );
-        await confirmOrRefuse(`Replace database ${target.name} on ${target.host}:${target.port} with this backup?`, {
-          yes: ctx.yes,
-          action: `replace database ${target.name} on ${target.host}`,
-        });
-      } else {
-        ctx.out.info(
-          `restoring ${path.basename(dumpPath)} into the new database ${target.name} on ${target.host}:${target.port}`,
+        await confirmOrRefuse(
+          `Replace database ${target.name} on ${target.host}:${target.port} with the backup of ${source.name} from ${manifest.finishedAt}?`,
+          {
+            yes: ctx.yes,
+            action: `replace database ${target.name} on ${target.host}`,
+            // A production-looking database is confirmed by typing its name, not by a reflex "y".
+            typeToConfirm: looksLikeProduction(target.name) ? target.name : undefined,
+          },
         );
+      } else {
+        ctx.out.info(`restoring ${what} into the new database ${target.name} on ${target.host}:${target.port}`);
       }
 
       await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
@@ -457,9 +505,60 @@ export async function restore(
       }
     } finally {
       await admin.end().catch(() => undefined);
-      await archive.dispose();
+      await archive?.dispose();
     }
   });
+}
+
+/**
+ * Refuses (exit 2) a backup of another database than the target — another name or another
+ * server — unless `--from-database` repeats the source's name, as a typed confirmation that the
+ * user knows whose backup goes where. Returns the source.
+ */
+async function checkSource(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  target: DatabaseIdentity,
+  fromDatabase: string | undefined,
+): Promise<DatabaseIdentity> {
+  let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
+  const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
+  const manifest = await readManifest(manifestPathOf(dumpPath), getKey).catch(async (error: unknown) => {
+    await recordVerificationFailure(dumpPath, error);
+    throw error;
+  });
+  const { name, host, port, oid, systemIdentifier } = manifest.database;
+  const source: DatabaseIdentity = {
+    name,
+    host,
+    port,
+    ...(oid !== undefined ? { oid } : {}),
+    ...(systemIdentifier ? { systemIdentifier } : {}),
+  };
+  const file = path.basename(dumpPath);
+  if (fromDatabase !== undefined && fromDatabase !== source.name) {
+    throw usageError(
+      `--from-database ${fromDatabase} does not match ${file}: it is a backup of ${describeIdentity(source)}; nothing was restored`,
+      `repeat the source's name exactly (--from-database ${source.name}), or pick another backup`,
+    );
+  }
+  if (sameDatabase(source, target) || fromDatabase === source.name) {
+    if (!sameDatabase(source, target)) {
+      ctx.out.warn(
+        `restoring a backup of ${describeIdentity(source, true)} into ${describeIdentity(target, true)}, as --from-database confirms`,
+      );
+    }
+    return source;
+  }
+  const why =
+    source.name !== target.name
+      ? 'another database'
+      : 'the same name on another server (its system identifier differs)';
+  throw usageError(
+    `${file} is a backup of ${describeIdentity(source, true)}, not of the target ${describeIdentity(target, true)} (${why}); refusing to restore it over ${target.name}`,
+    `if that is what you mean, name the source to confirm: --from-database ${source.name}`,
+  );
 }
 
 function describeContents(manifest: BackupManifest): string {
@@ -804,22 +903,45 @@ function renderPlan(plan: RestorePlan, style: ChalkInstance): string {
 }
 
 export interface RestoreCleanupResult {
+  /** Whose leftovers were looked for: a database name, or every database's with --all. */
+  scope: string;
   dropped: Array<{ database: string; kind: string; sizeBytes: number }>;
+  /** Leftovers of other databases, left alone without --all. */
+  leftAlone: string[];
 }
 
-/** Drops the databases previous restores kept (`…_pre_restore_…`) and abandoned half-built ones. */
+/** Whether a kept or abandoned database is a leftover of restoring (or drilling) `database`. */
+function isLeftoverOf(db: MarkedDatabase, database: string): boolean {
+  if (db.marker.target !== undefined) return db.marker.target === database;
+  // Markers written before they named their target: go by the name restore gives them.
+  return db.name.startsWith(`${database}_restoring_`) || db.name.startsWith(`${database}_pre_restore_`);
+}
+
+/**
+ * Drops what restores of the addressed database left: the copies they kept
+ * (`<name>_pre_restore_…`) and abandoned half-built ones (`<name>_restoring_…`, drill scratch
+ * databases of its backups). Other databases' leftovers only with `all`, listed first.
+ */
 export async function restoreCleanup(
   ctx: CommandContext,
-  options: { targetDatabaseUrl?: string } = {},
+  options: { targetDatabaseUrl?: string; all?: boolean } = {},
 ): Promise<RestoreCleanupResult> {
   const url = options.targetDatabaseUrl ?? requireDatabaseUrl(ctx);
-  const { host, port } = describePostgresUrl(url);
+  const { host, port, database } = describePostgresUrl(url);
+  const scope = options.all ? 'every database' : database;
   const admin = await connectClient(withDatabase(url, 'postgres'), { applicationName: 'lmsctl restore cleanup' });
   try {
-    const candidates = (await markedDatabases(admin)).filter(
+    const leftovers = (await markedDatabases(admin)).filter(
       (db) => db.marker.lmsctl === 'pre-restore' || isAbandoned(db),
     );
-    if (candidates.length === 0) return { dropped: [] };
+    const candidates = leftovers.filter((db) => options.all || isLeftoverOf(db, database));
+    const leftAlone = leftovers.filter((db) => !candidates.includes(db)).map((db) => db.name);
+    if (leftAlone.length) {
+      ctx.out.info(
+        `leaving ${leftAlone.length} leftover(s) of other databases alone: ${leftAlone.join(', ')} (--all cleans them too)`,
+      );
+    }
+    if (candidates.length === 0) return { scope, dropped: [], leftAlone };
     ctx.out.info(
       `this drops ${candidates.length} database(s) on ${host}:${port} and all their data:\n` +
         candidates
@@ -835,6 +957,8 @@ export async function restoreCleanup(
     });
     for (const db of candidates) await dropDatabase(admin, db.name);
     return {
+      scope,
+      leftAlone,
       dropped: candidates.map((db) => ({ database: db.name, kind: db.marker.lmsctl, sizeBytes: db.sizeBytes })),
     };
   } finally {
@@ -843,7 +967,7 @@ export async function restoreCleanup(
 }
 
 export function renderRestoreCleanup(result: RestoreCleanupResult, style: ChalkInstance): string {
-  if (result.dropped.length === 0) return 'nothing to clean up';
+  if (result.dropped.length === 0) return `nothing to clean up for ${result.scope}`;
   return table(
     ['DROPPED', 'KIND', 'SIZE'],
     result.dropped.map((entry) => [entry.database, entry.kind, formatBytes(entry.sizeBytes)]),

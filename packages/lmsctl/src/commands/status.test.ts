@@ -79,7 +79,10 @@ describe('lmsctl status', () => {
     expect(byName.migrations!.state).toBe('ok');
     // The test Redis keeps nothing on disk: that is worth a warning, not a failure.
     expect(byName.redis).toMatchObject({ state: 'warn', detail: expect.stringContaining('persistence is off') });
-    expect(byName.backup).toMatchObject({ state: 'fail', detail: expect.stringContaining('no backup in') });
+    expect(byName.backup).toMatchObject({
+      state: 'fail',
+      detail: expect.stringContaining(`no backup of ${database.name} in`),
+    });
     expect(result.healthy).toBe(false);
   });
 
@@ -174,7 +177,8 @@ describe('lmsctl check', () => {
     await writeFile(
       path.join(env.LMS_DRILL_DIR!, 'drill_20260101_000000.json'),
       JSON.stringify({
-        backup: { file: 'x.dump', sha256: 'a'.repeat(64) },
+        // As reports before source identities were recorded: the source database by name only.
+        backup: { file: 'x.dump', sha256: 'a'.repeat(64), database: database.name },
         verdict: 'pass',
         finishedAt: new Date().toISOString(),
       }),

@@ -13,12 +13,14 @@ import {
 } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
-import { readDrillReports } from '../lib/drill-reports.js';
+import { addressedIdentity, describeBackups, describeSources, selectBackups } from '../lib/backup-catalog.js';
+import type { BackupSelector } from '../lib/backup-identity.js';
+import { readDrillReports, routineDrillsOf } from '../lib/drill-reports.js';
 import { formatBytes } from '../lib/progress.js';
 import { redisAnswers } from '../lib/queue-pause.js';
 import { table } from '../output.js';
 import { backupDirOf } from './backup.js';
-import { describeBackups, drillDirOf } from './backup-maintenance.js';
+import { drillDirOf } from './backup-maintenance.js';
 import { summarize, withQueues, type QueueOptions } from './queue.js';
 
 export type ItemState = 'ok' | 'warn' | 'fail' | 'manual';
@@ -192,28 +194,64 @@ export async function probeQueues(ctx: CommandContext, options: QueueOptions): P
   );
 }
 
+/**
+ * Whose backups and drills `status` and `check` report: the database of DATABASE_URL (by its
+ * server's identity when it answers), or every database when none is given.
+ */
+async function addressedSelector(ctx: CommandContext): Promise<{ selector: BackupSelector; whose: string }> {
+  if (!ctx.databaseUrl) return { selector: { kind: 'all' }, whose: 'any database' };
+  const database = await addressedIdentity(ctx.databaseUrl, 'lmsctl status');
+  return { selector: { kind: 'database', database }, whose: database.name };
+}
+
 export async function probeBackups(ctx: CommandContext, maxAgeMs = 26 * HOUR): Promise<StatusItem[]> {
   return probe('backup', async () => {
     const dir = backupDirOf(ctx);
-    const backups = (await describeBackups(dir, drillDirOf(ctx))).filter((info) => info.complete);
-    const newest = backups[0];
-    if (!newest) return { name: 'backup', state: 'fail', detail: `no backup in ${dir}: run \`lmsctl backup\`` };
+    const { selector, whose } = await addressedSelector(ctx);
+    const all = (await describeBackups(dir, drillDirOf(ctx))).filter((info) => info.complete);
+    const newest = selectBackups(all, selector)[0];
+    if (!newest) {
+      const others = all.length ? ` (it holds backups of ${describeSources(all)})` : '';
+      return {
+        name: 'backup',
+        state: 'fail',
+        detail: `no backup of ${whose} in ${dir}${others}: run \`lmsctl backup\``,
+      };
+    }
     const stale = newest.ageMs > maxAgeMs;
+    const verification =
+      newest.verification === 'verified'
+        ? 'verified'
+        : newest.verification === 'failed'
+          ? `verification FAILED: ${newest.verificationDetail}`
+          : 'not verified: run `lmsctl backup verify latest`';
     return {
       name: 'backup',
-      state: stale ? 'fail' : newest.verified ? 'ok' : 'warn',
-      detail: `newest ${newest.file}, ${formatDuration(newest.ageMs)} old${stale ? ` (over ${formatDuration(maxAgeMs)})` : ''}, ${newest.verified ? 'verified' : 'not verified: run `lmsctl backup verify latest`'}, ${formatBytes(newest.sizeBytes)}`,
-      data: { file: newest.file, ageMs: newest.ageMs, verified: newest.verified, sizeBytes: newest.sizeBytes },
+      state: stale || newest.verification === 'failed' ? 'fail' : newest.verified ? 'ok' : 'warn',
+      detail: `newest of ${whose}: ${newest.file}, ${formatDuration(newest.ageMs)} old${stale ? ` (over ${formatDuration(maxAgeMs)})` : ''}, ${verification}, ${formatBytes(newest.sizeBytes)}`,
+      data: {
+        file: newest.file,
+        database: newest.database?.name ?? null,
+        ageMs: newest.ageMs,
+        verified: newest.verified,
+        verification: newest.verification,
+        sizeBytes: newest.sizeBytes,
+      },
     };
   });
 }
 
 export async function probeDrill(ctx: CommandContext, maxAgeMs = 8 * DAY, required = false): Promise<StatusItem[]> {
   return probe('drill', async () => {
-    const reports = await readDrillReports(drillDirOf(ctx));
+    const { selector, whose } = await addressedSelector(ctx);
+    const reports = routineDrillsOf(await readDrillReports(drillDirOf(ctx)), selector);
     const newest = reports[0];
     if (!newest)
-      return { name: 'drill', state: required ? 'fail' : 'warn', detail: 'no restore drill has run: `lmsctl drill`' };
+      return {
+        name: 'drill',
+        state: required ? 'fail' : 'warn',
+        detail: `no restore drill of ${whose} has run: \`lmsctl drill\``,
+      };
     const age = Date.now() - new Date(newest.finishedAt).getTime();
     const lastPass = reports.find((report) => report.verdict === 'pass');
     const passAge = lastPass ? Date.now() - new Date(lastPass.finishedAt).getTime() : null;
@@ -222,7 +260,7 @@ export async function probeDrill(ctx: CommandContext, maxAgeMs = 8 * DAY, requir
     return {
       name: 'drill',
       state,
-      detail: `newest ${newest.verdict} ${formatDuration(age)} ago (${newest.backup.file})${passAge === null ? ', none passed yet' : `, last pass ${formatDuration(passAge)} ago`}`,
+      detail: `newest of ${whose}: ${newest.verdict} ${formatDuration(age)} ago (${newest.backup.file})${passAge === null ? ', none passed yet' : `, last pass ${formatDuration(passAge)} ago`}`,
       data: { verdict: newest.verdict, ageMs: age, lastPassAgeMs: passAge, report: newest.path },
     };
   });

@@ -1,6 +1,5 @@
 import { link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { usageError } from '../errors.js';
 import { manifestPathOf } from './manifest.js';
 
 /**
@@ -75,11 +74,18 @@ export function verificationPathOf(dumpPath: string): string {
   return `${dumpPath}.verify.json`;
 }
 
-export async function writeVerification(dumpPath: string, record: VerificationRecord): Promise<void> {
+/**
+ * Records a verification beside the dump — only beside a real backup (named as lmsctl names
+ * them): verifying or restoring an arbitrary file must not leave files next to it. Returns
+ * whether it was recorded.
+ */
+export async function writeVerification(dumpPath: string, record: VerificationRecord): Promise<boolean> {
+  if (!BACKUP_FILE_PATTERN.test(path.basename(dumpPath))) return false;
   const file = verificationPathOf(dumpPath);
   const temporary = `${file}.${process.pid}.partial`;
   await writeFile(temporary, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
   await rename(temporary, file);
+  return true;
 }
 
 export async function readVerification(dumpPath: string): Promise<VerificationRecord | null> {
@@ -126,20 +132,4 @@ export async function listBackupFiles(dir: string): Promise<BackupEntry[]> {
     });
   }
   return entries.sort((a, b) => b.startedAt.getTime() - a.startedAt.getTime() || b.sequence - a.sequence);
-}
-
-/**
- * Resolves what the user named: `latest` is the newest backup that has a manifest; a path is
- * taken relative to the working directory, a bare file name also inside the backup folder.
- */
-export async function resolveBackup(dir: string, spec: string, cwd: string): Promise<string> {
-  if (spec === 'latest') {
-    const newest = (await listBackupFiles(dir)).find((entry) => entry.hasManifest);
-    if (!newest) throw usageError(`no backup in ${dir}`, 'make one with `lmsctl backup`, or name a file');
-    return newest.path;
-  }
-  const candidates = [path.resolve(cwd, spec)];
-  if (!spec.includes('/') && !spec.includes('\\')) candidates.push(path.join(dir, spec));
-  for (const candidate of candidates) if (await exists(candidate)) return candidate;
-  throw usageError(`backup not found: ${spec}`, `\`lmsctl backup list\` shows the backups in ${dir}`);
 }

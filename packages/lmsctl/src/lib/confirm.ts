@@ -5,6 +5,11 @@ export interface ConfirmOptions {
   yes: boolean;
   /** What `--yes` would confirm, for the refusal message when nobody can be asked. */
   action: string;
+  /**
+   * Ask the user to type this (a production database's name) instead of answering y/N: a
+   * reflexive "y" at 3 a.m. must not replace production.
+   */
+  typeToConfirm?: string;
   stdin?: { isTTY?: boolean };
   stderr?: NodeJS.WritableStream & { isTTY?: boolean };
 }
@@ -24,14 +29,28 @@ export async function confirmOrRefuse(question: string, options: ConfirmOptions)
       'pass --yes to confirm non-interactively',
     );
   }
-  const { confirm } = await import('@inquirer/prompts');
+  const { confirm, input } = await import('@inquirer/prompts');
+  const expected = options.typeToConfirm;
   let answer: boolean;
   try {
-    answer = await confirm({ message: question, default: false }, { output: stderr });
+    answer = expected
+      ? (
+          await input(
+            { message: `${question}\n  Type the database name (${expected}) to confirm:` },
+            { output: stderr },
+          )
+        ).trim() === expected
+      : await confirm({ message: question, default: false }, { output: stderr });
   } catch (error) {
     // Ctrl-C at the prompt is a "no", not a crash.
     if ((error as Error).name === 'ExitPromptError') answer = false;
     else throw error;
   }
-  if (!answer) throw new CliError(ExitCode.usage, `cancelled: did not ${options.action}`);
+  if (!answer) {
+    throw new CliError(
+      ExitCode.usage,
+      `cancelled: did not ${options.action}`,
+      expected ? `type exactly ${expected} to confirm` : undefined,
+    );
+  }
 }

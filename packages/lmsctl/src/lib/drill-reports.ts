@@ -1,16 +1,31 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { sameDatabase, type BackupSelector, type DatabaseIdentity } from './backup-identity.js';
 
 /** The part of a drill report that other commands rely on (list, prune, bundle, status). */
 export interface DrillReportSummary {
   /** Report file (JSON). */
   path: string;
   backup: { file: string; sha256: string };
+  /** The database the drilled backup came from (reports before identities: its name only). */
+  source: DatabaseIdentity | { name: string } | null;
+  /**
+   * A drill of the newest backup (`drill`, the schedule's), as opposed to a one-off drill of a
+   * named file: only routine drills speak for "can the newest backup be restored?".
+   */
+  routine: boolean;
   verdict: 'pass' | 'fail' | 'error';
   finishedAt: string;
 }
 
 export const DRILL_REPORT_PATTERN = /^drill_\d{8}_\d{6}(?:_\d+)?\.json$/;
+
+interface StoredReport {
+  backup?: { file?: string; sha256?: string; database?: string | null; source?: DatabaseIdentity | null };
+  routine?: boolean;
+  verdict?: DrillReportSummary['verdict'];
+  finishedAt?: string;
+}
 
 /** Every readable drill report in `dir`, newest first; unreadable files are skipped. */
 export async function readDrillReports(dir: string): Promise<DrillReportSummary[]> {
@@ -19,9 +34,17 @@ export async function readDrillReports(dir: string): Promise<DrillReportSummary[
   for (const name of names.filter((entry) => DRILL_REPORT_PATTERN.test(entry))) {
     const file = path.join(dir, name);
     try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<DrillReportSummary>;
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as StoredReport;
       if (!parsed.backup?.file || !parsed.backup.sha256 || !parsed.verdict || !parsed.finishedAt) continue;
-      reports.push({ path: file, backup: parsed.backup, verdict: parsed.verdict, finishedAt: parsed.finishedAt });
+      const { source, database } = parsed.backup;
+      reports.push({
+        path: file,
+        backup: { file: parsed.backup.file, sha256: parsed.backup.sha256 },
+        source: source ?? (database ? { name: database } : null),
+        routine: parsed.routine ?? true,
+        verdict: parsed.verdict,
+        finishedAt: parsed.finishedAt,
+      });
     } catch {
       continue;
     }
@@ -36,4 +59,18 @@ export function lastDrillOf(
   sha256: string | undefined,
 ): DrillReportSummary | undefined {
   return reports.find((report) => report.backup.file === file && (!sha256 || report.backup.sha256 === sha256));
+}
+
+/** The routine drills of the database `selector` picks, newest first. */
+export function routineDrillsOf(reports: DrillReportSummary[], selector: BackupSelector): DrillReportSummary[] {
+  return reports.filter((report) => {
+    if (!report.routine) return false;
+    if (selector.kind === 'all') return true;
+    if (!report.source) return false;
+    if (selector.kind === 'name') return report.source.name === selector.name;
+    // A report written before identities were recorded knows only the name.
+    return 'host' in report.source
+      ? sameDatabase(report.source, selector.database)
+      : report.source.name === selector.database.name;
+  });
 }

@@ -21,10 +21,16 @@ const manifestBody = z.object({
   sizeBytes: z.number().int().nonnegative(),
   encryption: z.object({ algorithm: z.string(), keyId: z.string(), chunkSize: z.number().int().positive() }).nullable(),
   compression: z.string().nullable(),
+  /**
+   * The source database. `oid` and `systemIdentifier` (pg_control_system()) identify it beyond
+   * its name and address; manifests written before lmsctl recorded them lack both.
+   */
   database: z.object({
     name: z.string(),
     host: z.string(),
     port: z.number().int(),
+    oid: z.number().int().optional(),
+    systemIdentifier: z.string().regex(/^\d+$/).optional(),
     sizeBytes: z.number().int().nonnegative(),
   }),
   server: z.object({ version: z.string(), versionNum: z.number().int() }),
