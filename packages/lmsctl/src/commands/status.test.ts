@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, defaultMigrationsDir, Migrator, withDatabase } from '@lms/core';
+import { Queue } from 'bullmq';
+import { connectClient, defaultMigrationsDir, Migrator, redisConnectionOptions, withDatabase } from '@lms/core';
 import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
 import { testContext } from '../testing/context.js';
 import { runLmsctl } from '../testing/run-cli.js';
@@ -95,6 +96,21 @@ describe('lmsctl status', () => {
     const down = await runLmsctl(['status', '--api-url', 'http://127.0.0.1:1'], { env, cwd: work });
     expect(down.exitCode).toBe(1);
     expect(down.stdout).toMatch(/FAIL\s+api\s+http:\/\/127\.0\.0\.1:1\/ready does not answer/);
+  });
+  it("shows a queue's delayed jobs apart from its waiting ones (an idle queue holds the scheduler's next run)", async () => {
+    const queue = new Queue('emails', { connection: redisConnectionOptions(testRedisUrl), prefix: env.QUEUE_PREFIX });
+    try {
+      await queue.add('email.send', { to: 'a@example.com', template: 'welcome', props: {} }, { delay: 3_600_000 });
+      const run = await runLmsctl(['status', '--json', '--api-url', await readyApi()], { env, cwd: work });
+      const item = (JSON.parse(run.stdout) as StatusResult).items.find((entry) => entry.name === 'queue emails');
+      expect(item).toMatchObject({
+        detail: expect.stringContaining('0 waiting, 1 delayed'),
+        data: { ready: 0, delayed: 1 },
+      });
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
   });
 });
 

@@ -88,9 +88,12 @@ export async function probePostgres(ctx: CommandContext): Promise<StatusItem[]> 
     try {
       const { rows } = await client.query<{ version: string; size: string; used: number; max: string }>(
         `SELECT current_setting('server_version') AS version, pg_database_size(current_database()) AS size,
-                (SELECT count(*)::int FROM pg_stat_activity) AS used, current_setting('max_connections') AS max`,
+                (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
+                current_setting('max_connections') AS max`,
       );
       const row = rows[0]!;
+      // Client connections only: max_connections limits those, not the server's own background
+      // processes (checkpointer, walwriter, autovacuum launcher…) that pg_stat_activity also lists.
       const share = row.used / Number(row.max);
       items.push({
         name: 'postgresql',
@@ -177,7 +180,10 @@ export async function probeQueues(ctx: CommandContext, options: QueueOptions): P
     withQueues(ctx, options, queueNames, async (queues) => {
       const summaries = await Promise.all(queues.map((queue) => summarize(queue)));
       return summaries.map((summary): StatusItem => {
-        const backlog = summary.counts.waiting + summary.counts.delayed + summary.counts.prioritized;
+        // Ready to run now (waiting, prioritized) apart from delayed: an idle queue still holds the
+        // scheduler's next run as a delayed job, which is not a backlog.
+        const ready = summary.counts.waiting + summary.counts.prioritized;
+        const backlog = ready + summary.counts.delayed;
         const problems = [
           ...(summary.paused ? ['paused'] : []),
           ...(summary.counts.failed ? [`${summary.counts.failed} failed`] : []),
@@ -186,8 +192,8 @@ export async function probeQueues(ctx: CommandContext, options: QueueOptions): P
         return {
           name: `queue ${summary.name}`,
           state: problems.length ? 'warn' : 'ok',
-          detail: `${backlog} waiting, ${summary.counts.active} active, ${summary.counts.failed} failed, ${summary.workers} worker(s)${summary.oldestWaitingMs !== null ? `, oldest waiting ${formatDuration(summary.oldestWaitingMs)}` : ''}${problems.length ? ` — ${problems.join(', ')}` : ''}`,
-          data: { ...summary.counts, backlog, paused: summary.paused, workers: summary.workers },
+          detail: `${ready} waiting, ${summary.counts.delayed} delayed, ${summary.counts.active} active, ${summary.counts.failed} failed, ${summary.workers} worker(s)${summary.oldestWaitingMs !== null ? `, oldest waiting ${formatDuration(summary.oldestWaitingMs)}` : ''}${problems.length ? ` — ${problems.join(', ')}` : ''}`,
+          data: { ...summary.counts, ready, backlog, paused: summary.paused, workers: summary.workers },
         };
       });
     }),
