@@ -1,6 +1,6 @@
 import { CommanderError } from 'commander';
 import type { Runtime } from './cli/action.js';
-import { CliError, ExitCode } from './errors.js';
+import { CliError, describeSystemError, ExitCode, findSystemError, NO_SPACE_HINT } from './errors.js';
 import { Output } from './output.js';
 import { buildProgram } from './program.js';
 
@@ -30,32 +30,95 @@ export async function main(
     await program.parseAsync(argv, { from: 'user' });
     return ExitCode.ok;
   } catch (error) {
+    // Commander knows --verbose once it parsed the options; an error while parsing has only argv.
+    const verbose =
+      program.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || argv.includes('-v');
     if (error instanceof CommanderError) {
       // Commander has already printed help, the version, or its usage message.
       const informational = ['commander.helpDisplayed', 'commander.version'].includes(error.code);
-      return informational ? ExitCode.ok : ExitCode.usage;
+      if (informational) return ExitCode.ok;
+      if (json) writeJsonError(stdout, { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: 2 });
+      return ExitCode.usage;
     }
     const { maskSecretsInText } = await import('@lms/core');
-    const err = (error ?? {}) as ErrorLike;
-    const known =
-      error instanceof CliError || (typeof err.exitCode === 'number' && err.exitCode >= 1 && err.exitCode <= 3);
-    // A server-side SQL error (pg DatabaseError) is an operational failure, not a bug in lmsctl.
-    const fromPostgres = !known && typeof err.code === 'string' && 'severity' in (error as object);
-    const exitCode = known ? (err.exitCode as number) : ExitCode.failed;
-    const message = maskSecretsInText(
-      fromPostgres ? `PostgreSQL: ${err.message} [SQLSTATE ${String(err.code)}]` : (err.message ?? String(error)),
-    );
-    const hint = typeof err.hint === 'string' ? err.hint : undefined;
-    const out = new Output({ json, verbose: false, env: runtime.env, streams: { stdout, stderr } });
+    const failure = explain(error);
+    const message = maskSecretsInText(failure.message);
+    const hint = failure.hint && maskSecretsInText(failure.hint);
+    const out = new Output({ json, verbose, env: runtime.env, streams: { stdout, stderr } });
     out.error(message, hint);
-    if (!known && !fromPostgres) {
-      // An unexpected failure is a bug: show where it happened (masked), for the report.
-      stderr.write(`${maskSecretsInText(err.stack ?? '')}\n`);
-    }
+    // Stack traces are for reporting a bug, not for operators: only on request, and masked.
+    if (verbose) stderr.write(`${maskSecretsInText(stackOf(error))}\n`);
     if (json && !(error instanceof CliError && error.resultPrinted)) {
-      const code = typeof err.code === 'string' ? err.code : known ? 'failed' : 'internal_error';
-      stdout.write(`${JSON.stringify({ error: { code, message, exitCode } }, null, 2)}\n`);
+      writeJsonError(stdout, { code: failure.code, message, ...(hint ? { hint } : {}), exitCode: failure.exitCode });
     }
-    return exitCode;
+    return failure.exitCode;
   }
+}
+
+interface Failure {
+  exitCode: ExitCode;
+  /** Machine-readable: lmsctl's own code, a SQLSTATE-bearing PostgreSQL error, or the system's (ENOSPC). */
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+/** What to tell the operator about `error`: the one place where errors become words and exit codes. */
+function explain(error: unknown): Failure {
+  const err = (error ?? {}) as ErrorLike;
+  const message = err.message ?? String(error);
+  if (error instanceof CliError || (typeof err.exitCode === 'number' && err.exitCode >= 1 && err.exitCode <= 3)) {
+    const exitCode = err.exitCode as ExitCode;
+    const code = typeof err.code === 'string' ? err.code : 'failed';
+    if (typeof err.hint === 'string') return { exitCode, code, message, hint: err.hint };
+    // pg_dump, pg_restore and tar report a full disk in words, not as a code.
+    return { exitCode, code, message, ...(/no space left on device/i.test(message) ? { hint: NO_SPACE_HINT } : {}) };
+  }
+  // A server-side SQL error (pg DatabaseError) is an operational failure, not a bug in lmsctl.
+  if (typeof err.code === 'string' && typeof error === 'object' && error !== null && 'severity' in error) {
+    return {
+      exitCode: ExitCode.failed,
+      code: err.code,
+      message: `PostgreSQL: ${message} [SQLSTATE ${err.code}]`,
+    };
+  }
+  const system = findSystemError(error);
+  const described = system && describeSystemError(system);
+  if (system && described) {
+    // Wrapped as a cause, the outer message says what lmsctl was doing.
+    const wrapped = system !== error && !message.includes(system.message);
+    return {
+      exitCode: ExitCode.failed,
+      code: system.code,
+      message: wrapped ? `${message}: ${described.message}` : described.message,
+      hint: described.hint,
+    };
+  }
+  return {
+    exitCode: ExitCode.failed,
+    code: system?.code ?? 'internal_error',
+    message,
+    hint: system
+      ? 'run again with --verbose for details'
+      : 'this looks like a bug in lmsctl: run again with --verbose for the stack trace, and report it',
+  };
+}
+
+/** The stack of `error` and of every error it wraps as its cause. */
+function stackOf(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    const stack = current instanceof Error ? (current.stack ?? current.message) : JSON.stringify(current);
+    parts.push(depth === 0 ? stack : `caused by: ${stack}`);
+    current = (current as { cause?: unknown }).cause;
+  }
+  return parts.join('\n');
+}
+
+function writeJsonError(
+  stdout: NodeJS.WritableStream,
+  error: { code: string; message: string; hint?: string; exitCode: number },
+): void {
+  stdout.write(`${JSON.stringify({ error }, null, 2)}\n`);
 }

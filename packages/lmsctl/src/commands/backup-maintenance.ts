@@ -6,7 +6,7 @@ import { TarArchive } from 'archiver';
 import type { ChalkInstance } from 'chalk';
 import { VerificationError } from '@lms/core';
 import type { CommandContext } from '../context.js';
-import { usageError } from '../errors.js';
+import { usageError, withPath } from '../errors.js';
 import { assertMatchesManifest, checkArchive } from '../lib/archive-check.js';
 import { WrongKeyError, type BackupKey } from '../lib/backup-crypto.js';
 import {
@@ -359,7 +359,8 @@ export async function backupBundle(
     await rename(temporary, out);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);
-    throw error;
+    // A full disk fails the stream's write, which names no file.
+    throw withPath(error, out);
   }
   return { bundle: out, sizeBytes: (await stat(out)).size, files: members.map((member) => member.name) };
 }

@@ -7,7 +7,7 @@ import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl, formatVersion } from '@lms/core';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
-import { CliError, ExitCode, usageError } from '../errors.js';
+import { CliError, ExitCode, usageError, withPath } from '../errors.js';
 import { checkArchive } from '../lib/archive-check.js';
 import { ENCRYPTION_ALGORITHM, createEncryptStream, readBackupKey, type BackupKey } from '../lib/backup-crypto.js';
 import { identityOfConnection, type DatabaseIdentity } from '../lib/backup-identity.js';
@@ -346,7 +346,8 @@ async function dumpEncrypted(
   } catch (error) {
     dump.kill();
     await dump.catch(() => undefined);
-    throw toolFailure('pg_dump', error);
+    // A full disk fails the stream's write, which names no file: name the backup folder.
+    throw toolFailure('pg_dump', withPath(error, path.dirname(target)));
   }
 }
 
