@@ -65,6 +65,7 @@ ${examples(
       'after',
       examples(
         { cmd: 'lmsctl backup list', exits: 0 },
+        { cmd: 'lmsctl backup list --all', note: 'every database that backs up into the folder', exits: 0 },
         { cmd: 'lmsctl backup list --dir /srv/backups --json', notRunHere: 'the folder /srv/backups of the example' },
       ),
     )

@@ -65,13 +65,10 @@ ${examples(
   },
   { cmd: 'lmsctl restore backups/db/lms_20261128_020000.dump --jobs 4', notRunHere: 'a backup file of the example' },
   {
-    cmd: 'lmsctl restore latest --from-database lms --target-database-url postgres://lms@staging-db/lms_staging --yes',
+    cmd: 'lmsctl restore latest --from-database lms --target-database-url postgres://lms@staging-db/lms_staging --create --yes',
     notRunHere: 'the server staging-db of the example',
   },
-  {
-    cmd: 'lmsctl restore cleanup --yes',
-    notRunHere: 'drops kept databases of the whole server, also those of other tests',
-  },
+  { cmd: 'lmsctl restore cleanup --yes', exits: 0 },
 )}`,
     )
     .action(
@@ -103,9 +100,10 @@ ${examples(
       'after',
       examples(
         { cmd: 'lmsctl restore cleanup', notRunHere: 'asks on a terminal' },
+        { cmd: 'lmsctl restore cleanup --yes --json', exits: 0 },
         {
-          cmd: 'lmsctl restore cleanup --yes --json',
-          notRunHere: 'drops kept databases of the whole server, also those of other tests',
+          cmd: 'lmsctl restore cleanup --all --yes',
+          notRunHere: "drops every database's leftovers on the server, also those of other tests",
         },
       ),
     )
