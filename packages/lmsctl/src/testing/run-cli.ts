@@ -4,7 +4,10 @@ import { execa } from 'execa';
 
 const require = createRequire(import.meta.url);
 
-/** The CLI's TypeScript entry point, run the way `pnpm lmsctl` runs it. */
+/**
+ * The CLI's TypeScript entry point, run the way `pnpm exec lmsctl` runs it: after `--`, so Node
+ * never takes lmsctl's own `--env-file` for its flag (nodejs/node#54232).
+ */
 export const cliEntry = fileURLToPath(new URL('../index.ts', import.meta.url));
 export const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
 export const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
@@ -25,7 +28,7 @@ export interface RunOptions {
 export function spawnLmsctl(args: string[], options: RunOptions = {}) {
   return execa(
     process.execPath,
-    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), cliEntry, ...args],
+    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), '--', cliEntry, ...args],
     {
       reject: false,
       extendEnv: false,
@@ -46,7 +49,7 @@ export interface CliRun {
 export async function runLmsctl(args: string[], options: RunOptions = {}): Promise<CliRun> {
   const result = await execa(
     process.execPath,
-    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), cliEntry, ...args],
+    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), '--', cliEntry, ...args],
     {
       reject: false,
       extendEnv: false,
