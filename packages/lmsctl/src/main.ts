@@ -34,9 +34,12 @@ export async function main(
     const verbose =
       program.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || argv.includes('-v');
     if (error instanceof CommanderError) {
-      // Commander has already printed help, the version, or its usage message.
-      const informational = ['commander.helpDisplayed', 'commander.version'].includes(error.code);
-      if (informational) return ExitCode.ok;
+      if (error.code === 'commander.version') {
+        stdout.write(`${json ? JSON.stringify({ version: error.message }, null, 2) : error.message}\n`);
+        return ExitCode.ok;
+      }
+      // Commander has already printed the help or its usage message.
+      if (error.code === 'commander.helpDisplayed') return ExitCode.ok;
       if (json) writeJsonError(stdout, { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: 2 });
       return ExitCode.usage;
     }
@@ -55,6 +58,14 @@ export async function main(
   }
 }
 
+/** The machine-readable code of an error that has none of its own. */
+const CODE_OF_EXIT: Record<ExitCode, string> = {
+  [ExitCode.ok]: 'ok',
+  [ExitCode.failed]: 'failed',
+  [ExitCode.usage]: 'usage',
+  [ExitCode.verification]: 'verification_failed',
+};
+
 interface Failure {
   exitCode: ExitCode;
   /** Machine-readable: lmsctl's own code, a SQLSTATE-bearing PostgreSQL error, or the system's (ENOSPC). */
@@ -69,7 +80,7 @@ function explain(error: unknown): Failure {
   const message = err.message ?? String(error);
   if (error instanceof CliError || (typeof err.exitCode === 'number' && err.exitCode >= 1 && err.exitCode <= 3)) {
     const exitCode = err.exitCode as ExitCode;
-    const code = typeof err.code === 'string' ? err.code : 'failed';
+    const code = typeof err.code === 'string' ? err.code : CODE_OF_EXIT[exitCode];
     if (typeof err.hint === 'string') return { exitCode, code, message, hint: err.hint };
     // pg_dump, pg_restore and tar report a full disk in words, not as a code.
     return { exitCode, code, message, ...(/no space left on device/i.test(message) ? { hint: NO_SPACE_HINT } : {}) };

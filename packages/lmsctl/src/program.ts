@@ -1,9 +1,10 @@
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import type { Runtime } from './cli/action.js';
 import { registerAzure } from './cli/azure.js';
 import { registerBackup } from './cli/backup.js';
 import { registerDrill } from './cli/drill.js';
 import { examples, helpConfiguration } from './cli/help.js';
+import { postgresUrl } from './cli/parsers.js';
 import { registerMigrate } from './cli/migrate.js';
 import { registerQueue } from './cli/queue.js';
 import { registerRestore } from './cli/restore.js';
@@ -20,11 +21,11 @@ import { lmsctlVersion } from './version.js';
 export function buildProgram(runtime: Runtime): Command {
   const program = new Command('lmsctl')
     .description('Operations CLI for the LMS: migrations, backups, restores, drills, queues, Azure and the stack.')
-    .version(lmsctlVersion, '-V, --version', 'print the lmsctl version')
+    .option('-V, --version', 'print the lmsctl version (with --json: {"version": …})')
     .option('--json', 'machine-readable result on stdout (logs stay on stderr)')
     .option('-y, --yes', 'confirm destructive actions without asking')
     .option('--env-file <path>', 'read variables from this file (default: .env when present; set variables win)')
-    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL)')
+    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL)', postgresUrl('--database-url'))
     .option('-v, --verbose', 'more detail on stderr')
     .helpOption('-h, --help', 'show help for a command')
     .showHelpAfterError('(run with --help for usage)')
@@ -44,6 +45,10 @@ ${examples(
   program.configureOutput({
     writeOut: (text) => (runtime.streams?.stdout ?? process.stdout).write(text),
     writeErr: (text) => (runtime.streams?.stderr ?? process.stderr).write(text),
+  });
+  // Not commander's .version(), which prints text: main prints it, as JSON with --json.
+  program.on('option:version', () => {
+    throw new CommanderError(0, 'commander.version', lmsctlVersion);
   });
 
   registerMigrate(program, runtime);

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { parseDurationMs } from '@lms/core/duration';
+import { usageError } from '../errors.js';
 
 /** Commander argument parser for whole numbers ≥ `min`. */
 export const integerAtLeast =
@@ -17,3 +18,19 @@ export function durationMs(value: string): number {
   if (ms === null) throw new InvalidArgumentError('expected a duration with a unit: 30s, 15m, 24h, 7d, 1h30m');
   return ms;
 }
+
+/**
+ * Commander parser for a PostgreSQL URL on the command line. A value that is not one is a usage
+ * error that never repeats the value: it may hold a password (commander's own message would).
+ */
+export const postgresUrl =
+  (option: string) =>
+  (value: string): string => {
+    if (!/^postgres(ql)?:\/\//i.test(value) || !URL.canParse(value)) {
+      throw usageError(
+        `${option} is not a PostgreSQL URL`,
+        'expected postgres://USER@HOST:5432/DATABASE, a password after USER and a colon, with @ : / ? # % in it written as %40 %3A %2F %3F %23 %25',
+      );
+    }
+    return value;
+  };
