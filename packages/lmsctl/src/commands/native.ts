@@ -66,6 +66,28 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * Fails, naming the port and the variable that sets it, when something already listens on it.
+ * The probe binds the way the API and the worker do (every interface), then lets go at once.
+ */
+async function assertPortFree(port: number, variable: string): Promise<void> {
+  const probe = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port, () => resolve());
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    throw new CliError(
+      ExitCode.failed,
+      `port ${port} (${variable}) is already in use`,
+      `stop what listens there (an API or worker still running?), or set ${variable} to a free port`,
+    );
+  }
+  await new Promise((resolve) => probe.close(resolve));
+}
+
 /** Resolves once nothing answers on 127.0.0.1:`port` (at most a minute). */
 async function untilNothingListens(port: number): Promise<void> {
   for (let waited = 0; waited < 60_000 && (await portAnswers('127.0.0.1', port)); waited += 100) {
@@ -123,6 +145,10 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
       'lmsctl up --native runs the development stack; with NODE_ENV=production use the Compose files (--env prod)',
     );
   }
+  const apiPort = ctx.env.PORT ? Number(ctx.env.PORT) : 8000;
+  // Before anything starts: the API would die on a busy port only after PostgreSQL and Redis were up.
+  await assertPortFree(apiPort, 'PORT');
+  if (ctx.env.WORKER_METRICS_PORT) await assertPortFree(Number(ctx.env.WORKER_METRICS_PORT), 'WORKER_METRICS_PORT');
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? '.lms');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   // As root, the embedded PostgreSQL runs as the `postgres` user, which must pass through .lms to
@@ -156,7 +182,6 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
     }
     await ensureMailSink(ctx, cleanups, say);
 
-    const apiPort = ctx.env.PORT ? Number(ctx.env.PORT) : 8000;
     const workerPort = ctx.env.WORKER_METRICS_PORT ? Number(ctx.env.WORKER_METRICS_PORT) : await freePort();
     const childEnv: NodeJS.ProcessEnv = {
       ...ctx.env,
