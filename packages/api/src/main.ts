@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import os from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
-import { ConfigError, createLogger, loadConfig, type Config } from '@lms/core';
+import { ConfigError, createLogger, errorMessage, loadConfig, type Config } from '@lms/core';
 import { startServer } from './server.js';
 
 /**
@@ -41,7 +41,7 @@ function runPrimary(count: number, logger: ReturnType<typeof createLogger>): voi
     if (message?.type !== METRICS_REQUEST) return;
     aggregator.clusterMetrics().then(
       (text) => worker.send({ type: METRICS_REPLY, id: message.id, text, contentType: aggregator.contentType }),
-      (error: unknown) => worker.send({ type: METRICS_REPLY, id: message.id, error: (error as Error).message }),
+      (error: unknown) => worker.send({ type: METRICS_REPLY, id: message.id, error: errorMessage(error) }),
     );
   });
   const stop = () => {

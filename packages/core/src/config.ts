@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { parseDurationMs } from './duration.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, errorMessage } from './errors.js';
 
 /**
  * The one environment schema of the project. Every process (api, worker, lmsctl) parses the
@@ -506,7 +506,7 @@ export function loadEnvFile(file: string, env: NodeJS.ProcessEnv): void {
   try {
     parsed = parseEnv(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new Error(`cannot read env file ${file}: ${(error as Error).message}`, { cause: error });
+    throw new Error(`cannot read env file ${file}: ${errorMessage(error)}`, { cause: error });
   }
   for (const [name, value] of Object.entries(parsed)) if (env[name] === undefined) env[name] = value;
 }

@@ -73,3 +73,13 @@ export class VerificationError extends AppError {
     super(message, { code: 'verification_failed', exitCode: 3 });
   }
 }
+
+/**
+ * The message of anything thrown, for failure reasons and log lines: `catch` binds `unknown`,
+ * and a library may throw a string or a plain object instead of an Error.
+ */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'string') return error;
+  return JSON.stringify(error) ?? 'unknown error';
+}

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isQueueName, queueNames, type Config, type QueueName } from '@lms/core';
+import { errorMessage, isQueueName, queueNames, type Config, type QueueName } from '@lms/core';
 import type { RecoverySettings } from './runtime/job-runner.js';
 
 /** The command line of `main.ts`. */
@@ -68,7 +68,7 @@ export function parseWorkerArgs(argv: string[]): WorkerCliOptions {
       },
     }));
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(errorMessage(error));
   }
   if (values.scheduler && values['no-scheduler'])
     throw new UsageError('--scheduler and --no-scheduler contradict each other');

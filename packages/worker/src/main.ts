@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadConfig, loadEnvFile, maskSecretsInText } from '@lms/core';
+import { ConfigError, createLogger, errorMessage, loadConfig, loadEnvFile, maskSecretsInText } from '@lms/core';
 import { parseWorkerArgs, schedulerEnabled, usage, UsageError } from './cli-options.js';
 import { startWorkerProcess } from './runtime/worker-process.js';
 
@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       loadEnvFile(options.envFile, process.env);
     } catch (error) {
-      process.stderr.write(`worker: ${(error as Error).message}\n`);
+      process.stderr.write(`worker: ${errorMessage(error)}\n`);
       return 2;
     }
   }
@@ -51,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
       recovery: options.recovery,
     });
   } catch (error) {
-    logger.fatal({ err: error }, `the worker could not start: ${maskSecretsInText((error as Error).message)}`);
+    logger.fatal({ err: error }, `the worker could not start: ${maskSecretsInText(errorMessage(error))}`);
     return 1;
   }
 

@@ -45,7 +45,7 @@ export function errorHandler(options: { logger: Logger; debug: boolean }) {
       500,
       'internal_error',
       `internal error; quote request id ${requestId} when reporting it`,
-      (error as Error)?.stack,
+      error instanceof Error ? error.stack : undefined,
     );
   };
 }

@@ -1,9 +1,8 @@
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
 import { ZodError } from 'zod';
-import type { Config } from '@lms/core';
+import { errorMessage, type Config } from '@lms/core';
 import { jobIdFor, type JobProducer } from '@lms/core/queue';
-import { errorMessage } from '../error-message.js';
 import type { JobHandler } from '../job-types.js';
 import { withTransaction } from '../transaction.js';
 import { findInactiveEnrollments, lockEmailDelivery, markEmailSent, recordEmailFailure } from './email.repository.js';

@@ -1,7 +1,14 @@
 import os from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { isJobName, jobSchemas, queueOf, type Logger, type QueueName, type RedisConnectionOptions } from '@lms/core';
-import { errorMessage } from '../error-message.js';
+import {
+  errorMessage,
+  isJobName,
+  jobSchemas,
+  queueOf,
+  type Logger,
+  type QueueName,
+  type RedisConnectionOptions,
+} from '@lms/core';
 import type { JobContext, JobHandlers } from '../job-types.js';
 import { HardTimeLimitError, ShutdownError, SoftTimeLimitError, type TimeLimits } from '../time-limits.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';

@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
-import type { Config } from '@lms/core';
-import { errorMessage } from '../error-message.js';
+import { errorMessage, type Config } from '@lms/core';
 import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
 import { withTransaction } from '../transaction.js';

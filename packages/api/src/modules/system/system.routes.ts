@@ -1,4 +1,5 @@
 import type { Express, Request, Response } from 'express';
+import { errorMessage } from '@lms/core';
 import type { Deps } from '../../deps.js';
 
 /** Resolves with `work`'s outcome, or rejects after `ms`. */
@@ -36,7 +37,7 @@ export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSour
         await within(1000, work());
         return 'ok';
       } catch (error) {
-        return `unavailable: ${(error as Error).message}`;
+        return `unavailable: ${errorMessage(error)}`;
       }
     };
     const [database, redis] = await Promise.all([
