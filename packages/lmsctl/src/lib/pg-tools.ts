@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { execa, ExecaError } from 'execa';
 import { maskSecretsInText } from '@lms/core';
@@ -15,6 +17,8 @@ export interface PgToolsOptions {
   /** LMS_PG_BIN_DIR: folder with the tools; default: PATH. */
   binDir?: string;
   env: NodeJS.ProcessEnv;
+  /** Where to say what only --verbose shows (e.g. that tools cannot be tied to lmsctl's life). */
+  debug?: (message: string) => void;
 }
 
 export function pgToolPath(tool: PgTool, binDir?: string): string {
@@ -142,9 +146,83 @@ export interface RunToolOptions extends PgToolsOptions {
   stdout?: 'ignore' | 'pipe';
 }
 
+/**
+ * The signal the kernel sends a client tool when lmsctl dies. TERM rather than KILL: pg_dump and
+ * pg_restore answer it by cancelling their queries on the server and passing it on to their
+ * parallel workers (pg_restore --jobs), which a parent-death signal does not reach (it is not
+ * inherited over fork) and which KILL would leave running.
+ */
+const DEATH_SIGNAL = 'TERM';
+
+/** setpriv programs already asked whether they support --pdeathsig (asked once per process). */
+const launcherSupport = new Map<string, boolean>();
+let launcherMissingReported = false;
+
+/** The executable `name` runs as with this PATH (a name with a folder is taken as is), or null. */
+function findExecutable(name: string, env: NodeJS.ProcessEnv): string | null {
+  const candidates = name.includes(path.sep)
+    ? [path.resolve(name)]
+    : (env.PATH ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.resolve(dir, name));
+  for (const candidate of candidates) {
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      continue;
+    }
+  }
+  return null;
+}
+
+/** util-linux setpriv when it is on PATH and knows --pdeathsig (util-linux 2.33 and later; not busybox). */
+function deathSignalLauncher(env: NodeJS.ProcessEnv): string | null {
+  const setpriv = findExecutable('setpriv', env);
+  if (!setpriv) return null;
+  let supported = launcherSupport.get(setpriv);
+  if (supported === undefined) {
+    const probe = spawnSync(setpriv, ['--pdeathsig', DEATH_SIGNAL, setpriv, '--version'], {
+      stdio: 'ignore',
+      timeout: 5000,
+    });
+    supported = probe.status === 0;
+    launcherSupport.set(setpriv, supported);
+  }
+  return supported ? setpriv : null;
+}
+
+/**
+ * On Linux, a tool is started through `setpriv --pdeathsig TERM`, so the kernel stops it when
+ * lmsctl dies, even by SIGKILL: otherwise pg_dump or pg_restore would keep loading the server
+ * for nothing. setpriv execs the tool, so the pid execa signals on cancellation is the tool's.
+ * The signal fires when the thread that forked exits; Node spawns from its main thread, which
+ * lives as long as lmsctl. Elsewhere, or without a suitable setpriv, the tool is started as is.
+ */
+function commandFor(tool: PgTool, args: string[], options: RunToolOptions): [string, string[]] {
+  const file = pgToolPath(tool, options.binDir);
+  if (process.platform !== 'linux') return [file, args];
+  const launcher = deathSignalLauncher(options.env);
+  if (!launcher) {
+    if (options.debug && !launcherMissingReported) {
+      launcherMissingReported = true;
+      options.debug(
+        `no setpriv with --pdeathsig (util-linux 2.33 or later) on PATH: ${tool} and the other client tools outlive a killed lmsctl`,
+      );
+    }
+    return [file, args];
+  }
+  // A missing tool is started directly, so it fails with ENOENT and the usual install hint.
+  const program = findExecutable(file, options.env);
+  return program ? [launcher, ['--pdeathsig', DEATH_SIGNAL, program, ...args]] : [file, args];
+}
+
 /** Starts a client tool against `url`; the caller awaits (or streams) the returned process. */
 export function startPgTool(tool: PgTool, args: string[], options: RunToolOptions) {
-  return execa(pgToolPath(tool, options.binDir), args, {
+  const [command, commandArgs] = commandFor(tool, args, options);
+  return execa(command, commandArgs, {
     env: options.url ? libpqEnv(options.url, options.env, options.database) : options.env,
     extendEnv: false,
     stdin: options.stdin ?? 'ignore',
