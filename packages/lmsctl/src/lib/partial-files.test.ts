@@ -26,4 +26,17 @@ describe('temporary files', () => {
     expect(await removeStalePartials(dir)).toEqual([path.basename(deadHere)]);
     expect((await readdir(dir)).sort()).toEqual([path.basename(otherHost), path.basename(mine)].sort());
   });
+
+  it('keeps the files of a live process and removes those an earlier process with this pid left', async () => {
+    const sub = await mkdtemp(path.join(dir, 'pid-reuse-'));
+    const mine = partialPathOf(path.join(sub, '.lms_20261128_130000.dump'));
+    // The parent (vitest's main process) is alive while this test runs.
+    const live = mine.replace(`.${process.pid}.partial`, `.${process.ppid}.partial`);
+    // Same host and pid, but a name this process never handed out: a container's earlier run.
+    const earlier = path.join(sub, path.basename(mine).replace('130000', '110000'));
+    for (const file of [mine, live, earlier]) await writeFile(file, '');
+
+    expect(await removeStalePartials(sub)).toEqual([path.basename(earlier)]);
+    expect((await readdir(sub)).sort()).toEqual([path.basename(live), path.basename(mine)].sort());
+  });
 });

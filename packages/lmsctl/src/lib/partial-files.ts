@@ -11,18 +11,30 @@ import { isProcessAlive } from './process-alive.js';
 const HOST = os.hostname().replace(/[^A-Za-z0-9-]/g, '-') || 'host';
 const PARTIAL_PATTERN = /^\.?lms_.*\.([A-Za-z0-9-]+)\.(\d+)\.partial$/;
 
+/**
+ * Names this process handed out. A file with this process's pid but not among them was left by
+ * an earlier process that had the same pid (pids repeat, in containers from run to run). Names
+ * are a few per backup or restore, so even a long `schedule run` keeps this small.
+ */
+const issuedNames = new Set<string>();
+
 export function partialPathOf(file: string): string {
-  return `${file}.${HOST}.${process.pid}.partial`;
+  const partial = `${file}.${HOST}.${process.pid}.partial`;
+  issuedNames.add(path.basename(partial));
+  return partial;
 }
 
-/** Removes this host's temporary files whose lmsctl process is gone (killed mid-way). */
+/**
+ * Removes this host's temporary files whose lmsctl process is gone (killed mid-way), at once:
+ * a dead writer's file is never finished, however young it is.
+ */
 export async function removeStalePartials(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const match = PARTIAL_PATTERN.exec(name);
     if (!match || match[1] !== HOST) continue;
     const pid = Number(match[2]);
-    if (pid === process.pid || isProcessAlive(pid)) continue;
+    if (pid === process.pid ? issuedNames.has(name) : isProcessAlive(pid)) continue;
     await unlink(path.join(dir, name)).catch(() => undefined);
     removed.push(name);
   }
