@@ -59,7 +59,7 @@ export function backupDirOf(ctx: CommandContext, dir?: string): string {
 }
 
 export function toolsOf(ctx: CommandContext): PgToolsOptions {
-  return { binDir: ctx.config.LMS_PG_BIN_DIR, env: ctx.env };
+  return { binDir: ctx.config.LMS_PG_BIN_DIR, env: ctx.env, debug: (message) => ctx.out.debug(message) };
 }
 
 /** The backup key from LMS_BACKUP_KEY_FILE, or a usage error saying how to provide one. */
