@@ -1,5 +1,6 @@
 export * from './config.js';
 export * from './db.js';
+export * from './transaction.js';
 export * from './errors.js';
 export * from './jobs.js';
 export * from './logger.js';

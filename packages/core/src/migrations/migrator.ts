@@ -244,6 +244,11 @@ export class Migrator {
     });
   }
 
+  /**
+   * Not `withTransaction`, deliberately: a migration must run on the one connection that holds
+   * the session advisory lock (a pooled client would run it outside the lock), and its failure
+   * is reported with the migration's file and line.
+   */
   private async runInTransaction(
     client: pg.Client,
     migration: MigrationFile,
@@ -365,6 +370,24 @@ export class Migrator {
       durationMs: row.duration_ms,
     }));
   }
+}
+
+/**
+ * The newest migration applied to the database `client` is connected to, or null for a database
+ * never migrated. Read on the caller's connection, so inside its transaction and snapshot (a
+ * backup records the migration its dump holds).
+ */
+export async function newestAppliedMigration(
+  client: Pick<pg.Client, 'query'>,
+): Promise<{ version: number; name: string } | null> {
+  const exists = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [
+    MIGRATIONS_TABLE,
+  ]);
+  if (!exists.rows[0]?.present) return null;
+  const { rows } = await client.query<{ version: number; name: string }>(
+    `SELECT version, name FROM ${MIGRATIONS_TABLE} ORDER BY version DESC LIMIT 1`,
+  );
+  return rows[0] ?? null;
 }
 
 function reconcile(files: MigrationFile[], applied: AppliedRecord[]): MigrationStatusEntry[] {

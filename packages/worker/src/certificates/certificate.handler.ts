@@ -1,12 +1,11 @@
 import { randomInt } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
-import type { Config } from '@lms/core';
+import { withTransaction, type Config } from '@lms/core';
 import { loadEnrollmentSummary } from '../enrollments/enrollment.repository.js';
 import { publishCertificateIssued, type FollowUpDeps } from '../enrollments/follow-ups.js';
 import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
 import { certificateVerifyUrl } from '../links.js';
-import { withTransaction } from '../transaction.js';
 import { renderCertificatePdf } from './certificate-pdf.js';
 import { lockOrCreateCertificate, storeCertificatePdf } from './certificate.repository.js';
 import { writeCertificateFile } from './certificate-storage.js';

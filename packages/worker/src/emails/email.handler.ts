@@ -1,10 +1,9 @@
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
 import { ZodError } from 'zod';
-import { errorMessage, type Config } from '@lms/core';
+import { errorMessage, withTransaction, type Config } from '@lms/core';
 import { jobIdFor, type JobProducer } from '@lms/core/queue';
 import type { JobHandler } from '../job-types.js';
-import { withTransaction } from '../transaction.js';
 import { findInactiveEnrollments, lockEmailDelivery, markEmailSent, recordEmailFailure } from './email.repository.js';
 import { renderEmail } from './email-templates.js';
 import type { Mailer } from './mailer.js';

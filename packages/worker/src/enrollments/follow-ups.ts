@@ -1,8 +1,7 @@
 import type pg from 'pg';
-import type { WebhookEventType } from '@lms/core';
+import { withTransaction, type WebhookEventType } from '@lms/core';
 import { jobIdFor, type JobProducer } from '@lms/core/queue';
 import { publishWebhookEvent } from '@lms/core/webhook-events';
-import { withTransaction } from '../transaction.js';
 import { claimFollowUp, setFollowUpEvent, type EnrollmentSummary, type FollowUpKind } from './enrollment.repository.js';
 
 export interface FollowUpDeps {

@@ -1,8 +1,8 @@
+import { withTransaction } from '@lms/core';
 import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
 import { loadEnrollmentSummary } from '../enrollments/enrollment.repository.js';
 import { publishCourseCompleted, type FollowUpDeps } from '../enrollments/follow-ups.js';
-import { withTransaction } from '../transaction.js';
 import { recomputeProgress } from './progress.repository.js';
 
 /**

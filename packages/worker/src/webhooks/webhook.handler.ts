@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
-import { errorMessage, type Config } from '@lms/core';
+import { errorMessage, withTransaction, type Config } from '@lms/core';
 import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
-import { withTransaction } from '../transaction.js';
 import { TargetRefusedError } from './ssrf-guard.js';
 import { InvalidTargetError, postWebhook } from './webhook-http.js';
 import { loadDeliveryState, recordAttempt } from './webhook.repository.js';

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { withTransaction } from '@lms/core';
 
 export interface QuizRow {
   id: string;
@@ -32,9 +33,7 @@ export class QuizzesRepository {
     passMark: number;
     questions: Array<{ prompt: string; options: string[]; correctOption: number }>;
   }): Promise<{ quiz: QuizRow; questions: QuestionRow[] }> {
-    const client = await this.db.primary.connect();
-    try {
-      await client.query('BEGIN');
+    return withTransaction(this.db.primary, async (client) => {
       const inserted = await client.query<QuizRow>(
         `INSERT INTO quizzes (course_id, title, pass_mark) VALUES ($1, $2, $3)
          RETURNING id, course_id, title, pass_mark, created_at`,
@@ -48,14 +47,8 @@ export class QuizzesRepository {
          RETURNING id, quiz_id, position, prompt, options, correct_option`,
         [row.id, JSON.stringify(quiz.questions)],
       );
-      await client.query('COMMIT');
       return { quiz: row, questions: questions.rows.sort((a, b) => a.position - b.position) };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async listForCourse(courseId: string): Promise<QuizSummaryRow[]> {

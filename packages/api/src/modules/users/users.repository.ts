@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { withTransaction } from '@lms/core';
 import type { Cursor } from '../../http/pagination.js';
 import type { Role } from '../../http/routes.js';
 
@@ -14,6 +15,9 @@ export interface UserRow {
 }
 
 const COLUMNS = 'id, email, name, password_hash, role, active, created_at, last_login_at';
+
+/** Rolls back a change that would leave no active admin; never leaves the repository. */
+class WouldRemoveLastAdmin extends Error {}
 
 /** All SQL about users. */
 export class UsersRepository {
@@ -63,28 +67,22 @@ export class UsersRepository {
     id: string,
     changes: { role?: Role; active?: boolean },
   ): Promise<UserRow | null | 'last-admin'> {
-    const client = await this.db.primary.connect();
     try {
-      await client.query('BEGIN');
-      await client.query(`SELECT pg_advisory_xact_lock(hashtext('lms.users.role-changes'))`);
-      const { rows } = await client.query<UserRow>(
-        `UPDATE users SET role = coalesce($2, role), active = coalesce($3, active) WHERE id = $1 RETURNING ${COLUMNS}`,
-        [id, changes.role ?? null, changes.active ?? null],
-      );
-      const admins = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
-      );
-      if (admins.rows[0]!.n === 0) {
-        await client.query('ROLLBACK');
-        return 'last-admin';
-      }
-      await client.query('COMMIT');
-      return rows[0] ?? null;
+      return await withTransaction(this.db.primary, async (client) => {
+        await client.query(`SELECT pg_advisory_xact_lock(hashtext('lms.users.role-changes'))`);
+        const { rows } = await client.query<UserRow>(
+          `UPDATE users SET role = coalesce($2, role), active = coalesce($3, active) WHERE id = $1 RETURNING ${COLUMNS}`,
+          [id, changes.role ?? null, changes.active ?? null],
+        );
+        const admins = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
+        );
+        if (admins.rows[0]!.n === 0) throw new WouldRemoveLastAdmin();
+        return rows[0] ?? null;
+      });
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (error instanceof WouldRemoveLastAdmin) return 'last-admin';
       throw error;
-    } finally {
-      client.release();
     }
   }
 }

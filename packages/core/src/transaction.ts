@@ -3,10 +3,11 @@ import type pg from 'pg';
 /**
  * Runs `work` in one transaction on a pooled client: committed when it resolves, rolled back
  * when it throws (and when the process dies half-way, since the server drops the connection).
+ * The one transaction primitive of the api and the worker: to roll back, `work` throws.
  *
  * With the job's `signal`, the statement running when it fires (the soft time limit, or a stop)
  * is cancelled on the server: a run stuck on a lock or a slow query then rolls back and frees
- * its locks and its connection, instead of holding them after the worker has given up on it.
+ * its locks and its connection, instead of holding them after the caller has given up on it.
  */
 export async function withTransaction<T>(
   pool: pg.Pool,
@@ -21,7 +22,7 @@ export async function withTransaction<T>(
     if (backend !== null) pool.query('SELECT pg_cancel_backend($1)', [backend]).catch(() => undefined);
   };
   signal?.addEventListener('abort', cancel, { once: true });
-  let broken: Error | undefined;
+  let broken = false;
   try {
     await client.query('BEGIN');
     const result = await work(client);
@@ -30,9 +31,9 @@ export async function withTransaction<T>(
   } catch (error) {
     try {
       await client.query('ROLLBACK');
-    } catch (rollbackError) {
+    } catch {
       // A connection that cannot even roll back is dropped instead of going back to the pool.
-      broken = rollbackError as Error;
+      broken = true;
     }
     throw error;
   } finally {
