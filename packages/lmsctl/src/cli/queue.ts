@@ -95,7 +95,7 @@ export function registerQueue(program: Command, runtime: Runtime): void {
   withConnection(
     queue
       .command('retry')
-      .description('run a failed job again, or every failed job of a queue')
+      .description('run a failed job again, or every failed job of a queue (a job in another state is refused)')
       .addHelpText(
         'after',
         examples(
@@ -186,19 +186,19 @@ export function registerQueue(program: Command, runtime: Runtime): void {
       .description('drop every job of a queue that has not started (asks first, naming how many)')
       .addHelpText(
         'after',
-        examples(
-          { cmd: 'lmsctl queue drain emails', notRunHere: 'asks on a terminal' },
-          { cmd: 'lmsctl queue drain emails --yes', exits: 0 },
-        ),
+        `
+Waiting, delayed and prioritized jobs are dropped; running ones finish. Repeatable jobs (job
+schedulers) stay scheduled: their next run is kept. The result counts the jobs really dropped.
+${examples(
+  { cmd: 'lmsctl queue drain emails', notRunHere: 'asks on a terminal' },
+  { cmd: 'lmsctl queue drain emails --yes', exits: 0 },
+)}`,
       )
       .argument('<queue>', 'emails, progress, certificates or webhooks'),
   ).action(
     action(runtime, async (ctx, name: string, flags: QueueFlags) => {
-      const { queueDrain } = await import('../commands/queue.js');
-      ctx.out.result(
-        await queueDrain(ctx, name, connection(flags)),
-        (r) => `dropped ${r.dropped} job(s) from ${r.queue}`,
-      );
+      const { queueDrain, renderDrain } = await import('../commands/queue.js');
+      ctx.out.result(await queueDrain(ctx, name, connection(flags)), renderDrain);
     }),
   );
 
@@ -208,10 +208,14 @@ export function registerQueue(program: Command, runtime: Runtime): void {
       .description('a live table of the queues with rates per minute; q quits')
       .addHelpText(
         'after',
-        examples(
-          { cmd: 'lmsctl queue watch', notRunHere: 'a live screen on a terminal until q is pressed' },
-          { cmd: 'lmsctl queue watch --interval 5s', notRunHere: 'a live screen on a terminal until q is pressed' },
-        ),
+        `
+With --json no terminal is needed: one JSON line per refresh, {"at", "queues": [… as queue list,
+with "completedPerMinute" and "failedPerMinute"]}, until Ctrl-C or SIGTERM (exit 0).
+${examples(
+  { cmd: 'lmsctl queue watch', notRunHere: 'a live screen on a terminal until q is pressed' },
+  { cmd: 'lmsctl queue watch --interval 5s', notRunHere: 'a live screen on a terminal until q is pressed' },
+  { cmd: 'lmsctl queue watch --json --interval 10s >> queues.ndjson', notRunHere: 'runs until stopped' },
+)}`,
       )
       .addOption(new Option('--interval <duration>', 'refresh every').argParser(durationMs).default(2000, '2s')),
   ).action(

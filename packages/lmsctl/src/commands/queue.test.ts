@@ -2,7 +2,8 @@ import { FlowProducer, Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queueNames, redisConnectionOptions } from '@lms/core';
 import { testRedisPrefix, testRedisUrl } from '@lms/core/testing';
-import { runLmsctl } from '../testing/run-cli.js';
+import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
+import type { WatchSample } from './queue.js';
 
 const prefix = testRedisPrefix('queuecmd');
 const connection = redisConnectionOptions(testRedisUrl);
@@ -123,30 +124,91 @@ describe('lmsctl queue', () => {
     expect(await emails.getCompletedCount()).toBe(0);
   });
 
-  it('retries a failed job', async () => {
+  it('retries a failed job, and refuses one that is not failed (exit 2)', async () => {
     const run = await lmsctl(['retry', 'emails', failedJobId]);
     expect(run.stdout).toBe('retried 1 job(s) of emails');
     expect(await (await emails.getJob(failedJobId))!.getState()).toBe('waiting');
     expect((await lmsctl(['retry', 'emails'])).exitCode).toBe(2);
+
+    // In a queue of its own, so no other job of the fixture is taken by this worker.
+    const certificates = new Queue('certificates', { connection, prefix });
+    const completedJob = await certificates.add('certificate.render', { enrollmentId: '1' });
+    const worker = new Worker('certificates', null, { connection, prefix, autorun: false });
+    const taken = await worker.getNextJob('retry-token');
+    expect(taken!.id).toBe(completedJob.id);
+    await taken!.moveToCompleted('rendered', 'retry-token', false);
+    await worker.close(true);
+    const refused = await lmsctl(['retry', 'certificates', completedJob.id!]);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toBe(
+      `error: job ${completedJob.id} of certificates is completed, not failed: only failed jobs are retried\n` +
+        'it already ran to completion; running it again would repeat what it did (an e-mail, a webhook)',
+    );
+    expect(await certificates.getJobState(completedJob.id!)).toBe('completed');
+    await certificates.close();
+    const waiting = await lmsctl(['retry', 'emails', failedJobId, '--json']);
+    expect(waiting.exitCode).toBe(2);
+    expect(JSON.parse(waiting.stdout)).toMatchObject({ error: { code: 'usage', exitCode: 2 } });
+    expect(waiting.stderr).toContain(`job ${failedJobId} of emails is waiting, not failed`);
   });
 
-  it('drains only after confirmation, naming how many jobs it drops', async () => {
+  it('drains only after confirmation, counts what it dropped, and keeps repeatable jobs', async () => {
+    // A job scheduler's next run is a delayed job that drain keeps.
+    await emails.upsertJobScheduler(
+      'digest',
+      { pattern: '0 3 * * *' },
+      { name: 'email.send', data: { to: 'd@e.f', template: 'digest', props: {} } },
+    );
+    const notStarted = await emails.getJobCounts('waiting', 'delayed', 'prioritized');
+    expect(notStarted).toEqual({ waiting: 2, delayed: 2, prioritized: 1 });
     const refused = await lmsctl(['drain', 'emails']);
     expect(refused.exitCode).toBe(2);
-    expect(refused.stderr).toContain('this drops 4 job(s) of emails that have not started');
+    expect(refused.stderr).toContain(
+      'this drops 4 job(s) of emails that have not started (waiting, delayed, prioritized); running jobs continue, and its 1 repeatable job(s) stay scheduled',
+    );
     const done = await lmsctl(['drain', 'emails', '--yes']);
-    expect(done.stdout).toBe('dropped 4 job(s) from emails');
+    expect(done.stdout).toBe('dropped 4 job(s) from emails; its 1 repeatable job(s) stay scheduled');
     expect(await emails.getJobCounts('waiting', 'delayed', 'prioritized')).toEqual({
       waiting: 0,
-      delayed: 0,
+      delayed: 1,
       prioritized: 0,
     });
+    const [kept] = await emails.getJobs(['delayed']);
+    expect(kept!.repeatJobKey).toBe('digest');
     expect(await emails.getActiveCount()).toBe(1);
+
+    const again = await lmsctl(['drain', 'emails', '--json']);
+    expect(again.exitCode).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual({ queue: 'emails', dropped: 0, repeatable: 1 });
   });
 
-  it('watch needs a terminal', async () => {
+  it('watch needs a terminal, except with --json', async () => {
     const run = await lmsctl(['watch']);
     expect(run.exitCode).toBe(2);
     expect(run.stderr).toContain('queue watch needs a terminal');
+
+    const watch = spawnLmsctl(['queue', 'watch', '--json', '--interval', '50ms'], { env });
+    try {
+      const lines: string[] = [];
+      let pending = '';
+      await new Promise<void>((resolve, reject) => {
+        watch.stdout!.on('data', (chunk: Buffer) => {
+          const parts = (pending + chunk.toString('utf8')).split('\n');
+          pending = parts.pop() ?? '';
+          lines.push(...parts);
+          if (lines.length >= 2) resolve();
+        });
+        watch.stdout!.once('end', () => reject(new Error(`watch ended early: ${lines.join('\n')}`)));
+      });
+      watch.kill('SIGINT');
+      const ended = await watch;
+      expect(ended.exitCode, String(ended.stderr)).toBe(0);
+      const [first, second] = lines.map((line) => JSON.parse(line) as WatchSample);
+      expect(first!.queues.map((queue) => queue.name)).toEqual(['emails', 'progress', 'certificates', 'webhooks']);
+      expect(first!.queues[0]).toMatchObject({ counts: { active: 1 }, completedPerMinute: null });
+      expect(second!.queues[0]!.completedPerMinute).toEqual(expect.any(Number));
+    } finally {
+      if (watch.exitCode === null) process.kill(-watch.pid!, 'SIGKILL');
+    }
   });
 });

@@ -13,6 +13,7 @@ import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
+import { withInterrupt } from '../lib/interrupt.js';
 import { redisAnswers } from '../lib/queue-pause.js';
 import { table } from '../output.js';
 
@@ -243,9 +244,15 @@ export async function queueRetry(
     if (id) {
       const job = await findJob(queue!, id);
       const state = await job.getState();
-      if (state !== 'failed' && state !== 'completed')
-        throw usageError(`job ${id} is ${state}; only failed or completed jobs can be retried`);
-      await job.retry(state);
+      if (state !== 'failed') {
+        throw usageError(
+          `job ${id} of ${queueName} is ${state}, not failed: only failed jobs are retried`,
+          state === 'completed'
+            ? 'it already ran to completion; running it again would repeat what it did (an e-mail, a webhook)'
+            : `\`lmsctl queue jobs ${queueName} --state failed\` lists the failed ones`,
+        );
+      }
+      await job.retry('failed');
       return { queue: queueName, retried: 1 };
     }
     const failed = await queue!.getJobCountByTypes('failed');
@@ -294,31 +301,69 @@ export async function queuePause(
   });
 }
 
-export async function queueDrain(
-  ctx: CommandContext,
-  name: string,
-  options: QueueOptions = {},
-): Promise<{ queue: QueueName; dropped: number }> {
+export interface DrainResult {
+  queue: QueueName;
+  /** Jobs that were waiting, delayed or prioritized before and are gone now. */
+  dropped: number;
+  /** Job schedulers (repeatable jobs) of the queue: drain keeps their next run. */
+  repeatable: number;
+}
+
+/** The states of jobs that have not started, which drain empties. */
+const NOT_STARTED: BullJobType[] = ['wait', 'prioritized', 'delayed'];
+/** Every state a job can be in: a job in none of them no longer exists. */
+const ANY_STATE: BullJobType[] = [
+  'wait',
+  'prioritized',
+  'delayed',
+  'active',
+  'waiting-children',
+  'completed',
+  'failed',
+];
+
+/**
+ * Drops every job of a queue that has not started, after naming how many. BullMQ's drain keeps
+ * the next run of each job scheduler (repeatable jobs, ids `repeat:<scheduler>:<next>`), so those
+ * are neither announced nor counted; the result counts the jobs that are really gone afterwards
+ * (a job a worker took meanwhile is not).
+ */
+export async function queueDrain(ctx: CommandContext, name: string, options: QueueOptions = {}): Promise<DrainResult> {
   const queueName = queueNamed(name);
   return withQueues(ctx, options, [queueName], async ([queue]) => {
-    const counts = await queue!.getJobCounts('waiting', 'delayed', 'prioritized');
-    const dropped = (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
-    if (dropped === 0) return { queue: queueName, dropped };
+    const schedulers = await queue!.getJobSchedulers();
+    const scheduled = new Set(schedulers.map((scheduler) => `repeat:${scheduler.key}:${scheduler.next}`));
+    const pending = (await queue!.getRanges(NOT_STARTED, 0, -1)).filter((id) => !scheduled.has(id));
+    const repeatable = schedulers.length;
+    if (pending.length === 0) return { queue: queueName, dropped: 0, repeatable };
     ctx.out.info(
-      `this drops ${dropped} job(s) of ${queueName} that have not started (waiting, delayed, prioritized); running jobs continue`,
+      `this drops ${pending.length} job(s) of ${queueName} that have not started (waiting, delayed, prioritized); running jobs continue${repeatable ? `, and its ${repeatable} repeatable job(s) stay scheduled` : ''}`,
     );
-    await confirmOrRefuse(`Drop ${dropped} job(s) from ${queueName}?`, {
+    await confirmOrRefuse(`Drop ${pending.length} job(s) from ${queueName}?`, {
       yes: ctx.yes,
-      action: `drop ${dropped} jobs from ${queueName}`,
+      action: `drop ${pending.length} jobs from ${queueName}`,
     });
     await queue!.drain(true);
-    return { queue: queueName, dropped };
+    const remaining = new Set(await queue!.getRanges(ANY_STATE, 0, -1));
+    return { queue: queueName, dropped: pending.filter((id) => !remaining.has(id)).length, repeatable };
   });
+}
+
+export function renderDrain(result: DrainResult): string {
+  const kept = result.repeatable ? `; its ${result.repeatable} repeatable job(s) stay scheduled` : '';
+  return `dropped ${result.dropped} job(s) from ${result.queue}${kept}`;
+}
+
+/** One refresh of `queue watch --json`: the queues with per-minute rates (null on the first). */
+export interface WatchSample {
+  at: string;
+  queues: Array<QueueSummary & { completedPerMinute: number | null; failedPerMinute: number | null }>;
 }
 
 /**
  * A live table of the queues, redrawn every `intervalMs` until q (or Ctrl-C), with per-minute
- * rates of completed and failed jobs computed from the changes between redraws.
+ * rates of completed and failed jobs computed from the changes between redraws. With --json it
+ * needs no terminal: one JSON line per refresh (a WatchSample), until Ctrl-C or SIGTERM.
  */
 export async function queueWatch(
   ctx: CommandContext,
@@ -326,69 +371,87 @@ export async function queueWatch(
 ): Promise<void> {
   const { stdin } = process;
   const stdout = ctx.out.streams.stdout;
-  if (!stdout.isTTY && !options.stop)
-    throw usageError('queue watch needs a terminal', 'in scripts use `lmsctl queue list --json`');
+  if (!ctx.json && !stdout.isTTY && !options.stop)
+    throw usageError(
+      'queue watch needs a terminal',
+      'in scripts use `lmsctl queue watch --json` (a JSON line per refresh) or `lmsctl queue list --json`',
+    );
   const interval = options.intervalMs ?? 2000;
-  await withQueues(ctx, options, queueNames, async (queues) => {
-    let previous: QueueSummary[] | null = null;
-    let previousAt = Date.now();
-    const stop = new AbortController();
-    options.stop?.addEventListener('abort', () => stop.abort());
-    const onKey = (key: Buffer) => {
-      if (key.toString() === 'q' || key[0] === 3) stop.abort();
-    };
-    if (stdin.isTTY) {
-      stdin.setRawMode(true);
-      stdin.on('data', onKey);
-    }
-    try {
-      while (!stop.signal.aborted) {
-        const now = Date.now();
-        const current = await Promise.all(queues.map((queue) => summarize(queue, now)));
-        const minutes = (now - previousAt) / 60_000;
-        const rate = (index: number, state: 'completed' | 'failed') =>
-          previous
-            ? Math.max(0, (current[index]!.counts[state] - previous[index]!.counts[state]) / minutes).toFixed(1)
-            : '—';
-        const rows = current.map((summary, index) => [
-          summary.name,
-          summary.paused ? ctx.out.style.yellow('paused') : 'running',
-          String(summary.counts.waiting),
-          String(summary.counts.active),
-          String(summary.counts.delayed),
-          String(summary.counts.failed),
-          rate(index, 'completed'),
-          rate(index, 'failed'),
-          String(summary.workers),
-        ]);
-        const screen = table(
-          ['QUEUE', 'STATE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED', 'DONE/MIN', 'FAILED/MIN', 'WORKERS'],
-          rows,
-          ctx.out.style,
-        );
-        stdout.write(
-          `${stdout.isTTY ? '\x1b[2J\x1b[H' : ''}${screen}\n\n${ctx.out.style.dim(`${new Date(now).toISOString()} — q to quit`)}\n`,
-        );
-        previous = current;
-        previousAt = now;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, interval);
-          stop.signal.addEventListener(
-            'abort',
-            () => {
-              clearTimeout(timer);
-              resolve();
-            },
-            { once: true },
-          );
-        });
+  const keys = !ctx.json && stdin.isTTY;
+  await withQueues(ctx, options, queueNames, (queues) =>
+    withInterrupt(async (interrupted) => {
+      let previous: QueueSummary[] | null = null;
+      let previousAt = Date.now();
+      const stop = new AbortController();
+      // Ctrl-C or SIGTERM is how a watch ends, not a failure.
+      interrupted.addEventListener('abort', () => stop.abort(), { once: true });
+      const onKey = (key: Buffer) => {
+        if (key.toString() === 'q' || key[0] === 3) stop.abort();
+      };
+      if (keys) {
+        stdin.setRawMode(true);
+        stdin.on('data', onKey);
       }
-    } finally {
-      if (stdin.isTTY) {
-        stdin.off('data', onKey);
-        stdin.setRawMode(false);
-        stdin.pause();
+      try {
+        while (!stop.signal.aborted) {
+          const now = Date.now();
+          const current = await Promise.all(queues.map((queue) => summarize(queue, now)));
+          const minutes = (now - previousAt) / 60_000;
+          const rate = (index: number, state: 'completed' | 'failed') =>
+            previous ? Math.max(0, (current[index]!.counts[state] - previous[index]!.counts[state]) / minutes) : null;
+          if (ctx.json) {
+            const sample: WatchSample = {
+              at: new Date(now).toISOString(),
+              queues: current.map((summary, index) => ({
+                ...summary,
+                completedPerMinute: rate(index, 'completed'),
+                failedPerMinute: rate(index, 'failed'),
+              })),
+            };
+            stdout.write(`${JSON.stringify(sample)}\n`);
+          } else {
+            const shown = (value: number | null) => (value === null ? '—' : value.toFixed(1));
+            const rows = current.map((summary, index) => [
+              summary.name,
+              summary.paused ? ctx.out.style.yellow('paused') : 'running',
+              String(summary.counts.waiting),
+              String(summary.counts.active),
+              String(summary.counts.delayed),
+              String(summary.counts.failed),
+              shown(rate(index, 'completed')),
+              shown(rate(index, 'failed')),
+              String(summary.workers),
+            ]);
+            const screen = table(
+              ['QUEUE', 'STATE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED', 'DONE/MIN', 'FAILED/MIN', 'WORKERS'],
+              rows,
+              ctx.out.style,
+            );
+            stdout.write(
+              `${stdout.isTTY ? '\x1b[2J\x1b[H' : ''}${screen}\n\n${ctx.out.style.dim(`${new Date(now).toISOString()} — q to quit`)}\n`,
+            );
+          }
+          previous = current;
+          previousAt = now;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, interval);
+            stop.signal.addEventListener(
+              'abort',
+              () => {
+                clearTimeout(timer);
+                resolve();
+              },
+              { once: true },
+            );
+          });
+        }
+      } finally {
+        if (keys) {
+          stdin.off('data', onKey);
+          stdin.setRawMode(false);
+          stdin.pause();
+        }
       }
-    }
-  });
+    }, options.stop),
+  );
 }
