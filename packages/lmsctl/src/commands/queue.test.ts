@@ -135,8 +135,8 @@ describe('lmsctl queue', () => {
     const completedJob = await certificates.add('certificate.render', { enrollmentId: '1' });
     const worker = new Worker('certificates', null, { connection, prefix, autorun: false });
     const taken = await worker.getNextJob('retry-token');
-    expect(taken!.id).toBe(completedJob.id);
-    await taken!.moveToCompleted('rendered', 'retry-token', false);
+    expect(taken.id).toBe(completedJob.id);
+    await taken.moveToCompleted('rendered', 'retry-token', false);
     await worker.close(true);
     const refused = await lmsctl(['retry', 'certificates', completedJob.id!]);
     expect(refused.exitCode).toBe(2);
@@ -192,13 +192,13 @@ describe('lmsctl queue', () => {
       const lines: string[] = [];
       let pending = '';
       await new Promise<void>((resolve, reject) => {
-        watch.stdout!.on('data', (chunk: Buffer) => {
+        watch.stdout.on('data', (chunk: Buffer) => {
           const parts = (pending + chunk.toString('utf8')).split('\n');
           pending = parts.pop() ?? '';
           lines.push(...parts);
           if (lines.length >= 2) resolve();
         });
-        watch.stdout!.once('end', () => reject(new Error(`watch ended early: ${lines.join('\n')}`)));
+        watch.stdout.once('end', () => reject(new Error(`watch ended early: ${lines.join('\n')}`)));
       });
       watch.kill('SIGINT');
       const ended = await watch;
