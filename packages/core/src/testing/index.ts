@@ -1,1 +1,3 @@
+export * from './free-port.js';
 export * from './test-db.js';
+export * from './test-env.js';

@@ -56,7 +56,11 @@ export async function listDatabases(prefix: string): Promise<string[]> {
   });
 }
 
-/** A Redis key prefix unique to the caller, for queues and caches under test. */
+/**
+ * A Redis key prefix unique to the caller, for queues and caches under test. The label keeps to
+ * what QUEUE_PREFIX accepts and holds no glob characters, so the prefix is safe in a SCAN MATCH.
+ */
 export function testRedisPrefix(label = 'redis'): string {
-  return `lms_test:${label}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const safeLabel = label.replace(/[^A-Za-z0-9_-]+/g, '_');
+  return `lms_test:${safeLabel}:${process.pid}:${randomBytes(4).toString('hex')}`;
 }
