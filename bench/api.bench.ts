@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { execa, type ResultPromise } from 'execa';
 import { connectClient } from '@lms/core';
+import { freePort } from '@lms/core/testing';
 import { BENCH_SCALE, ensureBenchDatabase } from './bench-database.js';
 import { median, type Benchmark, type Comparison } from './lib.js';
 
@@ -41,14 +41,6 @@ async function wrk(url: string, seconds = SECONDS): Promise<WrkResult> {
     errors:
       (socket ? socket.slice(1).reduce((sum, count) => sum + Number(count), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0),
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function waitFor(url: string, child: ResultPromise): Promise<void> {
@@ -92,6 +84,8 @@ export const apiBench: Benchmark = {
         ...env,
         PORT: String(apiPort),
         NODE_ENV: 'production',
+        // Queues of its own, never those of a development stack on the same Redis.
+        QUEUE_PREFIX: `{lms-bench}:api:${process.pid}`,
         SECRET_KEY: 'bench-secret-'.repeat(6),
         LOG_LEVEL: 'info',
         RATE_LIMIT_PER_MINUTE: '1000000',

@@ -1,38 +1,28 @@
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultMigrationsDir, Migrator } from '@lms/core';
-import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
-import { TEST_SECRET } from './testing/test-app.js';
+import { freePort, type TestEnv } from '@lms/core/testing';
+import { createApiTestEnv } from './testing/test-app.js';
 
 const entry = fileURLToPath(new URL('./main.ts', import.meta.url));
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-let database: TestDatabase;
+let env: TestEnv;
 
 beforeAll(async () => {
-  database = await createTestDatabase('api_main');
-  await new Migrator({ connectionString: database.url, dir: defaultMigrationsDir }).up();
+  env = await createApiTestEnv('api_main');
 });
 
 afterAll(async () => {
-  await database.drop();
+  await env.cleanup();
 });
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function startApi(env: Record<string, string>) {
+/** The real API process with only `vars` (plus PATH and HOME), so a developer's settings never leak in. */
+function startApi(vars: Record<string, string>) {
   return execa(process.execPath, ['--conditions=lms-source', '--import', tsx, entry], {
     reject: false,
     extendEnv: false,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...vars },
   });
 }
 
@@ -49,14 +39,6 @@ async function waitForHealth(port: number, child: ResultPromise): Promise<void> 
   throw new Error('api did not start');
 }
 
-const baseEnv = () => ({
-  DATABASE_URL: database.url,
-  REDIS_URL: testRedisUrl,
-  SECRET_KEY: TEST_SECRET,
-  QUEUE_PREFIX: `${testRedisPrefix('main')}:q`,
-  LOG_LEVEL: 'info',
-});
-
 describe('the api process', () => {
   it('refuses to start with an invalid environment, listing every problem', async () => {
     const run = await startApi({ PORT: 'eighty', DEBUG: 'maybe' });
@@ -71,7 +53,7 @@ describe('the api process', () => {
 
   it('serves, then on SIGTERM stops accepting, closes its connections and exits 0', async () => {
     const port = await freePort();
-    const child = startApi({ ...baseEnv(), PORT: String(port) });
+    const child = startApi(env.vars({ PORT: String(port), LOG_LEVEL: 'info' }));
     await waitForHealth(port, child);
     expect(await (await fetch(`http://127.0.0.1:${port}/ready`)).json()).toMatchObject({ status: 'ready' });
     child.kill('SIGTERM');
@@ -82,7 +64,7 @@ describe('the api process', () => {
 
   it('runs API_WORKERS processes and aggregates their metrics', async () => {
     const port = await freePort();
-    const child = startApi({ ...baseEnv(), PORT: String(port), API_WORKERS: '2' });
+    const child = startApi(env.vars({ PORT: String(port), API_WORKERS: '2', LOG_LEVEL: 'info' }));
     try {
       await waitForHealth(port, child);
       for (let index = 0; index < 9; index++)

@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, testRedisUrl } from '@lms/core/testing';
+import { createTestDatabase, freePort } from '@lms/core/testing';
 import { jobIdFor } from '@lms/core/queue';
 import { completedEnrollment, insertSubscription } from './testing/factories.js';
-import { freePort, spawnWorker, type SpawnedWorker } from './testing/spawn-worker.js';
+import { spawnWorker, type SpawnedWorker } from './testing/spawn-worker.js';
 import { createWorkerTestEnv, eventually, waitForJobState, type WorkerTestEnv } from './testing/worker-harness.js';
 
 let env: WorkerTestEnv;
@@ -34,17 +34,7 @@ async function start(args: string[], extra: Record<string, string> = {}) {
   const worker = spawnWorker(
     // Fast stalled-job recovery: a dead worker's job is free again about 2 s after it died.
     ['--lock-duration', '1500', '--stalled-interval', '500', ...args],
-    {
-      NODE_ENV: 'test',
-      DATABASE_URL: env.database.url,
-      REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: env.prefix,
-      WORKER_METRICS_PORT: String(port),
-      CERTIFICATE_STORAGE_DIR: storage,
-      DB_POOL_SIZE: '1',
-      LOG_LEVEL: 'info',
-      ...extra,
-    },
+    env.vars({ WORKER_METRICS_PORT: String(port), CERTIFICATE_STORAGE_DIR: storage, LOG_LEVEL: 'info', ...extra }),
   );
   spawned.push(worker);
   await worker.waitForLog(/"msg":"worker started"/);
@@ -158,7 +148,11 @@ describe('the worker process', () => {
 
     const empty = await createTestDatabase('main_empty');
     try {
-      const unmigrated = spawnWorker([], { DATABASE_URL: empty.url, REDIS_URL: testRedisUrl, LOG_LEVEL: 'info' });
+      // Everything else its own, so had it started it would touch nothing of anyone else's.
+      const unmigrated = spawnWorker(
+        [],
+        env.vars({ DATABASE_URL: empty.url, WORKER_METRICS_PORT: String(await freePort()), LOG_LEVEL: 'info' }),
+      );
       expect((await unmigrated.exited).code).toBe(1);
       expect(unmigrated.stdout()).toMatch(/the database is not migrated .*run `pnpm lmsctl migrate` first/);
     } finally {

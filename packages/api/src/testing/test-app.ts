@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Express } from 'express';
 import request from 'supertest';
 import { expect } from 'vitest';
-import { connectClient, createLogger, defaultMigrationsDir, loadConfig, Migrator, type Config } from '@lms/core';
+import { connectClient, createLogger, type Config } from '@lms/core';
 import { hashPassword } from '@lms/core/passwords';
-import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
+import { createTestEnv, type TestEnv } from '@lms/core/testing';
 import type pg from 'pg';
 import { createApp, type AppOptions } from '../app.js';
 import { closeDeps, createDeps, type Deps } from '../deps.js';
@@ -18,10 +18,25 @@ export const TEST_PASSWORD = 'correct horse battery staple';
 const LEAKS =
   /\$argon2|password_?hash|passwordHash|\bat .+\.(ts|js):\d+|node_modules|SECRET_KEY|test-secret-key|SQLSTATE|syntax error at/i;
 
+/** What an API under test adds to the core test environment: a secret, and limits no test reaches by accident. */
+const API_TEST_VARS = {
+  SECRET_KEY: TEST_SECRET,
+  DB_POOL_SIZE: '2',
+  RATE_LIMIT_PER_MINUTE: '100000',
+  RATE_LIMIT_USER_PER_MINUTE: '100000',
+  RATE_LIMIT_AUTH_PER_MINUTE: '100000',
+};
+
+/** A migrated database and a Redis prefix for an API process (in this process or spawned). */
+export function createApiTestEnv(label = 'api'): Promise<TestEnv> {
+  return createTestEnv(label, API_TEST_VARS);
+}
+
 export interface TestApi {
+  /** The database, Redis prefix and settings the app runs on. */
+  env: TestEnv;
   app: Express;
   deps: Deps;
-  database: TestDatabase;
   config: Config & { SECRET_KEY: string; DATABASE_URL: string };
   /** A connection for arranging and inspecting data directly. */
   db: pg.Pool;
@@ -29,45 +44,35 @@ export interface TestApi {
 }
 
 /** A fresh database (migrated), a Redis prefix and an app, all of this test file's own. */
-export async function createTestApi(env: Record<string, string> = {}, options: AppOptions = {}): Promise<TestApi> {
-  const database = await createTestDatabase('api');
-  await new Migrator({ connectionString: database.url, dir: defaultMigrationsDir }).up();
-  const prefix = testRedisPrefix('api');
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    DATABASE_URL: database.url,
-    REDIS_URL: testRedisUrl,
-    SECRET_KEY: TEST_SECRET,
-    QUEUE_PREFIX: `${prefix}:q`,
-    LOG_LEVEL: 'silent',
-    DB_POOL_SIZE: '2',
-    DB_MAX_OVERFLOW: '8',
-    RATE_LIMIT_PER_MINUTE: '100000',
-    RATE_LIMIT_USER_PER_MINUTE: '100000',
-    RATE_LIMIT_AUTH_PER_MINUTE: '100000',
-    ...env,
-  }) as Config & { SECRET_KEY: string; DATABASE_URL: string };
-  const deps = createDeps(config, { redisPrefix: `${prefix}:`, logger: createLogger({ level: 'silent' }) });
-  const app = createApp(deps, options);
-  return {
-    app,
-    deps,
-    database,
-    config,
-    db: deps.db.primary,
-    async close() {
-      for (const name of ['emails', 'progress', 'certificates', 'webhooks'] as const) {
-        await deps.jobs
-          .queue(name)
-          .obliterate({ force: true })
-          .catch(() => undefined);
-      }
-      const keys = await deps.redis.keys(`${prefix}*`).catch(() => [] as string[]);
-      if (keys.length) await deps.redis.del(...keys).catch(() => undefined);
-      await closeDeps(deps);
-      await database.drop();
-    },
-  };
+export async function createTestApi(vars: Record<string, string> = {}, options: AppOptions = {}): Promise<TestApi> {
+  const env = await createApiTestEnv();
+  let opened: Deps | undefined;
+  try {
+    const parsed = env.config(vars);
+    if (!parsed.SECRET_KEY) throw new Error('SECRET_KEY overridden with nothing: the API needs one');
+    const config = { ...parsed, SECRET_KEY: parsed.SECRET_KEY };
+    // The cache and the rate limits live beside the queues, under the prefix the clean-up removes.
+    const deps = createDeps(config, { redisPrefix: `${env.redisPrefix}:`, logger: createLogger({ level: 'silent' }) });
+    opened = deps;
+    return {
+      env,
+      app: createApp(deps, options),
+      deps,
+      config,
+      db: deps.db.primary,
+      async close() {
+        try {
+          await closeDeps(deps);
+        } finally {
+          await env.cleanup();
+        }
+      },
+    };
+  } catch (error) {
+    if (opened) await closeDeps(opened);
+    await env.cleanup();
+    throw error;
+  }
 }
 
 let passwordHash: Promise<string> | null = null;

@@ -29,7 +29,9 @@ describe('the scheduler', () => {
   it('registers one job scheduler per periodic job however many instances start', async () => {
     const options = defaultJobOptions(env.config());
     // Three scheduler instances (e.g. replicas of the scheduler service) starting together.
-    const others = [1, 2].map(() => new JobProducer({ redisUrl: testRedisUrl, prefix: env.prefix, defaults: options }));
+    const others = [1, 2].map(
+      () => new JobProducer({ redisUrl: testRedisUrl, prefix: env.queuePrefix, defaults: options }),
+    );
     try {
       await Promise.all([env.producer, ...others].map((producer) => registerJobSchedulers(producer, options)));
     } finally {

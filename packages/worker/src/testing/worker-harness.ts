@@ -1,73 +1,54 @@
 import type { Job, Queue } from 'bullmq';
 import pg from 'pg';
-import {
-  createLogger,
-  defaultMigrationsDir,
-  loadConfig,
-  Migrator,
-  queueNames,
-  type Config,
-  type JobName,
-  type Logger,
-  type QueueName,
-} from '@lms/core';
+import { createLogger, queueNames, type JobName, type Logger, type QueueName } from '@lms/core';
 import { defaultJobOptions, JobProducer } from '@lms/core/queue';
-import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
+import { createTestEnv, testRedisUrl, type TestEnv } from '@lms/core/testing';
 import type { JobContext } from '../job-types.js';
 import { startWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from '../runtime/worker-process.js';
 
 /** A logger that writes nothing (tests assert on effects, not log lines). */
 export const silentLogger: Logger = createLogger({ level: 'silent' });
 
-/** A migrated throwaway database, a Redis prefix of its own and a producer on it. */
-export interface WorkerTestEnv {
-  database: TestDatabase;
+/** What a worker under test adds to the core test environment. */
+const WORKER_TEST_VARS = {
+  DB_POOL_SIZE: '1',
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+  // Retries in tests back off from 2 s like production; tests that need more attempts say so.
+  JOB_ATTEMPTS: '3',
+};
+
+/** The core test environment (database, Redis prefix, config), a pool and a producer on it, and its workers. */
+export interface WorkerTestEnv extends TestEnv {
   /** The test's own pool, for factories and assertions. */
   db: pg.Pool;
-  prefix: string;
   producer: JobProducer;
-  /** Configuration of a worker on this database and prefix (overrides win). */
-  config(overrides?: Record<string, string>): Config;
   /** Starts an in-process worker on this environment (metrics on a free port). */
   startWorker(
     options?: Partial<Omit<WorkerProcessOptions, 'config'>> & { env?: Record<string, string> },
   ): Promise<WorkerProcess>;
   queue(name: QueueName): Queue;
+  /** Stops the workers started here, closes the pool and the producer, then the core clean-up. */
   cleanup(): Promise<void>;
 }
 
 export async function createWorkerTestEnv(label: string): Promise<WorkerTestEnv> {
-  const database = await createTestDatabase(label);
-  await new Migrator({ connectionString: database.url, dir: defaultMigrationsDir }).up();
-  const prefix = testRedisPrefix(label);
-  const db = new pg.Pool({ connectionString: database.url, max: 4 });
-  const config = (overrides: Record<string, string> = {}) =>
-    loadConfig({
-      NODE_ENV: 'test',
-      DATABASE_URL: database.url,
-      REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: prefix,
-      LOG_LEVEL: 'silent',
-      DB_POOL_SIZE: '1',
-      DB_MAX_OVERFLOW: '8',
-      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
-      // Retries in tests back off from 2 s like production; tests that need more attempts say so.
-      JOB_ATTEMPTS: '3',
-      ...overrides,
-    });
-  const producer = new JobProducer({ redisUrl: testRedisUrl, prefix, defaults: defaultJobOptions(config()) });
+  const env = await createTestEnv(label, WORKER_TEST_VARS);
+  const db = new pg.Pool({ connectionString: env.database.url, max: 4 });
+  const producer = new JobProducer({
+    redisUrl: testRedisUrl,
+    prefix: env.queuePrefix,
+    defaults: defaultJobOptions(env.config()),
+  });
   const started: WorkerProcess[] = [];
   return {
-    database,
+    ...env,
     db,
-    prefix,
     producer,
-    config,
     queue: (name) => producer.queue(name),
     async startWorker(options = {}) {
-      const { env, ...rest } = options;
+      const { env: vars, ...rest } = options;
       const worker = await startWorkerProcess({
-        config: config(env),
+        config: env.config(vars),
         logger: silentLogger,
         queues: queueNames,
         scheduler: false,
@@ -79,11 +60,13 @@ export async function createWorkerTestEnv(label: string): Promise<WorkerTestEnv>
       return worker;
     },
     async cleanup() {
-      await Promise.all(started.map((worker) => worker.shutdown({ force: true })));
-      for (const name of queueNames) await producer.queue(name).obliterate({ force: true });
-      await producer.close();
-      await db.end();
-      await database.drop();
+      try {
+        await Promise.all(started.map((worker) => worker.shutdown({ force: true })));
+        await producer.close();
+        await db.end();
+      } finally {
+        await env.cleanup();
+      }
     },
   };
 }
