@@ -143,7 +143,8 @@ describe('request log', () => {
       for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line));
     });
     const deps = createDeps(api.config, {
-      redisPrefix: 'lms_test:request-log:',
+      // Under the app's own prefix, so its clean-up removes these keys too.
+      redisPrefix: `${api.env.redisPrefix}:request-log:`,
       logger: createLogger({ level: 'info', destination: stream }),
     });
     try {
@@ -195,7 +196,7 @@ describe('internal errors', () => {
   async function brokenApp(debug: boolean) {
     const deps = createDeps(
       { ...api.config, DEBUG: debug },
-      { redisPrefix: 'lms_test:broken:', logger: createLogger({ level: 'silent' }) },
+      { redisPrefix: `${api.env.redisPrefix}:broken:`, logger: createLogger({ level: 'silent' }) },
     );
     const app = createApp(deps);
     // A pool that has been ended fails every query: an error nobody anticipated.
