@@ -18,6 +18,8 @@ export interface RunOptions {
   input?: string;
   /** Extra node flags placed before the entry point (e.g. another --import). */
   nodeArgs?: string[];
+  /** A command node runs under, e.g. `['setpriv', '--reuid=65534', …]` to run as another user. */
+  prefix?: string[];
 }
 
 /**
@@ -47,9 +49,19 @@ export interface CliRun {
 }
 
 export async function runLmsctl(args: string[], options: RunOptions = {}): Promise<CliRun> {
+  const [file, ...prefixArgs] = [...(options.prefix ?? []), process.execPath];
   const result = await execa(
-    process.execPath,
-    ['--conditions=lms-source', '--import', tsxLoader, ...(options.nodeArgs ?? []), '--', cliEntry, ...args],
+    file,
+    [
+      ...prefixArgs,
+      '--conditions=lms-source',
+      '--import',
+      tsxLoader,
+      ...(options.nodeArgs ?? []),
+      '--',
+      cliEntry,
+      ...args,
+    ],
     {
       reject: false,
       extendEnv: false,
