@@ -1,6 +1,7 @@
 export * from './config.js';
 export * from './db.js';
 export * from './transaction.js';
+export * from './query-result.js';
 export * from './errors.js';
 export * from './jobs.js';
 export * from './logger.js';

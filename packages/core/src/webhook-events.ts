@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { WebhookEventType } from './jobs.js';
+import { one } from './query-result.js';
 import { jobIdFor, type JobProducer } from './queue.js';
 
 /** Anything that runs parameterised queries: a pool, a pooled client, a client. */
@@ -20,7 +21,7 @@ export async function publishWebhookEvent(
     'INSERT INTO webhook_events (type, payload) VALUES ($1, $2) RETURNING id',
     [type, JSON.stringify(payload)],
   );
-  const eventId = event.rows[0]!.id;
+  const eventId = one(event).id;
   const subscriptions = await db.query<{ id: string }>(
     'SELECT id FROM webhook_subscriptions WHERE active AND $1 = ANY (events)',
     [type],

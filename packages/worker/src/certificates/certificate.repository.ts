@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { one } from '@lms/core';
 
 export interface CertificateRow {
   id: string;
@@ -49,12 +50,12 @@ export async function lockOrCreateCertificate(
       candidate.courseTitle,
     ],
   );
-  const { rows } = await client.query<Row>(
+  const locked = await client.query<Row>(
     `SELECT id, code, learner_name, course_title, issued_at, (pdf IS NOT NULL OR pdf_path IS NOT NULL) AS stored
        FROM certificates WHERE enrollment_id = $1 FOR UPDATE`,
     [candidate.enrollmentId],
   );
-  const row = rows[0]!;
+  const row = one(locked);
   return {
     id: row.id,
     code: row.code,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { one } from '@lms/core';
 import type { Queryable } from '@lms/core/webhook-events';
 
 export type DeliveryStatus = 'sending' | 'sent' | 'failed';
@@ -20,11 +21,11 @@ export async function lockEmailDelivery(
      ON CONFLICT (idempotency_key) DO NOTHING`,
     [delivery.key, delivery.template, delivery.recipient],
   );
-  const { rows } = await client.query<{ status: DeliveryStatus }>(
+  const result = await client.query<{ status: DeliveryStatus }>(
     'SELECT status FROM email_deliveries WHERE idempotency_key = $1 FOR UPDATE',
     [delivery.key],
   );
-  return rows[0]!.status;
+  return one(result).status;
 }
 
 export async function markEmailSent(client: pg.PoolClient, key: string, messageId: string): Promise<void> {

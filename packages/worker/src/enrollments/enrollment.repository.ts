@@ -1,3 +1,4 @@
+import { maybeOne } from '@lms/core';
 import type { Queryable } from '@lms/core/webhook-events';
 
 /** An enrolment with the learner and course facts that emails, events and certificates show. */
@@ -24,7 +25,7 @@ interface SummaryRow {
 }
 
 export async function loadEnrollmentSummary(db: Queryable, enrollmentId: string): Promise<EnrollmentSummary | null> {
-  const { rows } = await db.query<SummaryRow>(
+  const result = await db.query<SummaryRow>(
     `SELECT e.id, e.status, e.completed_at, u.id AS user_id, u.email, u.name, c.id AS course_id, c.title
        FROM enrollments e
        JOIN users u ON u.id = e.user_id
@@ -32,7 +33,7 @@ export async function loadEnrollmentSummary(db: Queryable, enrollmentId: string)
       WHERE e.id = $1`,
     [enrollmentId],
   );
-  const row = rows[0];
+  const row = maybeOne(result);
   if (!row) return null;
   return {
     enrollmentId: row.id,

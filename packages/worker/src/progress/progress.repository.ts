@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne } from '@lms/core';
 
 export interface RecomputeResult {
   status: 'active' | 'completed' | 'cancelled';
@@ -31,7 +32,7 @@ export async function recomputeProgress(client: pg.PoolClient, enrollmentId: str
        FROM enrollments e WHERE e.id = $1 FOR UPDATE`,
     [enrollmentId],
   );
-  const row = locked.rows[0];
+  const row = maybeOne(locked);
   if (!row) return null;
   const unchanged = {
     status: row.status,
@@ -63,7 +64,7 @@ export async function recomputeProgress(client: pg.PoolClient, enrollmentId: str
       RETURNING e.status, e.progress::text AS progress`,
     [enrollmentId, row.course_id],
   );
-  const after = updated.rows[0];
+  const after = maybeOne(updated);
   if (!after) return unchanged;
   return {
     status: after.status,

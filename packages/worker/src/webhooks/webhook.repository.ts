@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne, one } from '@lms/core';
 import type { Queryable } from '@lms/core/webhook-events';
 
 /** Everything one delivery needs, read in one round trip. */
@@ -29,7 +30,7 @@ export async function loadDeliveryState(
   subscriptionId: string,
   eventId: string,
 ): Promise<DeliveryState> {
-  const { rows } = await db.query<DeliveryStateRow>(
+  const result = await db.query<DeliveryStateRow>(
     `SELECT s.id AS subscription_id, s.url, s.secret, s.active,
             e.id AS event_id, e.type, e.payload, e.created_at,
             (SELECT coalesce(max(d.attempt), 0)::int FROM webhook_deliveries d
@@ -41,7 +42,8 @@ export async function loadDeliveryState(
        LEFT JOIN webhook_events e ON e.id = $2`,
     [subscriptionId, eventId],
   );
-  const row = rows[0]!;
+  // FROM (SELECT 1) with LEFT JOINs: one row even when neither the subscription nor the event exists.
+  const row = one(result);
   return {
     subscription:
       row.subscription_id === null
@@ -94,13 +96,18 @@ export async function recordAttempt(
   );
   const recorded = (inserted.rowCount ?? 0) > 0;
   if (!recorded) {
-    const { rows } = await client.query<{ active: boolean; consecutive_failures: number }>(
+    const current = await client.query<{ active: boolean; consecutive_failures: number }>(
       'SELECT active, consecutive_failures FROM webhook_subscriptions WHERE id = $1',
       [record.subscriptionId],
     );
-    return { recorded, active: rows[0]?.active ?? false, consecutiveFailures: rows[0]?.consecutive_failures ?? 0 };
+    const subscription = maybeOne(current);
+    return {
+      recorded,
+      active: subscription?.active ?? false,
+      consecutiveFailures: subscription?.consecutive_failures ?? 0,
+    };
   }
-  const { rows } = record.succeeded
+  const updated = record.succeeded
     ? await client.query<{ active: boolean; consecutive_failures: number }>(
         `UPDATE webhook_subscriptions SET consecutive_failures = 0 WHERE id = $1
          RETURNING active, consecutive_failures`,
@@ -118,5 +125,10 @@ export async function recordAttempt(
           RETURNING active, consecutive_failures`,
         [record.subscriptionId, maxConsecutiveFailures, record.error ?? 'failed'],
       );
-  return { recorded, active: rows[0]?.active ?? false, consecutiveFailures: rows[0]?.consecutive_failures ?? 0 };
+  const subscription = maybeOne(updated);
+  return {
+    recorded,
+    active: subscription?.active ?? false,
+    consecutiveFailures: subscription?.consecutive_failures ?? 0,
+  };
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne, one } from '@lms/core';
 
 export interface RefreshTokenRow {
   id: string;
@@ -20,7 +21,7 @@ export class SessionsRepository {
     userAgent?: string;
     ip?: string;
   }): Promise<string> {
-    const { rows } = await this.db.primary.query<{ id: string }>(
+    const result = await this.db.primary.query<{ id: string }>(
       `INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, user_agent, ip)
        VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
       [
@@ -32,15 +33,15 @@ export class SessionsRepository {
         token.ip ?? null,
       ],
     );
-    return rows[0]!.id;
+    return one(result).id;
   }
 
   async findByHash(tokenHash: string): Promise<RefreshTokenRow | null> {
-    const { rows } = await this.db.primary.query<RefreshTokenRow>(
+    const result = await this.db.primary.query<RefreshTokenRow>(
       'SELECT id, user_id, family_id, expires_at, revoked_at FROM refresh_tokens WHERE token_hash = $1',
       [tokenHash],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   /** Marks a token used; false when it already was (a concurrent or replayed use). */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne } from '@lms/core';
 import type { Cursor } from '../../http/pagination.js';
 
 export interface CertificateRow {
@@ -29,24 +30,22 @@ export class CertificatesRepository {
   }
 
   async findById(id: string): Promise<CertificateRow | null> {
-    const { rows } = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE id = $1`, [
-      id,
-    ]);
-    return rows[0] ?? null;
+    const result = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE id = $1`, [id]);
+    return maybeOne(result) ?? null;
   }
 
   async findByCode(code: string): Promise<CertificateRow | null> {
-    const { rows } = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE code = $1`, [
+    const result = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE code = $1`, [
       code,
     ]);
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   async pdf(id: string): Promise<{ pdf: Buffer | null; pdf_path: string | null } | null> {
-    const { rows } = await this.db.read.query<{ pdf: Buffer | null; pdf_path: string | null }>(
+    const result = await this.db.read.query<{ pdf: Buffer | null; pdf_path: string | null }>(
       'SELECT pdf, pdf_path FROM certificates WHERE id = $1',
       [id],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne, one } from '@lms/core';
 import type { Cursor } from '../../http/pagination.js';
 
 export interface CourseRow {
@@ -36,16 +37,16 @@ export class CoursesRepository {
   constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
 
   async insert(course: { instructorId: string; title: string; description: string }): Promise<CourseRow> {
-    const { rows } = await this.db.primary.query<CourseRow>(
+    const result = await this.db.primary.query<CourseRow>(
       `INSERT INTO courses (instructor_id, title, description) VALUES ($1, $2, $3) RETURNING ${COURSE}`,
       [course.instructorId, course.title, course.description],
     );
-    return rows[0]!;
+    return one(result);
   }
 
   async findById(id: string): Promise<CourseRow | null> {
-    const { rows } = await this.db.primary.query<CourseRow>(`SELECT ${COURSE} FROM courses WHERE id = $1`, [id]);
-    return rows[0] ?? null;
+    const result = await this.db.primary.query<CourseRow>(`SELECT ${COURSE} FROM courses WHERE id = $1`, [id]);
+    return maybeOne(result) ?? null;
   }
 
   /** Published courses, newest first; `limit + 1` rows. */
@@ -67,21 +68,21 @@ export class CoursesRepository {
   }
 
   async update(id: string, changes: { title?: string; description?: string }): Promise<CourseRow | null> {
-    const { rows } = await this.db.primary.query<CourseRow>(
+    const result = await this.db.primary.query<CourseRow>(
       `UPDATE courses SET title = coalesce($2, title), description = coalesce($3, description)
         WHERE id = $1 RETURNING ${COURSE}`,
       [id, changes.title ?? null, changes.description ?? null],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   async publish(id: string): Promise<CourseRow | null> {
-    const { rows } = await this.db.primary.query<CourseRow>(
+    const result = await this.db.primary.query<CourseRow>(
       `UPDATE courses SET status = 'published', published_at = coalesce(published_at, now())
         WHERE id = $1 RETURNING ${COURSE}`,
       [id],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   async delete(id: string): Promise<boolean> {
@@ -90,11 +91,11 @@ export class CoursesRepository {
   }
 
   async countEnrollments(courseId: string): Promise<number> {
-    const { rows } = await this.db.primary.query<{ n: number }>(
+    const result = await this.db.primary.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM enrollments WHERE course_id = $1',
       [courseId],
     );
-    return rows[0]!.n;
+    return one(result).n;
   }
 
   async lessons(courseId: string): Promise<LessonRow[]> {
@@ -106,24 +107,24 @@ export class CoursesRepository {
   }
 
   async countLessons(courseId: string): Promise<number> {
-    const { rows } = await this.db.primary.query<{ n: number }>(
+    const result = await this.db.primary.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM lessons WHERE course_id = $1',
       [courseId],
     );
-    return rows[0]!.n;
+    return one(result).n;
   }
 
   /** Appends a lesson after the last one (the unique position makes concurrent appends retry). */
   async appendLesson(courseId: string, lesson: { title: string; body: string }): Promise<LessonRow> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const { rows } = await this.db.primary.query<LessonRow>(
+        const result = await this.db.primary.query<LessonRow>(
           `INSERT INTO lessons (course_id, position, title, body)
            SELECT $1, coalesce(max(position), 0) + 1, $2, $3 FROM lessons WHERE course_id = $1
            RETURNING ${LESSON}`,
           [courseId, lesson.title, lesson.body],
         );
-        return rows[0]!;
+        return one(result);
       } catch (error) {
         if ((error as { code?: string }).code !== '23505' || attempt >= 5) throw error;
       }

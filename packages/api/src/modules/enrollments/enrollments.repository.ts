@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne, one } from '@lms/core';
 import type { Cursor } from '../../http/pagination.js';
 
 export interface EnrollmentRow {
@@ -25,19 +26,18 @@ export class EnrollmentsRepository {
        ON CONFLICT (user_id, course_id) DO NOTHING RETURNING ${COLUMNS}`,
       [userId, courseId],
     );
-    if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
+    const created = maybeOne(inserted);
+    if (created) return { row: created, created: true };
     const existing = await this.db.primary.query<EnrollmentRow>(
       `SELECT ${COLUMNS} FROM enrollments WHERE user_id = $1 AND course_id = $2`,
       [userId, courseId],
     );
-    return { row: existing.rows[0]!, created: false };
+    return { row: one(existing), created: false };
   }
 
   async findById(id: string): Promise<EnrollmentRow | null> {
-    const { rows } = await this.db.primary.query<EnrollmentRow>(`SELECT ${COLUMNS} FROM enrollments WHERE id = $1`, [
-      id,
-    ]);
-    return rows[0] ?? null;
+    const result = await this.db.primary.query<EnrollmentRow>(`SELECT ${COLUMNS} FROM enrollments WHERE id = $1`, [id]);
+    return maybeOne(result) ?? null;
   }
 
   async listForUser(userId: string, limit: number, after: Cursor | null): Promise<EnrollmentRow[]> {
@@ -74,13 +74,13 @@ export class EnrollmentsRepository {
 
   /** What the confirmation e-mail needs. */
   async mailingFacts(enrollmentId: string): Promise<{ email: string; name: string; courseTitle: string } | null> {
-    const { rows } = await this.db.primary.query<{ email: string; name: string; course_title: string }>(
+    const result = await this.db.primary.query<{ email: string; name: string; course_title: string }>(
       `SELECT u.email, u.name, c.title AS course_title
          FROM enrollments e JOIN users u ON u.id = e.user_id JOIN courses c ON c.id = e.course_id
         WHERE e.id = $1`,
       [enrollmentId],
     );
-    const row = rows[0];
+    const row = maybeOne(result);
     return row ? { email: row.email, name: row.name, courseTitle: row.course_title } : null;
   }
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withTransaction } from '@lms/core';
+import { maybeOne, one, withTransaction } from '@lms/core';
 
 export interface QuizRow {
   id: string;
@@ -39,7 +39,7 @@ export class QuizzesRepository {
          RETURNING id, course_id, title, pass_mark, created_at`,
         [quiz.courseId, quiz.title, quiz.passMark],
       );
-      const row = inserted.rows[0]!;
+      const row = one(inserted);
       const questions = await client.query<QuestionRow>(
         `INSERT INTO quiz_questions (quiz_id, position, prompt, options, correct_option)
          SELECT $1, q.ordinality, q.value->>'prompt', q.value->'options', (q.value->>'correctOption')::int
@@ -62,25 +62,26 @@ export class QuizzesRepository {
   }
 
   async find(id: string): Promise<{ quiz: QuizRow; questions: QuestionRow[] } | null> {
-    const quiz = await this.db.primary.query<QuizRow>(
+    const found = await this.db.primary.query<QuizRow>(
       'SELECT id, course_id, title, pass_mark, created_at FROM quizzes WHERE id = $1',
       [id],
     );
-    if (!quiz.rows[0]) return null;
+    const quiz = maybeOne(found);
+    if (!quiz) return null;
     const questions = await this.db.primary.query<QuestionRow>(
       `SELECT id, quiz_id, position, prompt, options, correct_option FROM quiz_questions WHERE quiz_id = $1 ORDER BY position`,
       [id],
     );
-    return { quiz: quiz.rows[0], questions: questions.rows };
+    return { quiz, questions: questions.rows };
   }
 
   /** The learner's active enrolment in the course, if any. */
   async enrollmentOf(userId: string, courseId: string): Promise<string | null> {
-    const { rows } = await this.db.primary.query<{ id: string }>(
+    const result = await this.db.primary.query<{ id: string }>(
       `SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status <> 'cancelled'`,
       [userId, courseId],
     );
-    return rows[0]?.id ?? null;
+    return maybeOne(result)?.id ?? null;
   }
 
   async insertAttempt(attempt: {
@@ -91,7 +92,7 @@ export class QuizzesRepository {
     score: number;
     passed: boolean;
   }): Promise<{ id: string; created_at: Date }> {
-    const { rows } = await this.db.primary.query<{ id: string; created_at: Date }>(
+    const inserted = await this.db.primary.query<{ id: string; created_at: Date }>(
       `INSERT INTO quiz_attempts (quiz_id, user_id, enrollment_id, answers, score, passed)
        VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at`,
       [
@@ -106,6 +107,6 @@ export class QuizzesRepository {
     await this.db.primary.query('UPDATE enrollments SET last_activity_at = now() WHERE id = $1', [
       attempt.enrollmentId,
     ]);
-    return rows[0]!;
+    return one(inserted);
   }
 }

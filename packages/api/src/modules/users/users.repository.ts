@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withTransaction } from '@lms/core';
+import { maybeOne, one, withTransaction } from '@lms/core';
 import type { Cursor } from '../../http/pagination.js';
 import type { Role } from '../../http/routes.js';
 
@@ -24,23 +24,23 @@ export class UsersRepository {
   constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
 
   async findByEmail(email: string): Promise<UserRow | null> {
-    const { rows } = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
-    return rows[0] ?? null;
+    const result = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
+    return maybeOne(result) ?? null;
   }
 
   async findById(id: string): Promise<UserRow | null> {
-    const { rows } = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]);
-    return rows[0] ?? null;
+    const result = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]);
+    return maybeOne(result) ?? null;
   }
 
   /** Inserts a user; null when the e-mail address is taken. */
   async insert(user: { email: string; name: string; passwordHash: string; role: Role }): Promise<UserRow | null> {
-    const { rows } = await this.db.primary.query<UserRow>(
+    const result = await this.db.primary.query<UserRow>(
       `INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)
        ON CONFLICT (email) DO NOTHING RETURNING ${COLUMNS}`,
       [user.email, user.name, user.passwordHash, user.role],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   async recordLogin(id: string): Promise<void> {
@@ -70,15 +70,15 @@ export class UsersRepository {
     try {
       return await withTransaction(this.db.primary, async (client) => {
         await client.query(`SELECT pg_advisory_xact_lock(hashtext('lms.users.role-changes'))`);
-        const { rows } = await client.query<UserRow>(
+        const updated = await client.query<UserRow>(
           `UPDATE users SET role = coalesce($2, role), active = coalesce($3, active) WHERE id = $1 RETURNING ${COLUMNS}`,
           [id, changes.role ?? null, changes.active ?? null],
         );
         const admins = await client.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM users WHERE role = 'admin' AND active`,
         );
-        if (admins.rows[0]!.n === 0) throw new WouldRemoveLastAdmin();
-        return rows[0] ?? null;
+        if (one(admins).n === 0) throw new WouldRemoveLastAdmin();
+        return maybeOne(updated) ?? null;
       });
     } catch (error) {
       if (error instanceof WouldRemoveLastAdmin) return 'last-admin';

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { maybeOne, one } from '@lms/core';
 import type { Cursor } from '../../http/pagination.js';
 
 export interface SubscriptionRow {
@@ -40,12 +41,12 @@ export class WebhooksRepository {
     secret: string;
     createdBy: string;
   }): Promise<SubscriptionRow> {
-    const { rows } = await this.db.primary.query<SubscriptionRow>(
+    const result = await this.db.primary.query<SubscriptionRow>(
       `INSERT INTO webhook_subscriptions (url, events, description, secret, created_by)
        VALUES ($1, $2, $3, $4, $5) RETURNING ${COLUMNS}`,
       [subscription.url, subscription.events, subscription.description, subscription.secret, subscription.createdBy],
     );
-    return rows[0]!;
+    return one(result);
   }
 
   async list(): Promise<SubscriptionRow[]> {
@@ -56,11 +57,11 @@ export class WebhooksRepository {
   }
 
   async findById(id: string): Promise<SubscriptionRow | null> {
-    const { rows } = await this.db.primary.query<SubscriptionRow>(
+    const result = await this.db.primary.query<SubscriptionRow>(
       `SELECT ${COLUMNS} FROM webhook_subscriptions WHERE id = $1`,
       [id],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   /** Changes a subscription; re-activating one clears its failure streak and disabled note. */
@@ -68,7 +69,7 @@ export class WebhooksRepository {
     id: string,
     changes: { url?: string; events?: string[]; description?: string; active?: boolean },
   ): Promise<SubscriptionRow | null> {
-    const { rows } = await this.db.primary.query<SubscriptionRow>(
+    const result = await this.db.primary.query<SubscriptionRow>(
       `UPDATE webhook_subscriptions
           SET url = coalesce($2, url), events = coalesce($3, events), description = coalesce($4, description),
               active = coalesce($5, active),
@@ -78,7 +79,7 @@ export class WebhooksRepository {
         WHERE id = $1 RETURNING ${COLUMNS}`,
       [id, changes.url ?? null, changes.events ?? null, changes.description ?? null, changes.active ?? null],
     );
-    return rows[0] ?? null;
+    return maybeOne(result) ?? null;
   }
 
   async delete(id: string): Promise<boolean> {
