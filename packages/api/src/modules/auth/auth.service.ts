@@ -6,7 +6,7 @@ import type { JobDispatcher } from '../../jobs.js';
 import type { ApiMetrics } from '../../http/metrics.js';
 import type { UsersRepository, UserRow } from '../users/users.repository.js';
 import type { LoginBody, RefreshBody, RegisterBody } from './auth.schema.js';
-import type { SessionsRepository } from './sessions.repository.js';
+import type { NewRefreshToken, SessionsRepository } from './sessions.repository.js';
 import { hashRefreshToken, newRefreshToken, type AccessTokens } from './tokens.js';
 
 export interface Session {
@@ -67,18 +67,21 @@ export class AuthService {
   async refresh(body: RefreshBody, client: ClientInfo): Promise<Session> {
     const stored = await this.sessions.findByHash(hashRefreshToken(body.refreshToken));
     if (!stored) throw new UnauthorizedError('refresh token is not valid; sign in again');
-    if (stored.revoked_at || !(await this.sessions.revokeOne(stored.id))) {
-      await this.sessions.revokeFamily(stored.family_id);
-      throw new UnauthorizedError('refresh token was already used, so the session was ended; sign in again');
-    }
+    if (stored.revoked_at) return this.endReusedSession(stored.family_id);
     if (stored.expires_at.getTime() <= Date.now()) throw new UnauthorizedError('session expired; sign in again');
     const user = await this.users.findById(stored.user_id);
     if (!user?.active) {
       await this.sessions.revokeFamily(stored.family_id);
       throw new UnauthorizedError('this account is no longer active');
     }
-    const session = await this.startSession(user, stored.family_id, client, stored.id);
-    return session;
+    const refreshToken = newRefreshToken();
+    const replaced = await this.sessions.rotate(
+      stored.id,
+      this.tokenRecord(user, stored.family_id, refreshToken, client),
+    );
+    // Used by a concurrent refresh between the read above and the rotation.
+    if (replaced === null) return this.endReusedSession(stored.family_id);
+    return this.session(user, stored.family_id, refreshToken);
   }
 
   async logout(body: RefreshBody): Promise<void> {
@@ -86,17 +89,31 @@ export class AuthService {
     if (stored) await this.sessions.revokeFamily(stored.family_id);
   }
 
-  private async startSession(user: UserRow, familyId: string, client: ClientInfo, replaces?: string): Promise<Session> {
+  /** A refresh token presented a second time leaked: the whole session ends. */
+  private async endReusedSession(familyId: string): Promise<never> {
+    await this.sessions.revokeFamily(familyId);
+    throw new UnauthorizedError('refresh token was already used, so the session was ended; sign in again');
+  }
+
+  private async startSession(user: UserRow, familyId: string, client: ClientInfo): Promise<Session> {
     const refreshToken = newRefreshToken();
-    const id = await this.sessions.insert({
+    await this.sessions.insert(this.tokenRecord(user, familyId, refreshToken, client));
+    return this.session(user, familyId, refreshToken);
+  }
+
+  /** What is stored of a new refresh token: its hash, never the token. */
+  private tokenRecord(user: UserRow, familyId: string, refreshToken: string, client: ClientInfo): NewRefreshToken {
+    return {
       userId: user.id,
       familyId,
       tokenHash: hashRefreshToken(refreshToken),
       expiresAt: new Date(Date.now() + this.refreshTtlMs),
       userAgent: client.userAgent,
       ip: client.ip,
-    });
-    if (replaces) await this.sessions.linkReplacement(replaces, id);
+    };
+  }
+
+  private async session(user: UserRow, familyId: string, refreshToken: string): Promise<Session> {
     return {
       user: { id: user.id, email: user.email, name: user.name, role: user.role },
       accessToken: await this.tokens.issue(user, familyId),

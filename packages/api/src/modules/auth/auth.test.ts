@@ -1,7 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisConnectionOptions } from '@lms/core';
+import { connectClient, redisConnectionOptions } from '@lms/core';
 import { testRedisUrl } from '@lms/core/testing';
 import { call, createUser, createTestApi, TEST_PASSWORD, TEST_SECRET, type TestApi } from '../../testing/test-app.js';
 
@@ -114,6 +115,56 @@ describe('refresh tokens', () => {
       [0, 1].map(() => call(api, 'post', '/api/v1/auth/refresh', { body: { refreshToken: first.refreshToken } })),
     );
     expect(results.map((result) => result.status).sort()).toEqual([200, 401]);
+  });
+
+  it('a refresh that fails half-way leaves the presented token usable: revoke, insert and link are one transaction', async () => {
+    const session = (await register('halfway@example.com')).body as { user: { id: string }; refreshToken: string };
+    // Another transaction holding the user's row FOR UPDATE blocks the foreign-key check of the
+    // new token's INSERT, so the refresh stops there, after it revoked the presented token.
+    // Cancelling that statement on the server makes the insert fail as any real failure would.
+    const holder = await connectClient(api.config.DATABASE_URL);
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT id FROM users WHERE id = $1 FOR UPDATE', [session.user.id]);
+      let settled = false;
+      const refreshing = call(api, 'post', '/api/v1/auth/refresh', { body: { refreshToken: session.refreshToken } });
+      void refreshing.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      for (;;) {
+        // From the app's pool: statistics read inside the holder's transaction would not change.
+        const { rows } = await api.db.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO refresh_tokens%'`,
+        );
+        if (rows[0]) {
+          await api.db.query('SELECT pg_cancel_backend($1)', [rows[0].pid]);
+          break;
+        }
+        expect(settled, 'the refresh finished without waiting for the locked user row').toBe(false);
+        await sleep(20);
+      }
+      const failed = await refreshing;
+      expect(failed.status).toBe(500);
+      expect(failed.body.error.code).toBe('internal_error');
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+
+    const retried = await call(api, 'post', '/api/v1/auth/refresh', { body: { refreshToken: session.refreshToken } });
+    expect(retried.status).toBe(200);
+    const family = await api.db.query<{ revoked: boolean; replaced: boolean }>(
+      `SELECT revoked_at IS NOT NULL AS revoked, replaced_by IS NOT NULL AS replaced
+         FROM refresh_tokens WHERE user_id = $1 ORDER BY created_at`,
+      [session.user.id],
+    );
+    // The presented token, now used and linked to its one replacement; nothing of the failed try.
+    expect(family.rows).toEqual([
+      { revoked: true, replaced: true },
+      { revoked: false, replaced: false },
+    ]);
   });
 
   it('logout ends the session', async () => {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { maybeOne, one } from '@lms/core';
+import { maybeOne, one, withTransaction } from '@lms/core';
 
 export interface RefreshTokenRow {
   id: string;
@@ -9,31 +9,58 @@ export interface RefreshTokenRow {
   revoked_at: Date | null;
 }
 
+/** A refresh token to store: only its hash. */
+export interface NewRefreshToken {
+  userId: string;
+  familyId: string;
+  tokenHash: string;
+  expiresAt: Date;
+  userAgent?: string;
+  ip?: string;
+}
+
+async function insertToken(db: pg.Pool | pg.PoolClient, token: NewRefreshToken): Promise<string> {
+  const result = await db.query<{ id: string }>(
+    `INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, user_agent, ip)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+    [
+      token.userId,
+      token.familyId,
+      token.tokenHash,
+      token.expiresAt,
+      token.userAgent?.slice(0, 500) ?? null,
+      token.ip ?? null,
+    ],
+  );
+  return one(result).id;
+}
+
 /** All SQL about refresh tokens (stored hashed, grouped in families that rotate). */
 export class SessionsRepository {
   constructor(private readonly db: { primary: pg.Pool }) {}
 
-  async insert(token: {
-    userId: string;
-    familyId: string;
-    tokenHash: string;
-    expiresAt: Date;
-    userAgent?: string;
-    ip?: string;
-  }): Promise<string> {
-    const result = await this.db.primary.query<{ id: string }>(
-      `INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, user_agent, ip)
-       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-      [
-        token.userId,
-        token.familyId,
-        token.tokenHash,
-        token.expiresAt,
-        token.userAgent?.slice(0, 500) ?? null,
-        token.ip ?? null,
-      ],
-    );
-    return one(result).id;
+  /** The first token of a new session (family). */
+  async insert(token: NewRefreshToken): Promise<string> {
+    return insertToken(this.db.primary, token);
+  }
+
+  /**
+   * Trades a token for its replacement in one transaction: marks `usedId` used, stores the
+   * replacement and links the two. A failure on the way leaves the used token as it was, still
+   * valid, instead of signing the user out. Null, and nothing stored, when `usedId` was already
+   * used (a concurrent or replayed use: the row lock makes the second of two wait, then miss).
+   */
+  async rotate(usedId: string, replacement: NewRefreshToken): Promise<string | null> {
+    return withTransaction(this.db.primary, async (client) => {
+      const used = await client.query(
+        'UPDATE refresh_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL',
+        [usedId],
+      );
+      if (used.rowCount !== 1) return null;
+      const id = await insertToken(client, replacement);
+      await client.query('UPDATE refresh_tokens SET replaced_by = $2 WHERE id = $1', [usedId, id]);
+      return id;
+    });
   }
 
   async findByHash(tokenHash: string): Promise<RefreshTokenRow | null> {
@@ -42,19 +69,6 @@ export class SessionsRepository {
       [tokenHash],
     );
     return maybeOne(result) ?? null;
-  }
-
-  /** Marks a token used; false when it already was (a concurrent or replayed use). */
-  async revokeOne(id: string): Promise<boolean> {
-    const { rowCount } = await this.db.primary.query(
-      'UPDATE refresh_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL',
-      [id],
-    );
-    return rowCount === 1;
-  }
-
-  async linkReplacement(id: string, replacedBy: string): Promise<void> {
-    await this.db.primary.query('UPDATE refresh_tokens SET replaced_by = $2 WHERE id = $1', [id, replacedBy]);
   }
 
   /** Ends a whole session: every token of the family. */
