@@ -30,6 +30,8 @@ Without a Docker engine, \`lmsctl up\` (dev) runs natively: DATABASE_URL and RED
 answer (no DATABASE_URL: the local PostgreSQL on 127.0.0.1:5432 as your user, database lms_dev),
 else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
 demo data, the API and the worker. Ctrl-C stops everything.
+With --json: the result (services and health; natively, the addresses once everything answers)
+is one JSON document on stdout; Compose's output and the processes' logs go to stderr.
 ${examples(
   {
     cmd: 'lmsctl up',
@@ -131,10 +133,13 @@ ${examples(
     .option('--tail <n>', 'only the last n lines per service', integerAtLeast(0))
     .addHelpText(
       'after',
-      examples(
-        { cmd: 'lmsctl logs api -f', notRunHere: 'needs Docker and follows until Ctrl-C' },
-        { cmd: 'lmsctl logs --env prod --tail 100 worker', notRunHere: 'needs Docker and a running stack' },
-      ),
+      `
+With --json: one JSON object per log line, {"container": "api-1", "line": "…"} with passwords
+masked, as the lines come (with -f until Ctrl-C); lines of Compose's own have "container": null.
+${examples(
+  { cmd: 'lmsctl logs api -f', notRunHere: 'needs Docker and follows until Ctrl-C' },
+  { cmd: 'lmsctl logs --env prod --tail 100 worker', notRunHere: 'needs Docker and a running stack' },
+)}`,
     )
     .action(
       action(
@@ -174,15 +179,19 @@ ${examples(
     .addOption(envOption())
     .addHelpText(
       'after',
-      examples({
-        cmd: 'lmsctl config --env prod --env-file /etc/lms/prod.env',
-        notRunHere: 'the env file of the example',
-      }),
+      `
+Prints Compose's YAML, values from the env file filled in. With --json: {"env", "project",
+"config"}, the configuration as JSON with secrets masked (passwords, keys, URLs' passwords).
+${examples({
+  cmd: 'lmsctl config --env prod --env-file /etc/lms/prod.env',
+  notRunHere: 'the env file of the example',
+})}`,
     )
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
         const { stackConfig } = await import('../commands/stack.js');
-        await stackConfig(ctx, { env: flags.env });
+        const { yaml, ...result } = await stackConfig(ctx, { env: flags.env });
+        ctx.out.result(result, () => yaml);
       }),
     );
 

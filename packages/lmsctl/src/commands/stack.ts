@@ -3,7 +3,16 @@ import type Docker from 'dockerode';
 import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
-import { composeArgs, composeCommand, projectOf, runCompose, type StackEnv } from '../lib/compose.js';
+import { parse as parseYaml } from 'yaml';
+import { maskSecretsInText, redactSecrets } from '@lms/core';
+import {
+  composeArgs,
+  composeCommand,
+  projectOf,
+  runCompose,
+  type ComposeOutput,
+  type StackEnv,
+} from '../lib/compose.js';
 import { startProgress } from '../lib/progress.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { connectEngine, logTail, projectServices, type ServiceState } from '../lib/engine.js';
@@ -17,6 +26,11 @@ export interface StackOptions {
 
 function common(ctx: CommandContext, options: StackOptions): string[] {
   return composeArgs(options.env ?? 'dev', { envFile: ctx.envFile, dir: options.composeDir });
+}
+
+/** Compose's own progress and messages: on the terminal, or on stderr with --json (stdout is the result). */
+function composeOutput(ctx: CommandContext): ComposeOutput {
+  return ctx.json ? 'stderr' : 'inherit';
 }
 
 async function requireEngine(ctx: CommandContext): Promise<Docker> {
@@ -55,7 +69,7 @@ export async function stackUp(
     ...(options.build ? ['--build'] : []),
     ...(options.services ?? []),
   ];
-  await runCompose(compose, args, { env: ctx.env, cwd: ctx.cwd });
+  await runCompose(compose, args, { env: ctx.env, cwd: ctx.cwd, stdout: composeOutput(ctx) });
   if (!options.wait) return { env, project: projectOf(env), services: [], waitedMs: null };
 
   const docker = await requireEngine(ctx);
@@ -149,6 +163,7 @@ export async function stackDown(
   await runCompose(compose, [...common(ctx, options), 'down', ...(options.volumes ? ['--volumes'] : [])], {
     env: ctx.env,
     cwd: ctx.cwd,
+    stdout: composeOutput(ctx),
   });
   return { project: projectOf(env), volumesRemoved: Boolean(options.volumes) };
 }
@@ -183,6 +198,27 @@ export function renderServices(services: ServiceState[], style: ChalkInstance): 
   );
 }
 
+/** One line of `logs --json`: the container compose named (null for its own messages) and the line. */
+export interface LogLine {
+  container: string | null;
+  line: string;
+}
+
+/**
+ * Splits compose's `container  | text` (the same in Compose v1 and v2); other lines are compose's
+ * own. Passwords in URLs and `password=…` pairs are masked: --json output never carries secrets.
+ */
+export function parseLogLine(text: string): LogLine {
+  const match = /^(\S+)\s+\| ?(.*)$/.exec(text);
+  return match
+    ? { container: match[1]!, line: maskSecretsInText(match[2]!) }
+    : { container: null, line: maskSecretsInText(text) };
+}
+
+/**
+ * The logs of the stack on stdout as compose prints them; with --json one JSON object per line
+ * ({"container", "line"}, secrets masked), as they come (with --follow until Ctrl-C).
+ */
 export async function stackLogs(
   ctx: CommandContext,
   options: StackOptions & { service?: string; follow?: boolean; tail?: number },
@@ -191,11 +227,17 @@ export async function stackLogs(
   const args = [
     ...common(ctx, options),
     'logs',
+    ...(ctx.json ? ['--no-color'] : []),
     ...(options.follow ? ['-f'] : []),
     ...(options.tail !== undefined ? ['--tail', String(options.tail)] : []),
   ];
   if (options.service) args.push(options.service);
-  await runCompose(compose, args, { env: ctx.env, cwd: ctx.cwd });
+  const stdout = ctx.out.streams.stdout;
+  await runCompose(compose, args, {
+    env: ctx.env,
+    cwd: ctx.cwd,
+    stdout: ctx.json ? (line) => stdout.write(`${JSON.stringify(parseLogLine(line))}\n`) : 'inherit',
+  });
 }
 
 export async function stackRestart(
@@ -206,12 +248,45 @@ export async function stackRestart(
   await runCompose(compose, [...common(ctx, options), 'restart', ...(options.service ? [options.service] : [])], {
     env: ctx.env,
     cwd: ctx.cwd,
+    stdout: composeOutput(ctx),
   });
   return { project: projectOf(options.env ?? 'dev'), restarted: options.service ?? 'all services' };
 }
 
+export interface ConfigResult {
+  env: StackEnv;
+  project: string;
+  /** Compose's YAML as it printed it (the human output). */
+  yaml: string;
+  /** The same, parsed, with secrets masked (the --json output). */
+  config: unknown;
+}
+
 /** The resolved Compose configuration (what `up` would run), for review. */
-export async function stackConfig(ctx: CommandContext, options: StackOptions): Promise<void> {
+export async function stackConfig(ctx: CommandContext, options: StackOptions): Promise<ConfigResult> {
+  const env = options.env ?? 'dev';
   const compose = await composeCommand(ctx.env);
-  await runCompose(compose, [...common(ctx, options), 'config'], { env: ctx.env, cwd: ctx.cwd });
+  // YAML from every Compose version (v1 has no --format json), parsed here for --json.
+  const yaml = await runCompose(compose, [...common(ctx, options), 'config'], {
+    env: ctx.env,
+    cwd: ctx.cwd,
+    stdout: 'capture',
+  });
+  return { env, project: projectOf(env), yaml, config: redactComposeConfig(parseYaml(yaml)) };
+}
+
+/**
+ * The configuration with secrets masked: fields named like secrets, and passwords in URLs. Each
+ * service on its own, as their environments lie deeper than redactSecrets walks from the top.
+ */
+function redactComposeConfig(config: unknown): unknown {
+  if (!isRecord(config) || !isRecord(config.services)) return redactSecrets(config);
+  const services = Object.fromEntries(
+    Object.entries(config.services).map(([name, service]) => [name, redactSecrets(service)]),
+  );
+  return { ...(redactSecrets({ ...config, services: {} }) as Record<string, unknown>), services };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -55,18 +55,33 @@ export async function composeCommand(env: NodeJS.ProcessEnv): Promise<string[]> 
   );
 }
 
-/** Runs a compose command with the terminal attached; its exit code becomes lmsctl's error. */
+/**
+ * Where a compose command's standard output goes: the terminal (`inherit`), lmsctl's stderr
+ * (with --json, so stdout holds only lmsctl's result), back to the caller (`capture`), or line
+ * by line to a function (`logs --json`).
+ */
+export type ComposeOutput = 'inherit' | 'stderr' | 'capture' | ((line: string) => void);
+
+/** Runs a compose command (stderr always on the terminal); its exit code becomes lmsctl's error. */
 export async function runCompose(
   command: string[],
   args: string[],
-  options: { env: NodeJS.ProcessEnv; cwd: string; capture?: boolean },
+  options: { env: NodeJS.ProcessEnv; cwd: string; stdout?: ComposeOutput },
 ): Promise<string> {
-  const result = await execa(command[0]!, [...command.slice(1), ...args], {
+  const output = options.stdout ?? 'inherit';
+  const child = execa(command[0]!, [...command.slice(1), ...args], {
     env: options.env,
     cwd: options.cwd,
     reject: false,
-    stdio: options.capture ? ['ignore', 'pipe', 'inherit'] : 'inherit',
+    stdin: 'inherit',
+    stdout: output === 'inherit' ? 'inherit' : output === 'stderr' ? 2 : 'pipe',
+    stderr: 'inherit',
+    buffer: output === 'capture',
   });
+  if (typeof output === 'function') {
+    for await (const line of child.iterable()) output(line);
+  }
+  const result = await child;
   if (result.exitCode !== 0) {
     throw new CliError(
       ExitCode.failed,

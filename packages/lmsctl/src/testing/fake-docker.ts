@@ -16,7 +16,12 @@ export interface FakeDocker {
   close(): Promise<void>;
 }
 
-export async function fakeDockerCli(options: { plugin: boolean; exitCode?: number }): Promise<FakeDocker> {
+export async function fakeDockerCli(options: {
+  plugin: boolean;
+  exitCode?: number;
+  /** What every call but `version` prints on stdout, as a real compose prints its YAML or logs. */
+  stdout?: string;
+}): Promise<FakeDocker> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'lms-fake-docker-'));
   const log = path.join(dir, 'calls.log');
   // CommonJS: the folder has no package.json saying otherwise.
@@ -26,7 +31,8 @@ const args = process.argv.slice(2);
 fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify([${JSON.stringify(name)}, ...args]) + '\\n');
 if (${JSON.stringify(name)} === 'docker' && args[0] === 'compose' && args[1] === 'version') process.exit(${options.plugin ? 0 : 1});
 if (args[0] === 'version' || args[1] === 'version') process.exit(0);
-process.exit(${options.exitCode ?? 0});
+process.stdout.write(${JSON.stringify(options.stdout ?? '')});
+process.exitCode = ${options.exitCode ?? 0};
 `;
   for (const name of ['docker', 'docker-compose']) {
     await writeFile(path.join(dir, name), script(name));
