@@ -16,11 +16,14 @@ export interface AuthUser {
 /** `public`: anyone; `user`: any signed-in user; a role list: only those roles. */
 export type Access = 'public' | 'user' | readonly Role[];
 
-export interface RouteInput<P, Q, B> {
+/** Who a handler is called by: anyone (null when signed out) on a public route, a signed-in user on any other. */
+export type CallerOf<A extends Access> = A extends 'public' ? AuthUser | null : AuthUser;
+
+export interface RouteInput<P, Q, B, U extends AuthUser | null = AuthUser | null> {
   params: P;
   query: Q;
   body: B;
-  user: AuthUser | null;
+  user: U;
   req: Request;
   res: Response;
 }
@@ -52,18 +55,21 @@ export interface RouteDefinition {
 /**
  * Declares a route with typed, validated input. The handler stays thin: it calls a service and
  * returns what to send; authentication, authorisation and validation happen before it runs, and
- * the same declaration feeds the OpenAPI document.
+ * the same declaration feeds the OpenAPI document. Unless access is public, the handler's `user`
+ * is typed non-null: `mountRoutes` has refused the request without one before the handler runs.
  */
 export function route<
+  const A extends Access,
   P extends z.ZodType = z.ZodUndefined,
   Q extends z.ZodType = z.ZodUndefined,
   B extends z.ZodType = z.ZodUndefined,
 >(
-  definition: Omit<RouteDefinition, 'params' | 'query' | 'body' | 'handle'> & {
+  definition: Omit<RouteDefinition, 'access' | 'params' | 'query' | 'body' | 'handle'> & {
+    access: A;
     params?: P;
     query?: Q;
     body?: B;
-    handle(input: RouteInput<z.output<P>, z.output<Q>, z.output<B>>): Promise<RouteResult>;
+    handle(input: RouteInput<z.output<P>, z.output<Q>, z.output<B>, CallerOf<A>>): Promise<RouteResult>;
   },
 ): RouteDefinition {
   return definition;

@@ -30,7 +30,7 @@ export function certificatesRoutes(certificates: CertificatesService): RouteDefi
       access: 'user',
       query: pageQuery,
       responses: { 200: { description: 'a page of certificates', schema: pageOf(certificateResponse) } },
-      handle: async ({ user, query }) => ({ body: await certificates.list(user!, query) }),
+      handle: async ({ user, query }) => ({ body: await certificates.list(user, query) }),
     }),
     route({
       method: 'get',
@@ -51,7 +51,7 @@ export function certificatesRoutes(certificates: CertificatesService): RouteDefi
       params: idParams,
       responses: { 200: { description: 'the PDF', contentType: 'application/pdf' } },
       handle: async ({ user, params, res }) => {
-        const { file, code } = await certificates.pdf(user!, params.id);
+        const { file, code } = await certificates.pdf(user, params.id);
         res
           .status(200)
           .type('application/pdf')

@@ -34,7 +34,7 @@ export function coursesRoutes(courses: CoursesService): RouteDefinition[] {
       access: managers,
       body: createCourseBody,
       responses: { 201: { description: 'the new draft', schema: courseResponse } },
-      handle: async ({ user, body }) => ({ status: 201, body: await courses.create(user!, body) }),
+      handle: async ({ user, body }) => ({ status: 201, body: await courses.create(user, body) }),
     }),
     route({
       method: 'get',
@@ -55,7 +55,7 @@ export function coursesRoutes(courses: CoursesService): RouteDefinition[] {
       params: idParams,
       body: updateCourseBody,
       responses: { 200: { description: 'the course', schema: courseResponse } },
-      handle: async ({ user, params, body }) => ({ body: await courses.update(user!, params.id, body) }),
+      handle: async ({ user, params, body }) => ({ body: await courses.update(user, params.id, body) }),
     }),
     route({
       method: 'delete',
@@ -66,7 +66,7 @@ export function coursesRoutes(courses: CoursesService): RouteDefinition[] {
       params: idParams,
       responses: { 204: { description: 'deleted' } },
       handle: async ({ user, params, req, res }) => {
-        await courses.delete(user!, params.id, requestIdOf(req));
+        await courses.delete(user, params.id, requestIdOf(req));
         res.status(204).end();
         return undefined;
       },
@@ -79,7 +79,7 @@ export function coursesRoutes(courses: CoursesService): RouteDefinition[] {
       access: managers,
       params: idParams,
       responses: { 200: { description: 'the published course', schema: courseResponse } },
-      handle: async ({ user, params, req }) => ({ body: await courses.publish(user!, params.id, requestIdOf(req)) }),
+      handle: async ({ user, params, req }) => ({ body: await courses.publish(user, params.id, requestIdOf(req)) }),
     }),
     route({
       method: 'get',
@@ -104,7 +104,7 @@ export function coursesRoutes(courses: CoursesService): RouteDefinition[] {
       responses: { 201: { description: 'the new lesson', schema: lessonResponse } },
       handle: async ({ user, params, body }) => ({
         status: 201,
-        body: await courses.addLesson(user!, params.id, body),
+        body: await courses.addLesson(user, params.id, body),
       }),
     }),
   ];

@@ -18,7 +18,7 @@ export function enrollmentsRoutes(enrollments: EnrollmentsService): RouteDefinit
         200: { description: 'already enrolled', schema: enrollmentResponse },
       },
       handle: async ({ user, params }) => {
-        const { created, enrollment } = await enrollments.enroll(user!, params.id);
+        const { created, enrollment } = await enrollments.enroll(user, params.id);
         return { status: created ? 201 : 200, body: enrollment };
       },
     }),
@@ -30,7 +30,7 @@ export function enrollmentsRoutes(enrollments: EnrollmentsService): RouteDefinit
       access: 'user',
       query: pageQuery,
       responses: { 200: { description: 'a page of enrolments', schema: pageOf(enrollmentResponse) } },
-      handle: async ({ user, query }) => ({ body: await enrollments.list(user!, query) }),
+      handle: async ({ user, query }) => ({ body: await enrollments.list(user, query) }),
     }),
     route({
       method: 'post',
@@ -41,7 +41,7 @@ export function enrollmentsRoutes(enrollments: EnrollmentsService): RouteDefinit
       params: completeLessonParams,
       responses: { 200: { description: 'the enrolment', schema: enrollmentResponse } },
       handle: async ({ user, params }) => ({
-        body: await enrollments.completeLesson(user!, params.id, params.lessonId),
+        body: await enrollments.completeLesson(user, params.id, params.lessonId),
       }),
     }),
   ];

@@ -14,7 +14,7 @@ export function quizzesRoutes(quizzes: QuizzesService): RouteDefinition[] {
       params: idParams,
       body: createQuizBody,
       responses: { 201: { description: 'the quiz, with the correct options', schema: quizResponse } },
-      handle: async ({ user, params, body }) => ({ status: 201, body: await quizzes.create(user!, params.id, body) }),
+      handle: async ({ user, params, body }) => ({ status: 201, body: await quizzes.create(user, params.id, body) }),
     }),
     route({
       method: 'get',
@@ -39,7 +39,7 @@ export function quizzesRoutes(quizzes: QuizzesService): RouteDefinition[] {
       access: 'user',
       params: idParams,
       responses: { 200: { description: 'the quiz', schema: quizResponse } },
-      handle: async ({ user, params }) => ({ body: await quizzes.get(user!, params.id) }),
+      handle: async ({ user, params }) => ({ body: await quizzes.get(user, params.id) }),
     }),
     route({
       method: 'post',
@@ -50,7 +50,7 @@ export function quizzesRoutes(quizzes: QuizzesService): RouteDefinition[] {
       params: idParams,
       body: attemptBody,
       responses: { 201: { description: 'the score (0–100) and whether it passed', schema: attemptResponse } },
-      handle: async ({ user, params, body }) => ({ status: 201, body: await quizzes.attempt(user!, params.id, body) }),
+      handle: async ({ user, params, body }) => ({ status: 201, body: await quizzes.attempt(user, params.id, body) }),
     }),
   ];
 }

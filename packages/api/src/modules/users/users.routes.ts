@@ -14,7 +14,7 @@ export function usersRoutes(users: UsersService): RouteDefinition[] {
       tag: 'users',
       access: 'user',
       responses: { 200: { description: 'the account', schema: userResponse } },
-      handle: async ({ user }) => ({ body: await users.me(user!) }),
+      handle: async ({ user }) => ({ body: await users.me(user) }),
     }),
     route({
       method: 'get',
@@ -36,7 +36,7 @@ export function usersRoutes(users: UsersService): RouteDefinition[] {
       body: updateUserBody,
       responses: { 200: { description: 'the updated account', schema: userResponse } },
       handle: async ({ user, params, body, req }) => ({
-        body: await users.update(user!, params.id, body, requestIdOf(req)),
+        body: await users.update(user, params.id, body, requestIdOf(req)),
       }),
     }),
   ];

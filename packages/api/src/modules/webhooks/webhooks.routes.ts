@@ -26,7 +26,7 @@ export function webhooksRoutes(webhooks: WebhooksService): RouteDefinition[] {
       responses: { 201: { description: 'the subscription and its secret', schema: createdWebhookResponse } },
       handle: async ({ user, body, req }) => ({
         status: 201,
-        body: await webhooks.create(user!, body, requestIdOf(req)),
+        body: await webhooks.create(user, body, requestIdOf(req)),
       }),
     }),
     route({
@@ -63,7 +63,7 @@ export function webhooksRoutes(webhooks: WebhooksService): RouteDefinition[] {
       body: updateWebhookBody,
       responses: { 200: { description: 'the subscription', schema: webhookResponse } },
       handle: async ({ user, params, body, req }) => ({
-        body: await webhooks.update(user!, params.id, body, requestIdOf(req)),
+        body: await webhooks.update(user, params.id, body, requestIdOf(req)),
       }),
     }),
     route({
@@ -75,7 +75,7 @@ export function webhooksRoutes(webhooks: WebhooksService): RouteDefinition[] {
       params: idParams,
       responses: { 204: { description: 'deleted' } },
       handle: async ({ user, params, req, res }) => {
-        await webhooks.delete(user!, params.id, requestIdOf(req));
+        await webhooks.delete(user, params.id, requestIdOf(req));
         res.status(204).end();
         return undefined;
       },
