@@ -191,7 +191,7 @@ export function describeSystemError(error: SystemError): Described | undefined {
       return { message: `${file} does not exist`, hint: 'check the path' };
     }
     case 'ENOTDIR':
-      return { message: `${file ?? 'a path'}: a part of the path is a file, not a folder`, hint: 'check the path' };
+      return { message: `a part of ${file ?? 'the path'} is a file, not a folder`, hint: 'check the path' };
     case 'EISDIR':
       return { message: `${file ?? 'the path'} is a folder, not a file`, hint: 'name a file' };
     case 'EEXIST':
