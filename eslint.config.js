@@ -32,6 +32,25 @@ export default tseslint.config(
     },
   },
   {
+    // Services and repositories know nothing of HTTP: what they share with the routes (callers,
+    // pages, metrics) lives in the API's lib/ or the module itself, so they run the same from a job or a CLI.
+    files: ['packages/api/src/modules/**/*.service.ts', 'packages/api/src/modules/**/*.repository.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)http/',
+              message:
+                'services and repositories must not depend on the HTTP layer; move the shared type to lib/ or the module',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Plain JavaScript entry points run on Node; TypeScript files get their globals from @types/node.
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiMetrics } from '../../packages/api/src/http/metrics.js';
+import { ApiMetrics } from '../../packages/api/src/lib/api-metrics.js';
 import { createWorkerMetrics } from '../../packages/worker/src/runtime/metrics.js';
 
 /**

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { createLogger, createPool, redisConnectionOptions, type Config, type Logger } from '@lms/core';
 import { defaultJobOptions, JobProducer } from '@lms/core/queue';
-import { ApiMetrics } from './http/metrics.js';
+import { ApiMetrics } from './lib/api-metrics.js';
 
 /** Everything the app needs from the outside, created once per process and passed to createApp. */
 export interface Deps {

@@ -1,7 +1,7 @@
 import type { JobName, JobOf, Logger, WebhookEventType } from '@lms/core';
 import type { JobProducer } from '@lms/core/queue';
 import { publishWebhookEvent, type Queryable } from '@lms/core/webhook-events';
-import type { ApiMetrics } from './http/metrics.js';
+import type { ApiMetrics } from './lib/api-metrics.js';
 
 /**
  * How services hand work to the worker. The database write a job follows has already

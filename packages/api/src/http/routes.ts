@@ -1,17 +1,12 @@
 import type { Express, NextFunction, Request, Response } from 'express';
 import { ForbiddenError, UnauthorizedError } from '@lms/core';
 import { z } from 'zod';
+import type { AuthUser, Role } from '../lib/auth-user.js';
+import { JsonText } from '../lib/json-text.js';
 import { parseInput } from './validate.js';
 
-export type Role = 'admin' | 'instructor' | 'student';
-export const roles = ['admin', 'instructor', 'student'] as const satisfies readonly Role[];
-
-/** Who is calling, from a verified access token. */
-export interface AuthUser {
-  id: string;
-  role: Role;
-  sessionId?: string;
-}
+/** Access is spelt in roles: route declarations and their tests name them through this module. */
+export type { Role };
 
 /** `public`: anyone; `user`: any signed-in user; a role list: only those roles. */
 export type Access = 'public' | 'user' | readonly Role[];
@@ -26,11 +21,6 @@ export interface RouteInput<P, Q, B, U extends AuthUser | null = AuthUser | null
   user: U;
   req: Request;
   res: Response;
-}
-
-/** A response body that is already JSON text (a cache hit): sent without serialising it again. */
-export class JsonText {
-  constructor(readonly text: string) {}
 }
 
 /** What a handler returns: JSON with a status (default 200); `undefined` when it wrote the response itself. */

@@ -3,7 +3,7 @@ import { ConflictError, ForbiddenError, UnauthorizedError } from '@lms/core';
 import { hashPassword, verifyPassword } from '@lms/core/passwords';
 import { jobIdFor } from '@lms/core/queue';
 import type { JobDispatcher } from '../../jobs.js';
-import type { ApiMetrics } from '../../http/metrics.js';
+import type { ApiMetrics } from '../../lib/api-metrics.js';
 import type { UsersRepository, UserRow } from '../users/users.repository.js';
 import type { LoginBody, RefreshBody, RegisterBody } from './auth.schema.js';
 import type { NewRefreshToken, SessionsRepository } from './sessions.repository.js';

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { errors, jwtVerify, SignJWT } from 'jose';
 import { UnauthorizedError } from '@lms/core';
-import type { AuthUser, Role } from '../../http/routes.js';
+import type { AuthUser, Role } from '../../lib/auth-user.js';
 
 const ISSUER = 'lms-api';
 const AUDIENCE = 'lms';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { pageQuery } from '../../http/pagination.js';
+import { pageQuery } from '../../lib/pagination.js';
 import { idParams, route, type RouteDefinition } from '../../http/routes.js';
 import { pageOf } from '../system/openapi.schemas.js';
 import type { CertificatesService } from './certificates.service.js';

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NotFoundError } from '@lms/core';
-import { decodeCursor, toPage, type PageQuery } from '../../http/pagination.js';
-import type { AuthUser } from '../../http/routes.js';
+import { decodeCursor, toPage, type PageQuery } from '../../lib/pagination.js';
+import type { AuthUser } from '../../lib/auth-user.js';
 import type { CertificateRow, CertificatesRepository } from './certificates.repository.js';
 
 function presentCertificate(row: CertificateRow) {

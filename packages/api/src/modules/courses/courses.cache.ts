@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { ApiMetrics } from '../../http/metrics.js';
-import type { Page } from '../../http/pagination.js';
+import type { ApiMetrics } from '../../lib/api-metrics.js';
+import type { Page } from '../../lib/pagination.js';
 import type { PresentedCourse } from './courses.presenter.js';
 
 /** A cached value with its JSON text, so a hit is sent without serialising it again. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import type { Cursor } from '../../http/pagination.js';
+import type { Cursor } from '../../lib/pagination.js';
 
 export interface CourseRow {
   id: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { pageQuery } from '../../http/pagination.js';
+import { pageQuery } from '../../lib/pagination.js';
 
 const title = z.string().trim().min(1, 'must not be empty').max(200);
 const description = z.string().max(20_000);

@@ -1,6 +1,7 @@
 import { ConflictError, ForbiddenError, NotFoundError } from '@lms/core';
-import { decodeCursor, toPage, type Page } from '../../http/pagination.js';
-import { JsonText, type AuthUser } from '../../http/routes.js';
+import { decodeCursor, toPage, type Page } from '../../lib/pagination.js';
+import type { AuthUser } from '../../lib/auth-user.js';
+import { JsonText } from '../../lib/json-text.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
 import type { CourseCache } from './courses.cache.js';
 import { presentCourse, presentLesson, type PresentedCourse } from './courses.presenter.js';

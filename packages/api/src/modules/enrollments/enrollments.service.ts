@@ -1,9 +1,9 @@
 import { ConflictError, NotFoundError } from '@lms/core';
 import { jobIdFor } from '@lms/core/queue';
 import type pg from 'pg';
-import type { ApiMetrics } from '../../http/metrics.js';
-import { decodeCursor, toPage, type Page, type PageQuery } from '../../http/pagination.js';
-import type { AuthUser } from '../../http/routes.js';
+import type { ApiMetrics } from '../../lib/api-metrics.js';
+import { decodeCursor, toPage, type Page, type PageQuery } from '../../lib/pagination.js';
+import type { AuthUser } from '../../lib/auth-user.js';
 import type { JobDispatcher } from '../../jobs.js';
 import type { CoursesRepository } from '../courses/courses.repository.js';
 import { presentEnrollment, type PresentedEnrollment } from './enrollments.presenter.js';

@@ -1,6 +1,6 @@
 import { ForbiddenError, NotFoundError, ValidationError } from '@lms/core';
-import type { ApiMetrics } from '../../http/metrics.js';
-import type { AuthUser } from '../../http/routes.js';
+import type { ApiMetrics } from '../../lib/api-metrics.js';
+import type { AuthUser } from '../../lib/auth-user.js';
 import type { JobDispatcher } from '../../jobs.js';
 import type { CoursesRepository } from '../courses/courses.repository.js';
 import { canManage } from '../courses/courses.service.js';

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { maybeOne, one, withTransaction } from '@lms/core';
-import type { Cursor } from '../../http/pagination.js';
-import type { Role } from '../../http/routes.js';
+import type { Cursor } from '../../lib/pagination.js';
+import type { Role } from '../../lib/auth-user.js';
 
 export interface UserRow {
   id: string;

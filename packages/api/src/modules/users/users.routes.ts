@@ -1,4 +1,4 @@
-import { pageQuery } from '../../http/pagination.js';
+import { pageQuery } from '../../lib/pagination.js';
 import { idParams, route, type RouteDefinition } from '../../http/routes.js';
 import { pageOf } from '../system/openapi.schemas.js';
 import { updateUserBody, userResponse } from './users.schema.js';

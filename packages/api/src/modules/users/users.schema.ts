@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { roles } from '../../http/routes.js';
+import { roles } from '../../lib/auth-user.js';
 
 export const updateUserBody = z
   .object({ role: z.enum(roles).optional(), active: z.boolean().optional() })

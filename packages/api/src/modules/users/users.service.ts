@@ -1,7 +1,7 @@
 import { ConflictError, NotFoundError } from '@lms/core';
-import type { Page, PageQuery } from '../../http/pagination.js';
-import { decodeCursor, toPage } from '../../http/pagination.js';
-import type { AuthUser } from '../../http/routes.js';
+import type { Page, PageQuery } from '../../lib/pagination.js';
+import { decodeCursor, toPage } from '../../lib/pagination.js';
+import type { AuthUser } from '../../lib/auth-user.js';
 import { presentUser } from './users.presenter.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
 import type { SessionsRepository } from '../auth/sessions.repository.js';

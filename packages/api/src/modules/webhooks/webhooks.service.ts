@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { forbiddenAddressReason, NotFoundError, ValidationError } from '@lms/core';
-import { decodeCursor, toPage, type PageQuery } from '../../http/pagination.js';
-import type { AuthUser } from '../../http/routes.js';
+import { decodeCursor, toPage, type PageQuery } from '../../lib/pagination.js';
+import type { AuthUser } from '../../lib/auth-user.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
 import type { DeliveryRow, SubscriptionRow, WebhooksRepository } from './webhooks.repository.js';
 import type { CreateWebhookBody, UpdateWebhookBody } from './webhooks.schema.js';
