@@ -3,6 +3,7 @@ export * from './db.js';
 export * from './transaction.js';
 export * from './query-result.js';
 export * from './errors.js';
+export * from './ids.js';
 export * from './jobs.js';
 export * from './logger.js';
 export * from './mask.js';

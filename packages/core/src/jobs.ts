@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rowId } from './ids.js';
 
 /**
  * The job contract shared by the producers (api, lmsctl) and the consumer (worker): queue
@@ -25,8 +26,6 @@ export const webhookEventTypes = [
 ] as const;
 export type WebhookEventType = (typeof webhookEventTypes)[number];
 
-const id = z.string().min(1);
-
 export const jobSchemas = {
   'email.send': z.object({
     to: z.email(),
@@ -35,9 +34,9 @@ export const jobSchemas = {
     /** One email per key, however often the job runs. */
     idempotencyKey: z.string().min(1),
   }),
-  'progress.recompute': z.object({ enrollmentId: id }),
-  'certificate.render': z.object({ enrollmentId: id }),
-  'webhook.deliver': z.object({ subscriptionId: id, eventId: id }),
+  'progress.recompute': z.object({ enrollmentId: rowId }),
+  'certificate.render': z.object({ enrollmentId: rowId }),
+  'webhook.deliver': z.object({ subscriptionId: rowId, eventId: rowId }),
   /**
    * Periodic (the worker's scheduler): deletes expired refresh tokens, old webhook delivery
    * records and finished jobs past their retention.

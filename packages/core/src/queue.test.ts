@@ -30,14 +30,18 @@ afterAll(async () => {
 
 describe('JobProducer', () => {
   it('queues a job on the queue of its name with the default retry policy', async () => {
-    const id = await producer.enqueue('progress.recompute', { enrollmentId: 'e-1' });
+    const enrollmentId = '00000000-0000-4000-8000-000000000001';
+    const id = await producer.enqueue('progress.recompute', { enrollmentId });
     const job = await producer.queue('progress').getJob(id);
-    expect(job).toMatchObject({ name: 'progress.recompute', data: { enrollmentId: 'e-1' } });
+    expect(job).toMatchObject({ name: 'progress.recompute', data: { enrollmentId } });
     expect(job!.opts).toMatchObject({ attempts: 5, backoff: { type: 'exponential', delay: 2000 } });
   });
 
   it('gives webhook deliveries more attempts than JOB_ATTEMPTS, never fewer', async () => {
-    const id = await producer.enqueue('webhook.deliver', { subscriptionId: 's-1', eventId: 'e-1' });
+    const id = await producer.enqueue('webhook.deliver', {
+      subscriptionId: '00000000-0000-4000-8000-000000000002',
+      eventId: '00000000-0000-4000-8000-000000000003',
+    });
     const job = (await producer.queue('webhooks').getJob(id))!;
     expect(job.opts.attempts).toBe(10);
     await job.remove();
@@ -50,13 +54,17 @@ describe('JobProducer', () => {
       producer.enqueue('email.send', { to: 'nobody', template: 'welcome', props: {}, idempotencyKey: 'k' }),
     ).rejects.toThrow(/email/i);
     expect(await producer.queue('emails').count()).toBe(0);
+    const queued = await producer.queue('progress').count();
+    await expect(producer.enqueue('progress.recompute', { enrollmentId: 'e-1' })).rejects.toThrow(/must be a UUID/);
+    expect(await producer.queue('progress').count()).toBe(queued);
   });
 
   it('queues a job with a given id only once', async () => {
-    const jobId = jobIdFor('certificate.render', 'enrollment-7');
-    expect(jobId).toBe('certificate-render-enrollment-7');
-    await producer.enqueue('certificate.render', { enrollmentId: 'enrollment-7' }, { jobId });
-    await producer.enqueue('certificate.render', { enrollmentId: 'enrollment-7' }, { jobId });
+    const enrollmentId = '00000000-0000-4000-8000-000000000007';
+    const jobId = jobIdFor('certificate.render', enrollmentId);
+    expect(jobId).toBe(`certificate-render-${enrollmentId}`);
+    await producer.enqueue('certificate.render', { enrollmentId }, { jobId });
+    await producer.enqueue('certificate.render', { enrollmentId }, { jobId });
     expect(await producer.queue('certificates').count()).toBe(1);
   });
 });

@@ -1,5 +1,5 @@
 import type { Express, NextFunction, Request, Response } from 'express';
-import { ForbiddenError, UnauthorizedError } from '@lms/core';
+import { ForbiddenError, rowId, UnauthorizedError } from '@lms/core';
 import { z } from 'zod';
 import type { AuthUser, Role } from '../lib/auth-user.js';
 import { JsonText } from '../lib/json-text.js';
@@ -121,8 +121,5 @@ export function mountRoutes(app: Express, routes: RouteDefinition[], options: Mo
   }
 }
 
-/** Path parameter that must be a UUID; anything else can only be "not found". */
-export const uuid = z
-  .string()
-  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be an id');
-export const idParams = z.object({ id: uuid });
+/** `:id` of a path: a row id, so anything but a UUID is refused before it reaches a query. */
+export const idParams = z.object({ id: rowId });

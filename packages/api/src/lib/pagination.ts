@@ -1,4 +1,4 @@
-import { ValidationError } from '@lms/core';
+import { rowId, ValidationError } from '@lms/core';
 import { z } from 'zod';
 
 /** `limit` (1–100, default 20) and an opaque `cursor`, accepted by every list. */
@@ -22,14 +22,8 @@ export function decodeCursor(value: string | undefined): Cursor | null {
   if (!value) return null;
   try {
     const [at, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (
-      typeof at === 'string' &&
-      typeof id === 'string' &&
-      !Number.isNaN(Date.parse(at)) &&
-      /^[0-9a-f-]{36}$/.test(id)
-    ) {
-      return { at, id };
-    }
+    const parsed = rowId.safeParse(id);
+    if (typeof at === 'string' && !Number.isNaN(Date.parse(at)) && parsed.success) return { at, id: parsed.data };
   } catch {
     // Falls through to the error below.
   }

@@ -3,7 +3,6 @@ import { UnrecoverableError } from 'bullmq';
 import { withTransaction, type Config } from '@lms/core';
 import { loadEnrollmentSummary } from '../enrollments/enrollment.repository.js';
 import { publishCertificateIssued, type FollowUpDeps } from '../enrollments/follow-ups.js';
-import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
 import { certificateVerifyUrl } from '../links.js';
 import { renderCertificatePdf } from './certificate-pdf.js';
@@ -32,7 +31,6 @@ export function newVerificationCode(): string {
 export function createCertificateHandler(deps: CertificateDeps): JobHandler<'certificate.render'> {
   const { pool, config } = deps;
   return async ({ enrollmentId }, ctx) => {
-    assertUuid(enrollmentId, 'enrollmentId');
     const enrollment = await loadEnrollmentSummary(pool, enrollmentId);
     if (!enrollment) throw new UnrecoverableError(`enrollment ${enrollmentId} does not exist: no certificate`);
     if (enrollment.status !== 'completed') {

@@ -167,8 +167,11 @@ describe('progress.recompute', () => {
 
   it('completes a job for an enrolment that no longer exists, and fails one that is not a UUID', async () => {
     await recompute('00000000-0000-4000-8000-000000000000');
-    const id = await env.producer.enqueue('progress.recompute', { enrollmentId: 'e-1' });
-    const failed = await waitForJobState(env.queue('progress'), id, 'failed');
-    expect(failed.failedReason).toBe('enrollmentId must be a UUID, got "e-1"');
+    // The producer refuses such a payload; a job queued past it (an older release, a hand-made
+    // job) fails for good on the same schema, without a retry.
+    const job = await env.queue('progress').add('progress.recompute', { enrollmentId: 'e-1' }, { attempts: 3 });
+    const failed = await waitForJobState(env.queue('progress'), job.id!, 'failed');
+    expect(failed.failedReason).toBe('invalid payload for progress.recompute: enrollmentId: must be a UUID');
+    expect(failed.attemptsMade).toBe(1);
   });
 });

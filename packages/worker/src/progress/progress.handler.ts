@@ -1,5 +1,4 @@
 import { withTransaction } from '@lms/core';
-import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
 import { loadEnrollmentSummary } from '../enrollments/enrollment.repository.js';
 import { publishCourseCompleted, type FollowUpDeps } from '../enrollments/follow-ups.js';
@@ -13,7 +12,6 @@ import { recomputeProgress } from './progress.repository.js';
  */
 export function createProgressHandler(deps: FollowUpDeps): JobHandler<'progress.recompute'> {
   return async ({ enrollmentId }, ctx) => {
-    assertUuid(enrollmentId, 'enrollmentId');
     const result = await withTransaction(deps.pool, (client) => recomputeProgress(client, enrollmentId), ctx.signal);
     if (!result) {
       ctx.log.info('the enrolment no longer exists: nothing to recompute');

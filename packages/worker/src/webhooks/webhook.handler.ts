@@ -2,7 +2,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
 import { errorMessage, withTransaction, type Config } from '@lms/core';
-import { assertUuid } from '../ids.js';
 import type { JobHandler } from '../job-types.js';
 import { TargetRefusedError } from './ssrf-guard.js';
 import { InvalidTargetError, postWebhook } from './webhook-http.js';
@@ -43,8 +42,6 @@ function classify(status: number | null, error: unknown): Outcome {
 export function createWebhookHandler(deps: WebhookDeps): JobHandler<'webhook.deliver'> {
   const { pool, config } = deps;
   return async ({ subscriptionId, eventId }, ctx) => {
-    assertUuid(subscriptionId, 'subscriptionId');
-    assertUuid(eventId, 'eventId');
     let state = await loadDeliveryState(pool, subscriptionId, eventId);
     for (const wait of EVENT_WAITS_MS) {
       if (state.event || !state.subscription) break;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { uuid } from '../../http/routes.js';
+import { rowId } from '@lms/core';
 
-export const completeLessonParams = z.object({ id: uuid, lessonId: uuid });
+export const completeLessonParams = z.object({ id: rowId, lessonId: rowId });
 
 export const enrollmentResponse = z.object({
   id: z.string(),
