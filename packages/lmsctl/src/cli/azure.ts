@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { AzureConnectionOptions, AzureCredentialKind } from '../lib/azure-client.js';
+import type { AzureConnectionOptions, AzureCredentialKind } from '../azure/client.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs } from './parsers.js';
@@ -114,7 +114,7 @@ ${examples(
       ),
   ).action(
     action(runtime, async (ctx, flags: AzureFlags) => {
-      const { azureServers, renderAzureServers } = await import('../commands/azure.js');
+      const { azureServers, renderAzureServers } = await import('../commands/azure/servers.js');
       ctx.out.result(await azureServers(ctx, connection(flags)), renderAzureServers);
     }),
   );
@@ -137,7 +137,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {
-        const { azureBackups, renderAzureBackups } = await import('../commands/azure.js');
+        const { azureBackups, renderAzureBackups } = await import('../commands/azure/backups.js');
         ctx.out.result(await azureBackups(ctx, flags.server, connection(flags)), renderAzureBackups);
       }),
     );
@@ -193,7 +193,7 @@ ${examples(
             wait: boolean;
           },
         ) => {
-          const { azurePitr, renderPitr } = await import('../commands/azure-pitr.js');
+          const { azurePitr, renderPitr } = await import('../commands/azure/pitr.js');
           const result = await azurePitr(ctx, {
             ...connection(flags),
             server: flags.server,
@@ -258,7 +258,8 @@ ${examples(
             rto?: number;
           },
         ) => {
-          const { azurePitrDrill, pitrDrillExitError, renderPitrDrill } = await import('../commands/azure-pitr.js');
+          const { azurePitrDrill, pitrDrillExitError, renderPitrDrill } =
+            await import('../commands/azure/pitr-drill.js');
           const report = await azurePitrDrill(ctx, {
             ...connection(flags),
             server: flags.server,
@@ -300,7 +301,7 @@ ${examples(
       .requiredOption('--server <name>', 'the primary server'),
   ).action(
     action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {
-      const { azureReplicaList, renderAzureReplicaList } = await import('../commands/azure.js');
+      const { azureReplicaList, renderAzureReplicaList } = await import('../commands/azure/replica.js');
       ctx.out.result(await azureReplicaList(ctx, flags.server, connection(flags)), renderAzureReplicaList);
     }),
   );
@@ -338,7 +339,7 @@ ${examples(
       action(
         runtime,
         async (ctx, flags: AzureFlags & { replica: string; mode: 'standalone' | 'switchover'; forced?: boolean }) => {
-          const { azureReplicaPromote, renderReplicaPromote } = await import('../commands/azure.js');
+          const { azureReplicaPromote, renderReplicaPromote } = await import('../commands/azure/replica.js');
           const result = await azureReplicaPromote(ctx, flags.replica, {
             ...connection(flags),
             mode: flags.mode,

@@ -50,7 +50,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, flags: { dir?: string; compress?: string; encrypt?: boolean; counts: boolean }) => {
-        const { backup: run, renderBackup } = await import('../commands/backup.js');
+        const { backup: run, renderBackup } = await import('../commands/backup/create.js');
         ctx.out.result(
           await run(ctx, { dir: flags.dir, compress: flags.compress, encrypt: flags.encrypt, counts: flags.counts }),
           renderBackup,
@@ -78,7 +78,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, flags: { dir?: string; database?: string; all?: boolean }) => {
-        const { backupList, renderBackupList } = await import('../commands/backup-maintenance.js');
+        const { backupList, renderBackupList } = await import('../commands/backup/list.js');
         ctx.out.result(await backupList(ctx, flags), renderBackupList);
       }),
     );
@@ -102,7 +102,7 @@ ${examples(
     .addHelpText('after', LATEST_HELP)
     .action(
       action(runtime, async (ctx, spec: string, flags: { dir?: string; database?: string }) => {
-        const { backupVerify, renderBackupVerify } = await import('../commands/backup-maintenance.js');
+        const { backupVerify, renderBackupVerify } = await import('../commands/backup/verify.js');
         ctx.out.result(await backupVerify(ctx, spec, flags), renderBackupVerify);
       }),
     );
@@ -136,7 +136,7 @@ by default, --database NAME's, or with --all every database's, each keeping its 
           ctx,
           flags: { keep: number; keepDays?: number; dryRun?: boolean; dir?: string; database?: string; all?: boolean },
         ) => {
-          const { backupPrune, renderBackupPrune } = await import('../commands/backup-maintenance.js');
+          const { backupPrune, renderBackupPrune } = await import('../commands/backup/prune.js');
           ctx.out.result(await backupPrune(ctx, flags), renderBackupPrune);
         },
       ),
@@ -159,7 +159,7 @@ by default, --database NAME's, or with --all every database's, each keeping its 
     .addHelpText('after', LATEST_HELP)
     .action(
       action(runtime, async (ctx, spec: string, flags: { out: string; dir?: string; database?: string }) => {
-        const { backupBundle, renderBackupBundle } = await import('../commands/backup-maintenance.js');
+        const { backupBundle, renderBackupBundle } = await import('../commands/backup/bundle.js');
         ctx.out.result(await backupBundle(ctx, spec, flags), renderBackupBundle);
       }),
     );

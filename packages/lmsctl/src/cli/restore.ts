@@ -73,7 +73,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, spec: string, flags: RestoreFlags) => {
-        const { restore: run, renderRestore } = await import('../commands/restore.js');
+        const { restore: run, renderRestore } = await import('../commands/restore/restore.js');
         const result = await run(ctx, spec, {
           dir: flags.dir,
           targetDatabaseUrl: flags.targetDatabaseUrl,
@@ -111,7 +111,7 @@ ${examples(
     .option('--all', "also every other database's leftovers on that server (listed before asking)")
     .action(
       action(runtime, async (ctx, flags: { targetDatabaseUrl?: string; all?: boolean }) => {
-        const { restoreCleanup, renderRestoreCleanup } = await import('../commands/restore.js');
+        const { restoreCleanup, renderRestoreCleanup } = await import('../commands/restore/cleanup.js');
         ctx.out.result(await restoreCleanup(ctx, flags), renderRestoreCleanup);
       }),
     );

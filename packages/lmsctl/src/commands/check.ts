@@ -2,8 +2,7 @@ import type { ChalkInstance } from 'chalk';
 import { connectClient, defaultMigrationsDir, describePostgresUrl, maskUrl, Migrator } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
-import { backupDirOf } from './backup.js';
-import { addressedIdentity, describeBackups, newestVerifiedBackupOf } from '../lib/backup-catalog.js';
+import { addressedIdentity, describeBackups, newestVerifiedBackupOf } from '../backup/inventory.js';
 import {
   databaseDiskItem,
   probe,
@@ -19,6 +18,7 @@ import {
   type ProbeOptions,
   type StatusItem,
 } from './status.js';
+import { backupDirOf } from '../backup/context.js';
 
 export type Checklist = 'daily' | 'weekly' | 'predeploy';
 

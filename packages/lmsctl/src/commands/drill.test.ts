@@ -5,11 +5,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, type TestDatabase } from '@lms/core/testing';
-import { manifestPathOf, signManifest, type BackupManifest } from '../lib/manifest.js';
+import { manifestPathOf, signManifest, type BackupManifest } from '../backup/archive/manifest.js';
 import { fakePgBinDir, projectMigrations, publicTableCount, seedLmsDatabase } from '../testing/backup-fixtures.js';
 import { testContext } from '../testing/context.js';
 import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
-import { backup } from './backup.js';
+import { backup } from './backup/create.js';
 import { drill, drillExitError, type DrillReport } from './drill.js';
 
 let database: TestDatabase;

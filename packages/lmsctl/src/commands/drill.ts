@@ -6,10 +6,10 @@ import type pg from 'pg';
 import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
-import { CliError, ExitCode } from '../errors.js';
-import { addressedIdentity, resolveBackup } from '../lib/backup-catalog.js';
-import type { BackupSelector, DatabaseIdentity } from '../lib/backup-identity.js';
-import { readDrillReports, routineDrillsOf } from '../lib/drill-reports.js';
+import { type CliError } from '../errors.js';
+import { addressedIdentity, resolveBackup } from '../backup/inventory.js';
+import type { BackupSelector, DatabaseIdentity } from '../backup/identity.js';
+import { readDrillReports, routineDrillsOf } from '../backup/drill-reports.js';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import {
   createDatabase,
@@ -18,12 +18,20 @@ import {
   markerFor,
   setComment,
   timestampSuffix,
-} from '../lib/pg-admin.js';
+} from '../postgres/admin.js';
 import { formatBytes } from '../lib/progress.js';
 import { lmsctlVersion } from '../version.js';
-import { backupDirOf, listTables, newestMigration, publishMetrics } from './backup.js';
-import { drillDirOf } from './backup-maintenance.js';
-import { countInParallel, prepareArchive, runPgRestore } from './restore.js';
+import { backupDirOf, drillDirOf, publishMetrics } from '../backup/context.js';
+import { countInParallel, listTables, newestMigration } from '../backup/catalog.js';
+import { prepareArchive } from '../backup/archive/verify.js';
+import { runPgRestore } from '../backup/restore-engine.js';
+import {
+  integrityChecks,
+  renderVerdict,
+  type DrillCheck,
+  type DrillVerdict,
+  verdictExitError,
+} from '../backup/drill-report.js';
 
 export interface DrillOptions {
   /** Backup file, or `latest` (default): the newest backup of the database drilled. */
@@ -45,18 +53,6 @@ export interface DrillOptions {
   /** Aborts the drill; without it, SIGINT/SIGTERM do. */
   signal?: AbortSignal;
 }
-
-export interface DrillCheck {
-  kind: 'verify' | 'rows' | 'tables' | 'migration' | 'foreign-key' | 'query' | 'rto' | 'rpo';
-  name: string;
-  expected: string | number | null;
-  found: string | number | null;
-  ok: boolean;
-  /** A failed `error` check fails the drill; a failed `warning` only with --strict. */
-  severity: 'error' | 'warning';
-}
-
-export type DrillVerdict = 'pass' | 'fail' | 'error';
 
 export interface DrillReport {
   format: 'lmsctl-drill-report';
@@ -98,32 +94,6 @@ export interface DrillResult {
   reportPath: string;
   markdownPath: string;
 }
-
-/** Application queries a working LMS database answers; each runs only where its tables exist. */
-export const APPLICATION_QUERIES: Array<{ name: string; needs: string[]; sql: string }> = [
-  {
-    name: 'published courses',
-    needs: ['public.courses'],
-    sql: `SELECT count(*) FILTER (WHERE status = 'published') || ' of ' || count(*) AS found FROM courses`,
-  },
-  {
-    name: 'enrollments per course',
-    needs: ['public.enrollments'],
-    sql: `SELECT count(*) || ' courses with enrolments, at most ' || coalesce(max(n), 0) || ' per course' AS found
-            FROM (SELECT course_id, count(*) AS n FROM enrollments GROUP BY course_id) per_course`,
-  },
-  {
-    name: 'users per role',
-    needs: ['public.users'],
-    sql: `SELECT coalesce(string_agg(role || ' ' || n, ', ' ORDER BY role), 'no users') AS found
-            FROM (SELECT role, count(*) AS n FROM users GROUP BY role) per_role`,
-  },
-  {
-    name: 'certificates of completed enrolments',
-    needs: ['public.certificates', 'public.enrollments'],
-    sql: `SELECT count(*) || ' certificates' AS found FROM certificates c JOIN enrollments e ON e.id = c.enrollment_id`,
-  },
-];
 
 /**
  * Proves a backup restores: verifies it, restores it into a scratch database, checks every
@@ -390,110 +360,6 @@ async function checkScratch(
   }
 }
 
-interface ForeignKey {
-  name: string;
-  child: string;
-  parent: string;
-  /** PostgreSQL checked every row when the constraint was added (it was not NOT VALID). */
-  validated: boolean;
-  orphanSql: string;
-}
-
-/**
- * The checks that need no manifest: every foreign key (orphans counted where PostgreSQL did not
- * validate it while restoring) and the application queries that `include` selects. Shared by
- * the local drill and the Azure point-in-time drill.
- */
-export async function integrityChecks(
-  client: pg.Client,
-  include: (query: (typeof APPLICATION_QUERIES)[number]) => boolean = () => true,
-): Promise<DrillCheck[]> {
-  const checks: DrillCheck[] = [];
-  for (const fk of await foreignKeys(client)) {
-    if (fk.validated) {
-      // PostgreSQL checked every row against it when the constraint was added (by pg_restore,
-      // with --exit-on-error; or originally, in a server-level restore).
-      checks.push({
-        kind: 'foreign-key',
-        name: `${fk.name} (${fk.child} → ${fk.parent}), validated`,
-        expected: 0,
-        found: 0,
-        ok: true,
-        severity: 'error',
-      });
-      continue;
-    }
-    const orphans = await client.query<{ n: string }>(fk.orphanSql);
-    const found = Number(orphans.rows[0]!.n);
-    checks.push({
-      kind: 'foreign-key',
-      name: `${fk.name} (${fk.child} → ${fk.parent}), not validated: orphans counted`,
-      expected: 0,
-      found,
-      ok: found === 0,
-      severity: 'error',
-    });
-  }
-  for (const query of APPLICATION_QUERIES.filter(include)) {
-    try {
-      const { rows } = await client.query<{ found: string }>(query.sql);
-      checks.push({
-        kind: 'query',
-        name: query.name,
-        expected: 'answers',
-        found: rows[0]?.found ?? '',
-        ok: true,
-        severity: 'error',
-      });
-    } catch (error) {
-      checks.push({
-        kind: 'query',
-        name: query.name,
-        expected: 'answers',
-        found: (error as Error).message,
-        ok: false,
-        severity: 'error',
-      });
-    }
-  }
-  return checks;
-}
-
-/** Every foreign key with the query that counts its orphans (MATCH SIMPLE: rows with a NULL key are fine). */
-export async function foreignKeys(client: pg.Client): Promise<ForeignKey[]> {
-  const { rows } = await client.query<{
-    name: string;
-    validated: boolean;
-    child: string;
-    parent: string;
-    child_cols: string[];
-    parent_cols: string[];
-  }>(`
-    SELECT c.conname AS name, c.convalidated AS validated,
-           format('%I.%I', cn.nspname, cl.relname) AS child,
-           format('%I.%I', pn.nspname, pl.relname) AS parent,
-           ARRAY(SELECT format('%I', a.attname) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
-                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.ord) AS child_cols,
-           ARRAY(SELECT format('%I', a.attname) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, ord)
-                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum ORDER BY k.ord) AS parent_cols
-      FROM pg_constraint c
-      JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace
-      JOIN pg_class pl ON pl.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pl.relnamespace
-     WHERE c.contype = 'f' AND c.conparentid = 0
-     ORDER BY 2, 1`);
-  return rows.map((row) => {
-    const notNull = row.child_cols.map((column) => `c.${column} IS NOT NULL`).join(' AND ');
-    const join = row.child_cols.map((column, index) => `p.${row.parent_cols[index]} = c.${column}`).join(' AND ');
-    return {
-      name: row.name,
-      child: row.child,
-      parent: row.parent,
-      validated: row.validated,
-      orphanSql: `SELECT count(*) AS n FROM ${row.child} c WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${row.parent} p WHERE ${join})`,
-    };
-  });
-}
-
 /** drill_YYYYMMDD_HHMMSS.json and .md, never overwriting an earlier report. */
 async function writeReports(
   dir: string,
@@ -590,11 +456,10 @@ export function renderDrillMarkdown(report: DrillReport): string {
 
 export function renderDrill(result: DrillResult, style: ChalkInstance): string {
   const { report } = result;
-  const verdict = { pass: style.green('PASS'), fail: style.red('FAIL'), error: style.red('COULD NOT RUN') }[
-    report.verdict
-  ];
   const failed = report.checks.filter((check) => !check.ok);
-  const lines = [`drill ${verdict}: ${report.backup.file} → ${report.scratch.database} (${scratchFate(report)})`];
+  const lines = [
+    `drill ${renderVerdict(report.verdict, style)}: ${report.backup.file} → ${report.scratch.database} (${scratchFate(report)})`,
+  ];
   if (report.restore) {
     lines.push(
       `  restore ${formatDuration(report.restore.restoreMs)}, ${report.checks.filter((check) => check.kind === 'rows').length} tables and ${report.rowsChecked} rows checked, ${report.checks.filter((check) => check.kind === 'foreign-key').length} foreign keys, ${report.checks.filter((check) => check.kind === 'query').length} application queries`,
@@ -611,22 +476,5 @@ export function renderDrill(result: DrillResult, style: ChalkInstance): string {
 
 /** Exit code for a drill's verdict: 0 pass, 3 a check failed, 1 the drill could not run. */
 export function drillExitError(result: DrillResult): CliError | null {
-  if (result.report.verdict === 'pass') return null;
-  if (result.report.verdict === 'fail') {
-    const first = result.report.checks.find(
-      (check) => !check.ok && (check.severity === 'error' || result.report.objectives.strict),
-    );
-    return new CliError(
-      ExitCode.verification,
-      `drill failed: ${first ? `${first.name}: expected ${first.expected}, found ${first.found}` : 'see the report'}`,
-      undefined,
-      true,
-    );
-  }
-  return new CliError(
-    ExitCode.failed,
-    `drill could not run: ${result.report.error ?? 'see the report'}`,
-    undefined,
-    true,
-  );
+  return verdictExitError('drill', result.report, result.report.objectives.strict);
 }

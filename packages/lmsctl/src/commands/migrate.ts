@@ -105,8 +105,8 @@ export async function migrateUp(
 
 /** `--require-backup`: the newest verified backup of this very database must be young enough. */
 async function requireRecentBackup(ctx: CommandContext, url: string, maxAgeMs: number): Promise<void> {
-  const { addressedIdentity, describeBackups, newestVerifiedBackupOf } = await import('../lib/backup-catalog.js');
-  const { backupDirOf } = await import('./backup.js');
+  const { addressedIdentity, describeBackups, newestVerifiedBackupOf } = await import('../backup/inventory.js');
+  const { backupDirOf } = await import('../backup/context.js');
   const dir = backupDirOf(ctx);
   const database = databaseRef(url);
   const identity = await addressedIdentity(url, 'lmsctl migrate');

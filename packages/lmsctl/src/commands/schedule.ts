@@ -4,8 +4,8 @@ import type { CommandContext } from '../context.js';
 import { parseCron } from '../lib/cron.js';
 import { formatDuration } from '@lms/core/duration';
 import { formatBytes } from '../lib/progress.js';
-import { backup } from './backup.js';
-import { backupPrune } from './backup-maintenance.js';
+import { backup } from './backup/create.js';
+import { backupPrune } from './backup/prune.js';
 import { drill } from './drill.js';
 
 export const DEFAULT_BACKUP_CRON = '0 2 * * *';

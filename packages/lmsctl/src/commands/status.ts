@@ -13,15 +13,14 @@ import {
 } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
-import { addressedIdentity, describeBackups, describeSources, selectBackups } from '../lib/backup-catalog.js';
-import type { BackupSelector } from '../lib/backup-identity.js';
-import { readDrillReports, routineDrillsOf } from '../lib/drill-reports.js';
+import { addressedIdentity, describeBackups, describeSources, selectBackups } from '../backup/inventory.js';
+import type { BackupSelector } from '../backup/identity.js';
+import { readDrillReports, routineDrillsOf } from '../backup/drill-reports.js';
 import { formatBytes } from '../lib/progress.js';
 import { redisAnswers } from '../lib/queue-pause.js';
 import { table } from '../output.js';
-import { backupDirOf } from './backup.js';
-import { drillDirOf } from './backup-maintenance.js';
 import { summarize, withQueues, type QueueOptions } from './queue.js';
+import { backupDirOf, drillDirOf } from '../backup/context.js';
 
 export type ItemState = 'ok' | 'warn' | 'fail' | 'manual';
 

@@ -4,19 +4,22 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
-import { generateBackupKeyHex } from '../lib/backup-crypto.js';
-import { manifestPathOf, signManifest, type BackupManifest } from '../lib/manifest.js';
+import { generateBackupKeyHex } from '../../backup/archive/crypto.js';
+import { manifestPathOf, signManifest, type BackupManifest } from '../../backup/archive/manifest.js';
 import {
   fakePgBinDir,
   projectMigrations,
   publicTableCount,
   rowCount,
   seedLmsDatabase,
-} from '../testing/backup-fixtures.js';
-import { testContext } from '../testing/context.js';
-import { runLmsctl } from '../testing/run-cli.js';
-import { backup } from './backup.js';
-import { backupBundle, backupList, backupPrune, backupVerify } from './backup-maintenance.js';
+} from '../../testing/backup-fixtures.js';
+import { testContext } from '../../testing/context.js';
+import { runLmsctl } from '../../testing/run-cli.js';
+import { backup } from './create.js';
+import { backupBundle } from './bundle.js';
+import { backupList } from './list.js';
+import { backupPrune } from './prune.js';
+import { backupVerify } from './verify.js';
 
 let database: TestDatabase;
 let work: string;

@@ -5,15 +5,22 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, queueNames, redisConnectionOptions, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
-import { generateBackupKeyHex } from '../lib/backup-crypto.js';
-import { verificationPathOf } from '../lib/backup-store.js';
-import { manifestPathOf, signManifest, type BackupManifest } from '../lib/manifest.js';
-import { projectMigrations, publicTableCount, seedLmsDatabase } from '../testing/backup-fixtures.js';
-import { testContext } from '../testing/context.js';
-import { createRichFixture, describeSchema, fingerprintTables, nextSequenceValues } from '../testing/rich-fixture.js';
-import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
-import { backup } from './backup.js';
-import { restore, restoreCleanup, type RestorePlan, type RestoreResult } from './restore.js';
+import { generateBackupKeyHex } from '../../backup/archive/crypto.js';
+import { verificationPathOf } from '../../backup/archive/store.js';
+import { manifestPathOf, signManifest, type BackupManifest } from '../../backup/archive/manifest.js';
+import { projectMigrations, publicTableCount, seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import { testContext } from '../../testing/context.js';
+import {
+  createRichFixture,
+  describeSchema,
+  fingerprintTables,
+  nextSequenceValues,
+} from '../../testing/rich-fixture.js';
+import { runLmsctl, spawnLmsctl } from '../../testing/run-cli.js';
+import { backup } from '../backup/create.js';
+import { restore, type RestoreResult } from './restore.js';
+import { type RestorePlan } from '../../backup/restore-plan.js';
+import { restoreCleanup } from './cleanup.js';
 
 let work: string;
 let keyFile: string;

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { isProcessAlive } from './process-alive.js';
+import { isProcessAlive } from '../../lib/process-alive.js';
 
 /**
  * Temporary files (dumps being written, decrypted copies, manifests and bundles before their

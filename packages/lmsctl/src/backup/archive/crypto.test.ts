@@ -6,7 +6,7 @@ import { Readable, type Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerificationError } from '@lms/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CliError, ExitCode } from '../errors.js';
+import { CliError, ExitCode } from '../../errors.js';
 import {
   type BackupKey,
   createDecryptStream,
@@ -16,7 +16,7 @@ import {
   keyIdOf,
   readBackupKey,
   readEncryptionHeader,
-} from './backup-crypto.js';
+} from './crypto.js';
 
 const HEADER = 53;
 const TAG = 16;

@@ -4,14 +4,14 @@ import { open, stat } from 'node:fs/promises';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerificationError } from '@lms/core';
-import { createDecryptStream, readEncryptionHeader, type BackupKey } from './backup-crypto.js';
+import { createDecryptStream, readEncryptionHeader, type BackupKey } from './crypto.js';
 import {
   lastErrorLines,
   parseArchiveListing,
   startPgTool,
   type ArchiveListing,
   type PgToolsOptions,
-} from './pg-tools.js';
+} from '../../postgres/tools.js';
 
 /** Bytes read per step when hashing; one buffer is reused, so memory stays flat for any file size. */
 const HASH_BUFFER_BYTES = 1024 * 1024;

@@ -6,26 +6,33 @@ import { pipeline } from 'node:stream/promises';
 import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl, formatVersion } from '@lms/core';
-import { requireDatabaseUrl, type CommandContext } from '../context.js';
-import { CliError, ExitCode, usageError, withPath } from '../errors.js';
-import { checkArchive } from '../lib/archive-check.js';
-import { ENCRYPTION_ALGORITHM, createEncryptStream, readBackupKey, type BackupKey } from '../lib/backup-crypto.js';
-import { identityOfConnection, type DatabaseIdentity } from '../lib/backup-identity.js';
-import { ensureBackupDir, publishDump, backupFileName, writeVerification } from '../lib/backup-store.js';
+import { requireDatabaseUrl, type CommandContext } from '../../context.js';
+import { CliError, ExitCode, usageError, withPath } from '../../errors.js';
+import { checkArchive } from '../../backup/archive/check.js';
+import { ENCRYPTION_ALGORITHM, createEncryptStream, type BackupKey } from '../../backup/archive/crypto.js';
+import { identityOfConnection, type DatabaseIdentity } from '../../backup/identity.js';
+import { ensureBackupDir, publishDump, backupFileName, writeVerification } from '../../backup/archive/store.js';
 import { formatDuration } from '@lms/core/duration';
-import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
-import { MANIFEST_FORMAT, manifestPathOf, signManifest, writeManifest, type BackupManifest } from '../lib/manifest.js';
-import { partialPathOf, removeStalePartials } from '../lib/partial-files.js';
+import { type InterruptedError, withInterrupt } from '../../lib/interrupt.js';
+import {
+  MANIFEST_FORMAT,
+  manifestPathOf,
+  signManifest,
+  writeManifest,
+  type BackupManifest,
+} from '../../backup/archive/manifest.js';
+import { partialPathOf, removeStalePartials } from '../../backup/archive/partial-files.js';
 import {
   assertDumpCanReadServer,
   pgToolVersion,
   startPgTool,
   toolFailure,
   type PgToolsOptions,
-} from '../lib/pg-tools.js';
-import type { MetricSample } from '../lib/metrics-export.js';
-import { describeTransfer, formatBytes, startProgress } from '../lib/progress.js';
-import { lmsctlVersion } from '../version.js';
+} from '../../postgres/tools.js';
+import { describeTransfer, formatBytes, startProgress } from '../../lib/progress.js';
+import { lmsctlVersion } from '../../version.js';
+import { backupDirOf, backupKeyOf, publishMetrics, toolsOf } from '../../backup/context.js';
+import { countRows, listTables, newestMigration, type TableRef } from '../../backup/catalog.js';
 
 export interface BackupOptions {
   /** Backup folder (default LMS_BACKUP_DIR). */
@@ -53,48 +60,6 @@ export interface BackupResult {
   durationMs: number;
 }
 
-/** Shared by the commands that touch backups: folder, key and client tools from the context. */
-export function backupDirOf(ctx: CommandContext, dir?: string): string {
-  return path.resolve(ctx.cwd, dir ?? ctx.config.LMS_BACKUP_DIR);
-}
-
-export function toolsOf(ctx: CommandContext): PgToolsOptions {
-  return { binDir: ctx.config.LMS_PG_BIN_DIR, env: ctx.env, debug: (message) => ctx.out.debug(message) };
-}
-
-/** The backup key from LMS_BACKUP_KEY_FILE, or a usage error saying how to provide one. */
-export async function backupKeyOf(ctx: CommandContext, backupDir: string, why: string): Promise<BackupKey> {
-  const file = ctx.config.LMS_BACKUP_KEY_FILE;
-  if (!file) {
-    throw usageError(
-      `${why} needs the backup key, and LMS_BACKUP_KEY_FILE is not set`,
-      'point LMS_BACKUP_KEY_FILE at the key file (64 hex characters, e.g. from `openssl rand -hex 32`), kept outside the backup folder',
-    );
-  }
-  return readBackupKey(path.resolve(ctx.cwd, file), { backupDir });
-}
-
-/**
- * Hands metrics to the textfile collector and/or Pushgateway when configured; problems are
- * warnings, never failures of the backup or drill itself.
- */
-export async function publishMetrics(
-  ctx: CommandContext,
-  database: string,
-  kind: 'backup' | 'drill',
-  samples: MetricSample[],
-): Promise<void> {
-  const textfileDir = ctx.config.LMS_METRICS_TEXTFILE_DIR && path.resolve(ctx.cwd, ctx.config.LMS_METRICS_TEXTFILE_DIR);
-  const pushgatewayUrl = ctx.config.PUSHGATEWAY_URL;
-  if (!textfileDir && !pushgatewayUrl) return;
-  const { exportMetrics } = await import('../lib/metrics-export.js');
-  const warnings = await exportMetrics(
-    { textfileDir, pushgatewayUrl },
-    { file: `lms_${kind}.prom`, group: kind, database, samples },
-  );
-  for (const warning of warnings) ctx.out.warn(warning);
-}
-
 const COMPRESS_PATTERN = /^(?:[0-9]|none|gzip(?::[1-9])?|lz4(?::\d{1,2})?|zstd(?::\d{1,2})?)$/;
 
 interface SnapshotFacts {
@@ -105,28 +70,6 @@ interface SnapshotFacts {
   databaseSizeBytes: number;
   migration: { version: number; name: string } | null;
   tables: TableRef[];
-}
-
-/** Lists every table pg_dump will dump: ordinary tables and partitions, not extension members. */
-const TABLES_SQL = `
-  SELECT n.nspname || '.' || c.relname AS key, format('%I.%I', n.nspname, c.relname) AS ident
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.relkind = 'r'
-     AND n.nspname <> 'information_schema'
-     AND n.nspname NOT LIKE 'pg\\_%'
-     AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-   ORDER BY n.nspname, c.relname`;
-
-/** A table as manifests and drill reports name it (`schema.table`) and as SQL must quote it. */
-export interface TableRef {
-  key: string;
-  ident: string;
-}
-
-export async function listTables(client: pg.Client): Promise<TableRef[]> {
-  return (await client.query<TableRef>(TABLES_SQL)).rows;
 }
 
 async function openSnapshot(client: pg.Client, url: string): Promise<SnapshotFacts> {
@@ -145,28 +88,6 @@ async function openSnapshot(client: pg.Client, url: string): Promise<SnapshotFac
     migration: await newestMigration(client),
     tables: await listTables(client),
   };
-}
-
-/** The newest applied migration, or null for a database lmsctl never migrated. */
-export async function newestMigration(client: pg.Client): Promise<{ version: number; name: string } | null> {
-  const present = await client.query<{ present: boolean }>(
-    `SELECT to_regclass('public.schema_migrations') IS NOT NULL AS present`,
-  );
-  if (!present.rows[0]?.present) return null;
-  const { rows } = await client.query<{ version: number; name: string }>(
-    'SELECT version, name FROM public.schema_migrations ORDER BY version DESC LIMIT 1',
-  );
-  return rows[0] ?? null;
-}
-
-/** Counts the rows of `tables` on one connection, in its current snapshot. */
-export async function countRows(client: pg.Client, tables: TableRef[]): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const table of tables) {
-    const { rows } = await client.query<{ count: string }>(`SELECT count(*) AS count FROM ${table.ident}`);
-    counts[table.key] = Number(rows[0]!.count);
-  }
-  return counts;
 }
 
 /**

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { connectClient } from '@lms/core';
+import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import {
   describeIdentity,
@@ -11,10 +12,10 @@ import {
   selects,
   type BackupSelector,
   type DatabaseIdentity,
-} from './backup-identity.js';
-import { listBackupFiles, readVerification } from './backup-store.js';
+} from './identity.js';
+import { listBackupFiles, readVerification } from './archive/store.js';
 import { lastDrillOf, readDrillReports, type DrillReportSummary } from './drill-reports.js';
-import { manifestPathOf, type BackupManifest } from './manifest.js';
+import { manifestPathOf, type BackupManifest } from './archive/manifest.js';
 
 /**
  * What the backup folder holds, as list, prune, status, check, `migrate --require-backup` and
@@ -193,4 +194,16 @@ export async function addressedIdentity(url: string, applicationName: string): P
   } finally {
     await client?.end().catch(() => undefined);
   }
+}
+
+/**
+ * What `latest` means for verify and bundle: the newest backup of `--database NAME`, else of
+ * the addressed database, else of the only database the folder holds backups of.
+ */
+export async function latestSelector(
+  ctx: Pick<CommandContext, 'databaseUrl'>,
+  dir: string,
+  flags: SelectionFlags,
+): Promise<BackupSelector> {
+  return offlineSelector(ctx.databaseUrl, flags) ?? soleDatabaseSelector(await describeBackups(dir), dir);
 }

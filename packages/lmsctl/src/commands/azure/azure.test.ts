@@ -1,18 +1,12 @@
 import os from 'node:os';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CliError } from '../errors.js';
-import type { AzureTestSeam } from '../lib/azure-client.js';
-import { armError, FakeArm, fakeCredential } from '../testing/fake-arm.js';
-import { testContext } from '../testing/context.js';
-import {
-  azureBackups,
-  azureReplicaList,
-  azureReplicaPromote,
-  azureServers,
-  renderAzureBackups,
-  renderAzureServers,
-  renderReplicaPromote,
-} from './azure.js';
+import { CliError } from '../../errors.js';
+import type { AzureTestSeam } from '../../azure/client.js';
+import { armError, FakeArm, fakeCredential } from '../../testing/fake-arm.js';
+import { testContext } from '../../testing/context.js';
+import { azureBackups, renderAzureBackups } from './backups.js';
+import { azureReplicaList, azureReplicaPromote, renderReplicaPromote } from './replica.js';
+import { azureServers, renderAzureServers } from './servers.js';
 
 let fake: FakeArm;
 

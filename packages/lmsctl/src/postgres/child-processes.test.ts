@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { connectClient, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, testServerUrl, type TestDatabase } from '@lms/core/testing';
-import { backup } from '../commands/backup.js';
+import { backup } from '../commands/backup/create.js';
 import { testContext } from '../testing/context.js';
 import { descendantsOf, isRunning, readProcess, stillRunningAfter, type ProcessInfo } from '../testing/process-tree.js';
 import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
-import { startPgTool, toolFailure } from './pg-tools.js';
+import { startPgTool, toolFailure } from './tools.js';
 
 let database: TestDatabase;
 let work: string;

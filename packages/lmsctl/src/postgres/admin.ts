@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type pg from 'pg';
-import { isProcessAlive } from './process-alive.js';
+import { isProcessAlive } from '../lib/process-alive.js';
 
 /**
  * Server-level SQL that restore, drill and cleanup need: sessions, database properties,

@@ -32,7 +32,7 @@ import { open, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { VerificationError } from '@lms/core';
-import { CliError, ExitCode } from '../errors.js';
+import { CliError, ExitCode } from '../../errors.js';
 
 /**
  * The key at hand is not the backup's: exit 3 like any failed verification, but it says nothing

@@ -2,7 +2,7 @@ import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VerificationError } from '@lms/core';
-import { WrongKeyError } from './backup-crypto.js';
+import { WrongKeyError } from './crypto.js';
 import { partialPathOf } from './partial-files.js';
 
 /**

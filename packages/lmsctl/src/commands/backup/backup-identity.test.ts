@@ -4,17 +4,20 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, type TestDatabase } from '@lms/core/testing';
-import { manifestPathOf, signManifest, type BackupManifest } from '../lib/manifest.js';
-import { seedLmsDatabase } from '../testing/backup-fixtures.js';
-import { testContext } from '../testing/context.js';
-import { fingerprintTables } from '../testing/rich-fixture.js';
+import { manifestPathOf, signManifest, type BackupManifest } from '../../backup/archive/manifest.js';
+import { seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import { testContext } from '../../testing/context.js';
+import { fingerprintTables } from '../../testing/rich-fixture.js';
 import { execa } from 'execa';
-import { cliEntry, runLmsctl, tsxLoader } from '../testing/run-cli.js';
-import { backupList, backupPrune, backupVerify } from './backup-maintenance.js';
-import { backup } from './backup.js';
-import { drill } from './drill.js';
-import { restore, restoreCleanup, type RestoreResult } from './restore.js';
-import type { StatusResult } from './status.js';
+import { cliEntry, runLmsctl, tsxLoader } from '../../testing/run-cli.js';
+import { backupList } from './list.js';
+import { backupPrune } from './prune.js';
+import { backupVerify } from './verify.js';
+import { backup } from './create.js';
+import { drill } from '../drill.js';
+import { restore, type RestoreResult } from '../restore/restore.js';
+import type { StatusResult } from '../status.js';
+import { restoreCleanup } from '../restore/cleanup.js';
 
 /**
  * Two databases backing up into one folder (the default `backups/db` on a shared host): every

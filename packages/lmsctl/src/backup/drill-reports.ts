@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { sameDatabase, type BackupSelector, type DatabaseIdentity } from './backup-identity.js';
+import { sameDatabase, type BackupSelector, type DatabaseIdentity } from './identity.js';
 
 /** The part of a drill report that other commands rely on (list, prune, bundle, status). */
 export interface DrillReportSummary {

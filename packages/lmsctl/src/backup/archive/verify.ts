@@ -1,0 +1,170 @@
+import { stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { VerificationError } from '@lms/core';
+import type { CommandContext } from '../../context.js';
+import type { ArchiveListing } from '../../postgres/tools.js';
+import { backupKeyOf, toolsOf } from '../context.js';
+import { assertMatchesManifest, checkArchive, decryptToFile, listArchiveFile, sha256OfFile } from './check.js';
+import { WrongKeyError, type BackupKey } from './crypto.js';
+import { manifestPathOf, readManifest, type BackupManifest } from './manifest.js';
+import { partialPathOf, removeStalePartials } from './partial-files.js';
+import { writeVerification, type VerificationRecord } from './store.js';
+
+/**
+ * The one place a backup is checked before anything relies on it — the full check of `backup
+ * verify` and the check a restore or drill makes while it already restores — and where the
+ * outcome is recorded beside the backup, so `backup list` and `migrate --require-backup` never
+ * keep trusting a backup found corrupt.
+ */
+
+/** A backup checked and ready for pg_restore, possibly as a decrypted temporary copy. */
+export interface PreparedArchive {
+  dumpPath: string;
+  manifest: BackupManifest;
+  restorePath: string;
+  listing: ArchiveListing;
+  /**
+   * Settles when the file's SHA-256 has been compared with the manifest: it runs while
+   * pg_restore fills the new database, and the swap waits for it (a mismatch aborts, exit 3).
+   */
+  checksum: Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * What must hold before the server is asked to do anything: the manifest's signature, the
+ * file's size and a readable archive listing — and for an encrypted backup its decryption,
+ * which authenticates every chunk and computes the checksum on the way. Exit 3 otherwise.
+ */
+export async function prepareArchive(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  signal: AbortSignal,
+): Promise<PreparedArchive> {
+  const recordFailure = (error: unknown) => recordVerificationFailure(dumpPath, error);
+  try {
+    const archive = await prepareArchiveUnrecorded(ctx, dumpPath, dir, signal);
+    const checksum = archive.checksum.catch(async (error: unknown) => {
+      await recordFailure(error);
+      throw error;
+    });
+    checksum.catch(() => undefined);
+    return { ...archive, checksum };
+  } catch (error) {
+    await recordFailure(error);
+    throw error;
+  }
+}
+
+/**
+ * Records what a check found: a pass with the checksum it saw, or a failure with its reason. A
+ * wrong key says nothing about the backup, and other errors (a missing tool, an interruption)
+ * are not verdicts, so neither is recorded. `by` says who found a failure.
+ */
+async function recordOutcome(
+  dumpPath: string,
+  outcome: { ok: true; sha256: string; detail: string } | { ok: false; error: unknown; by: string },
+): Promise<void> {
+  let record: VerificationRecord;
+  if (outcome.ok) {
+    record = { checkedAt: new Date().toISOString(), ok: true, sha256: outcome.sha256, detail: outcome.detail };
+  } else {
+    const { error } = outcome;
+    if (!(error instanceof VerificationError) || error instanceof WrongKeyError) return;
+    record = { checkedAt: new Date().toISOString(), ok: false, sha256: null, detail: `${error.message}${outcome.by}` };
+  }
+  await writeVerification(dumpPath, record).catch(() => undefined);
+}
+
+/** A failure a restore or drill found, recorded as `backup verify` would record it. */
+export const recordVerificationFailure = (dumpPath: string, error: unknown) =>
+  recordOutcome(dumpPath, { ok: false, error, by: ' (found by a restore or drill)' });
+
+async function prepareArchiveUnrecorded(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  signal: AbortSignal,
+): Promise<PreparedArchive> {
+  // Decrypted copies left by a killed restore or drill hold plaintext: gone before anything else.
+  await removeStalePartials(dir);
+  let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
+  const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
+  const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
+  const name = path.basename(dumpPath);
+  if (manifest.file !== name) throw new VerificationError(`manifest names ${manifest.file}, not ${name}`);
+  const tools = toolsOf(ctx);
+  const sizeBytes = (await stat(dumpPath)).size;
+
+  if (!manifest.encryption) {
+    assertMatchesManifest({ sizeBytes, sha256: manifest.sha256, listingError: null }, manifest, name);
+    const { listing, error } = await listArchiveFile(dumpPath, { ...tools, signal });
+    assertMatchesManifest({ sizeBytes, sha256: manifest.sha256, listingError: error }, manifest, name);
+    const checksum = sha256OfFile(dumpPath, signal).then((sha256) =>
+      assertMatchesManifest({ sizeBytes, sha256, listingError: null }, manifest, name),
+    );
+    // Observed by the caller later; never an unhandled rejection in between.
+    checksum.catch(() => undefined);
+    return { dumpPath, manifest, restorePath: dumpPath, listing, checksum, dispose: () => Promise.resolve() };
+  }
+
+  const backupKey = await getKey();
+  // pg_restore --jobs needs a seekable file: decrypt beside the backups, owner-only, removed after.
+  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
+  const dispose = () => unlink(decrypted).catch(() => undefined);
+  try {
+    // The checksum and size in the manifest are of the encrypted file.
+    const sha256 = await decryptToFile(dumpPath, backupKey, decrypted, signal);
+    assertMatchesManifest({ sizeBytes, sha256, listingError: null }, manifest, name);
+    const { listing, error } = await listArchiveFile(decrypted, { ...tools, signal });
+    assertMatchesManifest({ sizeBytes, sha256, listingError: error }, manifest, name);
+    return { dumpPath, manifest, restorePath: decrypted, listing, checksum: Promise.resolve(), dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+export interface VerifiedBackup {
+  path: string;
+  manifest: BackupManifest;
+  key: BackupKey | undefined;
+  /** TOC entries pg_restore --list read. */
+  entries: number;
+  /** PostgreSQL version of the pg_dump that wrote it. */
+  dumpedBy: string | null;
+}
+
+/**
+ * The full check of one backup, before anything relies on it: manifest signature, decryption
+ * of every chunk, checksum and size against the manifest, and a readable archive listing.
+ * Records the outcome beside the dump; throws VerificationError (exit 3) on any mismatch.
+ */
+export async function verifyBackupFile(
+  ctx: CommandContext,
+  dumpPath: string,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<VerifiedBackup> {
+  let key: BackupKey | undefined;
+  const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
+  try {
+    const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
+    if (manifest.file !== path.basename(dumpPath)) {
+      throw new VerificationError(`manifest names ${manifest.file}, not ${path.basename(dumpPath)}`);
+    }
+    if (manifest.encryption) await getKey();
+    const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal });
+    assertMatchesManifest(check, manifest, path.basename(dumpPath));
+    await recordOutcome(dumpPath, {
+      ok: true,
+      sha256: check.sha256,
+      detail: `checksum, manifest and ${check.listing.entries} archive entries verified`,
+    });
+    return { path: dumpPath, manifest, key, entries: check.listing.entries, dumpedBy: check.listing.dumpedBy };
+  } catch (error) {
+    await recordOutcome(dumpPath, { ok: false, error, by: '' });
+    throw error;
+  }
+}

@@ -1,0 +1,194 @@
+import type pg from 'pg';
+import { connectClient, formatVersion, VerificationError } from '@lms/core';
+import { type CommandContext } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
+import { type BackupManifest } from './archive/manifest.js';
+import {
+  markerFor,
+  sessionsOn,
+  setComment,
+  summarizeSessions,
+  terminateSessions,
+  type DatabaseFacts,
+  type SessionInfo,
+} from '../postgres/admin.js';
+import { startPgTool, toolFailure } from '../postgres/tools.js';
+import { startProgress } from '../lib/progress.js';
+import { countInParallel, listTables, newestMigration } from './catalog.js';
+import { toolsOf } from './context.js';
+
+export function describeContents(manifest: BackupManifest): string {
+  const parts = [];
+  if (manifest.tables) {
+    parts.push(
+      `${Object.keys(manifest.tables).length} tables, ${Object.values(manifest.tables).reduce((a, b) => a + b, 0)} rows`,
+    );
+  }
+  parts.push(manifest.migration ? `migration ${formatVersion(manifest.migration.version)}` : 'no migrations');
+  return parts.join(', ');
+}
+
+export function refuseSessions(
+  sessions: SessionInfo[],
+  target: RestoreTarget,
+  options: { forceDisconnect?: boolean },
+): void {
+  if (sessions.length === 0 || options.forceDisconnect) return;
+  throw new CliError(
+    ExitCode.failed,
+    `database ${target.name} on ${target.host}:${target.port} has ${sessions.length} other session(s): ${summarizeSessions(sessions)}`,
+    'stop the application first, or pass --force-disconnect to terminate them at the swap',
+  );
+}
+
+export async function runPgRestore(
+  ctx: CommandContext,
+  file: string,
+  options: { url: string; database: string; jobs: number; noAcl?: boolean; signal: AbortSignal },
+): Promise<void> {
+  const args = [
+    '--exit-on-error',
+    '--no-owner',
+    `--jobs=${options.jobs}`,
+    `--dbname=${options.database}`,
+    '--no-password',
+  ];
+  if (options.noAcl) args.push('--no-acl');
+  args.push(file);
+  const progress = startProgress(ctx.out, 'restoring', () => `with ${options.jobs} job(s)`);
+  try {
+    await startPgTool('pg_restore', args, {
+      ...toolsOf(ctx),
+      url: options.url,
+      database: options.database,
+      cancelSignal: options.signal,
+    });
+  } catch (error) {
+    throw toolFailure('pg_restore', error);
+  } finally {
+    progress.stop();
+  }
+}
+
+/** Counts every table of the restored database (several connections at once) against the manifest. */
+export async function checkRestored(
+  url: string,
+  manifest: BackupManifest,
+  jobs: number,
+  analyze: boolean,
+  signal: AbortSignal,
+): Promise<{ tables: number | null; rows: number | null; migration: number | null }> {
+  const first = await connectClient(url, { applicationName: 'lmsctl restore check' });
+  try {
+    const migration = await newestMigration(first);
+    if ((migration?.version ?? null) !== (manifest.migration?.version ?? null)) {
+      throw new VerificationError(
+        `restored database is at migration ${migration ? formatVersion(migration.version) : 'none'}, the manifest says ${manifest.migration ? formatVersion(manifest.migration.version) : 'none'}`,
+      );
+    }
+    if (!manifest.tables) {
+      if (analyze) await first.query('ANALYZE');
+      return { tables: null, rows: null, migration: migration?.version ?? null };
+    }
+    const present = await listTables(first);
+    const expected = Object.keys(manifest.tables);
+    const presentKeys = new Set(present.map((table) => table.key));
+    const missing = expected.filter((key) => !presentKeys.has(key));
+    const extra = [...presentKeys].filter((key) => !(key in manifest.tables!));
+    if (missing.length || extra.length) {
+      throw new VerificationError(
+        [
+          missing.length ? `missing tables: ${missing.join(', ')}` : '',
+          extra.length ? `tables not in the manifest: ${extra.join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join('; '),
+      );
+    }
+    const counts = await countInParallel(url, first, present, { jobs, signal, analyze, expected: manifest.tables });
+    const mismatches = expected.filter((key) => counts[key] !== manifest.tables![key]);
+    if (mismatches.length) {
+      throw new VerificationError(
+        `restored row counts differ from the manifest: ${mismatches
+          .slice(0, 5)
+          .map((key) => `${key} has ${counts[key]} rows, expected ${manifest.tables![key]}`)
+          .join('; ')}${mismatches.length > 5 ? `; and ${mismatches.length - 5} more` : ''}`,
+      );
+    }
+    return {
+      tables: expected.length,
+      rows: Object.values(counts).reduce((sum, count) => sum + count, 0),
+      migration: migration?.version ?? null,
+    };
+  } finally {
+    await first.end().catch(() => undefined);
+  }
+}
+
+/**
+ * The only moment the target changes: both renames commit in one transaction. Sessions that
+ * appeared since the start are refused again, or terminated with --force-disconnect (and the
+ * swap retried, since an application may reconnect in between).
+ */
+export async function swapIn(
+  admin: pg.Client,
+  options: {
+    target: RestoreTarget;
+    building: string;
+    previous: string | null;
+    existing: DatabaseFacts | null;
+    forceDisconnect: boolean;
+    manifest: BackupManifest;
+  },
+): Promise<number> {
+  const { target, building, previous } = options;
+  let disconnected = 0;
+  for (let attempt = 1; ; attempt++) {
+    if (previous) {
+      const sessions = await sessionsOn(admin, target.name);
+      if (sessions.length) {
+        refuseSessions(sessions, target, { forceDisconnect: options.forceDisconnect });
+        disconnected += await terminateSessions(admin, target.name);
+      }
+    }
+    try {
+      await admin.query('BEGIN');
+      if (previous) {
+        await admin.query(
+          `ALTER DATABASE ${admin.escapeIdentifier(target.name)} RENAME TO ${admin.escapeIdentifier(previous)}`,
+        );
+        await setComment(
+          admin,
+          previous,
+          JSON.stringify(markerFor('pre-restore', { target: target.name, backup: options.manifest.file })),
+        );
+      }
+      await admin.query(
+        `ALTER DATABASE ${admin.escapeIdentifier(building)} RENAME TO ${admin.escapeIdentifier(target.name)}`,
+      );
+      await setComment(admin, target.name, options.existing?.comment ?? null);
+      await admin.query('COMMIT');
+      return disconnected;
+    } catch (error) {
+      await admin.query('ROLLBACK').catch(() => undefined);
+      // 55006: "database is being accessed by other users" — someone reconnected in between.
+      if ((error as { code?: string }).code === '55006' && options.forceDisconnect && attempt < 5) continue;
+      if ((error as { code?: string }).code === '55006') {
+        throw new CliError(
+          ExitCode.failed,
+          `database ${target.name} gained sessions during the restore; nothing was changed`,
+          'stop the application, or pass --force-disconnect',
+        );
+      }
+      throw error;
+    }
+  }
+}
+
+/** The database a restore replaces or creates. */
+export interface RestoreTarget {
+  url: string;
+  name: string;
+  host: string;
+  port: number;
+}

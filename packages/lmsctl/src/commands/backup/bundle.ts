@@ -1,0 +1,81 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { TarArchive } from 'archiver';
+import type { ChalkInstance } from 'chalk';
+import { VerificationError } from '@lms/core';
+import type { CommandContext } from '../../context.js';
+import { usageError, withPath } from '../../errors.js';
+import { readManifestUnchecked, resolveBackup } from '../../backup/inventory.js';
+import { readVerification, verificationPathOf, type VerificationRecord } from '../../backup/archive/store.js';
+import { readDrillReports } from '../../backup/drill-reports.js';
+import { manifestPathOf } from '../../backup/archive/manifest.js';
+import { partialPathOf } from '../../backup/archive/partial-files.js';
+import { formatBytes } from '../../lib/progress.js';
+import { backupDirOf, drillDirOf } from '../../backup/context.js';
+import { latestSelector } from '../../backup/inventory.js';
+
+export interface BackupBundleResult {
+  bundle: string;
+  sizeBytes: number;
+  files: string[];
+}
+
+/** Packs a dump, its manifest, its verification and its drill reports into one tar.gz. */
+export async function backupBundle(
+  ctx: CommandContext,
+  spec: string,
+  options: { dir?: string; out: string; database?: string },
+): Promise<BackupBundleResult> {
+  const dir = backupDirOf(ctx, options.dir);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
+  const manifest = await readManifestUnchecked(dumpPath);
+  if (!manifest) throw new VerificationError(`${path.basename(dumpPath)} has no manifest; bundle a complete backup`);
+  const out = path.resolve(ctx.cwd, options.out);
+  if (
+    await stat(out).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw usageError(`${out} already exists`, 'choose another --out path or remove the file first');
+  }
+  const members: Array<{ file: string; name: string }> = [
+    { file: dumpPath, name: path.basename(dumpPath) },
+    { file: manifestPathOf(dumpPath), name: path.basename(manifestPathOf(dumpPath)) },
+  ];
+  const verification: VerificationRecord | null = await readVerification(dumpPath);
+  if (verification)
+    members.push({ file: verificationPathOf(dumpPath), name: path.basename(verificationPathOf(dumpPath)) });
+  for (const report of await readDrillReports(drillDirOf(ctx))) {
+    if (report.backup.file !== manifest.file || report.backup.sha256 !== manifest.sha256) continue;
+    members.push({ file: report.path, name: `drills/${path.basename(report.path)}` });
+    const markdown = report.path.replace(/\.json$/, '.md');
+    if (
+      await stat(markdown).then(
+        () => true,
+        () => false,
+      )
+    )
+      members.push({ file: markdown, name: `drills/${path.basename(markdown)}` });
+  }
+  const temporary = partialPathOf(out);
+  const archive = new TarArchive({ gzip: true, gzipOptions: { level: 6 } });
+  for (const member of members) archive.append(createReadStream(member.file), { name: member.name, mode: 0o600 });
+  const written = pipeline(archive, createWriteStream(temporary, { mode: 0o600, flags: 'wx' }));
+  try {
+    // Together: a failed finalize must not leave the write's rejection unobserved.
+    await Promise.all([archive.finalize(), written]);
+    await rename(temporary, out);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    // A full disk fails the stream's write, which names no file.
+    throw withPath(error, out);
+  }
+  return { bundle: out, sizeBytes: (await stat(out)).size, files: members.map((member) => member.name) };
+}
+
+export function renderBackupBundle(result: BackupBundleResult, style: ChalkInstance): string {
+  return `${style.green('bundle written')} ${result.bundle} (${formatBytes(result.sizeBytes)}): ${result.files.join(', ')}`;
+}

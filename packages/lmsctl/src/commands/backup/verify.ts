@@ -1,0 +1,39 @@
+import type { ChalkInstance } from 'chalk';
+import type { CommandContext } from '../../context.js';
+import { resolveBackup } from '../../backup/inventory.js';
+import { backupDirOf } from '../../backup/context.js';
+import { verifyBackupFile } from '../../backup/archive/verify.js';
+import { latestSelector } from '../../backup/inventory.js';
+
+export interface BackupVerifyResult {
+  file: string;
+  ok: true;
+  sha256: string;
+  sizeBytes: number;
+  encrypted: boolean;
+  entries: number;
+  tables: number | null;
+}
+
+export async function backupVerify(
+  ctx: CommandContext,
+  spec: string,
+  options: { dir?: string; database?: string } = {},
+): Promise<BackupVerifyResult> {
+  const dir = backupDirOf(ctx, options.dir);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
+  const verified = await verifyBackupFile(ctx, dumpPath, dir);
+  return {
+    file: dumpPath,
+    ok: true,
+    sha256: verified.manifest.sha256,
+    sizeBytes: verified.manifest.sizeBytes,
+    encrypted: Boolean(verified.manifest.encryption),
+    entries: verified.entries,
+    tables: verified.manifest.tables ? Object.keys(verified.manifest.tables).length : null,
+  };
+}
+
+export function renderBackupVerify(result: BackupVerifyResult, style: ChalkInstance): string {
+  return `${style.green('verified')} ${result.file}: sha256 matches the manifest, ${result.entries} archive entries readable${result.encrypted ? ', every encrypted chunk authenticated' : ''}`;
+}
