@@ -30,6 +30,41 @@ export function decodeCursor(value: string | undefined): Cursor | null {
   throw new ValidationError('cursor: not a cursor this API returned; start again without it');
 }
 
+/** The SQL a repository splices into a page query, and the parameters that go with it. */
+export interface KeysetPage {
+  /** Condition for the WHERE clause: the rows after the cursor (`TRUE` on the first page). */
+  where: string;
+  /** `ORDER BY … LIMIT …`, newest first, one row more than the page so `toPage` knows if there is a next. */
+  orderByLimit: string;
+  /** The query's own parameters followed by the page's: pass these as the query's values. */
+  params: unknown[];
+}
+
+/**
+ * Keyset pagination for a list sorted newest first by a timestamp, ties broken by id: the rows
+ * strictly after `after` in (sort, id) order, which an index on (sort DESC, id DESC) serves
+ * without counting skipped rows. The page's values become parameters numbered after `params`
+ * (the query's own `$1…$n`); the two columns are spliced in as written, so they are always the
+ * repository's constants, never input.
+ */
+export function keysetPage(options: {
+  /** Timestamp column the list is sorted by, e.g. `created_at` or `d.created_at`. */
+  sort: string;
+  /** Id column that breaks ties, e.g. `id` or `d.id`. */
+  id: string;
+  after: Cursor | null;
+  limit: number;
+  params?: unknown[];
+}): KeysetPage {
+  const params = [...(options.params ?? [])];
+  const next = (value: unknown) => `$${params.push(value)}`;
+  const where = options.after
+    ? `(${options.sort}, ${options.id}) < (${next(options.after.at)}::timestamptz, ${next(options.after.id)}::uuid)`
+    : 'TRUE';
+  const orderByLimit = `ORDER BY ${options.sort} DESC, ${options.id} DESC LIMIT ${next(options.limit + 1)}`;
+  return { where, orderByLimit, params };
+}
+
 export interface Page<T> {
   items: T[];
   nextCursor: string | null;

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne } from '@lms/core';
-import type { Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor } from '../../lib/pagination.js';
 
 export interface CertificateRow {
   id: string;
@@ -20,11 +20,10 @@ export class CertificatesRepository {
   constructor(private readonly db: { read: pg.Pool }) {}
 
   async listForUser(userId: string, limit: number, after: Cursor | null): Promise<CertificateRow[]> {
+    const page = keysetPage({ sort: 'issued_at', id: 'id', after, limit, params: [userId] });
     const { rows } = await this.db.read.query<CertificateRow>(
-      `SELECT ${COLUMNS} FROM certificates
-        WHERE user_id = $3 AND ($1::timestamptz IS NULL OR (issued_at, id) < ($1::timestamptz, $2::uuid))
-        ORDER BY issued_at DESC, id DESC LIMIT $4`,
-      [after?.at ?? null, after?.id ?? null, userId, limit + 1],
+      `SELECT ${COLUMNS} FROM certificates WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
+      page.params,
     );
     return rows;
   }

@@ -48,6 +48,19 @@ describe('certificates', () => {
     expect((await call(api, 'get', '/api/v1/certificates', { token: other.token })).body.items).toEqual([]);
   });
 
+  it('lists mine page by page, newest first', async () => {
+    const first = await call(api, 'get', '/api/v1/certificates?limit=1', { token: learner.token });
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await call(api, 'get', `/api/v1/certificates?limit=1&cursor=${first.body.nextCursor}`, {
+      token: learner.token,
+    });
+    expect(second.body.nextCursor).toBeNull();
+    expect([...first.body.items, ...second.body.items].map((c: { id: string }) => c.id)).toEqual([
+      fileCertificateId,
+      certificateId,
+    ]);
+  });
+
   it('serves the PDF from the database or the storage folder, to its learner and admins only', async () => {
     for (const id of [certificateId, fileCertificateId]) {
       const response = await call(api, 'get', `/api/v1/certificates/${id}/pdf`, { token: learner.token });

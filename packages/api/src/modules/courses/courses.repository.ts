@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import type { Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor } from '../../lib/pagination.js';
 
 export interface CourseRow {
   id: string;
@@ -25,7 +25,6 @@ export interface LessonRow {
 
 const COURSE = 'id, instructor_id, title, description, status, published_at, created_at, updated_at';
 const LESSON = 'id, course_id, position, title, body, created_at, updated_at';
-const PAGE = `($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::uuid)) ORDER BY created_at DESC, id DESC LIMIT $3`;
 
 /**
  * All SQL about courses and their lessons. Reads that decide a write (ownership, enrolment) or
@@ -51,18 +50,20 @@ export class CoursesRepository {
 
   /** Published courses, newest first; `limit + 1` rows. */
   async listPublished(limit: number, after: Cursor | null): Promise<CourseRow[]> {
+    const page = keysetPage({ sort: 'created_at', id: 'id', after, limit });
     const { rows } = await this.db.primary.query<CourseRow>(
-      `SELECT ${COURSE} FROM courses WHERE status = 'published' AND ${PAGE}`,
-      [after?.at ?? null, after?.id ?? null, limit + 1],
+      `SELECT ${COURSE} FROM courses WHERE status = 'published' AND ${page.where} ${page.orderByLimit}`,
+      page.params,
     );
     return rows;
   }
 
   /** Every course of an instructor (all courses when `instructorId` is null), any status. */
   async listOwned(instructorId: string | null, limit: number, after: Cursor | null): Promise<CourseRow[]> {
+    const page = keysetPage({ sort: 'created_at', id: 'id', after, limit, params: [instructorId] });
     const { rows } = await this.db.read.query<CourseRow>(
-      `SELECT ${COURSE} FROM courses WHERE ($4::uuid IS NULL OR instructor_id = $4) AND ${PAGE}`,
-      [after?.at ?? null, after?.id ?? null, limit + 1, instructorId],
+      `SELECT ${COURSE} FROM courses WHERE ($1::uuid IS NULL OR instructor_id = $1) AND ${page.where} ${page.orderByLimit}`,
+      page.params,
     );
     return rows;
   }

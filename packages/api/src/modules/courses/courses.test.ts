@@ -142,7 +142,23 @@ describe('course lifecycle', () => {
     expect(new Set(seen).size).toBe(seen.length);
 
     const own = await call(api, 'get', '/api/v1/courses?mine=true&limit=100', { token: mine.token });
-    expect(own.body.items.map((course: { id: string }) => course.id).sort()).toEqual([...ids, draft.id].sort());
+    const ownIds = own.body.items.map((course: { id: string }) => course.id);
+    expect([...ownIds].sort()).toEqual([...ids, draft.id].sort());
+    const ownPaged: string[] = [];
+    let ownCursor: string | null = null;
+    do {
+      const response = await call(
+        api,
+        'get',
+        `/api/v1/courses?mine=true&limit=4${ownCursor ? `&cursor=${ownCursor}` : ''}`,
+        {
+          token: mine.token,
+        },
+      );
+      ownPaged.push(...response.body.items.map((course: { id: string }) => course.id));
+      ownCursor = response.body.nextCursor as string | null;
+    } while (ownCursor);
+    expect(ownPaged).toEqual(ownIds);
     expect((await call(api, 'get', '/api/v1/courses?mine=true')).status).toBe(403);
     expect((await call(api, 'get', '/api/v1/courses?cursor=bogus')).status).toBe(400);
     expect((await call(api, 'get', '/api/v1/courses?limit=101')).status).toBe(400);

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import type { Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor } from '../../lib/pagination.js';
 
 export interface EnrollmentRow {
   id: string;
@@ -41,11 +41,10 @@ export class EnrollmentsRepository {
   }
 
   async listForUser(userId: string, limit: number, after: Cursor | null): Promise<EnrollmentRow[]> {
+    const page = keysetPage({ sort: 'enrolled_at', id: 'id', after, limit, params: [userId] });
     const { rows } = await this.db.read.query<EnrollmentRow>(
-      `SELECT ${COLUMNS} FROM enrollments
-        WHERE user_id = $3 AND ($1::timestamptz IS NULL OR (enrolled_at, id) < ($1::timestamptz, $2::uuid))
-        ORDER BY enrolled_at DESC, id DESC LIMIT $4`,
-      [after?.at ?? null, after?.id ?? null, userId, limit + 1],
+      `SELECT ${COLUMNS} FROM enrollments WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
+      page.params,
     );
     return rows;
   }

@@ -92,6 +92,24 @@ describe('enrolment', () => {
     expect(mine.body.items.map((e: { userId: string }) => e.userId)).toEqual([me.id]);
     expect(mine.body.nextCursor).toBeNull();
   });
+
+  it('lists my enrolments page by page, newest first', async () => {
+    const me = await createUser(api, 'student');
+    const enrolled: string[] = [];
+    for (let index = 0; index < 3; index++) {
+      const course = await createCourse(api, instructor);
+      const response = await call(api, 'post', `/api/v1/courses/${course.id}/enroll`, { token: me.token });
+      enrolled.push(response.body.id as string);
+    }
+    const first = await call(api, 'get', '/api/v1/enrollments?limit=2', { token: me.token });
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await call(api, 'get', `/api/v1/enrollments?limit=2&cursor=${first.body.nextCursor}`, {
+      token: me.token,
+    });
+    expect(second.body.nextCursor).toBeNull();
+    const paged = [...first.body.items, ...second.body.items].map((e: { id: string }) => e.id);
+    expect(paged).toEqual(enrolled.reverse());
+  });
 });
 
 describe('lesson completion', () => {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one, withTransaction } from '@lms/core';
-import type { Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor } from '../../lib/pagination.js';
 import type { Role } from '../../lib/auth-user.js';
 
 export interface UserRow {
@@ -49,11 +49,10 @@ export class UsersRepository {
 
   /** Newest first, `limit + 1` rows (the extra one tells whether there is a next page). */
   async list(limit: number, after: Cursor | null): Promise<UserRow[]> {
+    const page = keysetPage({ sort: 'created_at', id: 'id', after, limit });
     const { rows } = await this.db.read.query<UserRow>(
-      `SELECT ${COLUMNS} FROM users
-        WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::uuid)
-        ORDER BY created_at DESC, id DESC LIMIT $3`,
-      [after?.at ?? null, after?.id ?? null, limit + 1],
+      `SELECT ${COLUMNS} FROM users WHERE ${page.where} ${page.orderByLimit}`,
+      page.params,
     );
     return rows;
   }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import type { Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor } from '../../lib/pagination.js';
 
 export interface SubscriptionRow {
   id: string;
@@ -88,12 +88,12 @@ export class WebhooksRepository {
   }
 
   async deliveries(subscriptionId: string, limit: number, after: Cursor | null): Promise<DeliveryRow[]> {
+    const page = keysetPage({ sort: 'd.created_at', id: 'd.id', after, limit, params: [subscriptionId] });
     const { rows } = await this.db.read.query<DeliveryRow>(
       `SELECT d.id, d.event_id, e.type AS event_type, d.attempt, d.status, d.response_status, d.duration_ms, d.error, d.created_at
          FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-        WHERE d.subscription_id = $3 AND ($1::timestamptz IS NULL OR (d.created_at, d.id) < ($1::timestamptz, $2::uuid))
-        ORDER BY d.created_at DESC, d.id DESC LIMIT $4`,
-      [after?.at ?? null, after?.id ?? null, subscriptionId, limit + 1],
+        WHERE d.subscription_id = $1 AND ${page.where} ${page.orderByLimit}`,
+      page.params,
     );
     return rows;
   }

@@ -83,6 +83,17 @@ describe('webhook subscriptions', () => {
       [2, 'succeeded'],
       [1, 'failed'],
     ]);
+    const first = await call(api, 'get', `/api/v1/webhooks/${created.id}/deliveries?limit=1`, { token: admin.token });
+    const second = await call(
+      api,
+      'get',
+      `/api/v1/webhooks/${created.id}/deliveries?limit=1&cursor=${first.body.nextCursor}`,
+      {
+        token: admin.token,
+      },
+    );
+    expect(second.body.nextCursor).toBeNull();
+    expect([...first.body.items, ...second.body.items].map((d: { attempt: number }) => d.attempt)).toEqual([2, 1]);
   });
 
   it('refuses internal targets and unknown events, and deletes with an audit record', async () => {
