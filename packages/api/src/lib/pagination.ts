@@ -10,8 +10,15 @@ export type PageQuery = z.infer<typeof pageQuery>;
 
 /** Where the previous page ended: the sort key (a timestamp) and the id that breaks ties. */
 export interface Cursor {
+  /** ISO 8601 in UTC, to the microsecond as PostgreSQL stores it. */
   at: string;
   id: string;
+}
+
+/** A row of a page query: its id and `page_key`, the sort key that `keysetPage().key` selects. */
+export interface KeysetRow {
+  id: string;
+  page_key: string;
 }
 
 export function encodeCursor(cursor: Cursor): string {
@@ -32,6 +39,12 @@ export function decodeCursor(value: string | undefined): Cursor | null {
 
 /** The SQL a repository splices into a page query, and the parameters that go with it. */
 export interface KeysetPage {
+  /**
+   * For the select list: the sort key as text to the microsecond (`page_key`), which the next
+   * cursor carries. A JavaScript Date keeps only milliseconds: a cursor made from one would skip
+   * the rows that share the last row's millisecond (all of a batch inserted in one statement).
+   */
+  key: string;
   /** Condition for the WHERE clause: the rows after the cursor (`TRUE` on the first page). */
   where: string;
   /** `ORDER BY … LIMIT …`, newest first, one row more than the page so `toPage` knows if there is a next. */
@@ -62,7 +75,8 @@ export function keysetPage(options: {
     ? `(${options.sort}, ${options.id}) < (${next(options.after.at)}::timestamptz, ${next(options.after.id)}::uuid)`
     : 'TRUE';
   const orderByLimit = `ORDER BY ${options.sort} DESC, ${options.id} DESC LIMIT ${next(options.limit + 1)}`;
-  return { where, orderByLimit, params };
+  const key = `to_char(${options.sort} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS page_key`;
+  return { key, where, orderByLimit, params };
 }
 
 export interface Page<T> {
@@ -71,11 +85,11 @@ export interface Page<T> {
 }
 
 /** Builds a page from `limit + 1` fetched rows: the extra row only says there is more. */
-export function toPage<R, T>(rows: R[], limit: number, present: (row: R) => T, cursorOf: (row: R) => Cursor): Page<T> {
+export function toPage<R extends KeysetRow, T>(rows: R[], limit: number, present: (row: R) => T): Page<T> {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return {
     items: items.map(present),
-    nextCursor: rows.length > limit && last ? encodeCursor(cursorOf(last)) : null,
+    nextCursor: rows.length > limit && last ? encodeCursor({ at: last.page_key, id: last.id }) : null,
   };
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne } from '@lms/core';
-import { keysetPage, type Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface CertificateRow {
   id: string;
@@ -19,10 +19,10 @@ const COLUMNS = 'id, enrollment_id, user_id, course_id, code, learner_name, cour
 export class CertificatesRepository {
   constructor(private readonly db: { read: pg.Pool }) {}
 
-  async listForUser(userId: string, limit: number, after: Cursor | null): Promise<CertificateRow[]> {
+  async listForUser(userId: string, limit: number, after: Cursor | null): Promise<Array<CertificateRow & KeysetRow>> {
     const page = keysetPage({ sort: 'issued_at', id: 'id', after, limit, params: [userId] });
-    const { rows } = await this.db.read.query<CertificateRow>(
-      `SELECT ${COLUMNS} FROM certificates WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
+    const { rows } = await this.db.read.query<CertificateRow & KeysetRow>(
+      `SELECT ${COLUMNS}, ${page.key} FROM certificates WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
       page.params,
     );
     return rows;

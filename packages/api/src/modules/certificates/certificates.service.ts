@@ -25,7 +25,7 @@ export class CertificatesService {
 
   async list(user: AuthUser, page: PageQuery) {
     const rows = await this.certificates.listForUser(user.id, page.limit, decodeCursor(page.cursor));
-    return toPage(rows, page.limit, presentCertificate, (row) => ({ at: row.issued_at.toISOString(), id: row.id }));
+    return toPage(rows, page.limit, presentCertificate);
   }
 
   /** The PDF of a certificate, for its learner and admins only. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import { keysetPage, type Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface CourseRow {
   id: string;
@@ -49,20 +49,24 @@ export class CoursesRepository {
   }
 
   /** Published courses, newest first; `limit + 1` rows. */
-  async listPublished(limit: number, after: Cursor | null): Promise<CourseRow[]> {
+  async listPublished(limit: number, after: Cursor | null): Promise<Array<CourseRow & KeysetRow>> {
     const page = keysetPage({ sort: 'created_at', id: 'id', after, limit });
-    const { rows } = await this.db.primary.query<CourseRow>(
-      `SELECT ${COURSE} FROM courses WHERE status = 'published' AND ${page.where} ${page.orderByLimit}`,
+    const { rows } = await this.db.primary.query<CourseRow & KeysetRow>(
+      `SELECT ${COURSE}, ${page.key} FROM courses WHERE status = 'published' AND ${page.where} ${page.orderByLimit}`,
       page.params,
     );
     return rows;
   }
 
   /** Every course of an instructor (all courses when `instructorId` is null), any status. */
-  async listOwned(instructorId: string | null, limit: number, after: Cursor | null): Promise<CourseRow[]> {
+  async listOwned(
+    instructorId: string | null,
+    limit: number,
+    after: Cursor | null,
+  ): Promise<Array<CourseRow & KeysetRow>> {
     const page = keysetPage({ sort: 'created_at', id: 'id', after, limit, params: [instructorId] });
-    const { rows } = await this.db.read.query<CourseRow>(
-      `SELECT ${COURSE} FROM courses WHERE ($1::uuid IS NULL OR instructor_id = $1) AND ${page.where} ${page.orderByLimit}`,
+    const { rows } = await this.db.read.query<CourseRow & KeysetRow>(
+      `SELECT ${COURSE}, ${page.key} FROM courses WHERE ($1::uuid IS NULL OR instructor_id = $1) AND ${page.where} ${page.orderByLimit}`,
       page.params,
     );
     return rows;

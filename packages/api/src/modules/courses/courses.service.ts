@@ -8,8 +8,6 @@ import { presentCourse, presentLesson, type PresentedCourse } from './courses.pr
 import type { CourseRow, CoursesRepository } from './courses.repository.js';
 import type { CreateCourseBody, CreateLessonBody, ListCoursesQuery, UpdateCourseBody } from './courses.schema.js';
 
-const cursorOf = (row: CourseRow) => ({ at: row.created_at.toISOString(), id: row.id });
-
 /** May this user change this course? Its instructor and admins may. */
 export function canManage(user: AuthUser | null, course: Pick<CourseRow, 'instructor_id'>): boolean {
   return user !== null && (user.role === 'admin' || user.id === course.instructor_id);
@@ -37,10 +35,10 @@ export class CoursesService {
     if (query.mine === 'true') {
       if (!user) throw new ForbiddenError('sign in to list your own courses');
       const rows = await this.courses.listOwned(user.role === 'admin' ? null : user.id, query.limit, after);
-      return toPage(rows, query.limit, presentCourse, cursorOf);
+      return toPage(rows, query.limit, presentCourse);
     }
     const page = await this.cache.catalogue(query.limit, query.cursor, async () =>
-      toPage(await this.courses.listPublished(query.limit, after), query.limit, presentCourse, cursorOf),
+      toPage(await this.courses.listPublished(query.limit, after), query.limit, presentCourse),
     );
     return new JsonText(page.json);
   }

@@ -164,6 +164,29 @@ describe('course lifecycle', () => {
     expect((await call(api, 'get', '/api/v1/courses?limit=101')).status).toBe(400);
   });
 
+  it('pages through courses that share a creation time (made in one statement) without skipping any', async () => {
+    const instructor = await createUser(api, 'instructor');
+    const { rows } = await api.db.query<{ id: string }>(
+      `INSERT INTO courses (instructor_id, title) SELECT $1, 'Batch ' || n FROM generate_series(1, 5) AS n RETURNING id`,
+      [instructor.id],
+    );
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const response = await call(api, 'get', `/api/v1/courses?mine=true&limit=2${cursor ? `&cursor=${cursor}` : ''}`, {
+        token: instructor.token,
+      });
+      seen.push(...response.body.items.map((course: { id: string }) => course.id));
+      cursor = response.body.nextCursor as string | null;
+    } while (cursor);
+    expect(seen).toEqual(
+      rows
+        .map((row) => row.id)
+        .sort()
+        .reverse(),
+    );
+  });
+
   it('serves a published course and the catalogue from the cache', async () => {
     const course = await createCourse(api, instructor);
     const hitsBefore = (await cacheCount('course', 'hit')) + (await cacheCount('course', 'local_hit'));

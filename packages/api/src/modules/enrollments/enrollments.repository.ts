@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import { keysetPage, type Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface EnrollmentRow {
   id: string;
@@ -40,10 +40,10 @@ export class EnrollmentsRepository {
     return maybeOne(result) ?? null;
   }
 
-  async listForUser(userId: string, limit: number, after: Cursor | null): Promise<EnrollmentRow[]> {
+  async listForUser(userId: string, limit: number, after: Cursor | null): Promise<Array<EnrollmentRow & KeysetRow>> {
     const page = keysetPage({ sort: 'enrolled_at', id: 'id', after, limit, params: [userId] });
-    const { rows } = await this.db.read.query<EnrollmentRow>(
-      `SELECT ${COLUMNS} FROM enrollments WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
+    const { rows } = await this.db.read.query<EnrollmentRow & KeysetRow>(
+      `SELECT ${COLUMNS}, ${page.key} FROM enrollments WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
       page.params,
     );
     return rows;

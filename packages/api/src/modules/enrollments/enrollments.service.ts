@@ -49,7 +49,7 @@ export class EnrollmentsService {
 
   async list(user: AuthUser, page: PageQuery): Promise<Page<PresentedEnrollment>> {
     const rows = await this.enrollments.listForUser(user.id, page.limit, decodeCursor(page.cursor));
-    return toPage(rows, page.limit, presentEnrollment, (row) => ({ at: row.enrolled_at.toISOString(), id: row.id }));
+    return toPage(rows, page.limit, presentEnrollment);
   }
 
   async completeLesson(user: AuthUser, enrollmentId: string, lessonId: string): Promise<PresentedEnrollment> {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one, withTransaction } from '@lms/core';
-import { keysetPage, type Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 import type { Role } from '../../lib/auth-user.js';
 
 export interface UserRow {
@@ -48,10 +48,10 @@ export class UsersRepository {
   }
 
   /** Newest first, `limit + 1` rows (the extra one tells whether there is a next page). */
-  async list(limit: number, after: Cursor | null): Promise<UserRow[]> {
+  async list(limit: number, after: Cursor | null): Promise<Array<UserRow & KeysetRow>> {
     const page = keysetPage({ sort: 'created_at', id: 'id', after, limit });
-    const { rows } = await this.db.read.query<UserRow>(
-      `SELECT ${COLUMNS} FROM users WHERE ${page.where} ${page.orderByLimit}`,
+    const { rows } = await this.db.read.query<UserRow & KeysetRow>(
+      `SELECT ${COLUMNS}, ${page.key} FROM users WHERE ${page.where} ${page.orderByLimit}`,
       page.params,
     );
     return rows;

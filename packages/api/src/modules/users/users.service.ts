@@ -23,7 +23,7 @@ export class UsersService {
 
   async list(page: PageQuery): Promise<Page<ReturnType<typeof presentUser>>> {
     const rows = await this.users.list(page.limit, decodeCursor(page.cursor));
-    return toPage(rows, page.limit, presentUser, (row) => ({ at: row.created_at.toISOString(), id: row.id }));
+    return toPage(rows, page.limit, presentUser);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
-import { keysetPage, type Cursor } from '../../lib/pagination.js';
+import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface SubscriptionRow {
   id: string;
@@ -87,10 +87,15 @@ export class WebhooksRepository {
     return rowCount === 1;
   }
 
-  async deliveries(subscriptionId: string, limit: number, after: Cursor | null): Promise<DeliveryRow[]> {
+  async deliveries(
+    subscriptionId: string,
+    limit: number,
+    after: Cursor | null,
+  ): Promise<Array<DeliveryRow & KeysetRow>> {
     const page = keysetPage({ sort: 'd.created_at', id: 'd.id', after, limit, params: [subscriptionId] });
-    const { rows } = await this.db.read.query<DeliveryRow>(
-      `SELECT d.id, d.event_id, e.type AS event_type, d.attempt, d.status, d.response_status, d.duration_ms, d.error, d.created_at
+    const { rows } = await this.db.read.query<DeliveryRow & KeysetRow>(
+      `SELECT d.id, d.event_id, e.type AS event_type, d.attempt, d.status, d.response_status, d.duration_ms, d.error, d.created_at,
+              ${page.key}
          FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
         WHERE d.subscription_id = $1 AND ${page.where} ${page.orderByLimit}`,
       page.params,

@@ -119,6 +119,6 @@ export class WebhooksService {
   async deliveries(id: string, page: PageQuery) {
     if (!(await this.webhooks.findById(id))) throw new NotFoundError('no such webhook subscription');
     const rows = await this.webhooks.deliveries(id, page.limit, decodeCursor(page.cursor));
-    return toPage(rows, page.limit, presentDelivery, (row) => ({ at: row.created_at.toISOString(), id: row.id }));
+    return toPage(rows, page.limit, presentDelivery);
   }
 }
