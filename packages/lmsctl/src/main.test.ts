@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
-import { backup } from './commands/backup/create.js';
+import { backup } from './backup/create.js';
 import { seedLmsDatabase } from './testing/backup-fixtures.js';
 import { testContext } from './testing/context.js';
 import { runLmsctl, type CliRun } from './testing/run-cli.js';

@@ -10,6 +10,7 @@ import { registerQueue } from './cli/queue.js';
 import { registerRestore } from './cli/restore.js';
 import { registerSchedule } from './cli/schedule.js';
 import { registerStack } from './cli/stack.js';
+import { registerCheck } from './cli/check.js';
 import { registerStatus } from './cli/status.js';
 import { registerUser } from './cli/user.js';
 import { lmsctlVersion } from './version.js';
@@ -58,6 +59,7 @@ ${examples(
   registerSchedule(program, runtime);
   registerQueue(program, runtime);
   registerStatus(program, runtime);
+  registerCheck(program, runtime);
   registerUser(program, runtime);
   registerStack(program, runtime);
   registerAzure(program, runtime);

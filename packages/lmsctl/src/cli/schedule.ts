@@ -44,7 +44,7 @@ ${examples(
     .option('--encrypt', 'encrypt the backups (LMS_BACKUP_KEY_FILE)')
     .action(
       action(runtime, async (ctx, flags: { backup: string; drill: string; pruneKeep?: number; encrypt?: boolean }) => {
-        const { scheduleRun, renderScheduleRun } = await import('../commands/schedule.js');
+        const { scheduleRun, renderScheduleRun } = await import('../commands/schedule/run.js');
         const result = await scheduleRun(ctx, {
           backupCron: flags.backup,
           drillCron: flags.drill,
@@ -109,7 +109,7 @@ ${examples(
             uninstall?: boolean;
           },
         ) => {
-          const { scheduleInstall, renderScheduleInstall } = await import('../commands/schedule-install.js');
+          const { scheduleInstall, renderScheduleInstall } = await import('../commands/schedule/install.js');
           const result = await scheduleInstall(ctx, {
             platform: flags.platform,
             backupCron: flags.backup,

@@ -3,6 +3,7 @@ import { connectClient, defaultMigrationsDir, describePostgresUrl, maskUrl, Migr
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { addressedIdentity, describeBackups, newestVerifiedBackupOf } from '../backup/inventory.js';
+import { backupDirOf } from '../backup/context.js';
 import {
   databaseDiskItem,
   probe,
@@ -17,8 +18,7 @@ import {
   type ItemState,
   type ProbeOptions,
   type StatusItem,
-} from './status.js';
-import { backupDirOf } from '../backup/context.js';
+} from '../health/probes.js';
 
 export type Checklist = 'daily' | 'weekly' | 'predeploy';
 
@@ -27,8 +27,8 @@ export interface CheckOptions extends ProbeOptions {
   prometheusUrl?: string;
   /** Alertmanager base URL, for the alert delivery test. */
   alertmanagerUrl?: string;
-  /** predeploy: the newest verified backup must be younger than this. */
-  maxBackupAgeMs?: number;
+  /** predeploy: the newest verified backup must be younger than this (milliseconds, `--max-backup-age`). */
+  maxBackupAge?: number;
 }
 
 export interface CheckResult {
@@ -268,7 +268,7 @@ export async function check(
     items.push(...(await alertDelivery(options)));
   } else {
     items.push(...(await migrationsValidate(ctx)));
-    items.push(...(await verifiedBackupItem(ctx, options.maxBackupAgeMs ?? 24 * 3_600_000)));
+    items.push(...(await verifiedBackupItem(ctx, options.maxBackupAge ?? 24 * 3_600_000)));
     items.push(...(await probeApi(ctx, options)), ...(await probeQueues(ctx, options)));
   }
   items.push(...MANUAL[checklist].map((detail): StatusItem => ({ name: 'by hand', state: 'manual', detail })));

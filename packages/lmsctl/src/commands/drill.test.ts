@@ -9,8 +9,9 @@ import { manifestPathOf, signManifest, type BackupManifest } from '../backup/arc
 import { fakePgBinDir, projectMigrations, publicTableCount, seedLmsDatabase } from '../testing/backup-fixtures.js';
 import { testContext } from '../testing/context.js';
 import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
-import { backup } from './backup/create.js';
-import { drill, drillExitError, type DrillReport } from './drill.js';
+import { backup } from '../backup/create.js';
+import { drill, type DrillReport } from '../backup/drill.js';
+import { drillExitError } from './drill.js';
 
 let database: TestDatabase;
 let work: string;

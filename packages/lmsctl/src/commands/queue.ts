@@ -1,101 +1,22 @@
-import { Queue, type Job, type JobType as BullJobType } from 'bullmq';
+import { type Queue, type Job, type JobType as BullJobType } from 'bullmq';
 import type { ChalkInstance } from 'chalk';
-import {
-  isQueueName,
-  maskSecretsInText,
-  maskUrl,
-  queueNames,
-  redactSecrets,
-  redisConnectionOptions,
-  type QueueName,
-} from '@lms/core';
+import { maskSecretsInText, queueNames, redactSecrets, type QueueName } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { withInterrupt } from '../lib/interrupt.js';
-import { redisAnswers } from '../lib/queue-pause.js';
 import { table } from '../output.js';
+import {
+  JOB_STATES,
+  queueNamed,
+  summarize,
+  type QueueOptions,
+  type QueueSummary,
+  withQueues,
+} from '../queues/inspect.js';
 
 /** Job states `queue list` counts, in the order shown. */
-export const JOB_STATES = [
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-  'completed',
-  'failed',
-] as const;
-export type JobState = (typeof JOB_STATES)[number];
-
-export interface QueueOptions {
-  /** `--redis-url`, else REDIS_URL. */
-  redisUrl?: string;
-  /** `--prefix`, else QUEUE_PREFIX. */
-  prefix?: string;
-}
-
-/** Opens the named queues after checking Redis answers; closes them when `work` is done. */
-export async function withQueues<T>(
-  ctx: CommandContext,
-  options: QueueOptions,
-  names: readonly QueueName[],
-  work: (queues: Queue[]) => Promise<T>,
-): Promise<T> {
-  const url = options.redisUrl ?? ctx.config.REDIS_URL;
-  if (!(await redisAnswers(url))) {
-    throw new CliError(
-      ExitCode.failed,
-      `Redis at ${maskUrl(url)} does not answer`,
-      'check REDIS_URL (or --redis-url) and that Redis is running',
-    );
-  }
-  const connection = { ...redisConnectionOptions(url), connectTimeout: 2000, maxRetriesPerRequest: 1 };
-  const queues = names.map(
-    (name) => new Queue(name, { connection, prefix: options.prefix ?? ctx.config.QUEUE_PREFIX }),
-  );
-  for (const queue of queues) queue.on('error', () => undefined);
-  try {
-    return await work(queues);
-  } finally {
-    await Promise.all(queues.map((queue) => queue.close()));
-  }
-}
-
-/** The queue a user named, or a usage error listing the known ones. */
-export function queueNamed(name: string): QueueName {
-  if (!isQueueName(name)) throw usageError(`unknown queue "${name}"`, `the queues are: ${queueNames.join(', ')}`);
-  return name;
-}
-
-export interface QueueSummary {
-  name: QueueName;
-  paused: boolean;
-  counts: Record<JobState, number>;
-  workers: number;
-  /** How long the oldest waiting job has waited; null when none waits. */
-  oldestWaitingMs: number | null;
-}
-
-export async function summarize(queue: Queue, now = Date.now()): Promise<QueueSummary> {
-  const counts = (await queue.getJobCounts(...JOB_STATES)) as Record<JobState, number>;
-  const [oldest] = await queue.getJobs(['wait'], 0, 0, true);
-  let workers = 0;
-  try {
-    workers = await queue.getWorkersCount();
-  } catch {
-    // Managed Redis without CLIENT LIST: unknown, reported as 0.
-  }
-  return {
-    name: queue.name as QueueName,
-    paused: await queue.isPaused(),
-    counts,
-    workers,
-    oldestWaitingMs: oldest ? now - oldest.timestamp : null,
-  };
-}
-
 export async function queueList(ctx: CommandContext, options: QueueOptions = {}): Promise<{ queues: QueueSummary[] }> {
   return withQueues(ctx, options, queueNames, async (queues) => ({
     queues: await Promise.all(queues.map((queue) => summarize(queue))),

@@ -8,7 +8,7 @@ import { connectClient, defaultMigrationsDir, Migrator, redisConnectionOptions, 
 import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
 import { testContext } from '../testing/context.js';
 import { runLmsctl } from '../testing/run-cli.js';
-import { backup } from './backup/create.js';
+import { backup } from '../backup/create.js';
 import type { CheckResult } from './check.js';
 import type { StatusResult } from './status.js';
 

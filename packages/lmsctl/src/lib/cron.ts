@@ -61,3 +61,7 @@ export function parseCron(expression: string, option: string, options: { allowSe
     daysOfWeek: dayOfWeek === '*' ? null : [...new Set((parsed.dayOfWeek as number[]).map((day) => day % 7))].sort(),
   };
 }
+
+/** When `schedule run` and `schedule install` back up (daily 02:00) and drill (Sundays 03:00) by default. */
+export const DEFAULT_BACKUP_CRON = '0 2 * * *';
+export const DEFAULT_DRILL_CRON = '0 3 * * 0';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { connectClient, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, testServerUrl, type TestDatabase } from '@lms/core/testing';
-import { backup } from '../commands/backup/create.js';
+import { backup } from '../backup/create.js';
 import { testContext } from '../testing/context.js';
 import { descendantsOf, isRunning, readProcess, stillRunningAfter, type ProcessInfo } from '../testing/process-tree.js';
 import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';

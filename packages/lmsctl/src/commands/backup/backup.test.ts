@@ -15,10 +15,10 @@ import {
 } from '../../testing/backup-fixtures.js';
 import { testContext } from '../../testing/context.js';
 import { runLmsctl } from '../../testing/run-cli.js';
-import { backup } from './create.js';
+import { backup } from '../../backup/create.js';
 import { backupBundle } from './bundle.js';
 import { backupList } from './list.js';
-import { backupPrune } from './prune.js';
+import { backupPrune } from '../../backup/retention.js';
 import { backupVerify } from './verify.js';
 
 let database: TestDatabase;

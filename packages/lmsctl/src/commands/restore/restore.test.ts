@@ -17,7 +17,7 @@ import {
   nextSequenceValues,
 } from '../../testing/rich-fixture.js';
 import { runLmsctl, spawnLmsctl } from '../../testing/run-cli.js';
-import { backup } from '../backup/create.js';
+import { backup } from '../../backup/create.js';
 import { restore, type RestoreResult } from './restore.js';
 import { type RestorePlan } from '../../backup/restore-plan.js';
 import { restoreCleanup } from './cleanup.js';

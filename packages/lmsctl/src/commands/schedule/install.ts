@@ -4,11 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChalkInstance } from 'chalk';
 import { execa } from 'execa';
-import type { CommandContext } from '../context.js';
-import { CliError, ExitCode, usageError } from '../errors.js';
-import { parseCron, type CronSchedule } from '../lib/cron.js';
-import { confirmOrRefuse } from '../lib/confirm.js';
-import { DEFAULT_BACKUP_CRON, DEFAULT_DRILL_CRON } from './schedule.js';
+import type { CommandContext } from '../../context.js';
+import { CliError, ExitCode, usageError } from '../../errors.js';
+import { parseCron, type CronSchedule } from '../../lib/cron.js';
+import { confirmOrRefuse } from '../../lib/confirm.js';
+import { DEFAULT_BACKUP_CRON, DEFAULT_DRILL_CRON } from '../../lib/cron.js';
 
 export type Platform = 'cron' | 'systemd' | 'windows';
 
@@ -58,7 +58,7 @@ export interface ScheduleInstallResult {
  * it runs.
  */
 export function lmsctlInvocation(): string[] {
-  return [process.execPath, '--', fileURLToPath(new URL('../../bin/lmsctl.js', import.meta.url))];
+  return [process.execPath, '--', fileURLToPath(new URL('../../../bin/lmsctl.js', import.meta.url))];
 }
 
 function jobsOf(ctx: CommandContext, options: ScheduleInstallOptions): Job[] {

@@ -1,15 +1,13 @@
 import type { ChalkInstance } from 'chalk';
 import cron from 'node-cron';
-import type { CommandContext } from '../context.js';
-import { parseCron } from '../lib/cron.js';
+import type { CommandContext } from '../../context.js';
+import { parseCron } from '../../lib/cron.js';
 import { formatDuration } from '@lms/core/duration';
-import { formatBytes } from '../lib/progress.js';
-import { backup } from './backup/create.js';
-import { backupPrune } from './backup/prune.js';
-import { drill } from './drill.js';
-
-export const DEFAULT_BACKUP_CRON = '0 2 * * *';
-export const DEFAULT_DRILL_CRON = '0 3 * * 0';
+import { formatBytes } from '../../lib/progress.js';
+import { backup } from '../../backup/create.js';
+import { backupPrune } from '../../backup/retention.js';
+import { drill } from '../../backup/drill.js';
+import { DEFAULT_BACKUP_CRON, DEFAULT_DRILL_CRON } from '../../lib/cron.js';
 
 export interface ScheduleRunOptions {
   backupCron?: string;

@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
-import { fakePgBinDir, seedLmsDatabase } from '../testing/backup-fixtures.js';
-import { testContext } from '../testing/context.js';
-import { runLmsctl, spawnLmsctl } from '../testing/run-cli.js';
-import { scheduleRun, type ScheduleEvent } from './schedule.js';
+import { fakePgBinDir, seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import { testContext } from '../../testing/context.js';
+import { runLmsctl, spawnLmsctl } from '../../testing/run-cli.js';
+import { scheduleRun, type ScheduleEvent } from './run.js';
 
 let database: TestDatabase;
 let work: string;

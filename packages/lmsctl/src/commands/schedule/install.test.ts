@@ -6,10 +6,10 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import cron from 'node-cron';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
-import { parseCron } from '../lib/cron.js';
-import { testContext } from '../testing/context.js';
-import { repoRoot, runLmsctl } from '../testing/run-cli.js';
-import { onCalendar, scheduleInstall, spliceCrontab, type ScheduleInstallResult } from './schedule-install.js';
+import { parseCron } from '../../lib/cron.js';
+import { testContext } from '../../testing/context.js';
+import { repoRoot, runLmsctl } from '../../testing/run-cli.js';
+import { onCalendar, scheduleInstall, spliceCrontab, type ScheduleInstallResult } from './install.js';
 
 let work: string;
 let envFile: string;

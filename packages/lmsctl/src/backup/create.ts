@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { connectClient, describePostgresUrl } from '@lms/core';
+import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { CliError, ExitCode, usageError, withPath } from '../errors.js';
+import { checkArchive } from './archive/check.js';
+import { ENCRYPTION_ALGORITHM, createEncryptStream, type BackupKey } from './archive/crypto.js';
+import { identityOfConnection, type DatabaseIdentity } from './identity.js';
+import { ensureBackupDir, publishDump, backupFileName, writeVerification } from './archive/store.js';
+import { formatDuration } from '@lms/core/duration';
+import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
+import {
+  MANIFEST_FORMAT,
+  manifestPathOf,
+  signManifest,
+  writeManifest,
+  type BackupManifest,
+} from './archive/manifest.js';
+import { partialPathOf, removeStalePartials } from './archive/partial-files.js';
+import {
+  assertDumpCanReadServer,
+  pgToolVersion,
+  startPgTool,
+  toolFailure,
+  type PgToolsOptions,
+} from '../postgres/tools.js';
+import { describeTransfer, formatBytes, startProgress } from '../lib/progress.js';
+import { lmsctlVersion } from '../version.js';
+import { backupDirOf, backupKeyOf, publishMetrics, toolsOf } from './context.js';
+import { countRows, listTables, newestMigration, type TableRef } from './catalog.js';
+
+export interface BackupOptions {
+  /** Backup folder (default LMS_BACKUP_DIR). */
+  dir?: string;
+  /** pg_dump --compress value: 0-9, or method[:level] where pg_dump supports it. */
+  compress?: string;
+  encrypt?: boolean;
+  /** Count every table's rows inside the dump's snapshot (default true). */
+  counts?: boolean;
+  /** Aborts the backup; without it, SIGINT/SIGTERM do (see withInterrupt). */
+  signal?: AbortSignal;
+}
+
+export interface BackupResult {
+  file: string;
+  manifest: string;
+  sizeBytes: number;
+  sha256: string;
+  encrypted: boolean;
+  database: DatabaseIdentity;
+  tables: number | null;
+  rows: number | null;
+  migration: number | null;
+  startedAt: string;
+  durationMs: number;
+}
+
+const COMPRESS_PATTERN = /^(?:[0-9]|none|gzip(?::[1-9])?|lz4(?::\d{1,2})?|zstd(?::\d{1,2})?)$/;
+
+interface SnapshotFacts {
+  snapshot: string;
+  identity: DatabaseIdentity;
+  serverVersion: string;
+  serverVersionNum: number;
+  databaseSizeBytes: number;
+  migration: { version: number; name: string } | null;
+  tables: TableRef[];
+}
+
+async function openSnapshot(client: pg.Client, url: string): Promise<SnapshotFacts> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+  const { rows } = await client.query<{ snapshot: string; version: string; num: string; size: string }>(
+    `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS version,
+            current_setting('server_version_num') AS num, pg_database_size(current_database()) AS size`,
+  );
+  const facts = rows[0]!;
+  return {
+    snapshot: facts.snapshot,
+    identity: await identityOfConnection(client, url),
+    serverVersion: facts.version.split(' ')[0]!,
+    serverVersionNum: Number(facts.num),
+    databaseSizeBytes: Number(facts.size),
+    migration: await newestMigration(client),
+    tables: await listTables(client),
+  };
+}
+
+/**
+ * Dumps the database into the backup folder as a verified, optionally encrypted custom-format
+ * archive with its signed manifest. The dump and the manifest's row counts come from one
+ * exported snapshot; the file gets its final name only once complete and checked.
+ */
+export async function backup(ctx: CommandContext, options: BackupOptions = {}): Promise<BackupResult> {
+  const url = requireDatabaseUrl(ctx);
+  const dir = backupDirOf(ctx, options.dir);
+  if (options.compress !== undefined && !COMPRESS_PATTERN.test(options.compress)) {
+    throw usageError(`--compress ${options.compress}: expected 0-9 (gzip level) or none, gzip[:N], lz4[:N], zstd[:N]`);
+  }
+  const key = options.encrypt ? await backupKeyOf(ctx, dir, '--encrypt') : undefined;
+  const tools = toolsOf(ctx);
+  const pgDump = await pgToolVersion('pg_dump', tools);
+  await ensureBackupDir(dir);
+  for (const name of await removeStalePartials(dir)) ctx.out.debug(`removed ${name} left by an interrupted backup`);
+
+  const where = describePostgresUrl(url);
+  const startedAt = new Date();
+  const temporary = partialPathOf(
+    path.join(dir, `.${backupFileName(startedAt).replace(/\.dump$/, '')}.${randomBytes(4).toString('hex')}`),
+  );
+  const client = await connectClient(url, { applicationName: 'lmsctl backup' });
+
+  return withInterrupt(async (signal) => {
+    let published: string | null = null;
+    try {
+      const facts = await openSnapshot(client, url);
+      assertDumpCanReadServer(pgDump, Math.floor(facts.serverVersionNum / 10000), facts.serverVersion);
+      ctx.out.info(
+        `backing up ${where.database} on ${where.host}:${where.port} (${formatBytes(facts.databaseSizeBytes)}, ${facts.tables.length} tables)${key ? ', encrypted' : ''}`,
+      );
+
+      // Created here, owner-only, so the dump is never readable by others, not even briefly.
+      await (await open(temporary, 'wx', 0o600)).close();
+      let bytesWritten = 0;
+      const sizePoll = setInterval(() => {
+        stat(temporary).then(
+          (info) => (bytesWritten = info.size),
+          () => undefined,
+        );
+      }, 500);
+      sizePoll.unref();
+      const progress = startProgress(ctx.out, 'dumping', (elapsed) => describeTransfer(bytesWritten, elapsed));
+      try {
+        const dumpArgs = ['--format=custom', `--snapshot=${facts.snapshot}`, '--no-password'];
+        if (options.compress !== undefined) dumpArgs.push(`--compress=${options.compress}`);
+        ctx.out.debug(`snapshot ${facts.snapshot} exported; starting pg_dump ${pgDump.version}`);
+        const dumpStarted = Date.now();
+        // A failed count stops pg_dump too, rather than leaving it to read the whole database.
+        const countFailed = new AbortController();
+        const cancelSignal = AbortSignal.any([signal, countFailed.signal]);
+        const dumped = key
+          ? dumpEncrypted(dumpArgs, temporary, key, { ...tools, url, cancelSignal })
+          : dumpPlain(dumpArgs, temporary, { ...tools, url, cancelSignal });
+        // The counts run on the exporting connection while pg_dump reads the same snapshot,
+        // without parallel workers: they should fill the CPU pg_dump leaves idle, not compete.
+        if (options.counts !== false) await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
+        const counting =
+          options.counts === false
+            ? Promise.resolve(null)
+            : countRows(client, facts.tables).catch((error: unknown) => {
+                countFailed.abort(error);
+                throw error;
+              });
+        // Both settle before anything goes on: a cancelled pg_dump is awaited, not left running.
+        const [dumpResult, countResult] = await Promise.allSettled([dumped, counting]);
+        if (countResult.status === 'rejected') throw countResult.reason;
+        if (dumpResult.status === 'rejected') throw dumpResult.reason;
+        const tables = countResult.value;
+        await client.query('COMMIT');
+        ctx.out.debug(`pg_dump and row counts done in ${formatDuration(Date.now() - dumpStarted)}`);
+
+        const checkStarted = Date.now();
+        const check = await checkArchive(temporary, { ...tools, key, signal });
+        ctx.out.debug(`checksum and archive listing in ${formatDuration(Date.now() - checkStarted)}`);
+        if (check.listingError)
+          throw new CliError(ExitCode.failed, `pg_dump wrote an unreadable archive: ${check.listingError}`);
+        const finishedAt = new Date();
+        published = await publishDump(temporary, dir, startedAt);
+        const manifest: BackupManifest = signManifest(
+          {
+            format: MANIFEST_FORMAT,
+            formatVersion: 1,
+            file: path.basename(published),
+            sha256: check.sha256,
+            sizeBytes: check.sizeBytes,
+            encryption: check.encryption && { algorithm: ENCRYPTION_ALGORITHM, ...check.encryption },
+            compression: options.compress ?? null,
+            database: { ...facts.identity, sizeBytes: facts.databaseSizeBytes },
+            server: { version: facts.serverVersion, versionNum: facts.serverVersionNum },
+            pgDump: { version: check.listing.dumpedBy ?? pgDump.version },
+            migration: facts.migration,
+            tables,
+            startedAt: startedAt.toISOString(),
+            finishedAt: finishedAt.toISOString(),
+            durationMs: finishedAt.getTime() - startedAt.getTime(),
+            lmsctl: { version: lmsctlVersion },
+          },
+          key,
+        );
+        await writeManifest(manifestPathOf(published), manifest);
+        await writeVerification(published, {
+          checkedAt: finishedAt.toISOString(),
+          ok: true,
+          sha256: check.sha256,
+          detail: `written and checked by lmsctl backup (${check.listing.entries} archive entries)`,
+        });
+        await publishMetrics(ctx, where.database, 'backup', [
+          {
+            name: 'lms_backup_last_success_timestamp_seconds',
+            help: 'When the last successful lmsctl backup finished (Unix time).',
+            value: finishedAt.getTime() / 1000,
+          },
+          { name: 'lms_backup_size_bytes', help: 'Size of the last successful backup file.', value: check.sizeBytes },
+        ]);
+        const rows = tables ? Object.values(tables).reduce((sum, count) => sum + count, 0) : null;
+        return {
+          file: published,
+          manifest: manifestPathOf(published),
+          sizeBytes: check.sizeBytes,
+          sha256: check.sha256,
+          encrypted: Boolean(key),
+          database: facts.identity,
+          tables: tables ? Object.keys(tables).length : null,
+          rows,
+          migration: facts.migration?.version ?? null,
+          startedAt: startedAt.toISOString(),
+          durationMs: finishedAt.getTime() - startedAt.getTime(),
+        };
+      } finally {
+        clearInterval(sizePoll);
+        progress.stop();
+      }
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (published) await unlink(published).catch(() => undefined);
+      if (signal.aborted) {
+        throw new CliError(ExitCode.failed, `${(signal.reason as InterruptedError).message}: no backup was written`);
+      }
+      throw error;
+    } finally {
+      await unlink(temporary).catch(() => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }, options.signal);
+}
+
+async function dumpPlain(
+  args: string[],
+  target: string,
+  options: PgToolsOptions & { url: string; cancelSignal: AbortSignal },
+): Promise<void> {
+  // Straight to a seekable file: pg_dump then records data offsets, which parallel restore needs.
+  try {
+    await startPgTool('pg_dump', [...args, `--file=${target}`], options);
+  } catch (error) {
+    throw toolFailure('pg_dump', error);
+  }
+}
+
+async function dumpEncrypted(
+  args: string[],
+  target: string,
+  key: BackupKey,
+  options: PgToolsOptions & { url: string; cancelSignal: AbortSignal },
+): Promise<void> {
+  // Plaintext never touches the disk: pg_dump's output is encrypted on its way to the file.
+  const dump = startPgTool('pg_dump', args, { ...options, stdout: 'pipe' });
+  try {
+    await Promise.all([
+      pipeline(dump.stdout!, createEncryptStream(key), createWriteStream(target, { flags: 'r+' })),
+      dump,
+    ]);
+  } catch (error) {
+    dump.kill();
+    await dump.catch(() => undefined);
+    // A full disk fails the stream's write, which names no file: name the backup folder.
+    throw toolFailure('pg_dump', withPath(error, path.dirname(target)));
+  }
+}
