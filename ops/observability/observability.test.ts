@@ -390,7 +390,7 @@ const exporterMetrics: Record<string, string[]> = {
 
 /** The names lmsctl writes (the MetricSample type of metrics-export.ts; all gauges). */
 async function lmsctlMetricNames(): Promise<string[]> {
-  const source = await readFile(path.join(root, 'packages/lmsctl/src/lib/metrics-export.ts'), 'utf8');
+  const source = await readFile(path.join(root, 'packages/lmsctl/src/backup/metrics-export.ts'), 'utf8');
   const type = /export interface MetricSample \{\s*name:([^;]*);/.exec(source)?.[1];
   if (!type) throw new Error('metrics-export.ts: MetricSample.name not found');
   return [...type.matchAll(/'([a-zA-Z_:][\w:]*)'/g)].map((match) => match[1]!);
