@@ -51,6 +51,40 @@ export default tseslint.config(
     },
   },
   {
+    // lmsctl's commands are thin entry points over its domain modules (backup/, postgres/, azure/,
+    // health/, queues/, lib/): one command importing another is how command files ended up
+    // doubling as the backup library. Tests may use several commands to set a scene.
+    files: ['packages/lmsctl/src/commands/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^\\./', message: 'a command must not import a command; move what both need out of commands/' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['packages/lmsctl/src/commands/*/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\.?/(?!\\.\\./)',
+              message: 'a command must not import a command; move what both need out of commands/',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Plain JavaScript entry points run on Node; TypeScript files get their globals from @types/node.
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },

@@ -34,10 +34,10 @@ export interface DrillOptions {
    */
   fromDatabase?: string;
   dir?: string;
-  /** Recovery time objective (default LMS_DRILL_RTO). */
-  rtoMs?: number;
-  /** Recovery point objective (default LMS_DRILL_RPO). */
-  rpoMs?: number;
+  /** Recovery time objective in milliseconds, `--rto` (default LMS_DRILL_RTO). */
+  rto?: number;
+  /** Recovery point objective in milliseconds, `--rpo` (default LMS_DRILL_RPO). */
+  rpo?: number;
   /** A missed objective fails the drill instead of warning. */
   strict?: boolean;
   keepScratch?: boolean;
@@ -105,8 +105,8 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
   const dumpPath = await resolveBackup(dir, spec, ctx.cwd, selector);
   const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
   const objectives = {
-    rtoMs: options.rtoMs ?? ctx.config.LMS_DRILL_RTO,
-    rpoMs: options.rpoMs ?? ctx.config.LMS_DRILL_RPO,
+    rtoMs: options.rto ?? ctx.config.LMS_DRILL_RTO,
+    rpoMs: options.rpo ?? ctx.config.LMS_DRILL_RPO,
     strict: options.strict ?? false,
   };
   const { host, port } = describePostgresUrl(url);

@@ -1,15 +1,11 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { AzureConnectionOptions, AzureCredentialKind } from '../azure/client.js';
+import type { PitrDrillOptions } from '../commands/azure/pitr-drill.js';
+import type { PitrOptions } from '../commands/azure/pitr.js';
+import type { ReplicaPromoteOptions } from '../commands/azure/replica.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs } from './parsers.js';
-
-interface AzureFlags {
-  subscription?: string;
-  resourceGroup?: string;
-  credential: AzureCredentialKind;
-  armEndpoint?: string;
-}
 
 /** Why no `azure` example runs in the examples test: Azure Resource Manager exists only in the cloud. */
 const AZURE = 'needs Azure';
@@ -52,15 +48,6 @@ function withAzureOptions(command: Command): Command {
       '--arm-endpoint <url>',
       'Resource Manager endpoint for sovereign clouds (default: AZURE_ARM_ENDPOINT, else https://management.azure.com)',
     );
-}
-
-function connection(flags: AzureFlags): AzureConnectionOptions {
-  return {
-    subscription: flags.subscription,
-    resourceGroup: flags.resourceGroup,
-    credential: flags.credential,
-    armEndpoint: flags.armEndpoint,
-  };
 }
 
 /** `lmsctl azure servers|backups|pitr|pitr-drill|replica list|replica promote` */
@@ -113,9 +100,9 @@ ${examples(
         ),
       ),
   ).action(
-    action(runtime, async (ctx, flags: AzureFlags) => {
+    action(runtime, async (ctx, flags: AzureConnectionOptions) => {
       const { azureServers, renderAzureServers } = await import('../commands/azure/servers.js');
-      ctx.out.result(await azureServers(ctx, connection(flags)), renderAzureServers);
+      ctx.out.result(await azureServers(ctx, flags), renderAzureServers);
     }),
   );
 
@@ -136,9 +123,9 @@ ${examples(
 )}`,
     )
     .action(
-      action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {
+      action(runtime, async (ctx, flags: AzureConnectionOptions & { server: string }) => {
         const { azureBackups, renderAzureBackups } = await import('../commands/azure/backups.js');
-        ctx.out.result(await azureBackups(ctx, flags.server, connection(flags)), renderAzureBackups);
+        ctx.out.result(await azureBackups(ctx, flags.server, flags), renderAzureBackups);
       }),
     );
 
@@ -181,30 +168,11 @@ ${examples(
 )}`,
     )
     .action(
-      action(
-        runtime,
-        async (
-          ctx,
-          flags: AzureFlags & {
-            server: string;
-            restoreTime: Date;
-            targetServer: string;
-            location?: string;
-            wait: boolean;
-          },
-        ) => {
-          const { azurePitr, renderPitr } = await import('../commands/azure/pitr.js');
-          const result = await azurePitr(ctx, {
-            ...connection(flags),
-            server: flags.server,
-            restoreTime: flags.restoreTime,
-            targetServer: flags.targetServer,
-            location: flags.location,
-            noWait: !flags.wait,
-          });
-          ctx.out.result(result, renderPitr);
-        },
-      ),
+      action(runtime, async (ctx, flags: PitrOptions) => {
+        const { azurePitr, renderPitr } = await import('../commands/azure/pitr.js');
+        const result = await azurePitr(ctx, flags);
+        ctx.out.result(result, renderPitr);
+      }),
     );
 
   withAzureOptions(
@@ -245,35 +213,13 @@ ${examples(
 )}`,
     )
     .action(
-      action(
-        runtime,
-        async (
-          ctx,
-          flags: AzureFlags & {
-            server: string;
-            targetServer: string;
-            restoreTime?: Date;
-            location?: string;
-            databaseUrlTemplate?: string;
-            rto?: number;
-          },
-        ) => {
-          const { azurePitrDrill, pitrDrillExitError, renderPitrDrill } =
-            await import('../commands/azure/pitr-drill.js');
-          const report = await azurePitrDrill(ctx, {
-            ...connection(flags),
-            server: flags.server,
-            targetServer: flags.targetServer,
-            restoreTime: flags.restoreTime,
-            location: flags.location,
-            databaseUrlTemplate: flags.databaseUrlTemplate,
-            rtoMs: flags.rto,
-          });
-          ctx.out.result(report, renderPitrDrill);
-          const failure = pitrDrillExitError(report);
-          if (failure) throw failure;
-        },
-      ),
+      action(runtime, async (ctx, flags: PitrDrillOptions) => {
+        const { azurePitrDrill, pitrDrillExitError, renderPitrDrill } = await import('../commands/azure/pitr-drill.js');
+        const report = await azurePitrDrill(ctx, flags);
+        ctx.out.result(report, renderPitrDrill);
+        const failure = pitrDrillExitError(report);
+        if (failure) throw failure;
+      }),
     );
 
   const replica = azure
@@ -300,9 +246,9 @@ ${examples(
       .addHelpText('after', examples({ cmd: 'lmsctl azure replica list --server lms-prod-pg', notRunHere: AZURE }))
       .requiredOption('--server <name>', 'the primary server'),
   ).action(
-    action(runtime, async (ctx, flags: AzureFlags & { server: string }) => {
+    action(runtime, async (ctx, flags: AzureConnectionOptions & { server: string }) => {
       const { azureReplicaList, renderAzureReplicaList } = await import('../commands/azure/replica.js');
-      ctx.out.result(await azureReplicaList(ctx, flags.server, connection(flags)), renderAzureReplicaList);
+      ctx.out.result(await azureReplicaList(ctx, flags.server, flags), renderAzureReplicaList);
     }),
   );
 
@@ -336,17 +282,10 @@ ${examples(
 )}`,
     )
     .action(
-      action(
-        runtime,
-        async (ctx, flags: AzureFlags & { replica: string; mode: 'standalone' | 'switchover'; forced?: boolean }) => {
-          const { azureReplicaPromote, renderReplicaPromote } = await import('../commands/azure/replica.js');
-          const result = await azureReplicaPromote(ctx, flags.replica, {
-            ...connection(flags),
-            mode: flags.mode,
-            forced: flags.forced,
-          });
-          ctx.out.result(result, renderReplicaPromote);
-        },
-      ),
+      action(runtime, async (ctx, flags: ReplicaPromoteOptions & { replica: string }) => {
+        const { azureReplicaPromote, renderReplicaPromote } = await import('../commands/azure/replica.js');
+        const result = await azureReplicaPromote(ctx, flags.replica, flags);
+        ctx.out.result(result, renderReplicaPromote);
+      }),
     );
 }

@@ -1,4 +1,6 @@
 import { Option, type Command } from 'commander';
+import type { BackupOptions } from '../commands/backup/create.js';
+import type { BackupPruneOptions } from '../commands/backup/prune.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
@@ -49,12 +51,9 @@ ${examples(
 )}`,
     )
     .action(
-      action(runtime, async (ctx, flags: { dir?: string; compress?: string; encrypt?: boolean; counts: boolean }) => {
+      action(runtime, async (ctx, flags: BackupOptions) => {
         const { backup: run, renderBackup } = await import('../commands/backup/create.js');
-        ctx.out.result(
-          await run(ctx, { dir: flags.dir, compress: flags.compress, encrypt: flags.encrypt, counts: flags.counts }),
-          renderBackup,
-        );
+        ctx.out.result(await run(ctx, flags), renderBackup);
       }),
     );
 
@@ -130,16 +129,10 @@ Retention applies to each source database on its own: the backups of DATABASE_UR
 by default, --database NAME's, or with --all every database's, each keeping its own newest.`,
     )
     .action(
-      action(
-        runtime,
-        async (
-          ctx,
-          flags: { keep: number; keepDays?: number; dryRun?: boolean; dir?: string; database?: string; all?: boolean },
-        ) => {
-          const { backupPrune, renderBackupPrune } = await import('../commands/backup/prune.js');
-          ctx.out.result(await backupPrune(ctx, flags), renderBackupPrune);
-        },
-      ),
+      action(runtime, async (ctx, flags: BackupPruneOptions) => {
+        const { backupPrune, renderBackupPrune } = await import('../commands/backup/prune.js');
+        ctx.out.result(await backupPrune(ctx, flags), renderBackupPrune);
+      }),
     );
 
   backup

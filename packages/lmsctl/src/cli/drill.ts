@@ -1,18 +1,8 @@
 import { Option, type Command } from 'commander';
+import type { DrillOptions } from '../commands/drill.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
-
-interface DrillFlags {
-  backup?: string;
-  fromDatabase?: string;
-  dir?: string;
-  rto?: number;
-  rpo?: number;
-  strict?: boolean;
-  keepScratch?: boolean;
-  jobs?: number;
-}
 
 /** `lmsctl drill` */
 export function registerDrill(program: Command, runtime: Runtime): void {
@@ -65,18 +55,9 @@ ${examples(
 )}`,
     )
     .action(
-      action(runtime, async (ctx, flags: DrillFlags) => {
+      action(runtime, async (ctx, flags: DrillOptions) => {
         const { drill, drillExitError, renderDrill } = await import('../commands/drill.js');
-        const result = await drill(ctx, {
-          backup: flags.backup,
-          fromDatabase: flags.fromDatabase,
-          dir: flags.dir,
-          rtoMs: flags.rto,
-          rpoMs: flags.rpo,
-          strict: flags.strict,
-          keepScratch: flags.keepScratch,
-          jobs: flags.jobs,
-        });
+        const result = await drill(ctx, flags);
         ctx.out.result(result, renderDrill);
         const failure = drillExitError(result);
         if (failure) throw failure;

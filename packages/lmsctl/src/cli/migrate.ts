@@ -1,15 +1,9 @@
 import { Option, type Command } from 'commander';
 import { CliError, ExitCode, usageError } from '../errors.js';
+import type { MigrateCommonOptions, MigrateDownOptions, MigrateUpOptions } from '../commands/migrate.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
-
-interface CommonFlags {
-  migrationsDir?: string;
-  lockTimeout?: number;
-}
-
-const common = (flags: CommonFlags) => ({ migrationsDir: flags.migrationsDir, lockTimeoutMs: flags.lockTimeout });
 
 function withCommonOptions(command: Command): Command {
   return command
@@ -74,30 +68,17 @@ ${examples(
         durationMs,
       ),
   ).action(
-    action(
-      runtime,
-      async (
-        ctx,
-        unknown: string[],
-        flags: CommonFlags & { to?: number; dryRun?: boolean; createDatabase?: boolean; requireBackup?: number },
-      ) => {
-        if (unknown.length > 0) {
-          throw usageError(
-            `unknown migrate command "${unknown[0]}"`,
-            `the migrate commands are: ${migrate.commands.map((command) => command.name()).join(', ')}`,
-          );
-        }
-        const { migrateUp, renderMigrateUp } = await import('../commands/migrate.js');
-        const result = await migrateUp(ctx, {
-          ...common(flags),
-          to: flags.to,
-          dryRun: flags.dryRun,
-          createDatabase: flags.createDatabase,
-          requireBackupMs: flags.requireBackup,
-        });
-        ctx.out.result(result, renderMigrateUp);
-      },
-    ),
+    action(runtime, async (ctx, unknown: string[], flags: MigrateUpOptions) => {
+      if (unknown.length > 0) {
+        throw usageError(
+          `unknown migrate command "${unknown[0]}"`,
+          `the migrate commands are: ${migrate.commands.map((command) => command.name()).join(', ')}`,
+        );
+      }
+      const { migrateUp, renderMigrateUp } = await import('../commands/migrate.js');
+      const result = await migrateUp(ctx, flags);
+      ctx.out.result(result, renderMigrateUp);
+    }),
   );
 
   withCommonOptions(
@@ -116,9 +97,9 @@ ${examples(
 )}`,
       ),
   ).action(
-    action(runtime, async (ctx, flags: CommonFlags) => {
+    action(runtime, async (ctx, flags: MigrateCommonOptions) => {
       const { migrateStatus, renderMigrateStatus } = await import('../commands/migrate.js');
-      const result = await migrateStatus(ctx, common(flags));
+      const result = await migrateStatus(ctx, flags);
       ctx.out.result(result, renderMigrateStatus);
       if (result.problems > 0) {
         throw new CliError(
@@ -143,9 +124,9 @@ ${examples(
         }),
       ),
   ).action(
-    action(runtime, async (ctx, flags: CommonFlags) => {
+    action(runtime, async (ctx, flags: MigrateCommonOptions) => {
       const { migrateValidate, renderMigrateValidate } = await import('../commands/migrate.js');
-      ctx.out.result(await migrateValidate(ctx, common(flags)), renderMigrateValidate);
+      ctx.out.result(await migrateValidate(ctx, flags), renderMigrateValidate);
     }),
   );
 
@@ -156,7 +137,7 @@ ${examples(
     .argument('<name>', 'what the migration does, e.g. add_course_tags')
     .addOption(new Option('--migrations-dir <dir>', 'folder to write into').env('LMS_MIGRATIONS_DIR'))
     .action(
-      action(runtime, async (ctx, name: string, flags: Pick<CommonFlags, 'migrationsDir'>) => {
+      action(runtime, async (ctx, name: string, flags: Pick<MigrateCommonOptions, 'migrationsDir'>) => {
         const { migrateCreate, renderMigrateCreate } = await import('../commands/migrate.js');
         ctx.out.result(await migrateCreate(ctx, name, { migrationsDir: flags.migrationsDir }), renderMigrateCreate);
       }),
@@ -175,9 +156,9 @@ ${examples(
       )
       .option('--steps <n>', 'how many migrations to revert', integerAtLeast(1), 1),
   ).action(
-    action(runtime, async (ctx, flags: CommonFlags & { steps: number }) => {
+    action(runtime, async (ctx, flags: MigrateDownOptions) => {
       const { migrateDown, renderMigrateDown } = await import('../commands/migrate.js');
-      ctx.out.result(await migrateDown(ctx, { ...common(flags), steps: flags.steps }), renderMigrateDown);
+      ctx.out.result(await migrateDown(ctx, flags), renderMigrateDown);
     }),
   );
 }

@@ -1,14 +1,8 @@
 import { Option, type Command } from 'commander';
+import type { QueueOptions } from '../queues/inspect.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
-
-interface QueueFlags {
-  redisUrl?: string;
-  prefix?: string;
-}
-
-const connection = (flags: QueueFlags) => ({ redisUrl: flags.redisUrl, prefix: flags.prefix });
 
 function withConnection(command: Command): Command {
   return command
@@ -44,9 +38,9 @@ export function registerQueue(program: Command, runtime: Runtime): void {
         examples({ cmd: 'lmsctl queue list', exits: 0 }, { cmd: 'lmsctl queue list --json', exits: 0 }),
       ),
   ).action(
-    action(runtime, async (ctx, flags: QueueFlags) => {
+    action(runtime, async (ctx, flags: QueueOptions) => {
       const { queueList, renderQueueList } = await import('../commands/queue.js');
-      ctx.out.result(await queueList(ctx, connection(flags)), renderQueueList);
+      ctx.out.result(await queueList(ctx, flags), renderQueueList);
     }),
   );
 
@@ -69,12 +63,9 @@ export function registerQueue(program: Command, runtime: Runtime): void {
       )
       .option('--limit <n>', 'how many', integerAtLeast(1), 20),
   ).action(
-    action(runtime, async (ctx, name: string, flags: QueueFlags & { state: string; limit: number }) => {
+    action(runtime, async (ctx, name: string, flags: QueueOptions & { state: string; limit: number }) => {
       const { queueJobs, renderQueueJobs } = await import('../commands/queue.js');
-      ctx.out.result(
-        await queueJobs(ctx, name, { ...connection(flags), state: flags.state, limit: flags.limit }),
-        renderQueueJobs,
-      );
+      ctx.out.result(await queueJobs(ctx, name, flags), renderQueueJobs);
     }),
   );
 
@@ -86,9 +77,9 @@ export function registerQueue(program: Command, runtime: Runtime): void {
       .argument('<queue>', 'emails, progress, certificates or webhooks')
       .argument('<id>', 'the job id (from `lmsctl queue jobs`)'),
   ).action(
-    action(runtime, async (ctx, name: string, id: string, flags: QueueFlags) => {
+    action(runtime, async (ctx, name: string, id: string, flags: QueueOptions) => {
       const { queueShow, renderQueueShow } = await import('../commands/queue.js');
-      ctx.out.result(await queueShow(ctx, name, id, connection(flags)), renderQueueShow);
+      ctx.out.result(await queueShow(ctx, name, id, flags), renderQueueShow);
     }),
   );
 
@@ -107,13 +98,16 @@ export function registerQueue(program: Command, runtime: Runtime): void {
       .argument('[id]', 'the failed job to run again (from `lmsctl queue jobs`); or --all-failed')
       .option('--all-failed', 'retry every failed job of the queue'),
   ).action(
-    action(runtime, async (ctx, name: string, id: string | undefined, flags: QueueFlags & { allFailed?: boolean }) => {
-      const { queueRetry } = await import('../commands/queue.js');
-      ctx.out.result(
-        await queueRetry(ctx, name, id, { ...connection(flags), allFailed: flags.allFailed }),
-        (result) => `retried ${result.retried} job(s) of ${result.queue}`,
-      );
-    }),
+    action(
+      runtime,
+      async (ctx, name: string, id: string | undefined, flags: QueueOptions & { allFailed?: boolean }) => {
+        const { queueRetry } = await import('../commands/queue.js');
+        ctx.out.result(
+          await queueRetry(ctx, name, id, flags),
+          (result) => `retried ${result.retried} job(s) of ${result.queue}`,
+        );
+      },
+    ),
   );
 
   withConnection(
@@ -139,15 +133,10 @@ export function registerQueue(program: Command, runtime: Runtime): void {
       async (
         ctx,
         name: string,
-        flags: QueueFlags & { state: 'completed' | 'failed'; olderThan: number; dryRun?: boolean },
+        flags: QueueOptions & { state: 'completed' | 'failed'; olderThan: number; dryRun?: boolean },
       ) => {
         const { queueClean } = await import('../commands/queue.js');
-        const result = await queueClean(ctx, name, {
-          ...connection(flags),
-          state: flags.state,
-          olderThanMs: flags.olderThan,
-          dryRun: flags.dryRun,
-        });
+        const result = await queueClean(ctx, name, flags);
         ctx.out.result(
           result,
           (r) => `${r.dryRun ? 'would remove' : 'removed'} ${r.removed} ${r.state} job(s) from ${r.queue}`,
@@ -172,9 +161,9 @@ export function registerQueue(program: Command, runtime: Runtime): void {
           examples({ cmd: `lmsctl queue ${verb} emails`, exits: 0 }, { cmd: `lmsctl queue ${verb} --all`, exits: 0 }),
         ),
     ).action(
-      action(runtime, async (ctx, name: string | undefined, flags: QueueFlags & { all?: boolean }) => {
+      action(runtime, async (ctx, name: string | undefined, flags: QueueOptions & { all?: boolean }) => {
         const { queuePause } = await import('../commands/queue.js');
-        const result = await queuePause(ctx, name, { ...connection(flags), all: flags.all, resume: verb === 'resume' });
+        const result = await queuePause(ctx, name, { ...flags, resume: verb === 'resume' });
         ctx.out.result(result, (r) => `${r.paused ? 'paused' : 'resumed'} ${r.changed.join(', ')}`);
       }),
     );
@@ -196,9 +185,9 @@ ${examples(
       )
       .argument('<queue>', 'emails, progress, certificates or webhooks'),
   ).action(
-    action(runtime, async (ctx, name: string, flags: QueueFlags) => {
+    action(runtime, async (ctx, name: string, flags: QueueOptions) => {
       const { queueDrain, renderDrain } = await import('../commands/queue.js');
-      ctx.out.result(await queueDrain(ctx, name, connection(flags)), renderDrain);
+      ctx.out.result(await queueDrain(ctx, name, flags), renderDrain);
     }),
   );
 
@@ -219,9 +208,9 @@ ${examples(
       )
       .addOption(new Option('--interval <duration>', 'refresh every').argParser(durationMs).default(2000, '2s')),
   ).action(
-    action(runtime, async (ctx, flags: QueueFlags & { interval: number }) => {
+    action(runtime, async (ctx, flags: QueueOptions & { interval: number }) => {
       const { queueWatch } = await import('../commands/queue.js');
-      await queueWatch(ctx, { ...connection(flags), intervalMs: flags.interval });
+      await queueWatch(ctx, flags);
     }),
   );
 }

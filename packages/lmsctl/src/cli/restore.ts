@@ -1,21 +1,8 @@
 import { Option, type Command } from 'commander';
+import type { RestoreOptions } from '../commands/restore/restore.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
-
-interface RestoreFlags {
-  dir?: string;
-  fromDatabase?: string;
-  create?: boolean;
-  targetDatabaseUrl?: string;
-  jobs?: number;
-  forceDisconnect?: boolean;
-  plan?: boolean;
-  dropPrevious?: boolean;
-  pauseQueues: boolean;
-  analyze?: boolean;
-  acl: boolean;
-}
 
 /** `lmsctl restore …` */
 export function registerRestore(program: Command, runtime: Runtime): void {
@@ -72,21 +59,9 @@ ${examples(
 )}`,
     )
     .action(
-      action(runtime, async (ctx, spec: string, flags: RestoreFlags) => {
+      action(runtime, async (ctx, spec: string, flags: RestoreOptions) => {
         const { restore: run, renderRestore } = await import('../commands/restore/restore.js');
-        const result = await run(ctx, spec, {
-          dir: flags.dir,
-          targetDatabaseUrl: flags.targetDatabaseUrl,
-          fromDatabase: flags.fromDatabase,
-          create: flags.create,
-          jobs: flags.jobs,
-          forceDisconnect: flags.forceDisconnect,
-          plan: flags.plan,
-          dropPrevious: flags.dropPrevious,
-          pauseQueues: flags.pauseQueues,
-          analyze: flags.analyze,
-          noAcl: !flags.acl,
-        });
+        const result = await run(ctx, spec, flags);
         ctx.out.result(result, renderRestore);
       }),
     );

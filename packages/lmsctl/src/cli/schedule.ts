@@ -1,4 +1,6 @@
 import { Option, type Command } from 'commander';
+import type { ScheduleInstallOptions } from '../commands/schedule/install.js';
+import type { ScheduleRunOptions } from '../commands/schedule/run.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { integerAtLeast } from './parsers.js';
@@ -43,14 +45,9 @@ ${examples(
     .option('--prune-keep <n>', 'after each backup, keep this many backups', integerAtLeast(1))
     .option('--encrypt', 'encrypt the backups (LMS_BACKUP_KEY_FILE)')
     .action(
-      action(runtime, async (ctx, flags: { backup: string; drill: string; pruneKeep?: number; encrypt?: boolean }) => {
+      action(runtime, async (ctx, flags: ScheduleRunOptions) => {
         const { scheduleRun, renderScheduleRun } = await import('../commands/schedule/run.js');
-        const result = await scheduleRun(ctx, {
-          backupCron: flags.backup,
-          drillCron: flags.drill,
-          pruneKeep: flags.pruneKeep,
-          encrypt: flags.encrypt,
-        });
+        const result = await scheduleRun(ctx, flags);
         // With --json every event was already a JSON line on stdout.
         if (!ctx.json) ctx.out.result(result, renderScheduleRun);
       }),
@@ -95,32 +92,10 @@ ${examples(
     .option('--write', 'install the entries (crontab, systemctl enable, schtasks) instead of printing them')
     .option('--uninstall', 'remove the entries this command installed (asks first)')
     .action(
-      action(
-        runtime,
-        async (
-          ctx,
-          flags: {
-            platform: 'cron' | 'systemd' | 'windows';
-            backup: string;
-            drill: string;
-            pruneKeep?: number;
-            name: string;
-            write?: boolean;
-            uninstall?: boolean;
-          },
-        ) => {
-          const { scheduleInstall, renderScheduleInstall } = await import('../commands/schedule/install.js');
-          const result = await scheduleInstall(ctx, {
-            platform: flags.platform,
-            backupCron: flags.backup,
-            drillCron: flags.drill,
-            pruneKeep: flags.pruneKeep,
-            name: flags.name,
-            write: flags.write,
-            uninstall: flags.uninstall,
-          });
-          ctx.out.result(result, renderScheduleInstall);
-        },
-      ),
+      action(runtime, async (ctx, flags: ScheduleInstallOptions) => {
+        const { scheduleInstall, renderScheduleInstall } = await import('../commands/schedule/install.js');
+        const result = await scheduleInstall(ctx, flags);
+        ctx.out.result(result, renderScheduleInstall);
+      }),
     );
 }

@@ -163,10 +163,10 @@ describe('lmsctl drill', () => {
   it('warns about a missed RPO, and fails on it with --strict', async () => {
     const { ctx } = await setup('rpo');
     await backup(ctx());
-    const lenient = await drill(ctx(), { rpoMs: 1 });
+    const lenient = await drill(ctx(), { rpo: 1 });
     expect(lenient.report.verdict).toBe('pass');
     expect(lenient.report.warnings.join()).toContain('backup age within the RPO');
-    const strict = await drill(ctx(), { rpoMs: 1, strict: true });
+    const strict = await drill(ctx(), { rpo: 1, strict: true });
     expect(strict.report.verdict).toBe('fail');
     expect(drillExitError(strict)?.exitCode).toBe(3);
   });

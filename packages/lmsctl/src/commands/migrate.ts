@@ -19,8 +19,8 @@ import { table } from '../output.js';
 export interface MigrateCommonOptions {
   /** Folder of NNNN_name.sql files (default: the project's own migrations). */
   migrationsDir?: string;
-  /** How long to wait for a concurrent run's lock. */
-  lockTimeoutMs?: number;
+  /** How long to wait for a concurrent run's lock (ms, `--lock-timeout`). */
+  lockTimeout?: number;
 }
 
 export interface DatabaseRef {
@@ -42,7 +42,7 @@ function createMigrator(ctx: CommandContext, options: MigrateCommonOptions): Mig
   return new Migrator({
     connectionString: requireDatabaseUrl(ctx),
     dir: migrationsDirOf(ctx, options),
-    lockTimeoutMs: options.lockTimeoutMs,
+    lockTimeoutMs: options.lockTimeout,
     onEvent: (event) => reportEvent(ctx, event),
   });
 }
@@ -83,20 +83,19 @@ export interface MigrateUpResult {
   current: number | null;
 }
 
+export interface MigrateUpOptions extends MigrateCommonOptions {
+  to?: number;
+  dryRun?: boolean;
+  createDatabase?: boolean;
+  /** Refuse unless a verified backup of this database is younger than this (ms, `--require-backup`). */
+  requireBackup?: number;
+}
+
 /** Applies pending migrations (all, or up to `to`); a no-op when the database is current. */
-export async function migrateUp(
-  ctx: CommandContext,
-  options: MigrateCommonOptions & {
-    to?: number;
-    dryRun?: boolean;
-    createDatabase?: boolean;
-    /** Refuse unless a verified backup of this database is younger than this (ms). */
-    requireBackupMs?: number;
-  } = {},
-): Promise<MigrateUpResult> {
+export async function migrateUp(ctx: CommandContext, options: MigrateUpOptions = {}): Promise<MigrateUpResult> {
   const url = requireDatabaseUrl(ctx);
-  if (options.requireBackupMs !== undefined && !options.dryRun)
-    await requireRecentBackup(ctx, url, options.requireBackupMs);
+  if (options.requireBackup !== undefined && !options.dryRun)
+    await requireRecentBackup(ctx, url, options.requireBackup);
   const databaseCreated = options.createDatabase && !options.dryRun ? await createDatabaseIfMissing(url) : false;
   if (databaseCreated) ctx.out.success(`created database ${databaseRef(url).name}`);
   const result = await createMigrator(ctx, options).up({ to: options.to, dryRun: options.dryRun });
@@ -231,10 +230,11 @@ export interface MigrateDownResult {
 }
 
 /** Reverts the newest `steps` migrations through their down sections, after confirmation. */
-export async function migrateDown(
-  ctx: CommandContext,
-  options: MigrateCommonOptions & { steps?: number } = {},
-): Promise<MigrateDownResult> {
+export interface MigrateDownOptions extends MigrateCommonOptions {
+  steps?: number;
+}
+
+export async function migrateDown(ctx: CommandContext, options: MigrateDownOptions = {}): Promise<MigrateDownResult> {
   const steps = options.steps ?? 1;
   const migrator = createMigrator(ctx, options);
   const database = databaseRef(requireDatabaseUrl(ctx));

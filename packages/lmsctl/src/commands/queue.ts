@@ -185,23 +185,23 @@ export async function queueRetry(
 export async function queueClean(
   ctx: CommandContext,
   name: string,
-  options: QueueOptions & { state: 'completed' | 'failed'; olderThanMs: number; dryRun?: boolean },
+  options: QueueOptions & { state: 'completed' | 'failed'; olderThan: number; dryRun?: boolean },
 ): Promise<{ queue: QueueName; state: string; removed: number; dryRun: boolean }> {
   const queueName = queueNamed(name);
   return withQueues(ctx, options, [queueName], async ([queue]) => {
-    const cutoff = Date.now() - options.olderThanMs;
+    const cutoff = Date.now() - options.olderThan;
     const jobs = await queue!.getJobs([options.state], 0, -1);
     const old = jobs.filter((job) => (job.finishedOn ?? job.timestamp) < cutoff).length;
     if (options.dryRun || old === 0)
       return { queue: queueName, state: options.state, removed: old, dryRun: Boolean(options.dryRun) };
     ctx.out.info(
-      `this removes ${old} ${options.state} job(s) older than ${formatDuration(options.olderThanMs)} from ${queueName}`,
+      `this removes ${old} ${options.state} job(s) older than ${formatDuration(options.olderThan)} from ${queueName}`,
     );
     await confirmOrRefuse(`Remove ${old} ${options.state} job(s) from ${queueName}?`, {
       yes: ctx.yes,
       action: `remove ${old} jobs`,
     });
-    const removed = await queue!.clean(options.olderThanMs, 0, options.state);
+    const removed = await queue!.clean(options.olderThan, 0, options.state);
     return { queue: queueName, state: options.state, removed: removed.length, dryRun: false };
   });
 }
@@ -282,13 +282,13 @@ export interface WatchSample {
 }
 
 /**
- * A live table of the queues, redrawn every `intervalMs` until q (or Ctrl-C), with per-minute
+ * A live table of the queues, redrawn every `interval` ms until q (or Ctrl-C), with per-minute
  * rates of completed and failed jobs computed from the changes between redraws. With --json it
  * needs no terminal: one JSON line per refresh (a WatchSample), until Ctrl-C or SIGTERM.
  */
 export async function queueWatch(
   ctx: CommandContext,
-  options: QueueOptions & { intervalMs?: number; stop?: AbortSignal } = {},
+  options: QueueOptions & { interval?: number; stop?: AbortSignal } = {},
 ): Promise<void> {
   const { stdin } = process;
   const stdout = ctx.out.streams.stdout;
@@ -297,7 +297,7 @@ export async function queueWatch(
       'queue watch needs a terminal',
       'in scripts use `lmsctl queue watch --json` (a JSON line per refresh) or `lmsctl queue list --json`',
     );
-  const interval = options.intervalMs ?? 2000;
+  const interval = options.interval ?? 2000;
   const keys = !ctx.json && stdin.isTTY;
   await withQueues(ctx, options, queueNames, (queues) =>
     withInterrupt(async (interrupted) => {

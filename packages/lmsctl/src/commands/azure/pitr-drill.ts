@@ -44,8 +44,8 @@ export interface PitrDrillOptions extends AzureConnectionOptions {
    * PGPASSWORD. Without it no connection is possible and the checks are skipped.
    */
   databaseUrlTemplate?: string;
-  /** Recovery time objective (default LMS_DRILL_RTO). */
-  rtoMs?: number;
+  /** Recovery time objective in milliseconds, `--rto` (default LMS_DRILL_RTO). */
+  rto?: number;
   /** Aborts the drill (the temporary server is still deleted); without it, SIGINT/SIGTERM do. */
   signal?: AbortSignal;
 }
@@ -141,7 +141,7 @@ export async function azurePitrDrill(ctx: CommandContext, options: PitrDrillOpti
   if (options.databaseUrlTemplate !== undefined) checkTemplate(options.databaseUrlTemplate);
   const azure = await connectAzure(ctx, scope, options.testing);
   const plan = await withAzureErrors(scope, () => planRestore(azure, request, started));
-  const rtoMs = options.rtoMs ?? ctx.config.LMS_DRILL_RTO;
+  const rtoMs = options.rto ?? ctx.config.LMS_DRILL_RTO;
   const report: PitrDrillReport = {
     format: 'lmsctl-pitr-drill-report',
     formatVersion: 1,

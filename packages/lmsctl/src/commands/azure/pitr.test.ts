@@ -137,7 +137,7 @@ describe('lmsctl azure pitr', () => {
       server: 'prod-pg',
       restoreTime: hoursAgo(1),
       targetServer: 'prod-pg-later',
-      noWait: true,
+      wait: false,
     });
     expect(result.status).toBe('started');
     expect(result.operationUrl).toMatch(

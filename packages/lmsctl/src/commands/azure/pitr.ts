@@ -7,8 +7,8 @@ import { appDatabaseUrl, waitForOperation } from '../../azure/server-facts.js';
 import { ISO, checkRequest, planRestore, startRestore, type RestoreRequest } from '../../azure/point-in-time.js';
 
 export interface PitrOptions extends AzureConnectionOptions, RestoreRequest {
-  /** Return as soon as Azure accepted the restore, with the operation to poll. */
-  noWait?: boolean;
+  /** False (`--no-wait`): return as soon as Azure accepted the restore, with the operation to poll. */
+  wait?: boolean;
 }
 
 export interface PitrResult {
@@ -78,7 +78,7 @@ export async function azurePitr(ctx: CommandContext, options: PitrOptions): Prom
       databaseUrl: null,
       operationUrl: accepted.operationUrl,
     };
-    if (options.noWait) return result;
+    if (options.wait === false) return result;
 
     const server = await waitForOperation(ctx, `restoring ${options.server} → ${options.targetServer}`, poller);
     const readyAt = new Date();

@@ -69,8 +69,8 @@ export interface RestoreOptions {
    * query. Off by default: autovacuum analyzes freshly loaded tables within a minute or so.
    */
   analyze?: boolean;
-  /** pg_restore --no-acl: skip GRANT/REVOKE (for a server without the source's roles). */
-  noAcl?: boolean;
+  /** False (`--no-acl`): skip GRANT/REVOKE, for a server without the source's roles. */
+  acl?: boolean;
 }
 
 /** Advisory lock namespace ("lmsr") that keeps two restores of one database apart. */
@@ -236,7 +236,7 @@ export async function restore(
             url: target.url,
             database: building,
             jobs,
-            noAcl: options.noAcl,
+            noAcl: options.acl === false,
             signal: restoreAbort.signal,
           }),
         ]);

@@ -69,7 +69,7 @@ async function install(options: Parameters<typeof scheduleInstall>[1]): Promise<
 
 describe('schedule install --platform cron', () => {
   it('emits crontab lines that parse to the same schedule and run lmsctl by absolute paths', async () => {
-    const result = await install({ platform: 'cron', backupCron: '30 1 * * *', pruneKeep: 7 });
+    const result = await install({ platform: 'cron', backup: '30 1 * * *', pruneKeep: 7 });
     const block = result.entries[0]!.content;
     const jobs = block.split('\n').filter((line) => line && !line.startsWith('#'));
     expect(jobs).toHaveLength(2);
@@ -290,13 +290,13 @@ describe('schedule install --platform windows', () => {
   });
 
   it.each(EXPRESSIONS)('triggers for "%s" fire at the same times as the cron expression', async (expression) => {
-    const result = await install({ platform: 'windows', backupCron: expression });
+    const result = await install({ platform: 'windows', backup: expression });
     expect(windowsRuns(result.entries[0]!.content, 8)).toEqual(expectedRuns(expression, 8));
   });
 
   it('refuses --write outside Windows and schedules Task Scheduler cannot express', async () => {
     await expect(install({ platform: 'windows', write: true })).rejects.toMatchObject({ exitCode: 2 });
-    await expect(install({ platform: 'windows', backupCron: '*/7 * * * *' })).rejects.toMatchObject({
+    await expect(install({ platform: 'windows', backup: '*/7 * * * *' })).rejects.toMatchObject({
       exitCode: 2,
       message: expect.stringContaining('which Windows Task Scheduler cannot express'),
     });

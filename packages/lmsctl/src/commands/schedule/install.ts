@@ -14,8 +14,10 @@ export type Platform = 'cron' | 'systemd' | 'windows';
 
 export interface ScheduleInstallOptions {
   platform: Platform;
-  backupCron?: string;
-  drillCron?: string;
+  /** When to back up: a cron expression (`--backup`). */
+  backup?: string;
+  /** When to drill: a cron expression (`--drill`). */
+  drill?: string;
   pruneKeep?: number;
   /** Name prefix of the entries (crontab block, units, tasks). */
   name?: string;
@@ -73,14 +75,14 @@ function jobsOf(ctx: CommandContext, options: ScheduleInstallOptions): Job[] {
       kind: 'backup',
       id: `${prefix}-backup`,
       description: `LMS database backup (lmsctl)${options.pruneKeep ? `, keeping ${options.pruneKeep}` : ''}`,
-      schedule: parseCron(options.backupCron ?? DEFAULT_BACKUP_CRON, '--backup', { allowSeconds: false }),
+      schedule: parseCron(options.backup ?? DEFAULT_BACKUP_CRON, '--backup', { allowSeconds: false }),
       commands: backup,
     },
     {
       kind: 'drill',
       id: `${prefix}-drill`,
       description: 'LMS restore drill (lmsctl)',
-      schedule: parseCron(options.drillCron ?? DEFAULT_DRILL_CRON, '--drill', { allowSeconds: false }),
+      schedule: parseCron(options.drill ?? DEFAULT_DRILL_CRON, '--drill', { allowSeconds: false }),
       commands: [[...base, 'drill']],
     },
   ];

@@ -62,8 +62,8 @@ describe('lmsctl schedule run', () => {
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 5500);
     const result = await scheduleRun(ctx, {
-      backupCron: '* * * * * *',
-      drillCron: YEARLY,
+      backup: '* * * * * *',
+      drill: YEARLY,
       pruneKeep: 10,
       stop: stop.signal,
     });

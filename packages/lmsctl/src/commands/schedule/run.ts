@@ -10,8 +10,10 @@ import { drill } from '../../backup/drill.js';
 import { DEFAULT_BACKUP_CRON, DEFAULT_DRILL_CRON } from '../../lib/cron.js';
 
 export interface ScheduleRunOptions {
-  backupCron?: string;
-  drillCron?: string;
+  /** When to back up: a cron expression (`--backup`). */
+  backup?: string;
+  /** When to drill: a cron expression (`--drill`). */
+  drill?: string;
   /** After each backup, prune to this many (never the newest nor the newest drilled one). */
   pruneKeep?: number;
   /** Encrypt scheduled backups (needs LMS_BACKUP_KEY_FILE). */
@@ -44,8 +46,8 @@ export interface ScheduleRunResult {
  */
 export async function scheduleRun(ctx: CommandContext, options: ScheduleRunOptions = {}): Promise<ScheduleRunResult> {
   const schedules = {
-    backup: parseCron(options.backupCron ?? DEFAULT_BACKUP_CRON, '--backup', { allowSeconds: true }),
-    drill: parseCron(options.drillCron ?? DEFAULT_DRILL_CRON, '--drill', { allowSeconds: true }),
+    backup: parseCron(options.backup ?? DEFAULT_BACKUP_CRON, '--backup', { allowSeconds: true }),
+    drill: parseCron(options.drill ?? DEFAULT_DRILL_CRON, '--drill', { allowSeconds: true }),
   };
   const events: ScheduleEvent[] = [];
   const runs = { backup: 0, drill: 0 };
