@@ -1,5 +1,4 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
@@ -9,21 +8,16 @@ import { addressedIdentity, resolveBackup } from './inventory.js';
 import type { BackupSelector, DatabaseIdentity } from './identity.js';
 import { readDrillReports, routineDrillsOf } from './drill-reports.js';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
-import {
-  createDatabase,
-  dropDatabase,
-  dropAbandonedDatabases,
-  markerFor,
-  setComment,
-  timestampSuffix,
-} from '../postgres/admin.js';
+import { createDatabase, dropDatabase, dropAbandonedDatabases, markerFor, setComment } from '../postgres/admin.js';
 import { formatBytes } from '../lib/progress.js';
 import { lmsctlVersion } from '../version.js';
 import { backupDirOf, drillDirOf, publishMetrics } from './context.js';
-import { countInParallel, listTables, newestMigration } from './catalog.js';
+import { listTables } from './catalog.js';
 import { prepareArchive } from './archive/verify.js';
 import { runPgRestore } from './restore-engine.js';
 import { integrityChecks, type DrillCheck, type DrillVerdict } from './drill-report.js';
+import { databaseStamp, defaultJobs, fileStamp } from './stamp.js';
+import { compareWithManifest } from './manifest-check.js';
 
 export interface DrillOptions {
   /** Backup file, or `latest` (default): the newest backup of the database drilled. */
@@ -103,14 +97,14 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
     ? { kind: 'name', name: options.fromDatabase }
     : { kind: 'database', database: addressed };
   const dumpPath = await resolveBackup(dir, spec, ctx.cwd, selector);
-  const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
+  const jobs = options.jobs ?? defaultJobs();
   const objectives = {
     rtoMs: options.rto ?? ctx.config.LMS_DRILL_RTO,
     rpoMs: options.rpo ?? ctx.config.LMS_DRILL_RPO,
     strict: options.strict ?? false,
   };
   const { host, port } = describePostgresUrl(url);
-  const scratch = `lms_drill_${timestampSuffix()}`;
+  const scratch = `lms_drill_${databaseStamp()}`;
   const started = new Date();
   const report: DrillReport = {
     format: 'lmsctl-drill-report',
@@ -282,56 +276,41 @@ async function checkScratch(
 ): Promise<number> {
   const client = await connectClient(url, { applicationName: 'lmsctl drill check' });
   try {
-    const migration = await newestMigration(client);
+    const { migration, tables, rows } = await compareWithManifest(url, client, manifest, {
+      ...options,
+      analyze: false,
+    });
+    const version = (value: number | null) => (value === null ? 'none' : formatVersion(value));
     checks.push({
       kind: 'migration',
       name: 'newest migration',
-      expected: manifest.migration ? formatVersion(manifest.migration.version) : 'none',
-      found: migration ? formatVersion(migration.version) : 'none',
-      ok: (migration?.version ?? null) === (manifest.migration?.version ?? null),
+      expected: version(migration.expected),
+      found: version(migration.found),
+      ok: migration.ok,
       severity: 'error',
     });
-
-    const present = await listTables(client);
     let rowsChecked = 0;
-    if (manifest.tables) {
-      const presentKeys = new Set(present.map((table) => table.key));
-      const expectedKeys = Object.keys(manifest.tables);
-      const missing = expectedKeys.filter((key) => !presentKeys.has(key));
-      const extra = [...presentKeys].filter((key) => !(key in manifest.tables!));
+    if (tables && rows) {
       checks.push({
         kind: 'tables',
         name: 'tables of the manifest present, no others',
-        expected: expectedKeys.length,
-        found:
-          missing.length || extra.length
-            ? `missing: ${missing.join(', ') || 'none'}; extra: ${extra.join(', ') || 'none'}`
-            : present.length,
-        ok: missing.length === 0 && extra.length === 0,
+        expected: rows.length,
+        found: tables.ok
+          ? tables.present.length
+          : `missing: ${tables.missing.join(', ') || 'none'}; extra: ${tables.extra.join(', ') || 'none'}`,
+        ok: tables.ok,
         severity: 'error',
       });
-      const counts = await countInParallel(
-        url,
-        client,
-        present.filter((table) => table.key in manifest.tables!),
-        {
-          jobs: options.jobs,
-          signal: options.signal,
-          analyze: false,
-          expected: manifest.tables,
-        },
-      );
-      for (const key of expectedKeys) {
-        const found = counts[key] ?? null;
+      for (const row of rows) {
         checks.push({
           kind: 'rows',
-          name: `rows of ${key}`,
-          expected: manifest.tables[key]!,
-          found,
-          ok: found === manifest.tables[key],
+          name: `rows of ${row.table}`,
+          expected: row.expected,
+          found: row.found,
+          ok: row.ok,
           severity: 'error',
         });
-        rowsChecked += found ?? 0;
+        rowsChecked += row.found ?? 0;
       }
     } else {
       checks.push({
@@ -344,6 +323,7 @@ async function checkScratch(
       });
     }
 
+    const present = tables?.present ?? (await listTables(client));
     const keys = new Set(present.map((table) => table.key));
     checks.push(...(await integrityChecks(client, (query) => query.needs.every((table) => keys.has(table)))));
     return rowsChecked;
@@ -359,8 +339,7 @@ async function writeReports(
   at: Date,
 ): Promise<{ reportPath: string; markdownPath: string }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const iso = at.toISOString();
-  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}_${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+  const stamp = fileStamp(at);
   for (let sequence = 1; ; sequence++) {
     const base = path.join(dir, `drill_${stamp}${sequence > 1 ? `_${sequence}` : ''}`);
     try {

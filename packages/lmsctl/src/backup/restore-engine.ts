@@ -14,8 +14,8 @@ import {
 } from '../postgres/admin.js';
 import { startPgTool, toolFailure } from '../postgres/tools.js';
 import { startProgress } from '../lib/progress.js';
-import { countInParallel, listTables, newestMigration } from './catalog.js';
 import { toolsOf } from './context.js';
+import { compareWithManifest } from './manifest-check.js';
 
 export function describeContents(manifest: BackupManifest): string {
   const parts = [];
@@ -80,45 +80,40 @@ export async function checkRestored(
 ): Promise<{ tables: number | null; rows: number | null; migration: number | null }> {
   const first = await connectClient(url, { applicationName: 'lmsctl restore check' });
   try {
-    const migration = await newestMigration(first);
-    if ((migration?.version ?? null) !== (manifest.migration?.version ?? null)) {
+    const { migration, tables, rows } = await compareWithManifest(url, first, manifest, { jobs, signal, analyze });
+    if (!migration.ok) {
+      const version = (value: number | null) => (value === null ? 'none' : formatVersion(value));
       throw new VerificationError(
-        `restored database is at migration ${migration ? formatVersion(migration.version) : 'none'}, the manifest says ${manifest.migration ? formatVersion(manifest.migration.version) : 'none'}`,
+        `restored database is at migration ${version(migration.found)}, the manifest says ${version(migration.expected)}`,
       );
     }
-    if (!manifest.tables) {
+    if (!tables || !rows) {
       if (analyze) await first.query('ANALYZE');
-      return { tables: null, rows: null, migration: migration?.version ?? null };
+      return { tables: null, rows: null, migration: migration.found };
     }
-    const present = await listTables(first);
-    const expected = Object.keys(manifest.tables);
-    const presentKeys = new Set(present.map((table) => table.key));
-    const missing = expected.filter((key) => !presentKeys.has(key));
-    const extra = [...presentKeys].filter((key) => !(key in manifest.tables!));
-    if (missing.length || extra.length) {
+    if (!tables.ok) {
       throw new VerificationError(
         [
-          missing.length ? `missing tables: ${missing.join(', ')}` : '',
-          extra.length ? `tables not in the manifest: ${extra.join(', ')}` : '',
+          tables.missing.length ? `missing tables: ${tables.missing.join(', ')}` : '',
+          tables.extra.length ? `tables not in the manifest: ${tables.extra.join(', ')}` : '',
         ]
           .filter(Boolean)
           .join('; '),
       );
     }
-    const counts = await countInParallel(url, first, present, { jobs, signal, analyze, expected: manifest.tables });
-    const mismatches = expected.filter((key) => counts[key] !== manifest.tables![key]);
+    const mismatches = rows.filter((row) => !row.ok);
     if (mismatches.length) {
       throw new VerificationError(
         `restored row counts differ from the manifest: ${mismatches
           .slice(0, 5)
-          .map((key) => `${key} has ${counts[key]} rows, expected ${manifest.tables![key]}`)
+          .map((row) => `${row.table} has ${row.found} rows, expected ${row.expected}`)
           .join('; ')}${mismatches.length > 5 ? `; and ${mismatches.length - 5} more` : ''}`,
       );
     }
     return {
-      tables: expected.length,
-      rows: Object.values(counts).reduce((sum, count) => sum + count, 0),
-      migration: migration?.version ?? null,
+      tables: rows.length,
+      rows: rows.reduce((sum, row) => sum + (row.found ?? 0), 0),
+      migration: migration.found,
     };
   } finally {
     await first.end().catch(() => undefined);

@@ -1,13 +1,13 @@
 import { statfs } from 'node:fs/promises';
-import os from 'node:os';
 import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { formatVersion } from '@lms/core';
 import { type BackupManifest } from './archive/manifest.js';
-import { derivedDatabaseName, timestampSuffix, type DatabaseFacts, type SessionInfo } from '../postgres/admin.js';
+import { derivedDatabaseName, type DatabaseFacts, type SessionInfo } from '../postgres/admin.js';
 import { formatBytes } from '../lib/progress.js';
 import { type RestoreTarget } from './restore-engine.js';
 import { type PreparedArchive } from './archive/verify.js';
+import { databaseStamp, defaultJobs } from './stamp.js';
 
 export interface RestorePlan {
   plan: true;
@@ -100,8 +100,8 @@ export function buildPlan(
   const rows = manifest.tables ? Object.values(manifest.tables).reduce((a, b) => a + b, 0) : null;
   const steps = [
     `verify ${manifest.file}: manifest signature, sha256, ${manifest.encryption ? 'decryption, ' : ''}archive listing (done)`,
-    `create database ${derivedDatabaseName(target.name, `_restoring_${timestampSuffix()}`)} beside ${target.name}`,
-    `pg_restore --exit-on-error --no-owner --jobs ${options.jobs ?? Math.min(4, os.availableParallelism())} into it`,
+    `create database ${derivedDatabaseName(target.name, `_restoring_${databaseStamp()}`)} beside ${target.name}`,
+    `pg_restore --exit-on-error --no-owner --jobs ${options.jobs ?? defaultJobs()} into it`,
     manifest.tables
       ? `check ${Object.keys(manifest.tables).length} tables' row counts and the migration version`
       : 'check the migration version (the backup has no row counts)',

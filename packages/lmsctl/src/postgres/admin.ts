@@ -111,10 +111,6 @@ export function derivedDatabaseName(base: string, suffix: string): string {
   return `${shortened}${suffix}`;
 }
 
-export function timestampSuffix(at = new Date()): string {
-  return at.toISOString().replace(/[-:T]/g, '').slice(0, 14);
-}
-
 /** The marker lmsctl writes in a database's comment to find its own scratch databases later. */
 export interface DatabaseMarker {
   lmsctl: 'restore-in-progress' | 'pre-restore' | 'drill';

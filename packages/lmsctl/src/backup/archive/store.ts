@@ -1,6 +1,7 @@
 import { link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { manifestPathOf } from './manifest.js';
+import { fileStamp } from '../stamp.js';
 
 /**
  * The backup folder's layout: `lms_YYYYMMDD_HHMMSS[_N].dump` (UTC), its manifest
@@ -11,8 +12,7 @@ export const BACKUP_FILE_PATTERN = /^lms_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d
 
 /** `lms_20261128_141700.dump` for a UTC instant (sequence > 1 adds `_N`). */
 export function backupFileName(at: Date, sequence = 1): string {
-  const iso = at.toISOString();
-  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}_${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+  const stamp = fileStamp(at);
   return `lms_${stamp}${sequence > 1 ? `_${sequence}` : ''}.dump`;
 }
 

@@ -1,4 +1,3 @@
-import os from 'node:os';
 import path from 'node:path';
 import type { ChalkInstance } from 'chalk';
 import { connectClient, describePostgresUrl, formatVersion, withDatabase } from '@lms/core';
@@ -16,19 +15,7 @@ import { confirmOrRefuse } from '../../lib/confirm.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../../lib/interrupt.js';
 import { manifestPathOf, readManifest } from '../../backup/archive/manifest.js';
-import {
-  copyDatabaseProperties,
-  createDatabase,
-  databaseFacts,
-  derivedDatabaseName,
-  dropDatabase,
-  dropAbandonedDatabases,
-  markerFor,
-  sessionsOn,
-  setComment,
-  summarizeSessions,
-  timestampSuffix,
-} from '../../postgres/admin.js';
+import { copyDatabaseProperties, createDatabase, databaseFacts, derivedDatabaseName, dropDatabase, dropAbandonedDatabases, markerFor, sessionsOn, setComment, summarizeSessions } from '../../postgres/admin.js';
 import { pgToolVersion } from '../../postgres/tools.js';
 import { formatBytes } from '../../lib/progress.js';
 import type { PausedQueues } from '../../lib/queue-pause.js';
@@ -43,6 +30,7 @@ import {
   type RestoreTarget,
 } from '../../backup/restore-engine.js';
 import { buildPlan, freeDiskOf, renderPlan, serverFacts, type RestorePlan } from '../../backup/restore-plan.js';
+import { databaseStamp, defaultJobs } from '../../backup/stamp.js';
 
 export interface RestoreOptions {
   dir?: string;
@@ -116,7 +104,7 @@ export async function restore(
 ): Promise<RestoreResult | RestorePlan> {
   const dir = backupDirOf(ctx, options.dir);
   const target = targetOf(ctx, options);
-  const jobs = options.jobs ?? Math.min(4, os.availableParallelism());
+  const jobs = options.jobs ?? defaultJobs();
   const tools = toolsOf(ctx);
   const started = Date.now();
 
@@ -206,7 +194,7 @@ export async function restore(
 
       await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
       const warnings: string[] = [];
-      const stamp = timestampSuffix();
+      const stamp = databaseStamp();
       const building = derivedDatabaseName(target.name, `_restoring_${stamp}`);
       // Pausing loads the queue library and talks to Redis: let that overlap with pg_restore.
       const pausing = pauseQueuesFor(ctx, options);
