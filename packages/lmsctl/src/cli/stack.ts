@@ -58,15 +58,15 @@ ${examples(
           const native =
             flags.native ||
             (flags.env === 'dev' &&
-              !(await import('../lib/engine.js').then((engine) => engine.connectEngine(ctx.env))));
+              !(await import('../lib/compose/docker-engine.js').then((engine) => engine.connectEngine(ctx.env))));
           if (native) {
             if (!flags.native)
               ctx.out.info('no Docker engine answers: running the dev stack as local processes (--native)');
-            const { nativeUp } = await import('../commands/native.js');
+            const { nativeUp } = await import('../commands/stack/native.js');
             await nativeUp(ctx);
             return;
           }
-          const { renderUp, stackUp } = await import('../commands/stack.js');
+          const { renderUp, stackUp } = await import('../commands/stack/compose.js');
           ctx.out.result(
             await stackUp(ctx, {
               env: flags.env,
@@ -98,7 +98,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, flags: EnvFlags & { volumes?: boolean }) => {
-        const { stackDown } = await import('../commands/stack.js');
+        const { stackDown } = await import('../commands/stack/compose.js');
         const result = await stackDown(ctx, { env: flags.env, volumes: flags.volumes });
         ctx.out.result(result, (r) => `stopped ${r.project}${r.volumesRemoved ? ' and deleted its volumes' : ''}`);
       }),
@@ -117,7 +117,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
-        const { renderServices, stackPs } = await import('../commands/stack.js');
+        const { renderServices, stackPs } = await import('../commands/stack/compose.js');
         ctx.out.result(await stackPs(ctx, { env: flags.env }), (result, style) =>
           renderServices(result.services, style),
         );
@@ -145,7 +145,7 @@ ${examples(
       action(
         runtime,
         async (ctx, service: string | undefined, flags: EnvFlags & { follow?: boolean; tail?: number }) => {
-          const { stackLogs } = await import('../commands/stack.js');
+          const { stackLogs } = await import('../commands/stack/compose.js');
           await stackLogs(ctx, { env: flags.env, service, follow: flags.follow, tail: flags.tail });
         },
       ),
@@ -165,7 +165,7 @@ ${examples(
     )
     .action(
       action(runtime, async (ctx, service: string | undefined, flags: EnvFlags) => {
-        const { stackRestart } = await import('../commands/stack.js');
+        const { stackRestart } = await import('../commands/stack/compose.js');
         ctx.out.result(
           await stackRestart(ctx, { env: flags.env, service }),
           (r) => `restarted ${r.restarted} of ${r.project}`,
@@ -189,7 +189,7 @@ ${examples({
     )
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
-        const { stackConfig } = await import('../commands/stack.js');
+        const { stackConfig } = await import('../commands/stack/compose.js');
         const { yaml, ...result } = await stackConfig(ctx, { env: flags.env });
         ctx.out.result(result, () => yaml);
       }),

@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CliError, ExitCode } from '../errors.js';
+import { CliError, ExitCode } from '../../errors.js';
 
 /** The environments `lmsctl up|down|…` know, and the Compose files that make each. */
 export const STACK_ENVS = ['dev', 'staging', 'prod', 'observability'] as const;
@@ -24,7 +24,7 @@ const PROJECTS: Record<StackEnv, string> = {
 };
 
 /** The repository's compose/ folder (lmsctl runs from the sources or its built copy beside them). */
-export const composeDir = fileURLToPath(new URL('../../../../compose/', import.meta.url));
+export const composeDir = fileURLToPath(new URL('../../../../../compose/', import.meta.url));
 
 export function projectOf(env: StackEnv): string {
   return PROJECTS[env];

@@ -1,15 +1,19 @@
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient } from '@lms/core';
-import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
-import { spawnLmsctl } from '../testing/run-cli.js';
+import { createTestDatabase, freePort, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
+import { spawnLmsctl } from '../../testing/run-cli.js';
 
 let database: TestDatabase;
 let localDatabase: TestDatabase;
 let work: string;
+// Every stack of this file keeps its queues under a prefix of its own below this root.
+const redisRoot = testRedisPrefix('native');
+let stacks = 0;
 
 beforeAll(async () => {
   database = await createTestDatabase('native_up');
@@ -21,15 +25,15 @@ afterAll(async () => {
   await database.drop();
   await localDatabase.drop();
   await rm(work, { recursive: true, force: true });
+  const redis = new Redis(testRedisUrl);
+  try {
+    for await (const keys of redis.scanStream({ match: `{${redisRoot}:*`, count: 500 }) as AsyncIterable<string[]>) {
+      if (keys.length > 0) await redis.unlink(...keys);
+    }
+  } finally {
+    redis.disconnect();
+  }
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** `lmsctl up --native` in `cwd`, with free ports for the API, the worker and the mail catcher. */
 async function startNative(cwd: string, env: Record<string, string>) {
@@ -38,7 +42,7 @@ async function startNative(cwd: string, env: Record<string, string>) {
     cwd,
     env: {
       REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: `{${testRedisPrefix('native')}}`,
+      QUEUE_PREFIX: `{${redisRoot}:${++stacks}}`,
       PORT: String(ports.api),
       WORKER_METRICS_PORT: String(ports.worker),
       SMTP_URL: `smtp://127.0.0.1:${ports.smtp}`,
@@ -161,14 +165,28 @@ describe('lmsctl up --native', () => {
   }, 150_000);
 
   it('runs an embedded PostgreSQL when no server answers, and stops it with the rest on Ctrl-C', async () => {
+    // Only its owner may enter this folder (mkdtemp makes it 0700), like a home directory: as root
+    // the server runs as the postgres user, which cannot, so its data lives where it can reach it.
     const fresh = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-embedded-'));
-    // As root the embedded server runs as the postgres user, which must pass through this folder.
-    await chmod(fresh, 0o711);
+    const asRoot = process.getuid?.() === 0;
     // No DATABASE_URL, and nothing listens where libpq's variables point.
     const stack = await startNative(fresh, { PGPORT: String(await freePort()) });
+    const dataFolder = () => {
+      const shown = /initialising an embedded PostgreSQL in (.+) \(first run only\)/.exec(stack.output.stderr)?.[1];
+      return shown === undefined ? undefined : path.resolve(fresh, shown);
+    };
     try {
       await stack.running();
-      expect(stack.output.stderr).toContain('initialising an embedded PostgreSQL in .lms/postgres');
+      const folder = dataFolder() ?? '';
+      expect(folder, stack.output.stderr).not.toBe('');
+      const data = await stat(path.join(folder, 'PG_VERSION'));
+      if (asRoot) {
+        expect(stack.output.stderr).toContain(`the postgres user cannot enter ${fresh} (mode 700)`);
+        expect(folder.startsWith(`${fresh}${path.sep}`)).toBe(false);
+        expect(data.uid).not.toBe(0);
+      } else {
+        expect(folder).toBe(path.join(fresh, '.lms', 'postgres'));
+      }
       expect(stack.output.stdout).toMatch(/PostgreSQL postgres:\/\/lms:\*\*\*@127\.0\.0\.1:54329\/lms/);
       expect((await fetch(`http://127.0.0.1:${stack.ports.api}/ready`)).status).toBe(200);
       expect(await publishedCourses(stack.ports.api)).toBe(3);
@@ -180,6 +198,10 @@ describe('lmsctl up --native', () => {
     } finally {
       stack.kill();
       await rm(fresh, { recursive: true, force: true });
+      // The data folder of this run when it lay outside (as root: /var/lib/lmsctl/dev-stack-…).
+      const folder = dataFolder();
+      if (folder && !folder.startsWith(`${fresh}${path.sep}`))
+        await rm(path.dirname(folder), { recursive: true, force: true });
     }
   }, 180_000);
 });

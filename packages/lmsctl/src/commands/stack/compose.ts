@@ -1,8 +1,8 @@
 import type { ChalkInstance } from 'chalk';
 import type Docker from 'dockerode';
 import { formatDuration } from '@lms/core/duration';
-import type { CommandContext } from '../context.js';
-import { CliError, ExitCode } from '../errors.js';
+import type { CommandContext } from '../../context.js';
+import { CliError, ExitCode } from '../../errors.js';
 import { parse as parseYaml } from 'yaml';
 import { maskSecretsInText, redactSecrets } from '@lms/core';
 import {
@@ -12,11 +12,11 @@ import {
   runCompose,
   type ComposeOutput,
   type StackEnv,
-} from '../lib/compose.js';
-import { startProgress } from '../lib/progress.js';
-import { confirmOrRefuse } from '../lib/confirm.js';
-import { connectEngine, logTail, projectServices, type ServiceState } from '../lib/engine.js';
-import { table } from '../output.js';
+} from '../../lib/compose/compose-cli.js';
+import { startProgress } from '../../lib/progress.js';
+import { confirmOrRefuse } from '../../lib/confirm.js';
+import { connectEngine, logTail, projectServices, type ServiceState } from '../../lib/compose/docker-engine.js';
+import { table } from '../../output.js';
 
 export interface StackOptions {
   env?: StackEnv;

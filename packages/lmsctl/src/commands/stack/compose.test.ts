@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { composeDir } from '../lib/compose.js';
-import { fakeDockerCli, fakeEngine } from '../testing/fake-docker.js';
-import { runLmsctl } from '../testing/run-cli.js';
+import { composeDir } from '../../lib/compose/compose-cli.js';
+import { fakeDockerCli, fakeEngine } from '../../testing/fake-docker.js';
+import { runLmsctl } from '../../testing/run-cli.js';
 
 let work: string;
 
