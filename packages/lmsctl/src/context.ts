@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, loadEnvFile, type Config } from '@lms/core';
+import { type Config, errorMessage, loadConfig, loadEnvFile } from '@lms/core';
 import { usageError } from './errors.js';
 import { Output, type OutputStreams } from './output.js';
 
@@ -70,7 +70,7 @@ function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv, given: boolean): 
     loadEnvFile(file, env);
   } catch (error) {
     throw usageError(
-      (error as Error).message,
+      errorMessage(error),
       given
         ? 'check the path given to --env-file (without the option, lmsctl reads ./.env when there is one)'
         : 'make ./.env readable, or name another file with --env-file',

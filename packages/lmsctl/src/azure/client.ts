@@ -1,3 +1,4 @@
+import { errorMessage } from '@lms/core';
 import { readFileSync } from 'node:fs';
 import type { PostgreSQLManagementFlexibleServerClient } from '@azure/arm-postgresql-flexible';
 import type { TokenCredential } from '@azure/identity';
@@ -153,10 +154,7 @@ function testCaOf(ctx: CommandContext): string | undefined {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw usageError(
-      `cannot read LMS_AZURE_TEST_CA_FILE ${file}: ${(error as Error).message}`,
-      'unset it outside tests',
-    );
+    throw usageError(`cannot read LMS_AZURE_TEST_CA_FILE ${file}: ${errorMessage(error)}`, 'unset it outside tests');
   }
 }
 

@@ -1,3 +1,4 @@
+import { errorMessage } from '@lms/core';
 import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { CliError, ExitCode } from '../errors.js';
@@ -98,7 +99,7 @@ export async function integrityChecks(
         kind: 'query',
         name: query.name,
         expected: 'answers',
-        found: (error as Error).message,
+        found: errorMessage(error),
         ok: false,
         severity: 'error',
       });

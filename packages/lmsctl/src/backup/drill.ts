@@ -1,7 +1,14 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { connectClient, describePostgresUrl, formatVersion, VerificationError, withDatabase } from '@lms/core';
+import {
+  connectClient,
+  describePostgresUrl,
+  errorMessage,
+  formatVersion,
+  VerificationError,
+  withDatabase,
+} from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { requireDatabaseUrl, type CommandContext } from '../context.js';
 import { addressedIdentity, resolveBackup } from './inventory.js';
@@ -225,9 +232,7 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
         report.verdict = 'fail';
       } else {
         report.verdict = 'error';
-        report.error = signal.aborted
-          ? (signal.reason as InterruptedError).message
-          : ((error as Error).message ?? String(error));
+        report.error = signal.aborted ? (signal.reason as InterruptedError).message : errorMessage(error);
       }
     } finally {
       if (created && admin) {
@@ -237,7 +242,7 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
           await setComment(admin, scratch, null).catch(() => undefined);
         } else {
           await dropDatabase(admin, scratch).catch((error: unknown) =>
-            report.warnings.push(`could not drop scratch database ${scratch}: ${(error as Error).message}`),
+            report.warnings.push(`could not drop scratch database ${scratch}: ${errorMessage(error)}`),
           );
         }
       }

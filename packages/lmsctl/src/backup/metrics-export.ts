@@ -1,7 +1,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Gauge, Pushgateway, Registry } from 'prom-client';
-import { maskUrl } from '@lms/core';
+import { errorMessage, maskUrl } from '@lms/core';
 
 /**
  * Hands backup and drill outcomes to Prometheus, which cannot scrape a command that has
@@ -53,7 +53,7 @@ export async function exportMetrics(
       await writeFile(temporary, await registry.metrics(), { mode: 0o644 });
       await rename(temporary, target);
     } catch (error) {
-      warnings.push(`could not write metrics to ${target}: ${(error as Error).message}`);
+      warnings.push(`could not write metrics to ${target}: ${errorMessage(error)}`);
     }
   }
   if (targets.pushgatewayUrl) {
@@ -61,7 +61,7 @@ export async function exportMetrics(
       const gateway = new Pushgateway(targets.pushgatewayUrl, { timeout: 5000 }, registry);
       await gateway.pushAdd({ jobName: 'lmsctl', groupings: { kind: options.group, database: options.database } });
     } catch (error) {
-      warnings.push(`could not push metrics to ${maskUrl(targets.pushgatewayUrl)}: ${(error as Error).message}`);
+      warnings.push(`could not push metrics to ${maskUrl(targets.pushgatewayUrl)}: ${errorMessage(error)}`);
     }
   }
   return warnings;

@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import { connectClient, defaultMigrationsDir, describePostgresUrl, maskUrl, Migrator } from '@lms/core';
+import { connectClient, defaultMigrationsDir, describePostgresUrl, errorMessage, maskUrl, Migrator } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { addressedIdentity, describeBackups, newestVerifiedBackupOf } from '../backup/inventory.js';
@@ -97,7 +97,7 @@ async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
       },
     ];
   } catch (error) {
-    return [{ name: 'prometheus', state: 'fail', detail: `${where}: ${(error as Error).message}` }];
+    return [{ name: 'prometheus', state: 'fail', detail: `${where}: ${errorMessage(error)}` }];
   }
 }
 
@@ -186,7 +186,7 @@ async function alertDelivery(options: CheckOptions): Promise<StatusItem[]> {
       },
     ];
   } catch (error) {
-    return [{ name: 'alert delivery', state: 'fail', detail: `${where}: ${(error as Error).message}` }];
+    return [{ name: 'alert delivery', state: 'fail', detail: `${where}: ${errorMessage(error)}` }];
   }
 }
 
@@ -203,7 +203,7 @@ async function migrationsValidate(ctx: CommandContext): Promise<StatusItem[]> {
       },
     ];
   } catch (error) {
-    return [{ name: 'migrations validate', state: 'fail', detail: maskUrl((error as Error).message) }];
+    return [{ name: 'migrations validate', state: 'fail', detail: maskUrl(errorMessage(error)) }];
   }
 }
 

@@ -5,6 +5,7 @@ import {
   connectClient,
   defaultMigrationsDir,
   describePostgresUrl,
+  errorMessage,
   formatVersion,
   maskUrl,
   Migrator,
@@ -52,7 +53,7 @@ export async function probe(name: string, work: () => Promise<StatusItem | Statu
     const result = await work();
     return Array.isArray(result) ? result : [result];
   } catch (error) {
-    return [{ name, state: 'fail', detail: maskUrl((error as Error).message ?? String(error)) }];
+    return [{ name, state: 'fail', detail: maskUrl(errorMessage(error)) }];
   }
 }
 
@@ -67,7 +68,7 @@ export async function probeApi(ctx: CommandContext, options: ProbeOptions): Prom
       return {
         name: 'api',
         state: 'fail',
-        detail: `${shown} does not answer (${(error as Error).message})`,
+        detail: `${shown} does not answer (${errorMessage(error)})`,
       };
     }
     const body = (await response.json().catch(() => ({}))) as { checks?: Record<string, string> };

@@ -1,3 +1,4 @@
+import { errorMessage } from '@lms/core';
 import os from 'node:os';
 import type pg from 'pg';
 import { isProcessAlive } from '../lib/process-alive.js';
@@ -226,7 +227,7 @@ export async function copyDatabaseProperties(
     try {
       await client.query(sql);
     } catch (error) {
-      problems.push(`${what}: ${(error as Error).message}`);
+      problems.push(`${what}: ${errorMessage(error)}`);
     }
   };
   await attempt('owner', `ALTER DATABASE ${target} OWNER TO ${client.escapeIdentifier(original.owner)}`);

@@ -3,6 +3,7 @@ import {
   connectClient,
   defaultMigrationsDir,
   describePostgresUrl,
+  errorMessage,
   formatVersion,
   maskUrl,
   readMigrationFiles,
@@ -205,9 +206,7 @@ export async function azurePitrDrill(ctx: CommandContext, options: PitrDrillOpti
     } catch (error) {
       report.verdict = 'error';
       const translated = translateAzureError(error, scope);
-      report.error = signal.aborted
-        ? (signal.reason as InterruptedError).message
-        : ((translated as Error).message ?? String(translated));
+      report.error = signal.aborted ? (signal.reason as InterruptedError).message : errorMessage(translated);
     } finally {
       if (accepted.yes) await deleteTemporaryServer(ctx, azure, scope, report);
     }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { ChalkInstance } from 'chalk';
-import { connectClient, describePostgresUrl, formatVersion, withDatabase } from '@lms/core';
+import { connectClient, describePostgresUrl, errorMessage, formatVersion, withDatabase } from '@lms/core';
 import { requireDatabaseUrl, type CommandContext } from '../../context.js';
 import { CliError, ExitCode, usageError } from '../../errors.js';
 import { resolveBackup } from '../../backup/inventory.js';
@@ -15,7 +15,18 @@ import { confirmOrRefuse } from '../../lib/confirm.js';
 import { formatDuration } from '@lms/core/duration';
 import { type InterruptedError, withInterrupt } from '../../lib/interrupt.js';
 import { manifestPathOf, readManifest } from '../../backup/archive/manifest.js';
-import { copyDatabaseProperties, createDatabase, databaseFacts, derivedDatabaseName, dropDatabase, dropAbandonedDatabases, markerFor, sessionsOn, setComment, summarizeSessions } from '../../postgres/admin.js';
+import {
+  copyDatabaseProperties,
+  createDatabase,
+  databaseFacts,
+  derivedDatabaseName,
+  dropDatabase,
+  dropAbandonedDatabases,
+  markerFor,
+  sessionsOn,
+  setComment,
+  summarizeSessions,
+} from '../../postgres/admin.js';
 import { pgToolVersion } from '../../postgres/tools.js';
 import { formatBytes } from '../../lib/progress.js';
 import type { PausedQueues } from '../../lib/queue-pause.js';
@@ -273,7 +284,7 @@ export async function restore(
             previousDropped = true;
           } catch (error) {
             warnings.push(
-              `the previous database ${previous} could not be dropped (${(error as Error).message}): drop it with \`lmsctl restore cleanup\``,
+              `the previous database ${previous} could not be dropped (${errorMessage(error)}): drop it with \`lmsctl restore cleanup\``,
             );
           }
         }

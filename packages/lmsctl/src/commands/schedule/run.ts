@@ -1,3 +1,4 @@
+import { errorMessage } from '@lms/core';
 import type { ChalkInstance } from 'chalk';
 import cron from 'node-cron';
 import type { CommandContext } from '../../context.js';
@@ -100,7 +101,7 @@ export async function scheduleRun(ctx: CommandContext, options: ScheduleRunOptio
         log({
           kind,
           event: 'failed',
-          detail: (error as Error).message ?? String(error),
+          detail: errorMessage(error),
           durationMs: Date.now() - started,
         });
       })
