@@ -14,7 +14,11 @@ import { ConfigError, errorMessage } from './errors.js';
 export interface ConfigField<S extends z.ZodType = z.ZodType> {
   schema: S;
   description: string;
-  /** Default shown in the docs and `.env.example` (the schema applies it). */
+  /**
+   * The default, as it would be written in the environment: the one statement of it. The docs
+   * and `.env.example` show it, and the schema parses it like any other value when the variable
+   * is unset.
+   */
   default?: string;
   secret?: boolean;
   /** Group heading in the docs. */
@@ -59,24 +63,28 @@ const positiveInt = (max: number) => wholeNumber(1, max);
 const nonNegativeInt = (max: number) => wholeNumber(0, max);
 
 function field<S extends z.ZodType>(definition: ConfigField<S>): ConfigField<S> {
-  return definition;
+  if (definition.default === undefined) return definition;
+  // prefault, not default: the text goes through the schema, so '4h' becomes milliseconds and
+  // 'false' a boolean exactly as if the variable were set to it.
+  const text = definition.default as z.input<S>;
+  return { ...definition, schema: definition.schema.prefault(text) as unknown as S };
 }
 
 export const configFields = {
   NODE_ENV: field({
-    schema: z.enum(['development', 'test', 'staging', 'production']).default('development'),
+    schema: z.enum(['development', 'test', 'staging', 'production']),
     default: 'development',
     description: 'Deployment environment. `production` enforces the secret-key and debug rules below.',
     group: 'runtime',
   }),
   DEBUG: field({
-    schema: booleanFlag.default(false),
+    schema: booleanFlag,
     default: 'false',
     description: 'Verbose errors (stack traces in API responses). Refused when NODE_ENV=production.',
     group: 'runtime',
   }),
   LOG_LEVEL: field({
-    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     default: 'info',
     description: 'Minimum level of the JSON logs written by the api and the worker.',
     group: 'runtime',
@@ -101,101 +109,95 @@ export const configFields = {
     group: 'database',
   }),
   DB_POOL_SIZE: field({
-    schema: positiveInt(1000).default(20),
+    schema: positiveInt(1000),
     default: '20',
     description: 'Connections each process keeps open when idle.',
     group: 'database',
   }),
   DB_MAX_OVERFLOW: field({
-    schema: nonNegativeInt(1000).default(40),
+    schema: nonNegativeInt(1000),
     default: '40',
     description:
       'Extra connections opened under load beyond DB_POOL_SIZE and closed again after DB_IDLE_TIMEOUT_SECONDS (pool max = size + overflow).',
     group: 'database',
   }),
   DB_IDLE_TIMEOUT_SECONDS: field({
-    schema: positiveInt(86_400).default(30),
+    schema: positiveInt(86_400),
     default: '30',
     description: 'How long an overflow connection may sit idle before it is closed.',
     group: 'database',
   }),
   DB_POOL_TIMEOUT_SECONDS: field({
-    schema: positiveInt(600).default(30),
+    schema: positiveInt(600),
     default: '30',
     description: 'How long to wait for a connection (from the pool or a new one) before failing the request.',
     group: 'database',
   }),
   DB_POOL_RECYCLE_SECONDS: field({
-    schema: nonNegativeInt(86_400).default(3600),
+    schema: nonNegativeInt(86_400),
     default: '3600',
     description: 'Connections older than this are closed and replaced (0 = never); keeps failovers and proxies honest.',
     group: 'database',
   }),
   REDIS_URL: field({
-    schema: redisUrl.default('redis://127.0.0.1:6379'),
+    schema: redisUrl,
     default: 'redis://127.0.0.1:6379',
     description: 'Redis for the job queues, the cache and the rate limits.',
     secret: true,
     group: 'redis',
   }),
   PORT: field({
-    schema: wholeNumber(1, 65_535).default(8000),
+    schema: wholeNumber(1, 65_535),
     default: '8000',
     description: 'TCP port the API listens on.',
     group: 'http',
   }),
   METRICS_PATH: field({
-    schema: z
-      .string()
-      .regex(/^\/[A-Za-z0-9/_-]*$/, 'must be a path starting with / (letters, digits, / _ -)')
-      .default('/metrics'),
+    schema: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, 'must be a path starting with / (letters, digits, / _ -)'),
     default: '/metrics',
     description: 'Path of the Prometheus metrics endpoint.',
     group: 'http',
   }),
   API_WORKERS: field({
-    schema: z
-      .string()
-      .regex(/^(auto|[1-9]\d{0,2})$/, 'must be a number of processes (1-999) or auto (one per CPU)')
-      .default('1'),
+    schema: z.string().regex(/^(auto|[1-9]\d{0,2})$/, 'must be a number of processes (1-999) or auto (one per CPU)'),
     default: '1',
     description: 'API processes to run (node:cluster); `auto` = one per CPU. Metrics are aggregated across them.',
     group: 'http',
   }),
   TRUST_PROXY: field({
-    schema: z.string().min(1).default('loopback'),
+    schema: z.string().min(1),
     default: 'loopback',
     description:
       "Which proxies' X-Forwarded-For to believe for client IPs (Express `trust proxy`: loopback, a hop count, or addresses/subnets). Rate limits key on the client IP.",
     group: 'http',
   }),
   CACHE_TTL_SECONDS: field({
-    schema: wholeNumber(1, 86_400).default(60),
+    schema: wholeNumber(1, 86_400),
     default: '60',
     description:
       'Lifetime of cached course catalogue pages and course details in Redis (writes invalidate them at once).',
     group: 'http',
   }),
   RATE_LIMIT_ENABLED: field({
-    schema: booleanFlag.default(true),
+    schema: booleanFlag,
     default: 'true',
     description: 'Turn the Redis-backed rate limits on or off.',
     group: 'http',
   }),
   RATE_LIMIT_PER_MINUTE: field({
-    schema: positiveInt(1_000_000).default(300),
+    schema: positiveInt(1_000_000),
     default: '300',
     description: 'Requests per minute allowed from one IP address.',
     group: 'http',
   }),
   RATE_LIMIT_USER_PER_MINUTE: field({
-    schema: positiveInt(1_000_000).default(600),
+    schema: positiveInt(1_000_000),
     default: '600',
     description: 'Requests per minute allowed for one signed-in user.',
     group: 'http',
   }),
   RATE_LIMIT_AUTH_PER_MINUTE: field({
-    schema: positiveInt(1_000_000).default(10),
+    schema: positiveInt(1_000_000),
     default: '10',
     description: 'Login and registration attempts per minute from one IP address (brute-force guard).',
     group: 'http',
@@ -213,55 +215,55 @@ export const configFields = {
     group: 'auth',
   }),
   WORKER_CONCURRENCY_EMAILS: field({
-    schema: wholeNumber(1, 100).default(1),
+    schema: wholeNumber(1, 100),
     default: '1',
     description: 'Jobs of the emails queue one worker process runs at once.',
     group: 'jobs',
   }),
   WORKER_CONCURRENCY_PROGRESS: field({
-    schema: wholeNumber(1, 100).default(1),
+    schema: wholeNumber(1, 100),
     default: '1',
     description: 'Jobs of the progress queue one worker process runs at once.',
     group: 'jobs',
   }),
   WORKER_CONCURRENCY_CERTIFICATES: field({
-    schema: wholeNumber(1, 100).default(1),
+    schema: wholeNumber(1, 100),
     default: '1',
     description: 'Jobs of the certificates queue one worker process runs at once.',
     group: 'jobs',
   }),
   WORKER_CONCURRENCY_WEBHOOKS: field({
-    schema: wholeNumber(1, 100).default(1),
+    schema: wholeNumber(1, 100),
     default: '1',
     description: 'Jobs of the webhooks queue one worker process runs at once.',
     group: 'jobs',
   }),
   JOB_ATTEMPTS: field({
-    schema: wholeNumber(1, 100).default(5),
+    schema: wholeNumber(1, 100),
     default: '5',
     description: 'Attempts per job before it fails for good (retries back off exponentially).',
     group: 'jobs',
   }),
   JOB_SOFT_TIME_LIMIT_SECONDS: field({
-    schema: wholeNumber(1, 86_400).default(240),
+    schema: wholeNumber(1, 86_400),
     default: '240',
     description: "After this long a running job's abort signal fires so it can stop cleanly.",
     group: 'jobs',
   }),
   JOB_HARD_TIME_LIMIT_SECONDS: field({
-    schema: wholeNumber(1, 86_400).default(300),
+    schema: wholeNumber(1, 86_400),
     default: '300',
     description: 'After this long a running job fails with a time-limit error and its slot is freed.',
     group: 'jobs',
   }),
   FAILED_JOB_RETENTION_HOURS: field({
-    schema: wholeNumber(1, 8760).default(168),
+    schema: wholeNumber(1, 8760),
     default: '168',
     description: 'How long failed jobs are kept for inspection (`lmsctl queue jobs --state failed`).',
     group: 'jobs',
   }),
   WORKER_METRICS_PORT: field({
-    schema: wholeNumber(1, 65_535).default(9464),
+    schema: wholeNumber(1, 65_535),
     default: '9464',
     description: "Port of the worker's /health and /metrics endpoint.",
     group: 'jobs',
@@ -273,7 +275,7 @@ export const configFields = {
     group: 'jobs',
   }),
   INACTIVITY_REMINDER_DAYS: field({
-    schema: wholeNumber(1, 365).default(14),
+    schema: wholeNumber(1, 365),
     default: '14',
     description: 'Learners inactive in an active enrolment for this many days get a reminder email.',
     group: 'jobs',
@@ -286,47 +288,46 @@ export const configFields = {
   SMTP_URL: field({
     schema: z
       .string()
-      .refine((value) => /^smtps?:\/\//i.test(value) && URL.canParse(value), 'must be an smtp:// or smtps:// URL')
-      .default('smtp://127.0.0.1:1025'),
+      .refine((value) => /^smtps?:\/\//i.test(value) && URL.canParse(value), 'must be an smtp:// or smtps:// URL'),
     default: 'smtp://127.0.0.1:1025',
     description: 'Mail server for outgoing email (the dev stack runs a mail catcher on port 1025).',
     secret: true,
     group: 'email',
   }),
   SMTP_FROM: field({
-    schema: z.string().min(3).default('LMS <no-reply@localhost>'),
+    schema: z.string().min(3),
     default: 'LMS <no-reply@localhost>',
     description: 'Sender of outgoing email.',
     group: 'email',
   }),
   WEBHOOK_TIMEOUT_SECONDS: field({
-    schema: wholeNumber(1, 300).default(10),
+    schema: wholeNumber(1, 300),
     default: '10',
     description: 'How long a webhook delivery may take before it counts as failed.',
     group: 'webhooks',
   }),
   WEBHOOK_MAX_CONSECUTIVE_FAILURES: field({
-    schema: wholeNumber(1, 1000).default(10),
+    schema: wholeNumber(1, 1000),
     default: '10',
     description: 'A subscription is disabled after this many failed deliveries in a row.',
     group: 'webhooks',
   }),
   WEBHOOK_ALLOW_PRIVATE_TARGETS: field({
-    schema: booleanFlag.default(false),
+    schema: booleanFlag,
     default: 'false',
     description:
       'Allow webhook URLs on loopback, private and link-local addresses (for development and tests only; refused in production).',
     group: 'webhooks',
   }),
   LMS_BACKUP_DIR: field({
-    schema: z.string().min(1).default('backups/db'),
+    schema: z.string().min(1),
     default: 'backups/db',
     description:
       'Folder where `lmsctl backup` writes dumps and manifests (relative paths start at the working directory).',
     group: 'backups',
   }),
   LMS_DRILL_DIR: field({
-    schema: z.string().min(1).default('backups/drills'),
+    schema: z.string().min(1),
     default: 'backups/drills',
     description: 'Folder where `lmsctl drill` writes its reports (JSON and Markdown).',
     group: 'backups',
@@ -373,10 +374,7 @@ export const configFields = {
     group: 'backups',
   }),
   QUEUE_PREFIX: field({
-    schema: z
-      .string()
-      .regex(/^[A-Za-z0-9{}_:-]+$/, 'must use letters, digits, {}, _, : or - only')
-      .default('{lms}'),
+    schema: z.string().regex(/^[A-Za-z0-9{}_:-]+$/, 'must use letters, digits, {}, _, : or - only'),
     default: '{lms}',
     description:
       'Redis key prefix of the BullMQ queues. The braces make a Redis Cluster hash tag, keeping each queue on one shard.',
@@ -395,10 +393,7 @@ export const configFields = {
     group: 'azure',
   }),
   AZURE_ARM_ENDPOINT: field({
-    schema: z
-      .string()
-      .refine((value) => /^https:\/\//i.test(value) && URL.canParse(value), 'must be an https:// URL')
-      .default('https://management.azure.com'),
+    schema: z.string().refine((value) => /^https:\/\//i.test(value) && URL.canParse(value), 'must be an https:// URL'),
     default: 'https://management.azure.com',
     description: 'Azure Resource Manager endpoint (sovereign clouds: e.g. https://management.usgovcloudapi.net).',
     group: 'azure',
@@ -412,10 +407,7 @@ export const configFields = {
     group: 'azure',
   }),
   APP_DOMAIN: field({
-    schema: z
-      .string()
-      .regex(/^[A-Za-z0-9.-]+$/, 'must be a bare host name such as lms.example.com')
-      .default('localhost'),
+    schema: z.string().regex(/^[A-Za-z0-9.-]+$/, 'must be a bare host name such as lms.example.com'),
     default: 'localhost',
     description: 'Public host name Caddy serves and requests certificates for.',
     group: 'deployment',
