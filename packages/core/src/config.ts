@@ -406,6 +406,18 @@ export const configFields = {
     description: 'Microsoft Entra authority for sign-in in sovereign clouds (e.g. https://login.microsoftonline.us).',
     group: 'azure',
   }),
+  AZURE_CLIENT_ID: field({
+    schema: z.string().optional(),
+    description:
+      'Client id of a user-assigned managed identity (`--credential managed-identity`); also read by the Azure SDK itself for service-principal sign-in.',
+    group: 'azure',
+  }),
+  LMS_AZURE_TEST_CA_FILE: field({
+    schema: z.string().optional(),
+    description:
+      'Tests only: a PEM file of extra CAs to trust for Azure Resource Manager (a local fake of it). Leave unset in production; the system CAs and NODE_EXTRA_CA_CERTS apply.',
+    group: 'azure',
+  }),
   APP_DOMAIN: field({
     schema: z.string().regex(/^[A-Za-z0-9.-]+$/, 'must be a bare host name such as lms.example.com'),
     default: 'localhost',
@@ -481,6 +493,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     return `${name}: ${issue.message}`;
   });
   throw new ConfigError(problems);
+}
+
+/**
+ * The variables the environment sets (to something not blank), as opposed to those left to their
+ * defaults: e.g. a restore insists on reaching a Redis the operator named, not the default one.
+ */
+export function givenConfigNames(env: NodeJS.ProcessEnv = process.env): ReadonlySet<ConfigName> {
+  return new Set((Object.keys(configFields) as ConfigName[]).filter((name) => (env[name]?.trim() ?? '') !== ''));
 }
 
 /** Names of the variables that hold secrets, for redaction. */

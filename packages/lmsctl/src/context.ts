@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type Config, errorMessage, loadConfig, loadEnvFile } from '@lms/core';
+import { type Config, type ConfigName, errorMessage, givenConfigNames, loadConfig, loadEnvFile } from '@lms/core';
 import { usageError } from './errors.js';
 import { Output, type OutputStreams } from './output.js';
 
@@ -16,6 +16,8 @@ export interface GlobalOptions {
 /** What a command body receives: validated config, output, and the global choices. */
 export interface CommandContext {
   config: Config;
+  /** The configuration variables the environment (or env file) set, rather than left to defaults. */
+  configGiven: ReadonlySet<ConfigName>;
   out: Output;
   json: boolean;
   yes: boolean;
@@ -46,6 +48,7 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
   const envFile = given === undefined ? undefined : path.resolve(cwd, given);
   if (envFile) loadEnvFileInto(envFile, env, options.envFile !== undefined);
   const config = loadConfig(env);
+  const configGiven = givenConfigNames(env);
   const out = new Output({
     json: options.json ?? false,
     verbose: options.verbose ?? false,
@@ -62,6 +65,7 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
     cwd,
     env,
     envFile,
+    configGiven,
   };
 }
 

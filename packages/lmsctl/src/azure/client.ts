@@ -149,7 +149,7 @@ export async function connectAzure(
  * tests of the binary only; production trusts the system's CAs (NODE_EXTRA_CA_CERTS adds more).
  */
 function testCaOf(ctx: CommandContext): string | undefined {
-  const file = ctx.env.LMS_AZURE_TEST_CA_FILE;
+  const file = ctx.config.LMS_AZURE_TEST_CA_FILE;
   if (!file) return undefined;
   try {
     return readFileSync(file, 'utf8');
@@ -168,8 +168,8 @@ async function createCredential(ctx: CommandContext, kind: AzureCredentialKind):
       return new identity.EnvironmentCredential(authorityHost ? { authorityHost } : {});
     case 'managed-identity':
       // A user-assigned identity is named by AZURE_CLIENT_ID, as DefaultAzureCredential does.
-      return ctx.env.AZURE_CLIENT_ID
-        ? new identity.ManagedIdentityCredential({ clientId: ctx.env.AZURE_CLIENT_ID })
+      return ctx.config.AZURE_CLIENT_ID
+        ? new identity.ManagedIdentityCredential({ clientId: ctx.config.AZURE_CLIENT_ID })
         : new identity.ManagedIdentityCredential();
     case 'default':
       return new identity.DefaultAzureCredential(authorityHost ? { authorityHost } : {});

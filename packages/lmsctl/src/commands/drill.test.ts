@@ -40,8 +40,25 @@ async function setup(name: string, extra: Record<string, string> = {}) {
   return { dir, env, ctx: () => testContext({ cwd: work, env }).ctx };
 }
 
+/**
+ * The scratch databases of drills of this file's database: found by the marker a drill writes
+ * on its scratch database, so another drill on a shared server is none of this test's business.
+ */
 async function drillDatabases(): Promise<string[]> {
-  return listDatabases('lms_drill_');
+  const admin = await connectClient(withDatabase(database.url, 'postgres'));
+  try {
+    const { rows } = await admin.query<{ datname: string }>(
+      `SELECT datname FROM pg_database
+        WHERE starts_with(datname, 'lms_drill_')
+          AND shobj_description(oid, 'pg_database') LIKE '{"lmsctl":"drill"%'
+          AND shobj_description(oid, 'pg_database')::jsonb ->> 'target' = $1
+        ORDER BY datname`,
+      [database.name],
+    );
+    return rows.map((row) => row.datname);
+  } finally {
+    await admin.end();
+  }
 }
 
 async function readReport(file: string): Promise<DrillReport> {
@@ -135,6 +152,10 @@ describe('lmsctl drill', () => {
       clearInterval(watcher);
     }
     expect(created).toEqual([]);
+    // The report says so too (the watcher above only sees a scratch database once it is marked).
+    const reports = (await readdir(env.LMS_DRILL_DIR)).filter((name) => name.endsWith('.json'));
+    const report = await readReport(path.join(env.LMS_DRILL_DIR, reports[0]!));
+    expect(report.scratch.created).toBe(false);
   });
 
   it('finds orphans behind a foreign key that was never validated', async () => {
@@ -177,7 +198,7 @@ describe('lmsctl drill', () => {
     const result = await drill(ctx(), { keepScratch: true });
     try {
       expect(result.report.scratch.kept).toBe(true);
-      expect(await drillDatabases()).toEqual([result.report.scratch.database]);
+      expect(await listDatabases(result.report.scratch.database)).toEqual([result.report.scratch.database]);
     } finally {
       const admin = await connectClient(withDatabase(database.url, 'postgres'));
       await admin.query(`DROP DATABASE ${admin.escapeIdentifier(result.report.scratch.database)}`);

@@ -56,6 +56,8 @@ async function scenario(label: string, seed: (url: string) => Promise<void> = (u
     LMS_BACKUP_DIR: dir,
     LMS_DRILL_DIR: path.join(dir, 'drills'),
     LMS_BACKUP_KEY_FILE: keyFile,
+    // The queues a restore pauses are this test's own, on the test Redis (TEST_REDIS_URL).
+    REDIS_URL: testRedisUrl,
     QUEUE_PREFIX: queuePrefix,
   };
   const context = (yes = true, extra: Record<string, string> = {}) =>

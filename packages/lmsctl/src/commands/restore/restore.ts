@@ -383,7 +383,7 @@ async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Pro
   if (options.pauseQueues === false || !replacesApplicationDatabase(ctx, options)) return null;
   const { pauseQueues } = await import('../../lib/queue-pause.js');
   // REDIS_URL has a default; only a Redis the operator named explicitly must answer.
-  const required = Boolean(ctx.env.REDIS_URL?.trim());
+  const required = ctx.configGiven.has('REDIS_URL');
   const queues = await pauseQueues(ctx.config.REDIS_URL, ctx.config.QUEUE_PREFIX, { required });
   if (queues?.paused.length) ctx.out.info(`paused queues ${queues.paused.join(', ')} until the restore ends`);
   return queues;
