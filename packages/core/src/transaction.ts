@@ -24,20 +24,37 @@ export async function withTransaction<T>(
   signal?.addEventListener('abort', cancel, { once: true });
   let broken = false;
   try {
-    await client.query('BEGIN');
-    const result = await work(client);
+    return await inTransaction(client, () => work(client), {
+      // A connection that cannot even roll back is dropped instead of going back to the pool.
+      onRollbackFailed: () => (broken = true),
+    });
+  } finally {
+    signal?.removeEventListener('abort', cancel);
+    client.release(broken);
+  }
+}
+
+/**
+ * The transaction itself, on a connection the caller already holds (a CLI's single client):
+ * BEGIN, `work`, COMMIT; ROLLBACK when `work` throws, and the error goes on. `withTransaction`
+ * is this on a pooled client.
+ */
+export async function inTransaction<T>(
+  client: Pick<pg.ClientBase, 'query'>,
+  work: () => Promise<T>,
+  options: { onRollbackFailed?: (error: unknown) => void } = {},
+): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await work();
     await client.query('COMMIT');
     return result;
   } catch (error) {
     try {
       await client.query('ROLLBACK');
-    } catch {
-      // A connection that cannot even roll back is dropped instead of going back to the pool.
-      broken = true;
+    } catch (rollbackError) {
+      options.onRollbackFailed?.(rollbackError);
     }
     throw error;
-  } finally {
-    signal?.removeEventListener('abort', cancel);
-    client.release(broken);
   }
 }

@@ -18,7 +18,7 @@ import { addressedIdentity, describeBackups, describeSources, selectBackups } fr
 import type { BackupSelector } from '../backup/identity.js';
 import { readDrillReports, routineDrillsOf } from '../backup/drill-reports.js';
 import { formatBytes } from '../lib/progress.js';
-import { redisAnswers } from '../lib/queue-pause.js';
+import { redisAnswers } from '../queues/pause.js';
 import { table } from '../output.js';
 import { summarize, withQueues, type QueueOptions } from '../queues/inspect.js';
 import { backupDirOf, drillDirOf } from '../backup/context.js';

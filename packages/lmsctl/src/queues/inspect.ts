@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { isQueueName, maskUrl, queueNames, redisConnectionOptions, type QueueName } from '@lms/core';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
-import { redisAnswers } from '../lib/queue-pause.js';
+import { redisAnswers } from './pause.js';
 
 /** Job states `queue list` counts, in the order shown. */
 

@@ -29,7 +29,7 @@ import {
 } from '../../postgres/admin.js';
 import { pgToolVersion } from '../../postgres/tools.js';
 import { formatBytes } from '../../lib/progress.js';
-import type { PausedQueues } from '../../lib/queue-pause.js';
+import type { PausedQueues } from '../../queues/pause.js';
 import { backupDirOf, backupKeyOf, toolsOf } from '../../backup/context.js';
 import { prepareArchive, recordVerificationFailure, type PreparedArchive } from '../../backup/archive/verify.js';
 import {
@@ -381,7 +381,7 @@ async function checkSource(
  */
 async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Promise<PausedQueues | null> {
   if (options.pauseQueues === false || !replacesApplicationDatabase(ctx, options)) return null;
-  const { pauseQueues } = await import('../../lib/queue-pause.js');
+  const { pauseQueues } = await import('../../queues/pause.js');
   // REDIS_URL has a default; only a Redis the operator named explicitly must answer.
   const required = ctx.configGiven.has('REDIS_URL');
   const queues = await pauseQueues(ctx.config.REDIS_URL, ctx.config.QUEUE_PREFIX, { required });

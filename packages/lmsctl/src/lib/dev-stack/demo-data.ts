@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import { inTransaction } from '@lms/core';
 
 /** What loading the demo data did, with the generated passwords (never for --json). */
 export interface SeedResult {
@@ -31,21 +32,20 @@ function newPassword(): string {
 export async function loadDemoData(client: pg.Client): Promise<SeedResult> {
   const { hashPassword } = await import('@lms/core/passwords');
   const empty: SeedResult['counts'] = { users: 0, courses: 0, lessons: 0, quizzes: 0, enrollments: 0 };
-  try {
-    const existing = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
-    if (existing.rows[0]!.n > 0) {
-      return {
-        seeded: false,
-        reason: `the database already has ${existing.rows[0]!.n} user(s); demo data goes only into an empty one`,
-        admin: null,
-        demoPassword: null,
-        counts: empty,
-      };
-    }
-    const adminPassword = newPassword();
-    const demoPassword = newPassword();
-    const [adminHash, demoHash] = await Promise.all([hashPassword(adminPassword), hashPassword(demoPassword)]);
-    await client.query('BEGIN');
+  const existing = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users');
+  if (existing.rows[0]!.n > 0) {
+    return {
+      seeded: false,
+      reason: `the database already has ${existing.rows[0]!.n} user(s); demo data goes only into an empty one`,
+      admin: null,
+      demoPassword: null,
+      counts: empty,
+    };
+  }
+  const adminPassword = newPassword();
+  const demoPassword = newPassword();
+  const [adminHash, demoHash] = await Promise.all([hashPassword(adminPassword), hashPassword(demoPassword)]);
+  return await inTransaction(client, async () => {
     const insertUser = async (email: string, name: string, role: string, hash: string) =>
       (
         await client.query<{ id: string }>(
@@ -135,12 +135,8 @@ export async function loadDemoData(client: pg.Client): Promise<SeedResult> {
         }
       }
     }
-    await client.query('COMMIT');
     return { seeded: true, admin: { email: 'admin@lms.local', password: adminPassword }, demoPassword, counts };
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
+  });
 }
 
 /** The demo logins as the seed and the dev stack print them (the passwords are generated per seed). */

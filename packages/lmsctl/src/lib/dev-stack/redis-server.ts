@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { maskUrl } from '@lms/core';
 import { CliError, ExitCode } from '../../errors.js';
-import { redisAnswers } from '../queue-pause.js';
+import { redisAnswers } from '../../queues/pause.js';
 import { freePort } from './port-probes.js';
 
 export interface DevRedis {
