@@ -360,6 +360,8 @@ describe.runIf(haveCompose)('production hardening', () => {
       AZURE_RESOURCE_GROUP: 'lmsctl azure runs from an operator machine or CI, not in the stack',
       AZURE_ARM_ENDPOINT: 'lmsctl azure runs from an operator machine or CI, not in the stack',
       AZURE_AUTHORITY_HOST: 'lmsctl azure runs from an operator machine or CI, not in the stack',
+      AZURE_CLIENT_ID: 'lmsctl azure runs from an operator machine or CI, not in the stack',
+      LMS_AZURE_TEST_CA_FILE: 'tests only',
     };
     const example = await readFile(fromRoot('.env.example'), 'utf8');
     const documented = [...example.matchAll(/^(?:# )?([A-Z][A-Z0-9_]+)=/gm)].map((match) => match[1]!);
