@@ -100,7 +100,7 @@ export function selects(selector: BackupSelector, source: DatabaseIdentity | nul
 }
 
 export function describeSelector(selector: BackupSelector): string {
-  if (selector.kind === 'all') return 'any database';
+  if (selector.kind === 'all') return 'all databases';
   if (selector.kind === 'name') return `database ${selector.name}`;
   return describeIdentity(selector.database);
 }

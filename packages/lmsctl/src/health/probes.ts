@@ -210,7 +210,7 @@ export async function probeQueues(ctx: CommandContext, options: QueueOptions): P
  * server's identity when it answers), or every database when none is given.
  */
 async function addressedSelector(ctx: CommandContext): Promise<{ selector: BackupSelector; whose: string }> {
-  if (!ctx.databaseUrl) return { selector: { kind: 'all' }, whose: 'any database' };
+  if (!ctx.databaseUrl) return { selector: { kind: 'all' }, whose: 'all databases' };
   const database = await addressedIdentity(ctx.databaseUrl, 'lmsctl status');
   return { selector: { kind: 'database', database }, whose: database.name };
 }

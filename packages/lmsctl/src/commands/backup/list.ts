@@ -16,7 +16,7 @@ import { backupDirOf, drillDirOf } from '../../backup/context.js';
 
 export interface BackupListResult {
   dir: string;
-  /** Whose backups are listed: `lms on 127.0.0.1:5432`, `database lms`, or `any database`. */
+  /** Whose backups are listed: `lms on 127.0.0.1:5432`, `database lms`, or `all databases`. */
   showing: string;
   backups: BackupInfo[];
   /** Backups in the folder that the selection left out (other databases', incomplete ones). */

@@ -8,6 +8,7 @@ import {
   describeIdentity,
   looksLikeProduction,
   sameDatabase,
+  sameServer,
   systemIdentifierOf,
   type DatabaseIdentity,
 } from '../../backup/identity.js';
@@ -133,6 +134,13 @@ export async function restore(
         port: target.port,
         ...(systemIdentifier ? { systemIdentifier } : {}),
       };
+      // A typo in the target's name must not "succeed" by restoring into a new database.
+      if (!existing && !options.create && !options.plan) {
+        throw usageError(
+          `database ${target.name} does not exist on ${target.host}:${target.port}; nothing was restored`,
+          'check the name in the URL, or pass --create to restore into a new database of that name',
+        );
+      }
       const dumpPath = await resolveBackup(
         dir,
         spec,
@@ -142,12 +150,6 @@ export async function restore(
       // Whose backup this is decides before anything else is read or decrypted; the manifest's
       // signature is checked here, so an edited source name cannot slip past.
       const source = await checkSource(ctx, dumpPath, dir, addressed, options.fromDatabase);
-      if (!existing && !options.create && !options.plan) {
-        throw usageError(
-          `database ${target.name} does not exist on ${target.host}:${target.port}; nothing was restored`,
-          'check the name in the URL, or pass --create to restore into a new database of that name',
-        );
-      }
       archive = await prepareArchive(ctx, dumpPath, dir, signal);
       const verifyMs = Date.now() - started;
       const sessions = existing ? await sessionsOn(admin, target.name) : [];
@@ -357,20 +359,24 @@ async function checkSource(
       `repeat the source's name exactly (--from-database ${source.name}), or pick another backup`,
     );
   }
+  // The system identifiers are worth showing only when the server is what differs.
+  const otherServer = !sameServer(source, target);
   if (sameDatabase(source, target) || fromDatabase === source.name) {
     if (!sameDatabase(source, target)) {
       ctx.out.warn(
-        `restoring a backup of ${describeIdentity(source, true)} into ${describeIdentity(target, true)}, as --from-database confirms`,
+        `restoring a backup of ${describeIdentity(source, otherServer)} into ${describeIdentity(target, otherServer)}, as --from-database confirms`,
       );
     }
     return source;
   }
   const why =
     source.name !== target.name
-      ? 'another database'
+      ? otherServer
+        ? 'another database on another server'
+        : 'another database'
       : 'the same name on another server (its system identifier differs)';
   throw usageError(
-    `${file} is a backup of ${describeIdentity(source, true)}, not of the target ${describeIdentity(target, true)} (${why}); refusing to restore it over ${target.name}`,
+    `${file} is a backup of ${describeIdentity(source, otherServer)}, not of the target ${describeIdentity(target, otherServer)} (${why}); refusing to restore it over ${target.name}`,
     `if that is what you mean, name the source to confirm: --from-database ${source.name}`,
   );
 }
