@@ -26,6 +26,12 @@ import { integrityChecks, type DrillCheck, type DrillVerdict } from './drill-rep
 import { databaseStamp, defaultJobs, fileStamp } from './stamp.js';
 import { compareWithManifest } from './manifest-check.js';
 
+/**
+ * The restore drill: verify a backup, restore it into a scratch database, check it against its
+ * manifest and the application's invariants, weigh it against the RTO and RPO, report, and always
+ * drop the scratch database.
+ */
+
 export interface DrillOptions {
   /** Backup file, or `latest` (default): the newest backup of the database drilled. */
   backup?: string;

@@ -17,6 +17,12 @@ import { startProgress } from '../lib/progress.js';
 import { toolsOf } from './context.js';
 import { compareWithManifest } from './manifest-check.js';
 
+/**
+ * The restore engine: pg_restore into a database beside the target, every table checked against
+ * the manifest, then the swap — both renames in one transaction — so the target is either as it
+ * was or fully restored. Used by `restore` and, for its restore step, by `drill`.
+ */
+
 export function describeContents(manifest: BackupManifest): string {
   const parts = [];
   if (manifest.tables) {

@@ -9,6 +9,11 @@ import { type RestoreTarget } from './restore-engine.js';
 import { type PreparedArchive } from './archive/verify.js';
 import { databaseStamp, defaultJobs } from './stamp.js';
 
+/**
+ * `restore --plan`: what a restore would do — the backup's contents, the target, its sessions,
+ * free disk and version compatibility, and the steps — without changing anything.
+ */
+
 export interface RestorePlan {
   plan: true;
   backup: {
