@@ -216,6 +216,27 @@ describe('access tokens', () => {
     expect(expiredMessage).toBe('access token expired; refresh it');
   });
 
+  it('refuses a validly signed token without an expiry, or whose subject is not a user id (401, never 500)', async () => {
+    const user = await createUser(api, 'student');
+    const key = new TextEncoder().encode(TEST_SECRET);
+    const claims = () =>
+      new SignJWT({ role: 'student' }).setProtectedHeader({ alg: 'HS256' }).setIssuer('lms-api').setAudience('lms');
+    const forever = await claims().setSubject(user.id).setIssuedAt().sign(key);
+    const undated = await claims().setSubject(user.id).setExpirationTime('15m').sign(key);
+    const notAnId = await sign({ sub: 'not-a-uuid', role: 'student' });
+    const injected = await sign({ sub: "' OR 1=1 --", role: 'admin' });
+    for (const [what, token] of [
+      ['no exp', forever],
+      ['no iat', undated],
+      ['sub not a UUID', notAnId],
+      ['sub SQL', injected],
+    ] as const) {
+      const response = await call(api, 'get', '/api/v1/users/me', { token });
+      expect(response.status, what).toBe(401);
+      expect(response.body.error.code, what).toBe('unauthorized');
+    }
+  });
+
   it('refuses a malformed Authorization header', async () => {
     const response = await call(api, 'get', '/api/v1/users/me', { headers: { Authorization: 'Token abc' } });
     expect(response.status).toBe(401);

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { errors, jwtVerify, SignJWT } from 'jose';
-import { UnauthorizedError } from '@lms/core';
+import { rowId, UnauthorizedError } from '@lms/core';
 import type { AuthUser, Role } from '../../lib/auth-user.js';
 
 const ISSUER = 'lms-api';
@@ -37,12 +37,17 @@ export class AccessTokens {
         algorithms: [ALGORITHM],
         issuer: ISSUER,
         audience: AUDIENCE,
+        // A validly signed token without an expiry would be valid forever: every one we issue has both.
+        requiredClaims: ['exp', 'iat', 'sub'],
       });
       const role = payload.role;
-      if (typeof payload.sub !== 'string' || (role !== 'admin' && role !== 'instructor' && role !== 'student')) {
+      const sub = rowId.safeParse(payload.sub);
+      const sid = payload.sid === undefined ? undefined : rowId.safeParse(payload.sid);
+      // The subject and session name rows: anything but a UUID would reach SQL as a 500.
+      if (!sub.success || sid?.success === false || (role !== 'admin' && role !== 'instructor' && role !== 'student')) {
         throw new UnauthorizedError('access token is not valid');
       }
-      return { id: payload.sub, role, sessionId: typeof payload.sid === 'string' ? payload.sid : undefined };
+      return { id: sub.data, role, sessionId: sid?.data };
     } catch (error) {
       if (error instanceof UnauthorizedError) throw error;
       if (error instanceof errors.JWTExpired) throw new UnauthorizedError('access token expired; refresh it');
