@@ -1,11 +1,15 @@
 import type pg from 'pg';
 import { maybeOne, one, withTransaction } from '@lms/core';
+import type { RevealAnswers } from './quizzes.schema.js';
 
 export interface QuizRow {
   id: string;
   course_id: string;
   title: string;
   pass_mark: number;
+  max_attempts: number;
+  cooldown_seconds: number;
+  reveal_answers: RevealAnswers;
   created_at: Date;
 }
 
@@ -22,6 +26,75 @@ export interface QuizSummaryRow extends QuizRow {
   questions: number;
 }
 
+const QUIZ_COLUMNS = 'id, course_id, title, pass_mark, max_attempts, cooldown_seconds, reveal_answers, created_at';
+
+/** An enrolment's attempts at one quiz so far. */
+export interface AttemptStanding {
+  used: number;
+  /** Whether any of them passed. */
+  passed: boolean;
+  /** Seconds until the cooldown after the latest attempt is over; 0 when it is. */
+  waitSeconds: number;
+}
+
+/**
+ * Taking an attempt, on the one connection of a transaction that holds the enrolment's row lock:
+ * simultaneous attempts of one learner queue behind it, so each counts the ones committed before
+ * it and together they never exceed the quiz's limit.
+ */
+export class AttemptTransaction {
+  constructor(private readonly client: pg.PoolClient) {}
+
+  /** Locks the learner's enrolment in the course (not a cancelled one); null when there is none. */
+  async lockEnrollment(userId: string, courseId: string): Promise<string | null> {
+    const result = await this.client.query<{ id: string }>(
+      `SELECT id FROM enrollments WHERE user_id = $1 AND course_id = $2 AND status <> 'cancelled' FOR UPDATE`,
+      [userId, courseId],
+    );
+    return maybeOne(result)?.id ?? null;
+  }
+
+  /**
+   * Times here are clock_timestamp(), not now(): now() is when the transaction began, possibly
+   * before it waited for the lock behind an attempt that then committed a later time.
+   */
+  async standing(enrollmentId: string, quizId: string, cooldownSeconds: number): Promise<AttemptStanding> {
+    const result = await this.client.query<{ used: number; passed: boolean; wait_seconds: number }>(
+      `SELECT count(*)::int AS used, coalesce(bool_or(passed), false) AS passed,
+              greatest(0, ceil(extract(epoch FROM max(created_at) + make_interval(secs => $3) - clock_timestamp())))::int
+                AS wait_seconds
+         FROM quiz_attempts WHERE enrollment_id = $1 AND quiz_id = $2`,
+      [enrollmentId, quizId, cooldownSeconds],
+    );
+    const row = one(result);
+    return { used: row.used, passed: row.passed, waitSeconds: row.wait_seconds };
+  }
+
+  async insert(attempt: {
+    quizId: string;
+    userId: string;
+    enrollmentId: string;
+    answers: number[];
+    score: number;
+    passed: boolean;
+  }): Promise<{ id: string; created_at: Date }> {
+    const inserted = await this.client.query<{ id: string; created_at: Date }>(
+      `INSERT INTO quiz_attempts (quiz_id, user_id, enrollment_id, answers, score, passed, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp()) RETURNING id, created_at`,
+      [
+        attempt.quizId,
+        attempt.userId,
+        attempt.enrollmentId,
+        JSON.stringify(attempt.answers),
+        attempt.score,
+        attempt.passed,
+      ],
+    );
+    await this.client.query('UPDATE enrollments SET last_activity_at = now() WHERE id = $1', [attempt.enrollmentId]);
+    return one(inserted);
+  }
+}
+
 /** All SQL about quizzes, their questions and attempts. */
 export class QuizzesRepository {
   constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
@@ -31,13 +104,16 @@ export class QuizzesRepository {
     courseId: string;
     title: string;
     passMark: number;
+    maxAttempts: number;
+    cooldownSeconds: number;
+    revealAnswers: RevealAnswers;
     questions: Array<{ prompt: string; options: string[]; correctOption: number }>;
   }): Promise<{ quiz: QuizRow; questions: QuestionRow[] }> {
     return withTransaction(this.db.primary, async (client) => {
       const inserted = await client.query<QuizRow>(
-        `INSERT INTO quizzes (course_id, title, pass_mark) VALUES ($1, $2, $3)
-         RETURNING id, course_id, title, pass_mark, created_at`,
-        [quiz.courseId, quiz.title, quiz.passMark],
+        `INSERT INTO quizzes (course_id, title, pass_mark, max_attempts, cooldown_seconds, reveal_answers)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${QUIZ_COLUMNS}`,
+        [quiz.courseId, quiz.title, quiz.passMark, quiz.maxAttempts, quiz.cooldownSeconds, quiz.revealAnswers],
       );
       const row = one(inserted);
       const questions = await client.query<QuestionRow>(
@@ -53,7 +129,8 @@ export class QuizzesRepository {
 
   async listForCourse(courseId: string): Promise<QuizSummaryRow[]> {
     const { rows } = await this.db.read.query<QuizSummaryRow>(
-      `SELECT q.id, q.course_id, q.title, q.pass_mark, q.created_at, count(x.id)::int AS questions
+      `SELECT q.id, q.course_id, q.title, q.pass_mark, q.max_attempts, q.cooldown_seconds, q.reveal_answers,
+              q.created_at, count(x.id)::int AS questions
          FROM quizzes q LEFT JOIN quiz_questions x ON x.quiz_id = q.id
         WHERE q.course_id = $1 GROUP BY q.id ORDER BY q.created_at, q.id`,
       [courseId],
@@ -62,10 +139,7 @@ export class QuizzesRepository {
   }
 
   async find(id: string): Promise<{ quiz: QuizRow; questions: QuestionRow[] } | null> {
-    const found = await this.db.primary.query<QuizRow>(
-      'SELECT id, course_id, title, pass_mark, created_at FROM quizzes WHERE id = $1',
-      [id],
-    );
+    const found = await this.db.primary.query<QuizRow>(`SELECT ${QUIZ_COLUMNS} FROM quizzes WHERE id = $1`, [id]);
     const quiz = maybeOne(found);
     if (!quiz) return null;
     const questions = await this.db.primary.query<QuestionRow>(
@@ -84,29 +158,8 @@ export class QuizzesRepository {
     return maybeOne(result)?.id ?? null;
   }
 
-  async insertAttempt(attempt: {
-    quizId: string;
-    userId: string;
-    enrollmentId: string;
-    answers: number[];
-    score: number;
-    passed: boolean;
-  }): Promise<{ id: string; created_at: Date }> {
-    const inserted = await this.db.primary.query<{ id: string; created_at: Date }>(
-      `INSERT INTO quiz_attempts (quiz_id, user_id, enrollment_id, answers, score, passed)
-       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at`,
-      [
-        attempt.quizId,
-        attempt.userId,
-        attempt.enrollmentId,
-        JSON.stringify(attempt.answers),
-        attempt.score,
-        attempt.passed,
-      ],
-    );
-    await this.db.primary.query('UPDATE enrollments SET last_activity_at = now() WHERE id = $1', [
-      attempt.enrollmentId,
-    ]);
-    return one(inserted);
+  /** Runs `work` in one transaction with the attempt queries; see AttemptTransaction. */
+  inAttemptTransaction<T>(work: (tx: AttemptTransaction) => Promise<T>): Promise<T> {
+    return withTransaction(this.db.primary, (client) => work(new AttemptTransaction(client)));
   }
 }

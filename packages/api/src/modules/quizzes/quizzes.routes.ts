@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { idParams, route, type RouteDefinition } from '../../http/routes.js';
+import { errorResponse } from '../system/openapi.schemas.js';
 import { attemptBody, attemptResponse, createQuizBody, quizResponse, quizSummaryResponse } from './quizzes.schema.js';
-import type { QuizzesService } from './quizzes.service.js';
+import { QuizCooldownError, type QuizzesService } from './quizzes.service.js';
 
 export function quizzesRoutes(quizzes: QuizzesService): RouteDefinition[] {
   return [
@@ -44,13 +45,33 @@ export function quizzesRoutes(quizzes: QuizzesService): RouteDefinition[] {
     route({
       method: 'post',
       path: '/api/v1/quizzes/:id/attempts',
-      summary: 'Answer a quiz (one option index per question); scored on the server',
+      summary:
+        "Answer a quiz (one option index per question); scored on the server, within the quiz's attempt limit and cooldown",
       tag: 'quizzes',
       access: 'user',
       params: idParams,
       body: attemptBody,
-      responses: { 201: { description: 'the score (0–100) and whether it passed', schema: attemptResponse } },
-      handle: async ({ user, params, body }) => ({ status: 201, body: await quizzes.attempt(user, params.id, body) }),
+      responses: {
+        201: {
+          description:
+            "the score (0–100), whether it passed and the attempts left; which answers were right only once the quiz's revealAnswers allows it",
+          schema: attemptResponse,
+        },
+        409: {
+          description: '`quiz_attempts_exhausted`: no attempts left, or the answers were revealed to you (you passed)',
+          schema: errorResponse,
+        },
+        429: { description: '`quiz_cooldown` (see Retry-After), or rate limited', schema: errorResponse },
+      },
+      handle: async ({ user, params, body, res }) => {
+        try {
+          return { status: 201, body: await quizzes.attempt(user, params.id, body) };
+        } catch (error) {
+          // The cooldown says when to come back, as the rate limits do.
+          if (error instanceof QuizCooldownError) res.setHeader('Retry-After', String(error.retryAfterSeconds));
+          throw error;
+        }
+      },
     }),
   ];
 }

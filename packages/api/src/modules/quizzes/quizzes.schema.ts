@@ -12,11 +12,29 @@ const question = z
     path: ['correctOption'],
   });
 
+/**
+ * When an attempt's result shows which answers were right. Until then it shows the score only:
+ * a per-question verdict (or a score with unlimited retries) lets a learner read the key off it.
+ * `never`; `after_pass`: once the learner passed; `after_last_attempt` (default): once the learner
+ * passed or has no attempts left, when the review can no longer improve a score.
+ */
+export const revealAnswers = z.enum(['never', 'after_pass', 'after_last_attempt']);
+export type RevealAnswers = z.infer<typeof revealAnswers>;
+
 export const createQuizBody = z
   .object({
     title: z.string().trim().min(1).max(200),
     passMark: z.number().int().min(0).max(100),
     questions: z.array(question).min(1, 'needs at least one question').max(100),
+    maxAttempts: z.number().int().min(1).max(100).default(3).describe('attempts per learner (1–100, default 3)'),
+    cooldownSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(604800)
+      .default(0)
+      .describe('seconds a learner waits between attempts (0–604800, default 0)'),
+    revealAnswers: revealAnswers.default('after_last_attempt'),
   })
   .strict();
 export type CreateQuizBody = z.infer<typeof createQuizBody>;
@@ -29,6 +47,9 @@ export const quizResponse = z.object({
   courseId: z.string(),
   title: z.string(),
   passMark: z.number().int(),
+  maxAttempts: z.number().int(),
+  cooldownSeconds: z.number().int(),
+  revealAnswers,
   questions: z.array(
     z.object({
       id: z.string(),
@@ -45,6 +66,9 @@ export const quizSummaryResponse = z.object({
   courseId: z.string(),
   title: z.string(),
   passMark: z.number().int(),
+  maxAttempts: z.number().int(),
+  cooldownSeconds: z.number().int(),
+  revealAnswers,
   questionCount: z.number().int(),
 });
 
@@ -54,4 +78,18 @@ export const attemptResponse = z.object({
   score: z.number().int(),
   passed: z.boolean(),
   createdAt: z.string(),
+  attemptsUsed: z.number().int(),
+  attemptsRemaining: z.number().int(),
+  nextAttemptAt: z.string().nullable().describe('when the cooldown lets the next attempt in; null: now, or none left'),
+  review: z
+    .array(
+      z.object({
+        questionId: z.string(),
+        chosenOption: z.number().int(),
+        correctOption: z.number().int(),
+        correct: z.boolean(),
+      }),
+    )
+    .nullable()
+    .describe("which answers were right; null until the quiz's revealAnswers allows it"),
 });
