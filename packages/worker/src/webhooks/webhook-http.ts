@@ -2,7 +2,7 @@ import dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { forbiddenAddressReason } from '@lms/core';
+import { forbiddenAddressReason, normaliseHost } from '@lms/core';
 import { TargetRefusedError } from './ssrf-guard.js';
 
 export interface WebhookRequest {
@@ -70,7 +70,7 @@ export function postWebhook(request: WebhookRequest): Promise<WebhookResponse> {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     return Promise.reject(new InvalidTargetError(`webhook URL must be http or https, not ${url.protocol}`));
   }
-  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const host = normaliseHost(url.hostname);
   // Sockets skip the lookup for literal addresses, so those are checked here.
   if (!request.allowPrivateTargets && isIP(host)) {
     const reason = forbiddenAddressReason(host);

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { isIP } from 'node:net';
-import { forbiddenAddressReason, NotFoundError, ValidationError } from '@lms/core';
+import { forbiddenHostReason, NotFoundError, ValidationError } from '@lms/core';
 import { decodeCursor, toPage, type PageQuery } from '../../lib/pagination.js';
 import type { AuthUser } from '../../lib/auth-user.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
@@ -35,13 +34,6 @@ function presentDelivery(row: DeliveryRow) {
   };
 }
 
-/** Host names and literal addresses a webhook may not point at (the worker also checks resolved names). */
-function isInternalTarget(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '');
-  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
-  return isIP(bare) !== 0 && forbiddenAddressReason(bare) !== null;
-}
-
 /** Admin management of webhook subscriptions. The signing secret is shown once, at creation. */
 export class WebhooksService {
   constructor(
@@ -54,9 +46,10 @@ export class WebhooksService {
     const parsed = new URL(url);
     if (this.options.production && parsed.protocol !== 'https:')
       throw new ValidationError('url: must use https in production');
-    if (!this.options.allowPrivateTargets && isInternalTarget(parsed.hostname)) {
-      throw new ValidationError('url: must not point at a loopback, private or link-local address');
-    }
+    // Literal addresses and loopback names are refused here; the worker checks every address a
+    // name resolves to when it delivers.
+    const refused = this.options.allowPrivateTargets ? null : forbiddenHostReason(parsed.hostname);
+    if (refused) throw new ValidationError(`url: ${refused}; a webhook must reach a public address`);
   }
 
   async create(user: AuthUser, body: CreateWebhookBody, requestId?: string) {

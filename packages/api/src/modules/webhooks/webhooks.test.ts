@@ -96,6 +96,22 @@ describe('webhook subscriptions', () => {
     expect([...first.body.items, ...second.body.items].map((d: { attempt: number }) => d.attempt)).toEqual([2, 1]);
   });
 
+  it('accepts targets on this machine when WEBHOOK_ALLOW_PRIVATE_TARGETS is set (development)', async () => {
+    const devApi = await createTestApi({ WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
+    try {
+      const devAdmin = await createUser(devApi, 'admin');
+      for (const url of ['http://localhost.:8080/x', 'http://127.0.0.1:8080/x', 'http://[::1]:8080/x']) {
+        const response = await call(devApi, 'post', '/api/v1/webhooks', {
+          token: devAdmin.token,
+          body: { url, events: ['course.completed'] },
+        });
+        expect(response.status, url).toBe(201);
+      }
+    } finally {
+      await devApi.close();
+    }
+  });
+
   it('refuses internal targets and unknown events, and deletes with an audit record', async () => {
     for (const url of [
       'http://127.0.0.1:8080/x',
@@ -105,12 +121,22 @@ describe('webhook subscriptions', () => {
       'http://169.254.169.254/latest',
       'http://[::ffff:169.254.169.254]/latest',
       'http://100.64.0.1/x',
+      'http://localhost./x',
+      'http://API.LocalHost./x',
+      'http://127.0.0.1./x',
+      'http://2130706433/x',
+      'http://192.0.0.8/x',
+      'http://[64:ff9b:1::a00:1]/x',
+      'http://[2001::1]/x',
+      'http://[100::1]/x',
+      'http://[::127.0.0.1]/x',
     ]) {
       const response = await call(api, 'post', '/api/v1/webhooks', {
         token: admin.token,
         body: { url, events: ['course.completed'] },
       });
       expect(response.status, url).toBe(400);
+      expect(response.body.error.message, url).toMatch(/^url: .+; a webhook must reach a public address$/);
     }
     expect(
       (
