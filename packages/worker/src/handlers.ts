@@ -28,3 +28,25 @@ export function createHandlers(deps: HandlerDeps) {
     'email.inactivity-reminders': createInactivityRemindersHandler(deps),
   } satisfies { [N in JobName]: (data: JobOf<N>, ctx: JobContext) => Promise<void> };
 }
+
+/**
+ * Whether a job abandoned at its hard time limit is retried (with its backoff) or failed for
+ * good, for every job of the contract (a job name without a decision does not compile). The
+ * abandoned run may still be going, so `true` only for handlers that are idempotent and
+ * transactional: every effect commits in a database transaction that locks what it changes, so
+ * the abandoned run either rolls back or commits once, and the retry waits on its locks and then
+ * finds the work done. Anything with an effect outside the database fails for good there.
+ */
+export const hardLimitRetries = {
+  // SMTP cannot be rolled back: the abandoned run may still be handing the message over.
+  'email.send': false,
+  // One locked recount; follow-ups claimed once (enrollment_follow_ups).
+  'progress.recompute': true,
+  // The certificate row and its PDF commit together; follow-ups claimed once.
+  'certificate.render': true,
+  // The receiver may still be getting the abandoned POST.
+  'webhook.deliver': false,
+  // Periodic: the next run (hourly, daily) picks up what this one left.
+  'maintenance.cleanup': false,
+  'email.inactivity-reminders': false,
+} as const satisfies { [N in JobName]: boolean };

@@ -1,4 +1,3 @@
-import { UnrecoverableError } from 'bullmq';
 import { queueNames, type Config, type QueueName } from '@lms/core';
 
 /** A queue's time limits, in milliseconds. */
@@ -56,16 +55,17 @@ export class SoftTimeLimitError extends Error {
 }
 
 /**
- * The job ran past its hard limit. Unrecoverable: the abandoned run may still be going, and a
- * job that needed this long would most likely need it again, so it fails for inspection
- * instead of being retried.
+ * The job ran past its hard limit (and the reason its signal carries when the soft limit had not
+ * already fired). The runner retries it only for jobs declared safe to run beside their abandoned
+ * run (`hardLimitRetries` in handlers.ts); any other job fails for good, kept for inspection.
  */
-export class HardTimeLimitError extends UnrecoverableError {
+export class HardTimeLimitError extends Error {
   constructor(
     jobName: string,
     readonly limitMs: number,
   ) {
     super(`${jobName} exceeded the hard time limit of ${formatSeconds(limitMs)} s`);
+    this.name = 'HardTimeLimitError';
   }
 }
 

@@ -1,9 +1,10 @@
 import { Queue } from 'bullmq';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { queueNames, redisConnectionOptions, type QueueName } from '@lms/core';
-import { testRedisPrefix, testRedisUrl } from '@lms/core/testing';
-import type { JobContext, JobHandlers } from '../job-types.js';
-import { silentLogger, waitForJobState } from '../testing/worker-harness.js';
+import { queueNames, redisConnectionOptions, withTransaction, type JobName, type QueueName } from '@lms/core';
+import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
+import type { JobContext, JobHandler, JobHandlers } from '../job-types.js';
+import { eventually, silentLogger, waitForJobState } from '../testing/worker-harness.js';
 import { SoftTimeLimitError, type TimeLimits } from '../time-limits.js';
 import { createQueueWorkers, type QueueWorkers } from './job-runner.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
@@ -46,6 +47,7 @@ function handlers(overrides: Partial<JobHandlers> = {}): JobHandlers {
 function start(
   overrides: Partial<JobHandlers>,
   limits: TimeLimits = { softMs: 10_000, hardMs: 20_000 },
+  retryAfterHardLimit: Partial<Record<JobName, boolean>> = {},
 ): { metrics: WorkerMetrics } {
   const metrics = createWorkerMetrics({ defaultMetrics: false });
   running = createQueueWorkers({
@@ -57,6 +59,7 @@ function start(
     limits: { emails: limits, progress: limits, certificates: limits, webhooks: limits },
     metrics,
     logger: silentLogger,
+    retryAfterHardLimit,
   });
   return { metrics };
 }
@@ -219,5 +222,116 @@ describe('the job wrapper', () => {
     } finally {
       release();
     }
+  });
+});
+
+describe('the hard limit and a transactional handler (real PostgreSQL)', () => {
+  let database: TestDatabase;
+  let pool: pg.Pool;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('runner');
+    pool = new pg.Pool({ connectionString: database.url, max: 4 });
+    await pool.query(`CREATE TABLE gate (id int PRIMARY KEY);
+      INSERT INTO gate VALUES (1);
+      CREATE TABLE effects (enrollment_id uuid PRIMARY KEY, applied_by_attempt int NOT NULL)`);
+  });
+
+  afterEach(async () => {
+    await pool.query('TRUNCATE effects');
+  });
+
+  afterAll(async () => {
+    await pool?.end();
+    await database?.drop();
+  });
+
+  /** Holds the gate row locked from a connection of the test's own; returns its release. */
+  async function holdGate(): Promise<() => Promise<void>> {
+    const client = await pool.connect();
+    await client.query('BEGIN');
+    await client.query('SELECT 1 FROM gate WHERE id = 1 FOR UPDATE');
+    return async () => {
+      await client.query('COMMIT');
+      client.release();
+    };
+  }
+
+  /**
+   * Idempotent and transactional: its one effect is an upsert, committed with the lock it waits
+   * for. It leaves its signal out, as a statement the soft limit cannot cancel (a frozen database
+   * answers no cancel either), so while the test holds the gate it runs into the hard limit.
+   */
+  function gatedHandler(finished: number[]): JobHandler<'progress.recompute'> {
+    return async ({ enrollmentId }, ctx) => {
+      await withTransaction(pool, async (client) => {
+        await client.query('SELECT 1 FROM gate WHERE id = 1 FOR UPDATE');
+        await client.query(
+          `INSERT INTO effects (enrollment_id, applied_by_attempt) VALUES ($1, $2)
+           ON CONFLICT (enrollment_id) DO NOTHING`,
+          [enrollmentId, ctx.attempt],
+        );
+      });
+      finished.push(ctx.attempt);
+    };
+  }
+
+  async function effects(): Promise<Array<{ enrollment_id: string; applied_by_attempt: number }>> {
+    return (await pool.query<{ enrollment_id: string; applied_by_attempt: number }>('SELECT * FROM effects')).rows;
+  }
+
+  // A minute of backoff: the retry waits in the delayed set until the test promotes it.
+  const jobOptions = { attempts: 3, backoff: { type: 'fixed', delay: 60_000 } };
+
+  it('retries a job declared transactional and idempotent after the hard limit, with backoff; its effect exists once', async () => {
+    const finished: number[] = [];
+    const { metrics } = start(
+      { 'progress.recompute': gatedHandler(finished) },
+      { softMs: 200, hardMs: 700 },
+      {
+        'progress.recompute': true,
+      },
+    );
+    const release = await holdGate();
+    let jobId: string;
+    try {
+      jobId = (await progress().add('progress.recompute', { enrollmentId: ENROLLMENT }, jobOptions)).id!;
+      const delayed = await waitForJobState(progress(), jobId, 'delayed');
+      expect(delayed.failedReason).toBe('progress.recompute exceeded the hard time limit of 0.7 s');
+      expect(delayed.attemptsMade).toBe(1);
+      expect(await counter(metrics, { status: 'retried' })).toBe(1);
+      expect(await effects()).toEqual([]);
+    } finally {
+      await release();
+    }
+    // The abandoned run was still waiting on the lock: it goes on now and commits.
+    await eventually(() => Promise.resolve(finished.includes(1)));
+    await (await progress().getJob(jobId))!.promote();
+    const done = await waitForJobState(progress(), jobId, 'completed');
+    expect(done.attemptsMade).toBe(2);
+    expect(finished).toEqual([1, 2]);
+    // The retry found the abandoned run's commit: one effect, not two.
+    expect(await effects()).toEqual([{ enrollment_id: ENROLLMENT, applied_by_attempt: 1 }]);
+    expect(await counter(metrics, { status: 'completed' })).toBe(1);
+    expect(await counter(metrics, { status: 'failed' })).toBe(0);
+  });
+
+  it('fails a job not declared so for good at the hard limit, whatever its attempts', async () => {
+    const finished: number[] = [];
+    const { metrics } = start({ 'progress.recompute': gatedHandler(finished) }, { softMs: 200, hardMs: 700 });
+    const release = await holdGate();
+    try {
+      const job = await progress().add('progress.recompute', { enrollmentId: ENROLLMENT }, jobOptions);
+      const failed = await waitForJobState(progress(), job.id!, 'failed');
+      expect(failed.failedReason).toBe('progress.recompute exceeded the hard time limit of 0.7 s');
+      expect(failed.attemptsMade).toBe(1);
+      expect(await counter(metrics, { status: 'failed' })).toBe(1);
+      expect(await counter(metrics, { status: 'retried' })).toBe(0);
+    } finally {
+      await release();
+    }
+    // Why only declared jobs are retried: the abandoned run is not dead, it carries on.
+    await eventually(() => Promise.resolve(finished.includes(1)));
+    expect(await effects()).toEqual([{ enrollment_id: ENROLLMENT, applied_by_attempt: 1 }]);
   });
 });

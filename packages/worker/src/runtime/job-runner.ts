@@ -4,6 +4,7 @@ import {
   errorMessage,
   isJobName,
   jobSchemas,
+  type JobName,
   queueOf,
   type Logger,
   type QueueName,
@@ -20,6 +21,11 @@ export interface ProcessorOptions {
   limits: TimeLimits;
   metrics: WorkerMetrics;
   logger: Logger;
+  /**
+   * Jobs retried (with their backoff) after the hard limit abandoned a run; every other job
+   * fails for good there. The worker passes `hardLimitRetries` (handlers.ts).
+   */
+  retryAfterHardLimit?: Partial<Record<JobName, boolean>>;
 }
 
 /** A queue's processor: BullMQ calls `process`; the rest serves shutdown. */
@@ -65,6 +71,8 @@ class JobRun implements JobContext {
   private logger: Logger | undefined;
   private settled = false;
   private rejectRun: ((error: Error) => void) | undefined;
+  /** Whether this job is declared safe to run again while an abandoned run may still be going. */
+  private retryAfterHardLimit = false;
 
   constructor(
     private readonly job: Job,
@@ -114,7 +122,8 @@ class JobRun implements JobContext {
   }
 
   /** Runs the handler and settles with it (or with the hard limit, whichever comes first). */
-  execute(handler: AnyHandler, data: unknown): Promise<void> {
+  execute(handler: AnyHandler, data: unknown, retryAfterHardLimit: boolean): Promise<void> {
+    this.retryAfterHardLimit = retryAfterHardLimit;
     this.running.add(this);
     return new Promise<void>((resolve, reject) => {
       this.rejectRun = reject;
@@ -139,12 +148,21 @@ class JobRun implements JobContext {
     });
   }
 
-  /** Logs and counts a failure; returns the error BullMQ records (soft-limit stops say so). */
+  /**
+   * Logs and counts a failure; returns the error BullMQ records (soft-limit stops say so). The
+   * hard limit fails the job for good unless the job is declared safe to retry: the abandoned run
+   * may still be going, and only a transactional, idempotent handler can have a second run
+   * beside it (its transaction either commits once or rolls back, and the retry waits on its locks).
+   */
   fail(error: unknown): Error {
-    const failed =
-      this.reason instanceof SoftTimeLimitError && !(error instanceof HardTimeLimitError)
-        ? new Error(`${this.job.name} ${this.reason.message}: ${errorMessage(error)}`, { cause: error })
-        : asError(error);
+    let failed: Error;
+    if (error instanceof HardTimeLimitError) {
+      failed = this.retryAfterHardLimit ? error : new UnrecoverableError(error.message);
+    } else if (this.reason instanceof SoftTimeLimitError) {
+      failed = new Error(`${this.job.name} ${this.reason.message}: ${errorMessage(error)}`, { cause: error });
+    } else {
+      failed = asError(error);
+    }
     const outcome = willRetry(this.job, failed) ? 'retried' : 'failed';
     const message = errorMessage(failed);
     if (outcome === 'retried') this.log.warn({ err: failed }, `job failed, will retry: ${message}`);
@@ -172,7 +190,7 @@ class JobRun implements JobContext {
  * costs a microtask turn, and at concurrency 1 those turns measurably cut throughput.
  */
 export function createJobProcessor(options: ProcessorOptions): JobProcessor {
-  const { queue, handlers, limits } = options;
+  const { queue, handlers, limits, retryAfterHardLimit = {} } = options;
   const running = new Set<JobRun>();
   // One watchdog per queue instead of a timer per job, ticking at a tenth of the soft limit
   // (20 ms to 1 s): the limits fire that much late at most.
@@ -199,7 +217,7 @@ export function createJobProcessor(options: ProcessorOptions): JobProcessor {
           run.fail(new UnrecoverableError(`invalid payload for ${name}: ${describeIssues(parsed.error)}`)),
         );
       }
-      return run.execute(handlers[name] as AnyHandler, parsed.data);
+      return run.execute(handlers[name] as AnyHandler, parsed.data, retryAfterHardLimit[name] === true);
     },
     abortAll(reason) {
       for (const run of running) run.abort(reason);
@@ -237,6 +255,8 @@ export interface QueueWorkersOptions {
   metrics: WorkerMetrics;
   logger: Logger;
   recovery?: Partial<RecoverySettings>;
+  /** See `ProcessorOptions.retryAfterHardLimit`: none when left out. */
+  retryAfterHardLimit?: Partial<Record<JobName, boolean>>;
   /** Kept finished jobs (worker-side; the producers' job options usually say the same). */
   removeOnComplete?: { age: number; count?: number };
   removeOnFail?: { age: number; count?: number };
@@ -267,6 +287,7 @@ export function createQueueWorkers(options: QueueWorkersOptions): QueueWorkers {
       limits: options.limits[queue],
       metrics: options.metrics,
       logger: options.logger,
+      retryAfterHardLimit: options.retryAfterHardLimit,
     });
     processors.push(processor);
     const worker = new Worker(queue, (job: Job) => processor.process(job), {

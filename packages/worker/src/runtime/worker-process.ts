@@ -11,7 +11,7 @@ import {
 } from '@lms/core';
 import { defaultJobOptions, JobProducer, jobRetention } from '@lms/core/queue';
 import { createMailer, type Mailer } from '../emails/mailer.js';
-import { createHandlers, type HandlerDeps } from '../handlers.js';
+import { createHandlers, hardLimitRetries, type HandlerDeps } from '../handlers.js';
 import type { JobHandlers } from '../job-types.js';
 import { resolveTimeLimits, type TimeLimits } from '../time-limits.js';
 import { createQueueWorkers, type QueueWorkers, type RecoverySettings } from './job-runner.js';
@@ -99,6 +99,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
       webhooks: config.WORKER_CONCURRENCY_WEBHOOKS,
     },
     limits: options.limits ?? resolveTimeLimits(config),
+    retryAfterHardLimit: hardLimitRetries,
     metrics,
     logger,
     recovery: options.recovery,
