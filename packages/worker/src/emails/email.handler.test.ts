@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emailTemplates } from '@lms/core';
 import { jobIdFor } from '@lms/core/queue';
@@ -5,12 +6,14 @@ import { enroll, insertCourse, insertUser } from '../testing/factories.js';
 import { startSmtpSink, type SmtpSink } from '../testing/smtp-sink.js';
 import {
   createWorkerTestEnv,
+  eventually,
   handlerContext,
   jobsNamed,
   waitForJobState,
   type WorkerTestEnv,
 } from '../testing/worker-harness.js';
 import type { WorkerProcess } from '../runtime/worker-process.js';
+import { SoftTimeLimitError } from '../time-limits.js';
 import { createEmailHandler, createInactivityRemindersHandler } from './email.handler.js';
 import { createMailer } from './mailer.js';
 
@@ -152,6 +155,72 @@ describe('email.send', () => {
     expect(failed.failedReason).toMatch(/^the mail server refused the message for good: .*550/);
     expect(failed.attemptsMade).toBe(1);
     expect(await deliveryRow('permanent-1')).toMatchObject({ status: 'failed', attempts: 1 });
+  });
+});
+
+describe('email.send stopped at the soft limit', () => {
+  const data = (key: string) => ({
+    to: 'ada@example.com',
+    template: 'welcome' as const,
+    props: {},
+    idempotencyKey: key,
+  });
+
+  it('records the failure without waiting behind the lock that held the attempt', async () => {
+    // Another transaction holds the key's row (a stuck sender of the same key).
+    const holder = await env.db.connect();
+    await holder.query('BEGIN');
+    await holder.query(
+      `INSERT INTO email_deliveries (idempotency_key, template, recipient, status)
+       VALUES ('held-1', 'welcome', 'ada@example.com', 'sending')`,
+    );
+    const mailer = createMailer({ url: sink.url, from: 'LMS <no-reply@lms.test>' });
+    const handler = createEmailHandler({ pool: worker.pool, mailer, config: { APP_DOMAIN: 'lms.test' } });
+    const controller = new AbortController();
+    try {
+      const run = handler(data('held-1'), handlerContext({ signal: controller.signal }));
+      await eventually(async () => {
+        const { rows } = await env.db.query<{ waiting: number }>(
+          `SELECT count(*)::int AS waiting FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        return rows[0]!.waiting > 0;
+      });
+      controller.abort(new SoftTimeLimitError(240_000));
+      // Settles while the row is still held: the failure record gave up on it instead of waiting.
+      await expect(run).rejects.toThrow(/canceling statement due to user request/);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+      mailer.close();
+    }
+    expect(await deliveryRow('held-1')).toBeUndefined();
+  });
+
+  it('still records the failure of an attempt stopped at the soft limit when nothing holds the row', async () => {
+    // An SMTP server that accepts the connection and never greets: the send hangs until the signal.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    const mailer = createMailer({ url: `smtp://127.0.0.1:${port}`, from: 'LMS <no-reply@lms.test>' });
+    const handler = createEmailHandler({ pool: worker.pool, mailer, config: { APP_DOMAIN: 'lms.test' } });
+    const controller = new AbortController();
+    try {
+      const run = handler(data('silent-1'), handlerContext({ signal: controller.signal }));
+      await eventually(() => Promise.resolve(sockets.length > 0));
+      controller.abort(new SoftTimeLimitError(240_000));
+      await expect(run).rejects.toThrow();
+    } finally {
+      mailer.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+    expect(await deliveryRow('silent-1')).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      last_error: expect.any(String),
+    });
   });
 });
 

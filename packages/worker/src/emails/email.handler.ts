@@ -46,7 +46,7 @@ export function createEmailHandler(deps: EmailDeps): JobHandler<'email.send'> {
       else ctx.log.info({ template: data.template }, 'email sent');
     } catch (error) {
       const message = errorMessage(error);
-      await recordEmailFailure(pool, { ...delivery, error: message }).catch((recordError: Error) =>
+      await recordEmailFailure(pool, { ...delivery, error: message }, ctx.signal).catch((recordError: Error) =>
         ctx.log.warn({ err: recordError }, 'could not record the failed email attempt'),
       );
       if ((error as { permanent?: boolean }).permanent === true) {

@@ -1,8 +1,13 @@
 import type pg from 'pg';
-import { one } from '@lms/core';
+import { one, withTransaction } from '@lms/core';
 import type { Queryable } from '@lms/core/webhook-events';
 
 export type DeliveryStatus = 'sending' | 'sent' | 'failed';
+
+/** How long a failure record waits for a delivery row another transaction holds: briefly. */
+const FAILURE_RECORD_LOCK_TIMEOUT = '1s';
+/** A one-row upsert; anything longer is a sick database, not worth holding the job for. */
+const FAILURE_RECORD_STATEMENT_TIMEOUT = '5s';
 
 /**
  * Takes the delivery record of `key` for the rest of the caller's transaction (creating it as
@@ -37,18 +42,34 @@ export async function markEmailSent(client: pg.PoolClient, key: string, messageI
   );
 }
 
-/** Records a failed attempt (for the operator; a sent record is never downgraded). */
+/**
+ * Records a failed attempt (for the operator; a sent record is never downgraded) in a short
+ * transaction of its own that never waits long for the row: the attempt may have failed because
+ * another transaction holds it (a stuck sender of the same key, which records its own outcome),
+ * and waiting behind that lock would hold the job until its hard limit. `signal` (the job's)
+ * cancels the record when it fires during it; one that fired already (the attempt was stopped
+ * at the soft limit) does not skip the record, which the lock timeout bounds on its own.
+ */
 export async function recordEmailFailure(
-  db: Queryable,
+  pool: pg.Pool,
   delivery: { key: string; template: string; recipient: string; error: string },
+  signal?: AbortSignal,
 ): Promise<void> {
-  await db.query(
-    `INSERT INTO email_deliveries (idempotency_key, template, recipient, status, attempts, last_error)
-     VALUES ($1, $2, $3, 'failed', 1, $4)
-     ON CONFLICT (idempotency_key) DO UPDATE
-        SET status = 'failed', attempts = email_deliveries.attempts + 1, last_error = EXCLUDED.last_error
-      WHERE email_deliveries.status <> 'sent'`,
-    [delivery.key, delivery.template, delivery.recipient, delivery.error],
+  await withTransaction(
+    pool,
+    async (client) => {
+      await client.query(`SET LOCAL lock_timeout = '${FAILURE_RECORD_LOCK_TIMEOUT}'`);
+      await client.query(`SET LOCAL statement_timeout = '${FAILURE_RECORD_STATEMENT_TIMEOUT}'`);
+      await client.query(
+        `INSERT INTO email_deliveries (idempotency_key, template, recipient, status, attempts, last_error)
+         VALUES ($1, $2, $3, 'failed', 1, $4)
+         ON CONFLICT (idempotency_key) DO UPDATE
+            SET status = 'failed', attempts = email_deliveries.attempts + 1, last_error = EXCLUDED.last_error
+          WHERE email_deliveries.status <> 'sent'`,
+        [delivery.key, delivery.template, delivery.recipient, delivery.error],
+      );
+    },
+    signal?.aborted ? undefined : signal,
   );
 }
 
