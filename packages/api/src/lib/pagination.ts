@@ -25,16 +25,51 @@ export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.at, cursor.id])).toString('base64url');
 }
 
+/**
+ * `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, what `keysetPage().key` selects (cursors made before it carried
+ * milliseconds, so any 0–6 fraction digits). Nothing else: PostgreSQL would read many strings that
+ * `Date.parse` accepts differently, or refuse them (22007/22008) as a 500.
+ */
+const CURSOR_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?Z$/;
+
+/** True when `at` is a cursor timestamp whose every field is in range (no 30 February, no hour 24). */
+function isCursorTime(at: string): boolean {
+  const match = CURSOR_TIME.exec(at);
+  if (!match) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0] = match.slice(1).map(Number);
+  // Day 0 of the next month is the last day of this one.
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return (
+    year >= 1 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59
+  );
+}
+
+/**
+ * Reads a cursor from a request. Everything is checked before it reaches SQL: base64url of a JSON
+ * array of exactly a cursor timestamp and a row id; anything else is a 400.
+ */
 export function decodeCursor(value: string | undefined): Cursor | null {
   if (!value) return null;
+  const invalid = new ValidationError('cursor: not a cursor this API returned; start again without it');
+  if (!/^[A-Za-z0-9_-]+$/.test(value)) throw invalid;
+  let decoded: unknown;
   try {
-    const [at, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [unknown, unknown];
-    const parsed = rowId.safeParse(id);
-    if (typeof at === 'string' && !Number.isNaN(Date.parse(at)) && parsed.success) return { at, id: parsed.data };
+    decoded = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
   } catch {
-    // Falls through to the error below.
+    throw invalid;
   }
-  throw new ValidationError('cursor: not a cursor this API returned; start again without it');
+  if (!Array.isArray(decoded) || decoded.length !== 2) throw invalid;
+  const [at, id] = decoded as [unknown, unknown];
+  const parsedId = rowId.safeParse(id);
+  if (typeof at !== 'string' || !isCursorTime(at) || !parsedId.success) throw invalid;
+  return { at, id: parsedId.data };
 }
 
 /** The SQL a repository splices into a page query, and the parameters that go with it. */
