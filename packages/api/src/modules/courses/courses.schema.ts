@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { pageQuery } from '../../lib/pagination.js';
+import { safeText } from '../../lib/safe-text.js';
 
-const title = z.string().trim().min(1, 'must not be empty').max(200);
-const description = z.string().max(20_000);
+const title = safeText().trim().min(1, 'must not be empty').max(200);
+const description = safeText().max(20_000);
 
 export const createCourseBody = z.object({ title, description: description.default('') }).strict();
 export type CreateCourseBody = z.infer<typeof createCourseBody>;
@@ -18,7 +19,7 @@ export const listCoursesQuery = pageQuery.extend({
 });
 export type ListCoursesQuery = z.infer<typeof listCoursesQuery>;
 
-export const createLessonBody = z.object({ title, body: z.string().max(100_000).default('') }).strict();
+export const createLessonBody = z.object({ title, body: safeText().max(100_000).default('') }).strict();
 export type CreateLessonBody = z.infer<typeof createLessonBody>;
 
 export const courseResponse = z.object({

@@ -1,9 +1,10 @@
 import { z } from 'zod';
+import { safeText } from '../../lib/safe-text.js';
 
 const question = z
   .object({
-    prompt: z.string().trim().min(1, 'must not be empty').max(2000),
-    options: z.array(z.string().trim().min(1).max(500)).min(2, 'needs at least 2 options').max(20),
+    prompt: safeText().trim().min(1, 'must not be empty').max(2000),
+    options: z.array(safeText().trim().min(1).max(500)).min(2, 'needs at least 2 options').max(20),
     correctOption: z.number().int().min(0),
   })
   .strict()
@@ -23,7 +24,7 @@ export type RevealAnswers = z.infer<typeof revealAnswers>;
 
 export const createQuizBody = z
   .object({
-    title: z.string().trim().min(1).max(200),
+    title: safeText().trim().min(1).max(200),
     passMark: z.number().int().min(0).max(100),
     questions: z.array(question).min(1, 'needs at least one question').max(100),
     maxAttempts: z.number().int().min(1).max(100).default(3).describe('attempts per learner (1–100, default 3)'),

@@ -1,8 +1,8 @@
 import { webhookEventTypes } from '@lms/core';
 import { z } from 'zod';
+import { safeText } from '../../lib/safe-text.js';
 
-const url = z
-  .string()
+const url = safeText()
   .max(2000)
   .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), 'must be an http(s) URL');
 const events = z
@@ -10,14 +10,14 @@ const events = z
   .min(1, 'subscribe to at least one event')
   .max(webhookEventTypes.length);
 
-export const createWebhookBody = z.object({ url, events, description: z.string().max(500).default('') }).strict();
+export const createWebhookBody = z.object({ url, events, description: safeText().max(500).default('') }).strict();
 export type CreateWebhookBody = z.infer<typeof createWebhookBody>;
 
 export const updateWebhookBody = z
   .object({
     url: url.optional(),
     events: events.optional(),
-    description: z.string().max(500).optional(),
+    description: safeText().max(500).optional(),
     active: z.boolean().optional(),
   })
   .strict()
