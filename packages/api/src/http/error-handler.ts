@@ -31,6 +31,11 @@ export function errorHandler(options: { logger: Logger; debug: boolean }) {
       if (error.status >= 500) options.logger.error({ err: error, requestId }, error.message);
       return send(error.status, error.code, error.message, error.stack);
     }
+    // The router could not percent-decode a path parameter (`/courses/%ff`): the client's mistake,
+    // and its message quotes the raw input, so it is neither logged nor sent.
+    if (error instanceof URIError) {
+      return send(400, 'malformed_path', 'the request path is not valid percent-encoded UTF-8');
+    }
     const parser = error as HttpParserError;
     if (parser.type === 'entity.too.large') return send(413, 'payload_too_large', 'request body is larger than 100 kB');
     if (parser.type === 'entity.parse.failed') return send(400, 'malformed_json', 'request body is not valid JSON');
