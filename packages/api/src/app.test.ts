@@ -167,7 +167,7 @@ describe('request log', () => {
           responseTime: expect.any(Number),
         }),
         expect.objectContaining({
-          level: 'warn',
+          level: 'info',
           req: {
             id: detail.headers['x-request-id'],
             method: 'GET',
@@ -177,7 +177,7 @@ describe('request log', () => {
           res: { statusCode: detail.status },
         }),
         expect.objectContaining({
-          level: 'warn',
+          level: 'info',
           req: {
             id: missing.headers['x-request-id'],
             method: 'GET',
