@@ -15,7 +15,7 @@ export const TEST_SECRET = 'test-secret-key-that-is-long-enough-for-any-environm
 export const TEST_PASSWORD = 'correct horse battery staple';
 
 /** Matches what must never appear in a response body: hashes, stacks, source paths, secrets. */
-const LEAKS =
+export const LEAKS =
   /\$argon2|password_?hash|passwordHash|\bat .+\.(ts|js):\d+|node_modules|SECRET_KEY|test-secret-key|SQLSTATE|syntax error at/i;
 
 /** What an API under test adds to the core test environment: a secret, and limits no test reaches by accident. */
