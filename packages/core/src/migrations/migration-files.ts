@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppError, ValidationError } from '../errors.js';
+import { lineAt, splitSqlStatements, transactionControlOf } from './sql-statements.js';
 
 /** The project's own migrations, shipped with core (works from `src/` and from `dist/`). */
 export const defaultMigrationsDir = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -10,6 +11,17 @@ export const defaultMigrationsDir = fileURLToPath(new URL('../../migrations', im
 export const MIGRATION_FILE_PATTERN = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$/;
 /** A line that separates the forward SQL from the optional reverting SQL. */
 const DOWN_MARKER = /^--[ \t]*migrate:down[ \t]*$/m;
+/** A line that makes the whole file (up and down) run outside a transaction, one statement at a time. */
+const NO_TRANSACTION_MARKER = /^--[ \t]*migrate:no-transaction[ \t]*$/gm;
+
+/** A statement that begins, ends or aborts a transaction, found in a migration file. */
+export interface TransactionControlStatement {
+  section: 'up' | 'down';
+  /** 1-based line of the file. */
+  line: number;
+  /** e.g. `COMMIT`, `ROLLBACK`, `BEGIN`. */
+  command: string;
+}
 
 export interface MigrationFile {
   version: number;
@@ -25,10 +37,18 @@ export interface MigrationFile {
   downStartLine: number;
   /** sha256 of the file with line endings normalised, so a Windows checkout matches. */
   checksum: string;
+  /** False when the file says `-- migrate:no-transaction`: each statement then commits on its own. */
+  transactional: boolean;
+  /** Top-level BEGIN/COMMIT/ROLLBACK/END… statements; the runner refuses to run a file that has any. */
+  transactionControl: TransactionControlStatement[];
 }
 
 export class MigrationFilesError extends AppError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** What to do about it (lmsctl prints it on a line of its own). */
+    readonly hint?: string,
+  ) {
     super(message, { code: 'migration_files_invalid', exitCode: 1 });
   }
 }
@@ -58,6 +78,17 @@ export function parseMigration(filename: string, filePath: string, content: stri
   const upSql = markerAt === -1 ? normalised : normalised.slice(0, markerAt);
   const downPart = markerAt === -1 ? '' : normalised.slice(markerAt).replace(DOWN_MARKER, '');
   const downStartLine = markerAt === -1 ? 0 : normalised.slice(0, markerAt).split('\n').length;
+  const noTransactionMarkers = [...normalised.matchAll(NO_TRANSACTION_MARKER)];
+  if (noTransactionMarkers.length > 1) {
+    throw new MigrationFilesError(
+      `${filename}: has ${noTransactionMarkers.length} "-- migrate:no-transaction" lines; keep one, above "-- migrate:down"`,
+    );
+  }
+  if (markerAt !== -1 && noTransactionMarkers.some((marker) => marker.index > markerAt)) {
+    throw new MigrationFilesError(
+      `${filename}: move "-- migrate:no-transaction" above "-- migrate:down"; it applies to the whole file`,
+    );
+  }
   return {
     version: Number(match[1]),
     id: `${match[1]}_${match[2]}`,
@@ -68,7 +99,23 @@ export function parseMigration(filename: string, filePath: string, content: stri
     downSql: hasStatements(downPart) ? downPart : null,
     downStartLine,
     checksum: checksumOf(content),
+    transactional: noTransactionMarkers.length === 0,
+    transactionControl: [
+      ...findTransactionControl(upSql, 'up', 1),
+      ...findTransactionControl(downPart, 'down', downStartLine),
+    ],
   };
+}
+
+function findTransactionControl(
+  sql: string,
+  section: TransactionControlStatement['section'],
+  firstLine: number,
+): TransactionControlStatement[] {
+  return splitSqlStatements(sql).flatMap((statement) => {
+    const command = transactionControlOf(statement);
+    return command ? [{ section, line: firstLine + lineAt(sql, statement.firstTokenAt) - 1, command }] : [];
+  });
 }
 
 /** True when the SQL holds something other than whitespace and comments. */
@@ -139,7 +186,9 @@ export async function createMigrationFile(dir: string, rawName: string): Promise
   const filePath = path.join(dir, filename);
   const content = [
     `-- ${formatVersion(version)} ${name.replace(/_/g, ' ')}`,
-    '-- Runs in one transaction together with its record in schema_migrations.',
+    '-- Runs in one transaction together with its record in schema_migrations: no BEGIN/COMMIT here.',
+    '-- For statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY), use a file of',
+    '-- their own with a line "-- migrate:no-transaction" (see the README, Migrations).',
     '',
     '',
     '-- migrate:down',

@@ -5,9 +5,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connectClient } from '../db.js';
 import { createTestDatabase, type TestDatabase } from '../testing/index.js';
 import { createMigrationFile, readMigrationFiles } from './migration-files.js';
+import { MigrationFilesError } from './migration-files.js';
 import {
   MigrationFailedError,
   MigrationHistoryError,
+  MigrationIncompleteError,
   MigrationRefusedError,
   Migrator,
   type MigratorEvent,
@@ -196,6 +198,245 @@ describe('Migrator.down', () => {
   it('refuses more steps than applied migrations', async () => {
     await migrator().up({ to: 1 });
     await expect(migrator().planDown(2)).rejects.toThrow(/--steps 2 asks for more than the 1 applied/);
+  });
+});
+
+const tableExists = async (name: string) =>
+  (await query<{ t: string | null }>(`SELECT to_regclass('public.${name}')::text AS t`))[0]!.t !== null;
+
+describe('migrations that control transactions', () => {
+  it.each([
+    ['COMMIT', 'COMMIT'],
+    ['ROLLBACK', 'ROLLBACK'],
+    ['BEGIN', 'BEGIN'],
+    ['END', 'END'],
+    ['commit and chain', 'COMMIT'],
+    ['START TRANSACTION', 'START TRANSACTION'],
+  ])('refuses a file with %s in it before applying anything, and says why', async (command, named) => {
+    await writeFile(
+      path.join(dir, '0004_sneaky.sql'),
+      `CREATE TABLE sneaky_before (id int);\n/* the usual */\n${command};\nCREATE TABLE sneaky_after (id int);\n`,
+    );
+    const error = await migrator()
+      .up()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationFilesError);
+    expect((error as MigrationFilesError).exitCode).toBe(1);
+    expect((error as Error).message).toBe(
+      `refusing to apply anything: 0004_sneaky.sql line 3 (${named}) — a migration must not begin, commit or roll back transactions (the runner runs each file in one transaction with its record, and a COMMIT or ROLLBACK inside would leave it half applied); nothing was applied`,
+    );
+    expect((error as MigrationFilesError).hint).toContain('-- migrate:no-transaction');
+    // Not even the earlier, harmless migrations ran: the whole plan is checked first.
+    expect(await tableExists('schema_migrations')).toBe(false);
+    expect(await tableExists('sneaky_before')).toBe(false);
+    expect(await tableExists('sneaky_after')).toBe(false);
+    await expect(migrator().up({ dryRun: true })).rejects.toThrow(MigrationFilesError);
+  });
+
+  it('applies a file whose COMMIT and ROLLBACK are in literals, comments and function bodies', async () => {
+    await writeFile(
+      path.join(dir, '0004_harmless_words.sql'),
+      [
+        "INSERT INTO things (name) VALUES ('COMMIT;'), (E'it\\'s; ROLLBACK;');",
+        '-- COMMIT;',
+        '/* ROLLBACK; /* nested */ END; */',
+        'CREATE PROCEDURE commit_in_batches() LANGUAGE plpgsql AS $$ BEGIN COMMIT; END $$;',
+        "DO $body$ BEGIN RAISE NOTICE 'COMMIT'; END $body$;",
+        'CREATE FUNCTION answer() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 42; END;',
+        'SAVEPOINT halfway;',
+        "INSERT INTO things (name) VALUES ('undone');",
+        'ROLLBACK TO SAVEPOINT halfway;',
+        '',
+      ].join('\n'),
+    );
+    expect((await migrator().up()).current).toBe(4);
+    expect(await recordedVersions()).toEqual([1, 2, 3, 4]);
+    expect((await query<{ name: string }>('SELECT name FROM things ORDER BY id')).map((row) => row.name)).toEqual([
+      'first',
+      'COMMIT;',
+      "it's; ROLLBACK;",
+    ]);
+  });
+
+  it('a procedure that commits, called inside a migration, fails it with nothing applied (PostgreSQL refuses)', async () => {
+    await writeFile(
+      path.join(dir, '0004_call_commit.sql'),
+      'CREATE TABLE called_before (id int);\nCREATE PROCEDURE commits() LANGUAGE plpgsql AS $$ BEGIN COMMIT; END $$;\nCALL commits();\n',
+    );
+    await expect(migrator().up()).rejects.toThrow(
+      /migration 0004_call_commit.sql failed, nothing of it was applied: invalid transaction termination/,
+    );
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+    expect(await tableExists('called_before')).toBe(false);
+  });
+
+  it('reports a COMMIT the file check cannot see as possibly applied, not recorded', async () => {
+    // A function named "begin" fools psql's statement splitter, and ours, which follows it.
+    await writeFile(
+      path.join(dir, '0004_fooled.sql'),
+      "CREATE TABLE fooled_before (id int);\nCREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1';\nCOMMIT;\nCREATE TABLE fooled_after (id int);\n",
+    );
+    const error = await migrator()
+      .up()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationIncompleteError);
+    expect((error as MigrationIncompleteError).exitCode).toBe(1);
+    expect((error as Error).message).toBe(
+      'migration 0004_fooled.sql ended the transaction the runner ran it in (a statement that commits or rolls back), so part or all of it may be committed, and it was not recorded',
+    );
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+    expect(await tableExists('fooled_before')).toBe(true);
+  });
+
+  it('tells a failure inside a transaction the file began from one inside its own', async () => {
+    await writeFile(
+      path.join(dir, '0004_fooled.sql'),
+      "CREATE TABLE fooled_before (id int);\nCREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1';\nCOMMIT;\nBEGIN;\nSELECT no_such_column FROM fooled_before;\n",
+    );
+    const error = await migrator()
+      .up()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationIncompleteError);
+    expect((error as Error).message).toMatch(
+      /^migration 0004_fooled.sql ended the transaction the runner ran it in .* it was not recorded; then it failed: column "no_such_column" does not exist at line 5, column 8 \[SQLSTATE 42703\]$/,
+    );
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+    expect(await tableExists('fooled_before')).toBe(true);
+  });
+
+  it('explains that CREATE INDEX CONCURRENTLY needs -- migrate:no-transaction', async () => {
+    await writeFile(
+      path.join(dir, '0004_index.sql'),
+      'CREATE TABLE index_before (id int);\nCREATE INDEX CONCURRENTLY things_name_idx ON things (name);\n',
+    );
+    const error = await migrator()
+      .up()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationFailedError);
+    expect((error as Error).message).toContain(
+      'migration 0004_index.sql failed, nothing of it was applied: CREATE INDEX CONCURRENTLY cannot run inside a transaction block',
+    );
+    expect((error as MigrationFailedError).hint).toContain('"-- migrate:no-transaction"');
+    expect(await tableExists('index_before')).toBe(false);
+  });
+});
+
+describe('-- migrate:no-transaction', () => {
+  const indexes = async () =>
+    query<{ name: string; valid: boolean }>(
+      `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = 'public.things'::regclass AND NOT i.indisprimary ORDER BY 1`,
+    );
+
+  it('applies CREATE INDEX CONCURRENTLY one statement at a time, records it, and reverts it the same way', async () => {
+    await writeFile(
+      path.join(dir, '0004_index_things.sql'),
+      [
+        '-- 0004 index things',
+        '-- migrate:no-transaction',
+        'CREATE INDEX CONCURRENTLY things_name_idx ON things (name);',
+        'CREATE INDEX CONCURRENTLY things_colour_idx ON things (colour);',
+        '-- migrate:down',
+        'DROP INDEX CONCURRENTLY things_colour_idx;',
+        'DROP INDEX CONCURRENTLY things_name_idx;',
+        '',
+      ].join('\n'),
+    );
+    const events: MigratorEvent[] = [];
+    expect((await migrator(events).up()).current).toBe(4);
+    expect(events.filter((event) => event.kind === 'apply-done')).toHaveLength(4);
+    expect(await recordedVersions()).toEqual([1, 2, 3, 4]);
+    expect(await indexes()).toEqual([
+      { name: 'things_colour_idx', valid: true },
+      { name: 'things_name_idx', valid: true },
+    ]);
+    expect((await migrator().down(1)).current).toBe(3);
+    expect(await indexes()).toEqual([]);
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+  });
+
+  it('stops at a failing statement, keeps what committed, records nothing, and says so', async () => {
+    const file = path.join(dir, '0004_index_things.sql');
+    await writeFile(
+      file,
+      '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY things_name_idx ON things (name);\nUPDATE things SET name = no_such_column;\n',
+    );
+    const error = await migrator()
+      .up()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MigrationIncompleteError);
+    expect((error as Error).message).toBe(
+      'migration 0004_index_things.sql failed at statement 2 of 2 (line 3) and may be partly applied — it runs without a transaction (-- migrate:no-transaction), so the 1 statement(s) before it stay committed; it was not recorded: column "no_such_column" does not exist at line 3, column 26 [SQLSTATE 42703]',
+    );
+    expect((error as MigrationIncompleteError).hint).toContain('INVALID index');
+    expect(await recordedVersions()).toEqual([1, 2, 3]);
+    expect(await indexes()).toEqual([{ name: 'things_name_idx', valid: true }]);
+    // Made safe to run again, the file completes and is recorded.
+    await writeFile(
+      file,
+      '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS things_name_idx ON things (name);\nCREATE INDEX CONCURRENTLY things_colour_idx ON things (colour);\n',
+    );
+    expect((await migrator().up()).applied.map((migration) => migration.version)).toEqual([4]);
+    expect(await indexes()).toHaveLength(2);
+  });
+
+  it('may CALL a procedure that commits in batches', async () => {
+    await writeFile(
+      path.join(dir, '0004_backfill.sql'),
+      [
+        '-- migrate:no-transaction',
+        'CREATE PROCEDURE fill_things() LANGUAGE plpgsql AS $$',
+        "BEGIN INSERT INTO things (name) VALUES ('batch 1'); COMMIT; INSERT INTO things (name) VALUES ('batch 2'); COMMIT; END",
+        '$$;',
+        'CALL fill_things();',
+        '',
+      ].join('\n'),
+    );
+    expect((await migrator().up()).current).toBe(4);
+    expect((await query<{ name: string }>('SELECT name FROM things ORDER BY id')).map((row) => row.name)).toEqual([
+      'first',
+      'batch 1',
+      'batch 2',
+    ]);
+  });
+
+  it('still refuses COMMIT and BEGIN: each statement already commits on its own', async () => {
+    await writeFile(
+      path.join(dir, '0004_grouped.sql'),
+      '-- migrate:no-transaction\nBEGIN;\nUPDATE things SET name = name;\nCOMMIT;\n',
+    );
+    await expect(migrator().up()).rejects.toThrow(
+      /^refusing to apply anything: 0004_grouped.sql line 2 \(BEGIN\), line 4 \(COMMIT\)/,
+    );
+  });
+
+  it('refuses to revert through a down section that commits, before reverting anything', async () => {
+    await writeFile(
+      path.join(dir, '0004_bad_down.sql'),
+      'CREATE TABLE bad_down (id int);\n-- migrate:down\nDROP TABLE bad_down;\nCOMMIT;\n',
+    );
+    await migrator().up();
+    await expect(migrator().planDown(1)).rejects.toThrow(
+      /^refusing to revert anything: 0004_bad_down.sql line 4 \(COMMIT\) .* nothing was reverted$/,
+    );
+    await expect(migrator().down(1)).rejects.toThrow(MigrationFilesError);
+    expect(await tableExists('bad_down')).toBe(true);
+    expect(await recordedVersions()).toEqual([1, 2, 3, 4]);
+  });
+
+  it('must stand above -- migrate:down, once', async () => {
+    await writeFile(
+      path.join(dir, '0004_late.sql'),
+      'SELECT 1;\n-- migrate:down\n-- migrate:no-transaction\nSELECT 2;\n',
+    );
+    await expect(readMigrationFiles(dir)).rejects.toThrow(
+      '0004_late.sql: move "-- migrate:no-transaction" above "-- migrate:down"; it applies to the whole file',
+    );
+    await writeFile(
+      path.join(dir, '0004_late.sql'),
+      '-- migrate:no-transaction\n-- migrate:no-transaction\nSELECT 1;\n',
+    );
+    await expect(readMigrationFiles(dir)).rejects.toThrow(/has 2 "-- migrate:no-transaction" lines/);
   });
 });
 

@@ -2,13 +2,24 @@ import os from 'node:os';
 import type pg from 'pg';
 import { connectClient } from '../db.js';
 import { AppError, VerificationError } from '../errors.js';
-import { formatVersion, hasStatements, readMigrationFiles, type MigrationFile } from './migration-files.js';
+import {
+  formatVersion,
+  hasStatements,
+  MigrationFilesError,
+  readMigrationFiles,
+  type MigrationFile,
+} from './migration-files.js';
+import { lineAt, splitSqlStatements } from './sql-statements.js';
 
 /** Table that records applied migrations. */
 export const MIGRATIONS_TABLE = 'public.schema_migrations';
 /** Advisory lock key pair ("lmsm", 1) that serialises every migration run on a database. */
 const LOCK_KEY: readonly [number, number] = [0x6c6d736d, 1];
 const LOCK_POLL_MS = 200;
+/** The savepoint a migration runs under, so the runner can tell its own failed transaction from one the file began. */
+const GUARD_SAVEPOINT = 'lms_migration_guard';
+const NO_TRANSACTION_HINT =
+  'put that statement in a migration file of its own with a line "-- migrate:no-transaction" (see the README, Migrations)';
 
 export type MigrationState = 'applied' | 'pending' | 'changed' | 'missing';
 
@@ -55,8 +66,26 @@ export class MigrationFailedError extends AppError {
     message: string,
     readonly migration: string,
     cause: unknown,
+    /** What to do about it, when the error itself does not say. */
+    readonly hint?: string,
   ) {
     super(message, { code: 'migration_failed', exitCode: 1, cause });
+  }
+}
+
+/**
+ * A migration stopped part way and may be partly applied: a `-- migrate:no-transaction` file
+ * failed after some of its statements committed, or a file ended the runner's transaction. It
+ * was not recorded (a revert keeps its record); someone has to look at the database.
+ */
+export class MigrationIncompleteError extends AppError {
+  constructor(
+    message: string,
+    readonly migration: string,
+    readonly hint: string,
+    cause?: unknown,
+  ) {
+    super(message, { code: 'migration_incomplete', exitCode: 1, cause });
   }
 }
 
@@ -101,9 +130,10 @@ function positionIn(sql: string, position: number, firstLine: number): string {
   return `line ${line}, column ${column}`;
 }
 
-function describeSqlError(error: unknown, sql: string, firstLine: number): string {
+/** The error with its position in the file; `offset` is where the failing query starts in `sql`. */
+function describeSqlError(error: unknown, sql: string, firstLine: number, offset = 0): string {
   const err = error as { message?: string; position?: string; code?: string };
-  const where = err.position ? ` at ${positionIn(sql, Number(err.position), firstLine)}` : '';
+  const where = err.position ? ` at ${positionIn(sql, offset + Number(err.position), firstLine)}` : '';
   const code = err.code ? ` [SQLSTATE ${err.code}]` : '';
   return `${err.message ?? String(error)}${where}${code}`;
 }
@@ -172,9 +202,11 @@ export class Migrator {
     const selectPending = (applied: AppliedRecord[]) => {
       assertHistoryMatches(files, applied);
       const appliedVersions = new Set(applied.map((record) => record.version));
-      return files.filter(
+      const pending = files.filter(
         (file) => !appliedVersions.has(file.version) && (options.to === undefined || file.version <= options.to),
       );
+      assertNoTransactionControl(pending, 'up');
+      return pending;
     };
 
     if (options.dryRun) {
@@ -190,12 +222,12 @@ export class Migrator {
     }
 
     return this.withLockedClient(async (client) => {
-      await this.ensureTable(client);
       const pending = selectPending(await this.readApplied(client));
+      await this.ensureTable(client);
       const done: UpResult['applied'] = [];
       for (const migration of pending) {
         this.options.onEvent?.({ kind: 'apply-start', migration });
-        const durationMs = await this.runInTransaction(client, migration, 'up', async (ms) => {
+        const durationMs = await this.run(client, migration, 'up', async (ms) => {
           await client.query(
             `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, duration_ms, applied_by)
              VALUES ($1, $2, $3, $4, $5)`,
@@ -233,7 +265,7 @@ export class Migrator {
       const reverted: DownResult['reverted'] = [];
       for (const migration of plan) {
         this.options.onEvent?.({ kind: 'revert-start', migration });
-        const durationMs = await this.runInTransaction(client, migration, 'down', async () => {
+        const durationMs = await this.run(client, migration, 'down', async () => {
           await client.query(`DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`, [migration.version]);
         });
         this.options.onEvent?.({ kind: 'revert-done', migration, durationMs });
@@ -245,35 +277,145 @@ export class Migrator {
   }
 
   /**
-   * Not `withTransaction`, deliberately: a migration must run on the one connection that holds
-   * the session advisory lock (a pooled client would run it outside the lock), and its failure
-   * is reported with the migration's file and line.
+   * Runs one direction of a migration and `record`s it. Not `withTransaction`, deliberately: a
+   * migration must run on the one connection that holds the session advisory lock (a pooled
+   * client would run it outside the lock), and its failure is reported with the file and line.
    */
-  private async runInTransaction(
+  private async run(
     client: pg.Client,
     migration: MigrationFile,
     direction: 'up' | 'down',
     record: (durationMs: number) => Promise<void>,
   ): Promise<number> {
-    const sql = direction === 'up' ? migration.upSql : (migration.downSql ?? '');
-    const firstLine = direction === 'up' ? 1 : migration.downStartLine;
+    const section = {
+      sql: direction === 'up' ? migration.upSql : (migration.downSql ?? ''),
+      firstLine: direction === 'up' ? 1 : migration.downStartLine,
+    };
+    return migration.transactional
+      ? this.runInTransaction(client, migration, direction, section, record)
+      : this.runWithoutTransaction(client, migration, direction, section, record);
+  }
+
+  /**
+   * The file runs as one query inside a transaction that also records it. The file check refuses
+   * COMMIT/ROLLBACK/BEGIN; as a second line of defence the runner checks it is still in its own
+   * transaction afterwards (same transaction id, its savepoint still there), so a statement that
+   * ended it is reported as what it is — possibly partly applied — instead of "applied" or
+   * "nothing of it was applied".
+   */
+  private async runInTransaction(
+    client: pg.Client,
+    migration: MigrationFile,
+    direction: 'up' | 'down',
+    { sql, firstLine }: { sql: string; firstLine: number },
+    record: (durationMs: number) => Promise<void>,
+  ): Promise<number> {
     const started = performance.now();
     await client.query('BEGIN');
+    const { rows } = await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+    const xid = rows[0]!.xid;
+    await client.query(`SAVEPOINT ${GUARD_SAVEPOINT}`);
     try {
       await client.query(sql);
+    } catch (error) {
+      const stillOurs = await this.backInOwnTransaction(client, xid);
+      await client.query('ROLLBACK').catch(() => undefined);
+      const described = describeSqlError(error, sql, firstLine);
+      if (!stillOurs) throw leftTransactionError(migration, direction, described, error);
+      const what = direction === 'up' ? 'failed' : 'failed to revert';
+      const code = (error as { code?: unknown }).code;
+      throw new MigrationFailedError(
+        `migration ${migration.filename} ${what}, nothing of it was applied: ${described}`,
+        migration.filename,
+        error,
+        // 25001: e.g. CREATE INDEX CONCURRENTLY, VACUUM, ALTER SYSTEM.
+        code === '25001' ? NO_TRANSACTION_HINT : undefined,
+      );
+    }
+    const after = await client.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid');
+    if (after.rows[0]?.xid !== xid) {
+      // Whatever transaction is open now is not ours; the file's own work since then goes too.
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw leftTransactionError(migration, direction, null);
+    }
+    try {
       const durationMs = Math.round(performance.now() - started);
       await record(durationMs);
       await client.query('COMMIT');
       return durationMs;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
-      const what = direction === 'up' ? 'failed' : 'failed to revert';
       throw new MigrationFailedError(
-        `migration ${migration.filename} ${what}, nothing of it was applied: ${describeSqlError(error, sql, firstLine)}`,
+        `migration ${migration.filename} ${direction === 'up' ? 'failed' : 'failed to revert'}, nothing of it was applied: ${describeSqlError(error, sql, firstLine)}`,
         migration.filename,
         error,
       );
     }
+  }
+
+  /**
+   * After a failed query: true when the open (aborted) transaction is still the runner's own.
+   * Only a transaction that has the runner's savepoint can roll back to it; one the file began
+   * after ending ours cannot.
+   */
+  private async backInOwnTransaction(client: pg.Client, xid: string): Promise<boolean> {
+    try {
+      await client.query(`ROLLBACK TO SAVEPOINT ${GUARD_SAVEPOINT}`);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      // 3B001: no such savepoint; 25P01: no transaction at all. Both mean ours has ended.
+      if (code === '3B001' || code === '25P01') return false;
+      // A broken connection: the server rolls back whatever was open, ours included.
+      return true;
+    }
+    const { rows } = await client.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid');
+    return rows[0]?.xid === xid;
+  }
+
+  /**
+   * `-- migrate:no-transaction`: each statement runs as a query of its own and commits on its own
+   * (CREATE INDEX CONCURRENTLY cannot run in a transaction, nor in a multi-statement query). The
+   * record is written, or removed on revert, only once every statement has succeeded; the
+   * advisory lock is held throughout as for any other migration.
+   */
+  private async runWithoutTransaction(
+    client: pg.Client,
+    migration: MigrationFile,
+    direction: 'up' | 'down',
+    { sql, firstLine }: { sql: string; firstLine: number },
+    record: (durationMs: number) => Promise<void>,
+  ): Promise<number> {
+    const statements = splitSqlStatements(sql);
+    const started = performance.now();
+    const stopped = (index: number, problem: string, cause?: unknown) => {
+      const line = firstLine + lineAt(sql, statements[index]!.firstTokenAt) - 1;
+      const before =
+        index === 0 ? 'no statement before it had run' : `the ${index} statement(s) before it stay committed`;
+      return new MigrationIncompleteError(
+        `migration ${migration.filename} ${direction === 'up' ? 'failed' : 'failed to revert'} at statement ${index + 1} of ${statements.length} (line ${line}) and may be partly applied — it runs without a transaction (-- migrate:no-transaction), so ${before}; it ${direction === 'up' ? 'was not recorded' : 'is still recorded as applied'}: ${problem}`,
+        migration.filename,
+        'undo what it did or make the file safe to run again (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index, which IF NOT EXISTS would keep: drop it), then run lmsctl migrate again',
+        cause,
+      );
+    };
+    for (const [index, statement] of statements.entries()) {
+      try {
+        await client.query(statement.text);
+      } catch (error) {
+        // The client learns the transaction state only after the error is delivered; a ROLLBACK
+        // with nothing open is a harmless warning, and ends a block a mis-split statement began.
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw stopped(index, describeSqlError(error, sql, firstLine, statement.start), error);
+      }
+      if (client.getTransactionStatus() !== 'I') {
+        // Only a transaction-control statement the file check missed gets here.
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw stopped(index, 'it left a transaction open, which the runner rolled back');
+      }
+    }
+    const durationMs = Math.round(performance.now() - started);
+    await record(durationMs);
+    return durationMs;
   }
 
   private async withClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -466,5 +608,37 @@ function planRevert(files: MigrationFile[], applied: AppliedRecord[], steps: num
       `cannot revert ${irreversible.map((file) => file.filename).join(', ')}: no "-- migrate:down" section; write a new migration that undoes it instead`,
     );
   }
+  assertNoTransactionControl(plan, 'down');
   return plan;
+}
+
+/** Refuses, before anything runs, files that would begin, commit or roll back transactions. */
+function assertNoTransactionControl(files: MigrationFile[], section: 'up' | 'down'): void {
+  const offenders = files.flatMap((file) => {
+    const found = file.transactionControl.filter((statement) => statement.section === section);
+    if (found.length === 0) return [];
+    return [`${file.filename} ${found.map((statement) => `line ${statement.line} (${statement.command})`).join(', ')}`];
+  });
+  if (offenders.length === 0) return;
+  const what = section === 'up' ? 'apply' : 'revert';
+  throw new MigrationFilesError(
+    `refusing to ${what} anything: ${offenders.join('; ')} — a migration must not begin, commit or roll back transactions (the runner runs each file in one transaction with its record, and a COMMIT or ROLLBACK inside would leave it half applied); nothing was ${section === 'up' ? 'applied' : 'reverted'}`,
+    'remove those statements; statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY …) go in a file of their own with a line "-- migrate:no-transaction" (see the README, Migrations)',
+  );
+}
+
+/** The file ended the runner's transaction although the file check found no COMMIT/ROLLBACK/BEGIN. */
+function leftTransactionError(
+  migration: MigrationFile,
+  direction: 'up' | 'down',
+  sqlError: string | null,
+  cause?: unknown,
+): MigrationIncompleteError {
+  const what = direction === 'up' ? 'was not recorded' : 'is still recorded as applied';
+  return new MigrationIncompleteError(
+    `migration ${migration.filename} ended the transaction the runner ran it in (a statement that commits or rolls back), so part or all of it may be committed, and it ${what}${sqlError ? `; then it failed: ${sqlError}` : ''}`,
+    migration.filename,
+    'compare the database with the file and undo or finish it by hand, remove the statement that ends the transaction, then run lmsctl migrate again',
+    cause,
+  );
 }

@@ -24,7 +24,10 @@ export function registerMigrate(program: Command, runtime: Runtime): void {
       'after',
       `
 Every migration runs in its own transaction together with its record; concurrent runs
-(parallel CI jobs) wait on an advisory lock and apply each migration exactly once.
+(parallel CI jobs) wait on an advisory lock and apply each migration exactly once. A file that
+begins, commits or rolls back a transaction itself is refused before anything is applied (exit 1);
+a file with the line "-- migrate:no-transaction" (for CREATE INDEX CONCURRENTLY and the like)
+runs statement by statement instead, and is recorded once all of them have succeeded.
 ${examples(
   { cmd: 'lmsctl migrate', note: 'apply everything pending', exits: 0 },
   { cmd: 'lmsctl migrate up --to 5 --dry-run', note: 'show what would be applied up to 0005', exits: 0 },

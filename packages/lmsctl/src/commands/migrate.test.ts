@@ -132,6 +132,52 @@ describe('lmsctl migrate (the real binary)', () => {
     expect(await recordedVersions(database.url)).not.toContain(900);
   });
 
+  it('exits 1 on a migration that commits, before applying anything, and says why and what to do', async () => {
+    const dir = path.join(workDir, 'migrations');
+    await cp(defaultMigrationsDir, dir, { recursive: true });
+    await writeFile(
+      path.join(dir, '0900_commits.sql'),
+      "CREATE TABLE commits_half (id int);\nCOMMIT;\nINSERT INTO commits_half VALUES ('x');\n",
+    );
+    const run = await runLmsctl(['migrate', '--migrations-dir', dir, '--database-url', database.url]);
+    expect(run.exitCode).toBe(1);
+    expect(String(run.stderr).split('\n')).toEqual([
+      'error: refusing to apply anything: 0900_commits.sql line 2 (COMMIT) — a migration must not begin, commit or roll back transactions (the runner runs each file in one transaction with its record, and a COMMIT or ROLLBACK inside would leave it half applied); nothing was applied',
+      'remove those statements; statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY …) go in a file of their own with a line "-- migrate:no-transaction" (see the README, Migrations)',
+    ]);
+    const client = await connectClient(database.url);
+    try {
+      const { rows } = await client.query(
+        `SELECT to_regclass('public.schema_migrations') AS migrations, to_regclass('public.commits_half') AS half`,
+      );
+      expect(rows).toEqual([{ migrations: null, half: null }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('applies a -- migrate:no-transaction file with CREATE INDEX CONCURRENTLY and records it', async () => {
+    const dir = path.join(workDir, 'migrations');
+    await cp(defaultMigrationsDir, dir, { recursive: true });
+    await writeFile(
+      path.join(dir, '0900_index_users.sql'),
+      '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at);\n-- migrate:down\nDROP INDEX CONCURRENTLY users_created_at_idx;\n',
+    );
+    const run = await runLmsctl(['migrate', '--migrations-dir', dir, '--database-url', database.url]);
+    expect(run.exitCode, String(run.stderr)).toBe(0);
+    expect(run.stderr).toContain('applied 0900_index_users');
+    expect((await recordedVersions(database.url)).at(-1)).toBe(900);
+    const client = await connectClient(database.url);
+    try {
+      const { rows } = await client.query(
+        `SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'public.users_created_at_idx'::regclass`,
+      );
+      expect(rows).toEqual([{ valid: true }]);
+    } finally {
+      await client.end();
+    }
+  });
+
   it('fails within seconds on an unreachable server with one masked line', async () => {
     const run = await runLmsctl(['migrate', '--database-url', 'postgres://lms:hunter2@127.0.0.1:1/lms']);
     expect(run.exitCode).toBe(1);
