@@ -74,6 +74,17 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('refuses a query timeout that would fire before the statement timeout', () => {
+    expect(problemsOf({ DB_STATEMENT_TIMEOUT_SECONDS: '20', DB_QUERY_TIMEOUT_SECONDS: '20' })).toEqual([
+      'DB_QUERY_TIMEOUT_SECONDS: must be greater than DB_STATEMENT_TIMEOUT_SECONDS (20), or 0',
+    ]);
+    expect(loadConfig({ DB_STATEMENT_TIMEOUT_SECONDS: '20', DB_QUERY_TIMEOUT_SECONDS: '0' })).toMatchObject({
+      DB_STATEMENT_TIMEOUT_SECONDS: 20,
+      DB_QUERY_TIMEOUT_SECONDS: 0,
+    });
+    expect(loadConfig({ DB_STATEMENT_TIMEOUT_SECONDS: '0' }).DB_QUERY_TIMEOUT_SECONDS).toBe(15);
+  });
+
   it('requires SECRET_KEY in production and accepts 64 characters', () => {
     expect(problemsOf({ NODE_ENV: 'production' })).toEqual(['SECRET_KEY: is required in production']);
     expect(loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(64) }).SECRET_KEY).toHaveLength(64);

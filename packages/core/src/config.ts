@@ -129,14 +129,29 @@ export const configFields = {
   }),
   DB_POOL_TIMEOUT_SECONDS: field({
     schema: positiveInt(600),
-    default: '30',
-    description: 'How long to wait for a connection (from the pool or a new one) before failing the request.',
+    default: '5',
+    description:
+      'How long to wait for a connection (from the pool or a new one) before failing the request (the API answers 503 with Retry-After).',
     group: 'database',
   }),
   DB_POOL_RECYCLE_SECONDS: field({
     schema: nonNegativeInt(86_400),
     default: '3600',
     description: 'Connections older than this are closed and replaced (0 = never); keeps failovers and proxies honest.',
+    group: 'database',
+  }),
+  DB_STATEMENT_TIMEOUT_SECONDS: field({
+    schema: nonNegativeInt(86_400),
+    default: '10',
+    description:
+      "PostgreSQL's `statement_timeout` for the api's and the worker's pool connections (0 = none): the server cancels a statement running longer (SQLSTATE 57014; the API answers 503). lmsctl's own connections (migrations, restores) are not limited.",
+    group: 'database',
+  }),
+  DB_QUERY_TIMEOUT_SECONDS: field({
+    schema: nonNegativeInt(86_400),
+    default: '15',
+    description:
+      'How long a pool connection waits for any answer to a query before the client gives up and drops the connection (0 = forever): bounds a request when the server is frozen or the network silently drops packets, where statement_timeout cannot help. Must exceed DB_STATEMENT_TIMEOUT_SECONDS (when that is set), so the server cancels first.',
     group: 'database',
   }),
   REDIS_URL: field({
@@ -454,6 +469,17 @@ const shape = Object.fromEntries(Object.entries(configFields).map(([name, def]) 
 };
 
 const configSchema = z.object(shape).superRefine((config, ctx) => {
+  const statementTimeout = config.DB_STATEMENT_TIMEOUT_SECONDS;
+  const queryTimeout = config.DB_QUERY_TIMEOUT_SECONDS;
+  // A client that gives up first drops a connection on every slow statement, where the server
+  // would have cancelled the statement and kept the connection.
+  if (queryTimeout !== 0 && statementTimeout !== 0 && queryTimeout <= statementTimeout) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DB_QUERY_TIMEOUT_SECONDS'],
+      message: `must be greater than DB_STATEMENT_TIMEOUT_SECONDS (${statementTimeout}), or 0`,
+    });
+  }
   if (config.NODE_ENV !== 'production') return;
   if (!config.SECRET_KEY) {
     ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required in production' });

@@ -1,9 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { loadConfig } from './config.js';
-import { connectClient, createDatabaseIfMissing, createPool, withDatabase } from './db.js';
+import {
+  connectClient,
+  createDatabaseIfMissing,
+  createPool,
+  isDatabaseUnavailable,
+  isQueryTimeout,
+  pingDatabase,
+  withDatabase,
+} from './db.js';
 import { DatabaseConnectionError } from './errors.js';
-import { createTestDatabase, dropTestDatabase, testServerUrl, type TestDatabase } from './testing/index.js';
+import { createTestDatabase, dropTestDatabase, freePort, testServerUrl, type TestDatabase } from './testing/index.js';
+import { withTransaction } from './transaction.js';
 
 let database: TestDatabase;
 
@@ -79,6 +88,158 @@ describe('createPool', () => {
   });
 });
 
+describe('pool timeouts', () => {
+  it('the server cancels a statement longer than DB_STATEMENT_TIMEOUT_SECONDS; the connection stays in the pool', async () => {
+    const pool = createPool({
+      connectionString: database.url,
+      config: poolConfig({ DB_POOL_SIZE: '1', DB_MAX_OVERFLOW: '0', DB_STATEMENT_TIMEOUT_SECONDS: '1' }),
+      applicationName: 'lms-statement-timeout-test',
+    });
+    try {
+      const error = await pool.query('SELECT pg_sleep(3)').catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ code: '57014' });
+      expect(isDatabaseUnavailable(error)).toBe(true);
+      const client = await pool.connect();
+      try {
+        await expect(client.query('SELECT pg_sleep(3)')).rejects.toMatchObject({ code: '57014' });
+        expect((await client.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('a transaction whose query gets no answer within DB_QUERY_TIMEOUT_SECONDS fails, and its connection is dropped', async () => {
+    const pool = createPool({
+      connectionString: database.url,
+      config: poolConfig({
+        DB_POOL_SIZE: '1',
+        DB_MAX_OVERFLOW: '0',
+        DB_STATEMENT_TIMEOUT_SECONDS: '0',
+        DB_QUERY_TIMEOUT_SECONDS: '1',
+      }),
+      applicationName: 'lms-query-timeout-test',
+    });
+    try {
+      const error = await withTransaction(pool, (client) => client.query('SELECT pg_sleep(3)')).catch(
+        (caught: unknown) => caught,
+      );
+      expect(isQueryTimeout(error)).toBe(true);
+      expect(isDatabaseUnavailable(error)).toBe(true);
+      expect(pool.totalCount).toBe(0);
+      expect((await pool.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('pre-ping gives up at the first ping without an answer instead of trying every idle connection', async () => {
+    const proxy = await startDroppingProxy(new URL(database.url));
+    const pool = createPool({
+      connectionString: withHostPort(database.url, proxy.port),
+      config: poolConfig({
+        DB_POOL_SIZE: '3',
+        DB_MAX_OVERFLOW: '0',
+        DB_POOL_TIMEOUT_SECONDS: '1',
+        DB_STATEMENT_TIMEOUT_SECONDS: '0',
+        DB_QUERY_TIMEOUT_SECONDS: '1',
+      }),
+      applicationName: 'lms-preping-stall-test',
+      prePingAfterMs: 0,
+    });
+    try {
+      const clients = await Promise.all([1, 2, 3].map(() => pool.connect()));
+      for (const client of clients) client.release();
+      proxy.stallConnections();
+      const error = await pool.query('SELECT 1').catch((caught: unknown) => caught);
+      expect(isQueryTimeout(error)).toBe(true);
+      expect(pool.totalCount).toBe(2);
+    } finally {
+      await proxy.close();
+      await pool.end();
+    }
+  });
+
+  it('running out of pool connections fails after DB_POOL_TIMEOUT_SECONDS as unavailable', async () => {
+    const pool = createPool({
+      connectionString: database.url,
+      config: poolConfig({ DB_POOL_SIZE: '1', DB_MAX_OVERFLOW: '0', DB_POOL_TIMEOUT_SECONDS: '1' }),
+      applicationName: 'lms-pool-exhausted-test',
+    });
+    const held = await pool.connect();
+    try {
+      const error = await pool.query('SELECT 1').catch((caught: unknown) => caught);
+      expect((error as Error).message).toBe('timeout exceeded when trying to connect');
+      expect(isDatabaseUnavailable(error)).toBe(true);
+    } finally {
+      held.release();
+      await pool.end();
+    }
+  });
+});
+
+describe('isDatabaseUnavailable', () => {
+  it('is true for a refused connection and false for errors of the statement itself', async () => {
+    const refused = await connectClient(`postgres://root@127.0.0.1:${await freePort()}/x`).catch(
+      (caught: unknown) => caught,
+    );
+    // connectClient's readable error keeps the driver's as its cause.
+    expect(isDatabaseUnavailable(refused)).toBe(true);
+    const client = await connectClient(database.url);
+    try {
+      const syntax = await client.query('SELEC 1').catch((caught: unknown) => caught);
+      const division = await client.query('SELECT 1/0').catch((caught: unknown) => caught);
+      expect(syntax).toMatchObject({ code: '42601' });
+      expect(division).toMatchObject({ code: '22012' });
+      expect(isDatabaseUnavailable(syntax)).toBe(false);
+      expect(isDatabaseUnavailable(division)).toBe(false);
+      expect(isDatabaseUnavailable(new Error('something else'))).toBe(false);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
+describe('pingDatabase', () => {
+  it('answers for a live server and leaves no connection behind', async () => {
+    await pingDatabase(database.url, { applicationName: 'lms-ping-test', timeoutMs: 5000 });
+    const client = await connectClient(database.url);
+    try {
+      let count = 1;
+      // The goodbye is not awaited by the probe; the server sees it a moment later.
+      for (let tries = 0; count > 0 && tries < 50; tries++) {
+        const { rows } = await client.query<{ count: string }>(
+          `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lms-ping-test'`,
+        );
+        count = Number(rows[0]!.count);
+        if (count > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(count).toBe(0);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('rejects when the server does not answer, and when nothing listens', async () => {
+    const proxy = await startDroppingProxy(new URL(database.url));
+    try {
+      proxy.stallConnections();
+      await expect(
+        pingDatabase(withHostPort(database.url, proxy.port), { applicationName: 'lms-ping-test', timeoutMs: 500 }),
+      ).rejects.toThrow('no answer within 500 ms');
+    } finally {
+      await proxy.close();
+    }
+    const refused = await pingDatabase(`postgres://root@127.0.0.1:${await freePort()}/x`, {
+      applicationName: 'lms-ping-test',
+      timeoutMs: 5000,
+    }).catch((caught: unknown) => caught);
+    expect(refused).toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
 function withHostPort(url: string, port: number): string {
   const parsed = new URL(url);
   parsed.hostname = '127.0.0.1';
@@ -93,16 +254,18 @@ function withHostPort(url: string, port: number): string {
  */
 async function startDroppingProxy(target: URL) {
   const live = new Set<{ client: net.Socket; upstream: net.Socket; forgotten: boolean }>();
+  let stalled = false;
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
     const link = { client, upstream, forgotten: false };
     live.add(link);
     client.on('data', (chunk) => {
+      if (stalled) return;
       if (link.forgotten) client.resetAndDestroy();
       else upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
-      if (!link.forgotten) client.write(chunk);
+      if (!link.forgotten && !stalled) client.write(chunk);
     });
     const close = () => {
       live.delete(link);
@@ -115,6 +278,10 @@ async function startDroppingProxy(target: URL) {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
+    /** From now on nothing is passed on, in either direction, and nobody is told: a frozen server. */
+    stallConnections() {
+      stalled = true;
+    },
     forgetConnections() {
       for (const link of live) {
         link.forgotten = true;

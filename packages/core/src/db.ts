@@ -12,7 +12,13 @@ const MAX_DEAD_CLIENTS_SKIPPED = 3;
 
 type PoolConfig = Pick<
   Config,
-  'DB_POOL_SIZE' | 'DB_MAX_OVERFLOW' | 'DB_IDLE_TIMEOUT_SECONDS' | 'DB_POOL_TIMEOUT_SECONDS' | 'DB_POOL_RECYCLE_SECONDS'
+  | 'DB_POOL_SIZE'
+  | 'DB_MAX_OVERFLOW'
+  | 'DB_IDLE_TIMEOUT_SECONDS'
+  | 'DB_POOL_TIMEOUT_SECONDS'
+  | 'DB_POOL_RECYCLE_SECONDS'
+  | 'DB_STATEMENT_TIMEOUT_SECONDS'
+  | 'DB_QUERY_TIMEOUT_SECONDS'
 >;
 
 export interface CreatePoolOptions {
@@ -71,7 +77,9 @@ class PrePingPool extends pg.Pool {
       } catch (error) {
         // Passing the error removes the dead client from the pool instead of returning it.
         client.release(error as Error);
-        if (skipped >= MAX_DEAD_CLIENTS_SKIPPED) throw error;
+        // A ping that got no answer at all means the server is not answering (frozen, or the
+        // network drops packets): the next idle connection would wait just as long.
+        if (skipped >= MAX_DEAD_CLIENTS_SKIPPED || isQueryTimeout(error)) throw error;
       }
     }
   }
@@ -93,6 +101,12 @@ export function createPool(options: CreatePoolOptions): pg.Pool {
       connectionTimeoutMillis: config.DB_POOL_TIMEOUT_SECONDS * 1000,
       maxLifetimeSeconds: config.DB_POOL_RECYCLE_SECONDS,
       keepAlive: true,
+      // The server cancels a longer statement (57014) and the connection stays usable.
+      ...(config.DB_STATEMENT_TIMEOUT_SECONDS ? { statement_timeout: config.DB_STATEMENT_TIMEOUT_SECONDS * 1000 } : {}),
+      // A server that answers nothing at all (frozen, or a network that drops packets) never
+      // cancels anything: the client stops waiting, and a connection left with an unanswered
+      // query is closed rather than reused.
+      ...(config.DB_QUERY_TIMEOUT_SECONDS ? { query_timeout: config.DB_QUERY_TIMEOUT_SECONDS * 1000 } : {}),
     },
     options.prePingAfterMs ?? DEFAULT_PRE_PING_AFTER_MS,
   );
@@ -129,6 +143,93 @@ export async function connectClient(
     await client.end().catch(() => undefined);
     throw describeConnectionError(error, connectionString, options.timeoutMs ?? CONNECT_TIMEOUT_MS);
   }
+}
+
+/**
+ * A readiness probe on a connection of its own: connect, `SELECT 1`, close, all within
+ * `timeoutMs`. It never takes a pool connection, so probes cannot use up the pool while the
+ * server hangs, and nothing is left waiting once it gives up. Rejects with the driver's error.
+ */
+export async function pingDatabase(
+  connectionString: string,
+  options: { applicationName: string; timeoutMs: number },
+): Promise<void> {
+  const client = new pg.Client({
+    connectionString,
+    application_name: options.applicationName,
+    connectionTimeoutMillis: options.timeoutMs,
+    query_timeout: options.timeoutMs,
+  });
+  client.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+  });
+  try {
+    await Promise.race([client.connect().then(() => client.query('SELECT 1')), expired]);
+  } finally {
+    clearTimeout(timer);
+    // Not awaited: a frozen server would never acknowledge the goodbye. pg destroys the socket
+    // of a client whose query is still unanswered, so nothing lingers on our side.
+    client.end().catch(() => undefined);
+  }
+}
+
+/** pg gave up waiting for the answer to a query (`query_timeout`). */
+export function isQueryTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
+}
+
+/**
+ * SQLSTATEs that say the server cannot serve right now, not that the statement was wrong:
+ * statement_timeout (57014), shutdown and crash (57P01, 57P02), starting up or in recovery
+ * (57P03), too many connections (53300); class 08 (connection exceptions) is matched by prefix.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(['57014', '57P01', '57P02', '57P03', '53300']);
+
+/** Socket errors of a connection that could not be made or was lost. */
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'EAI_AGAIN',
+]);
+
+/**
+ * What pg and pg-pool throw, as plain Errors without a code, when a connection or an answer does
+ * not come: waiting for a pool connection, a new connection or a query answer timed out, or the
+ * connection dropped.
+ */
+const UNAVAILABLE_MESSAGES = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+  'timeout expired',
+  'Query read timeout',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+]);
+
+/**
+ * Whether an error means PostgreSQL is unreachable, overloaded or too slow right now (the
+ * request may succeed if retried later) rather than that the request or the code is wrong. The
+ * API answers these with 503 and Retry-After instead of 500.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    const code = (current as PgLikeError).code;
+    if (code !== undefined) {
+      if (UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08') || CONNECTION_ERROR_CODES.has(code)) return true;
+    } else if (UNAVAILABLE_MESSAGES.has(current.message)) {
+      return true;
+    }
+    current = current.cause;
+  }
+  return false;
 }
 
 /** Throws a one-line error for anything that is not a usable postgres:// URL. */

@@ -19,6 +19,8 @@ beforeAll(async () => {
       DB_IDLE_TIMEOUT_SECONDS: 30,
       DB_POOL_TIMEOUT_SECONDS: 10,
       DB_POOL_RECYCLE_SECONDS: 3600,
+      DB_STATEMENT_TIMEOUT_SECONDS: 0,
+      DB_QUERY_TIMEOUT_SECONDS: 0,
     },
   });
   await pool.query('CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL)');

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isQueryTimeout } from './db.js';
 
 /**
  * Runs `work` in one transaction on a pooled client: committed when it resolves, rolled back
@@ -50,6 +51,12 @@ export async function inTransaction<T>(
     await client.query('COMMIT');
     return result;
   } catch (error) {
+    // A query still waiting for its answer holds the connection: ROLLBACK would queue behind it
+    // and wait as long again. Dropping the connection rolls back just the same, on the server.
+    if (isQueryTimeout(error)) {
+      options.onRollbackFailed?.(error);
+      throw error;
+    }
     try {
       await client.query('ROLLBACK');
     } catch (rollbackError) {
