@@ -88,6 +88,7 @@ const noopHandlers: JobHandlers = {
   'webhook.deliver': () => Promise.resolve(),
   'maintenance.cleanup': () => Promise.resolve(),
   'email.inactivity-reminders': () => Promise.resolve(),
+  'progress.reconcile': () => Promise.resolve(),
 };
 
 /**

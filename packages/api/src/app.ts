@@ -6,7 +6,6 @@ import { createRateLimits } from './http/rate-limit.js';
 import { requestLogging } from './http/request-log.js';
 import { mountRoutes, type RouteDefinition } from './http/routes.js';
 import { securityHeaders } from './http/security-headers.js';
-import { JobDispatcher } from './jobs.js';
 import { AuditRepository } from './modules/audit/audit.repository.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { AuthService } from './modules/auth/auth.service.js';
@@ -50,27 +49,27 @@ function trustProxy(value: string): boolean | number | string {
 /** Every route of the API, built on the services (the composition root of one process). */
 export function buildRoutes(deps: Deps, tokens: AccessTokens): RouteDefinition[] {
   const { config } = deps;
-  const jobs = new JobDispatcher(deps.jobs, deps.logger, deps.metrics);
   const audit = new AuditRepository(deps.db);
   const usersRepository = new UsersRepository(deps.db);
   const coursesRepository = new CoursesRepository(deps.db);
   const sessions = new SessionsRepository(deps.db);
-  const auth = new AuthService(usersRepository, sessions, tokens, jobs, deps.metrics, config.REFRESH_TOKEN_TTL);
+  const auth = new AuthService(
+    usersRepository,
+    sessions,
+    tokens,
+    deps.db.primary,
+    deps.metrics,
+    config.REFRESH_TOKEN_TTL,
+  );
   const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
   return [
     ...authRoutes(auth),
     ...usersRoutes(new UsersService(usersRepository, sessions, audit)),
     ...coursesRoutes(new CoursesService(coursesRepository, cache, audit)),
     ...enrollmentsRoutes(
-      new EnrollmentsService(
-        new EnrollmentsRepository(deps.db),
-        coursesRepository,
-        jobs,
-        deps.metrics,
-        deps.db.primary,
-      ),
+      new EnrollmentsService(new EnrollmentsRepository(deps.db), coursesRepository, deps.metrics, deps.db.primary),
     ),
-    ...quizzesRoutes(new QuizzesService(new QuizzesRepository(deps.db), coursesRepository, jobs, deps.metrics)),
+    ...quizzesRoutes(new QuizzesService(new QuizzesRepository(deps.db), coursesRepository, deps.metrics)),
     ...certificatesRoutes(new CertificatesService(new CertificatesRepository(deps.db), config.CERTIFICATE_STORAGE_DIR)),
     ...webhooksRoutes(
       new WebhooksService(new WebhooksRepository(deps.db), audit, {

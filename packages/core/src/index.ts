@@ -5,6 +5,7 @@ export * from './query-result.js';
 export * from './errors.js';
 export * from './ids.js';
 export * from './jobs.js';
+export * from './outbox.js';
 export * from './logger.js';
 export * from './mask.js';
 export * from './migrations/migration-files.js';

@@ -30,13 +30,14 @@ describe('job contracts', () => {
   });
 
   it('declares the periodic jobs with empty payloads on existing queues', () => {
-    expect(periodicJobNames).toEqual(['maintenance.cleanup', 'email.inactivity-reminders']);
+    expect(periodicJobNames).toEqual(['maintenance.cleanup', 'email.inactivity-reminders', 'progress.reconcile']);
     for (const name of periodicJobNames) {
       expect(jobNames).toContain(name);
       expect(parseJobData(name, {})).toEqual({});
     }
     expect(queueOf['maintenance.cleanup']).toBe('certificates');
     expect(queueOf['email.inactivity-reminders']).toBe('emails');
+    expect(queueOf['progress.reconcile']).toBe('progress');
   });
 
   it('knows its job names', () => {

@@ -47,6 +47,12 @@ export const jobSchemas = {
    * enrolment without activity for INACTIVITY_REMINDER_DAYS.
    */
   'email.inactivity-reminders': z.object({}),
+  /**
+   * Periodic (the worker's scheduler): queues a `progress.recompute` for every active enrolment
+   * with a lesson completed or a quiz passed after its progress was last recomputed (a recompute
+   * lost before the outbox existed, or a Redis that forgot its jobs).
+   */
+  'progress.reconcile': z.object({}),
 } as const;
 
 export type JobName = keyof typeof jobSchemas;
@@ -64,12 +70,15 @@ export const queueOf = {
   'maintenance.cleanup': 'certificates',
   // The reminder scan only produces emails: it runs beside the email.send jobs it queues.
   'email.inactivity-reminders': 'emails',
+  // Beside the recomputes it queues.
+  'progress.reconcile': 'progress',
 } as const satisfies Record<JobName, QueueName>;
 
 /** The jobs the worker's scheduler fires periodically (BullMQ job schedulers); nobody else queues them. */
 export const periodicJobNames = [
   'maintenance.cleanup',
   'email.inactivity-reminders',
+  'progress.reconcile',
 ] as const satisfies readonly JobName[];
 export type PeriodicJobName = (typeof periodicJobNames)[number];
 

@@ -70,7 +70,7 @@ describe('JobProducer', () => {
 });
 
 describe('publishWebhookEvent', () => {
-  it('records the event and queues one delivery per active subscription to its type', async () => {
+  it('records the event and queues one delivery per active subscription to its type, through the outbox', async () => {
     const client = await connectClient(database.url);
     try {
       await client.query(`INSERT INTO webhook_subscriptions (url, events, secret, active) VALUES
@@ -86,13 +86,23 @@ describe('publishWebhookEvent', () => {
       applicationName: 'test',
     });
     try {
-      const result = await publishWebhookEvent(pool, producer, 'enrollment.created', { enrollmentId: 'x' });
+      const result = await publishWebhookEvent(pool, 'enrollment.created', { enrollmentId: 'x' });
       expect(result.deliveries).toBe(1);
       const { rows } = await pool.query<{ type: string; payload: unknown }>('SELECT type, payload FROM webhook_events');
       expect(rows).toEqual([{ type: 'enrollment.created', payload: { enrollmentId: 'x' } }]);
-      const jobs = await producer.queue('webhooks').getJobs(['waiting']);
-      expect(jobs.map((job) => job.data as unknown)).toEqual([
-        { subscriptionId: expect.any(String), eventId: result.eventId },
+      const outbox = await pool.query<{ job_name: string; payload: unknown; job_id: string; sent_at: Date | null }>(
+        'SELECT job_name, payload, job_id, sent_at FROM outbox',
+      );
+      const subscriptionId = (
+        await pool.query<{ id: string }>(`SELECT id FROM webhook_subscriptions WHERE url = 'https://a.example/hook'`)
+      ).rows[0]!.id;
+      expect(outbox.rows).toEqual([
+        {
+          job_name: 'webhook.deliver',
+          payload: { subscriptionId, eventId: result.eventId },
+          job_id: jobIdFor('webhook.deliver', subscriptionId, result.eventId),
+          sent_at: null,
+        },
       ]);
     } finally {
       await pool.end();

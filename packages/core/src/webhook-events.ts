@@ -1,19 +1,18 @@
-import type pg from 'pg';
 import type { WebhookEventType } from './jobs.js';
+import { queueJob, type Queryable } from './outbox.js';
 import { one } from './query-result.js';
-import { jobIdFor, type JobProducer } from './queue.js';
+import { jobIdFor } from './queue.js';
 
-/** Anything that runs parameterised queries: a pool, a pooled client, a client. */
-export type Queryable = Pick<pg.Pool, 'query'>;
+export type { Queryable } from './outbox.js';
 
 /**
- * Records a webhook event and queues one delivery per active subscription to its type. Shared
- * by the api (enrolments, lesson completions) and the worker (course completion, certificates),
- * so both publish the same way. Delivery job ids make a repeated publish harmless.
+ * Records a webhook event and queues one delivery per active subscription to its type, through
+ * the outbox: with a transaction's client, the event and its deliveries commit with the change
+ * they announce. Shared by the api (enrolments, lesson completions) and the worker (course
+ * completion, certificates), so both publish the same way.
  */
 export async function publishWebhookEvent(
   db: Queryable,
-  producer: JobProducer,
   type: WebhookEventType,
   payload: Record<string, unknown>,
 ): Promise<{ eventId: string; deliveries: number }> {
@@ -27,11 +26,7 @@ export async function publishWebhookEvent(
     [type],
   );
   for (const { id } of subscriptions.rows) {
-    await producer.enqueue(
-      'webhook.deliver',
-      { subscriptionId: id, eventId },
-      { jobId: jobIdFor('webhook.deliver', id, eventId) },
-    );
+    await queueJob(db, 'webhook.deliver', { subscriptionId: id, eventId }, jobIdFor('webhook.deliver', id, eventId));
   }
   return { eventId, deliveries: subscriptions.rows.length };
 }

@@ -7,6 +7,7 @@ import type { Mailer } from './emails/mailer.js';
 import type { JobContext } from './job-types.js';
 import { createCleanupHandler } from './maintenance/cleanup.handler.js';
 import { createProgressHandler } from './progress/progress.handler.js';
+import { createReconcileHandler } from './progress/reconcile.handler.js';
 import { createWebhookHandler } from './webhooks/webhook.handler.js';
 
 /** What the handlers work with; one of each per process. */
@@ -26,6 +27,7 @@ export function createHandlers(deps: HandlerDeps) {
     'webhook.deliver': createWebhookHandler(deps),
     'maintenance.cleanup': createCleanupHandler({ ...deps, queue: (name) => deps.producer.queue(name) }),
     'email.inactivity-reminders': createInactivityRemindersHandler(deps),
+    'progress.reconcile': createReconcileHandler(deps),
   } satisfies { [N in JobName]: (data: JobOf<N>, ctx: JobContext) => Promise<void> };
 }
 
@@ -49,4 +51,5 @@ export const hardLimitRetries = {
   // Periodic: the next run (hourly, daily) picks up what this one left.
   'maintenance.cleanup': false,
   'email.inactivity-reminders': false,
+  'progress.reconcile': false,
 } as const satisfies { [N in JobName]: boolean };

@@ -7,7 +7,13 @@ import { createTestDatabase, freePort } from '@lms/core/testing';
 import { jobIdFor } from '@lms/core/queue';
 import { completedEnrollment, insertSubscription } from './testing/factories.js';
 import { spawnWorker, type SpawnedWorker } from './testing/spawn-worker.js';
-import { createWorkerTestEnv, eventually, waitForJobState, type WorkerTestEnv } from './testing/worker-harness.js';
+import {
+  createWorkerTestEnv,
+  eventually,
+  outboxJobs,
+  waitForJobState,
+  type WorkerTestEnv,
+} from './testing/worker-harness.js';
 
 let env: WorkerTestEnv;
 let storage: string;
@@ -106,7 +112,7 @@ describe('the worker process', () => {
       ]),
     ).toBe(1);
     expect(await count('SELECT 1 FROM enrollment_follow_ups WHERE enrollment_id = $1', [enrollmentId])).toBe(1);
-    const emails = await env.queue('emails').getJobs(['waiting']);
+    const emails = await outboxJobs(env.db, 'email.send');
     expect(emails.map((email) => email.id)).toEqual([jobIdFor('email.send', `certificate-issued-${enrollmentId}`)]);
     second.worker.child.kill('SIGTERM');
     expect((await second.worker.exited).code).toBe(0);

@@ -46,12 +46,6 @@ export class ApiMetrics {
     labelNames: ['passed'] as const,
     registers: [this.registry],
   });
-  readonly jobEnqueueFailures = new Counter({
-    name: 'lms_job_enqueue_failures_total',
-    help: 'Jobs the API could not queue (Redis unavailable); the request itself succeeded.',
-    labelNames: ['name'] as const,
-    registers: [this.registry],
-  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -8,7 +8,7 @@ import { completedEnrollment, enroll, insertCourse, insertSubscription, insertUs
 import {
   createWorkerTestEnv,
   handlerContext,
-  jobsNamed,
+  outboxJobs,
   waitForJobState,
   type WorkerTestEnv,
 } from '../testing/worker-harness.js';
@@ -70,7 +70,7 @@ async function issuedEvents(enrollmentId: string) {
 }
 
 async function issuedEmails(enrollmentId: string) {
-  return (await jobsNamed(env.queue('emails'), 'email.send')).filter(
+  return (await outboxJobs(env.db, 'email.send')).filter(
     (job) => (job.data as { idempotencyKey: string }).idempotencyKey === `certificate-issued-${enrollmentId}`,
   );
 }
@@ -107,7 +107,7 @@ describe('certificate.render', () => {
       },
     ]);
     const emails = await issuedEmails(enrollmentId);
-    expect(emails.map((job) => job.data as unknown)).toEqual([
+    expect(emails.map((job) => job.data)).toEqual([
       {
         to: user.email,
         template: 'certificate-issued',
@@ -121,7 +121,6 @@ describe('certificate.render', () => {
     await render(enrollmentId);
     const handler = createCertificateHandler({
       pool: worker.pool,
-      producer: env.producer,
       config: { CERTIFICATE_STORAGE_DIR: undefined, APP_DOMAIN: 'lms.test' },
     });
     await Promise.all([handler({ enrollmentId }, handlerContext()), handler({ enrollmentId }, handlerContext())]);
@@ -134,7 +133,6 @@ describe('certificate.render', () => {
     const { enrollmentId } = await completedEnrollment(env.db);
     const handler = createCertificateHandler({
       pool: worker.pool,
-      producer: env.producer,
       config: { CERTIFICATE_STORAGE_DIR: storage, APP_DOMAIN: 'lms.test' },
     });
     await Promise.all([handler({ enrollmentId }, handlerContext()), handler({ enrollmentId }, handlerContext())]);

@@ -1,8 +1,8 @@
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
 import { ZodError } from 'zod';
-import { errorMessage, withTransaction, type Config } from '@lms/core';
-import { jobIdFor, type JobProducer } from '@lms/core/queue';
+import { errorMessage, queueJob, withTransaction, type Config } from '@lms/core';
+import { jobIdFor } from '@lms/core/queue';
 import type { JobHandler } from '../job-types.js';
 import { findInactiveEnrollments, lockEmailDelivery, markEmailSent, recordEmailFailure } from './email.repository.js';
 import { renderEmail } from './email-templates.js';
@@ -59,20 +59,19 @@ export function createEmailHandler(deps: EmailDeps): JobHandler<'email.send'> {
 
 export interface ReminderDeps {
   pool: pg.Pool;
-  producer: JobProducer;
   config: Pick<Config, 'INACTIVITY_REMINDER_DAYS'>;
 }
 
 const REMINDER_BATCH = 500;
 
 /**
- * `email.inactivity-reminders` (periodic): queues an `inactivity-reminder` email for every
- * active enrolment idle for INACTIVITY_REMINDER_DAYS. The key names the idle spell, so a
- * learner gets one reminder per spell however often the scan runs, and the job id makes a
- * repeated scan queue nothing new while the email is still waiting.
+ * `email.inactivity-reminders` (periodic): queues (through the outbox) an `inactivity-reminder`
+ * email for every active enrolment idle for INACTIVITY_REMINDER_DAYS. The key names the idle
+ * spell, so a learner gets one reminder per spell however often the scan runs, and the job id
+ * makes a repeated scan queue nothing new.
  */
 export function createInactivityRemindersHandler(deps: ReminderDeps): JobHandler<'email.inactivity-reminders'> {
-  const { pool, producer, config } = deps;
+  const { pool, config } = deps;
   return async (_data, ctx) => {
     let after: { at: string; id: string } | undefined;
     let queued = 0;
@@ -85,7 +84,8 @@ export function createInactivityRemindersHandler(deps: ReminderDeps): JobHandler
       });
       for (const enrollment of batch) {
         try {
-          await producer.enqueue(
+          await queueJob(
+            pool,
             'email.send',
             {
               to: enrollment.email,
@@ -97,7 +97,7 @@ export function createInactivityRemindersHandler(deps: ReminderDeps): JobHandler
               },
               idempotencyKey: enrollment.idempotencyKey,
             },
-            { jobId: jobIdFor('email.send', enrollment.idempotencyKey) },
+            jobIdFor('email.send', enrollment.idempotencyKey),
           );
           queued++;
         } catch (error) {

@@ -1,34 +1,31 @@
 import type pg from 'pg';
-import { withTransaction, type WebhookEventType } from '@lms/core';
-import { jobIdFor, type JobProducer } from '@lms/core/queue';
-import { publishWebhookEvent } from '@lms/core/webhook-events';
+import { queueJob, withTransaction, type WebhookEventType } from '@lms/core';
+import { jobIdFor } from '@lms/core/queue';
+import { publishWebhookEvent, type Queryable } from '@lms/core/webhook-events';
 import { claimFollowUp, setFollowUpEvent, type EnrollmentSummary, type FollowUpKind } from './enrollment.repository.js';
 
 export interface FollowUpDeps {
   pool: pg.Pool;
-  producer: JobProducer;
 }
 
 /**
  * Publishes a transition's follow-ups exactly once, however often the job that found the
- * transition runs. In one transaction: claim the transition, queue the follow-up jobs (their
- * fixed job ids and email idempotency keys make a repeat harmless), record the webhook event.
- * - A crash before the commit leaves no claim and no event: the retried job does it all again,
- *   and the jobs already queued are deduplicated by their ids.
+ * transition runs. In one transaction: claim the transition, queue the follow-up jobs through
+ * the outbox, record the webhook event (its deliveries through the outbox too).
+ * - A crash before the commit leaves no claim, no event and no jobs: the retried job does it all again.
  * - After the commit the claim is there: a repeated run publishes nothing.
- * The event's delivery jobs may start before the commit; the webhook handler waits for it.
  */
 async function publishOnce(
   deps: FollowUpDeps,
   enrollmentId: string,
   kind: FollowUpKind & WebhookEventType,
   payload: Record<string, unknown>,
-  queueJobs: () => Promise<void>,
+  queueJobs: (tx: Queryable) => Promise<void>,
 ): Promise<boolean> {
   return withTransaction(deps.pool, async (client) => {
     if (!(await claimFollowUp(client, enrollmentId, kind))) return false;
-    await queueJobs();
-    const { eventId } = await publishWebhookEvent(client, deps.producer, kind, payload);
+    await queueJobs(client);
+    const { eventId } = await publishWebhookEvent(client, kind, payload);
     await setFollowUpEvent(client, enrollmentId, kind, eventId);
     return true;
   });
@@ -51,13 +48,10 @@ export function publishCourseCompleted(deps: FollowUpDeps, enrollment: Enrollmen
       courseId: enrollment.courseId,
       completedAt: enrollment.completedAt?.toISOString() ?? null,
     },
-    async () => {
-      await deps.producer.enqueue(
-        'certificate.render',
-        { enrollmentId },
-        { jobId: jobIdFor('certificate.render', enrollmentId) },
-      );
-      await deps.producer.enqueue(
+    async (tx) => {
+      await queueJob(tx, 'certificate.render', { enrollmentId }, jobIdFor('certificate.render', enrollmentId));
+      await queueJob(
+        tx,
         'email.send',
         {
           to: enrollment.email,
@@ -65,7 +59,7 @@ export function publishCourseCompleted(deps: FollowUpDeps, enrollment: Enrollmen
           props: { name: enrollment.learnerName, courseTitle: enrollment.courseTitle },
           idempotencyKey: emailKey,
         },
-        { jobId: jobIdFor('email.send', emailKey) },
+        jobIdFor('email.send', emailKey),
       );
     },
   );
@@ -101,8 +95,9 @@ export function publishCertificateIssued(
       code: certificate.code,
       issuedAt: certificate.issuedAt.toISOString(),
     },
-    async () => {
-      await deps.producer.enqueue(
+    async (tx) => {
+      await queueJob(
+        tx,
         'email.send',
         {
           to: enrollment.email,
@@ -110,7 +105,7 @@ export function publishCertificateIssued(
           props: { name: enrollment.learnerName, courseTitle: enrollment.courseTitle, code: certificate.code },
           idempotencyKey: emailKey,
         },
-        { jobId: jobIdFor('email.send', emailKey) },
+        jobIdFor('email.send', emailKey),
       );
     },
   );

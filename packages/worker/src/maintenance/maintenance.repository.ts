@@ -6,7 +6,7 @@ import type { Queryable } from '@lms/core/webhook-events';
  */
 async function deleteInBatches(
   db: Queryable,
-  table: 'refresh_tokens' | 'webhook_deliveries',
+  table: 'refresh_tokens' | 'webhook_deliveries' | 'outbox',
   where: string,
   params: unknown[],
   batchSize: number,
@@ -44,4 +44,14 @@ export function deleteOldWebhookDeliveries(
     batchSize,
     signal,
   );
+}
+
+/** Outbox rows relayed more than `days` ago (unsent rows stay, however old). */
+export function deleteSentOutboxRows(
+  db: Queryable,
+  days: number,
+  batchSize: number,
+  signal: AbortSignal,
+): Promise<number> {
+  return deleteInBatches(db, 'outbox', 'sent_at < now() - make_interval(days => $1)', [days], batchSize, signal);
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { maybeOne } from '@lms/core';
+import { maybeOne, type Queryable } from '@lms/core';
 
 export interface RecomputeResult {
   status: 'active' | 'completed' | 'cancelled';
@@ -41,6 +41,8 @@ export async function recomputeProgress(client: pg.PoolClient, enrollmentId: str
     completionPublished: row.published,
   };
   if (row.status !== 'active') return unchanged;
+  // Recomputed now, changed or not: the reconciliation looks for completions newer than this.
+  await client.query('UPDATE enrollments SET progress_updated_at = now() WHERE id = $1', [enrollmentId]);
   const updated = await client.query<{ status: RecomputeResult['status']; progress: string }>(
     `WITH counts AS (
        SELECT (SELECT count(*) FROM lessons WHERE course_id = $2) AS lessons,
@@ -72,4 +74,41 @@ export async function recomputeProgress(client: pg.PoolClient, enrollmentId: str
     completedNow: after.status === 'completed',
     completionPublished: row.published,
   };
+}
+
+/** An active enrolment whose progress is older than its newest completion. */
+export interface StaleProgress {
+  enrollmentId: string;
+  /** The newest completion (lesson or passed quiz), in microseconds since the epoch, as text. */
+  newestCompletion: string;
+}
+
+/**
+ * Active enrolments with a lesson completed or a quiz passed after their progress was last
+ * recomputed (or never recomputed since the column exists), whose newest completion is older
+ * than `graceSeconds` (the recompute of a fresh one is on its way), by id after `afterId`.
+ */
+export async function findStaleProgress(
+  db: Queryable,
+  options: { graceSeconds: number; limit: number; afterId?: string },
+): Promise<StaleProgress[]> {
+  const { rows } = await db.query<{ id: string; newest: string }>(
+    `SELECT e.id, (extract(epoch FROM c.newest) * 1000000)::bigint::text AS newest
+       FROM enrollments e
+       CROSS JOIN LATERAL (
+         SELECT greatest(
+                  (SELECT max(lc.completed_at) FROM lesson_completions lc WHERE lc.enrollment_id = e.id),
+                  (SELECT max(qa.created_at) FROM quiz_attempts qa WHERE qa.enrollment_id = e.id AND qa.passed)
+                ) AS newest
+       ) c
+      WHERE e.status = 'active'
+        AND e.id > $3
+        AND c.newest IS NOT NULL
+        AND c.newest < now() - make_interval(secs => $1)
+        AND (e.progress_updated_at IS NULL OR e.progress_updated_at < c.newest)
+      ORDER BY e.id
+      LIMIT $2`,
+    [options.graceSeconds, options.limit, options.afterId ?? '00000000-0000-0000-0000-000000000000'],
+  );
+  return rows.map((row) => ({ enrollmentId: row.id, newestCompletion: row.newest }));
 }

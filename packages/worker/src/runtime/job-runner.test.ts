@@ -40,6 +40,7 @@ function handlers(overrides: Partial<JobHandlers> = {}): JobHandlers {
     'webhook.deliver': noop,
     'maintenance.cleanup': noop,
     'email.inactivity-reminders': noop,
+    'progress.reconcile': noop,
     ...overrides,
   };
 }

@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { isJobName, jobNames, queueOf, type QueueName } from '@lms/core';
+import { isJobName, jobNames, outboxBacklog, queueOf, type Queryable, type QueueName } from '@lms/core';
 
 /** Job states sampled into `lms_queue_jobs` (DESIGN.md). */
 export const sampledStates = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -14,6 +14,8 @@ export interface WorkerMetrics {
   jobsTotal: Counter<'queue' | 'name' | 'status'>;
   jobDuration: Histogram<'queue' | 'name'>;
   queueJobs: Gauge<'queue' | 'state'>;
+  outboxDepth: Gauge;
+  outboxOldestAge: Gauge;
   /** Counts one run in `lms_jobs_total`. */
   countJob(queue: QueueName, name: string, outcome: JobOutcome): void;
   /** Records one run's duration in `lms_job_duration_seconds`. */
@@ -74,6 +76,16 @@ export function createWorkerMetrics(options: { defaultMetrics?: boolean } = {}):
       labelNames: ['queue', 'state'],
       registers: [registry],
     }),
+    outboxDepth: new Gauge({
+      name: 'lms_outbox_depth',
+      help: 'Jobs written to the outbox and not yet relayed to their queue, sampled by the scheduler.',
+      registers: [registry],
+    }),
+    outboxOldestAge: new Gauge({
+      name: 'lms_outbox_oldest_age_seconds',
+      help: 'Age of the oldest job not yet relayed from the outbox (0 when none), sampled by the scheduler.',
+      registers: [registry],
+    }),
     countJob(queue, name, outcome) {
       const key = `${queue}\n${name}\n${outcome}`;
       let entry = counts.get(key);
@@ -107,4 +119,11 @@ export async function sampleQueueDepths(metrics: WorkerMetrics, queues: Map<Queu
       }
     }),
   );
+}
+
+/** Reads the outbox backlog (from PostgreSQL, so it is known while Redis is down) into its gauges. */
+export async function sampleOutbox(metrics: WorkerMetrics, db: Queryable): Promise<void> {
+  const { unsent, oldestAgeSeconds } = await outboxBacklog(db);
+  metrics.outboxDepth.set(unsent);
+  metrics.outboxOldestAge.set(oldestAgeSeconds);
 }

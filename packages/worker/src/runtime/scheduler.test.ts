@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { periodicJobNames, queueOf } from '@lms/core';
+import { periodicJobNames, queueJob, queueOf } from '@lms/core';
 import { defaultJobOptions, JobProducer } from '@lms/core/queue';
 import { testRedisUrl } from '@lms/core/testing';
 import { createCleanupHandler } from '../maintenance/cleanup.handler.js';
@@ -50,7 +50,8 @@ describe('the scheduler', () => {
     }
   });
 
-  it('samples the queue depths into lms_queue_jobs', async () => {
+  it('samples the queue depths into lms_queue_jobs and the outbox backlog into lms_outbox_*', async () => {
+    await queueJob(env.db, 'progress.recompute', { enrollmentId: '00000000-0000-4000-8000-000000000005' }, 'unsent');
     await env.producer.enqueue('progress.recompute', { enrollmentId: '00000000-0000-4000-8000-000000000002' });
     await env.producer.enqueue('webhook.deliver', {
       subscriptionId: '00000000-0000-4000-8000-000000000003',
@@ -59,6 +60,7 @@ describe('the scheduler', () => {
     const metrics = createWorkerMetrics({ defaultMetrics: false });
     const scheduler = await startScheduler({
       producer: env.producer,
+      pool: env.db,
       jobOptions: defaultJobOptions(env.config()),
       metrics,
       logger: silentLogger,
@@ -73,14 +75,20 @@ describe('the scheduler', () => {
       // The periodic jobs wait, delayed, for their next run.
       expect(text).toContain('lms_queue_jobs{queue="certificates",state="delayed"} 1');
       expect(text).toContain('lms_queue_jobs{queue="emails",state="active"} 0');
+      const outbox = await eventually(async () => {
+        const output = await metrics.registry.metrics();
+        return output.includes('lms_outbox_depth 1') && output;
+      });
+      expect(outbox).toMatch(/lms_outbox_oldest_age_seconds \d/);
     } finally {
       await scheduler.stop();
+      await env.db.query('DELETE FROM outbox');
     }
   });
 });
 
 describe('maintenance.cleanup', () => {
-  it('deletes expired refresh tokens and webhook deliveries past their retention, idempotently', async () => {
+  it('deletes expired refresh tokens, webhook deliveries and relayed outbox rows past their retention, idempotently', async () => {
     const user = await insertUser(env.db);
     await env.db.query(
       `INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)
@@ -101,6 +109,13 @@ describe('maintenance.cleanup', () => {
        VALUES ($1, $2, 1, 'failed', 5, now() - interval '40 days'), ($1, $2, 2, 'succeeded', 5, now() - interval '1 day')`,
       [subscriptionId, rows[0]!.id],
     );
+    await env.db.query('DELETE FROM outbox');
+    await env.db.query(
+      `INSERT INTO outbox (job_name, payload, job_id, created_at, sent_at) VALUES
+         ('maintenance.cleanup', '{}', 'sent-long-ago', now() - interval '9 days', now() - interval '8 days'),
+         ('maintenance.cleanup', '{}', 'sent-yesterday', now() - interval '1 day', now() - interval '1 day'),
+         ('maintenance.cleanup', '{}', 'never-sent', now() - interval '9 days', NULL)`,
+    );
     const handler = createCleanupHandler({
       pool: env.db,
       queue: (name) => env.queue(name),
@@ -112,6 +127,10 @@ describe('maintenance.cleanup', () => {
     expect(tokens.rows.map((row) => row.token_hash)).toEqual(['valid']);
     const deliveries = await env.db.query<{ attempt: number }>('SELECT attempt FROM webhook_deliveries');
     expect(deliveries.rows.map((row) => row.attempt)).toEqual([2]);
+    const outbox = await env.db.query<{ job_id: string }>('SELECT job_id FROM outbox ORDER BY id');
+    expect(outbox.rows.map((row) => row.job_id)).toEqual(['sent-yesterday', 'never-sent']);
+    // Not for the next test's worker to relay.
+    await env.db.query('DELETE FROM outbox');
   });
 
   it('runs as a job on the certificates queue, and trims failed jobs past their retention', async () => {

@@ -16,6 +16,7 @@ import type { JobHandlers } from '../job-types.js';
 import { resolveTimeLimits, type TimeLimits } from '../time-limits.js';
 import { createQueueWorkers, type QueueWorkers, type RecoverySettings } from './job-runner.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { startOutboxRelay, type OutboxRelay } from './outbox-relay.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startScheduler, type Scheduler } from './scheduler.js';
 
@@ -35,6 +36,8 @@ export interface WorkerProcessOptions {
   /** Port of /health and /metrics (default WORKER_METRICS_PORT; 0 picks a free one). */
   metricsPort?: number;
   sampleIntervalMs?: number;
+  /** Pause of the outbox relay between passes once the outbox is drained (default 1000 ms). */
+  outboxRelayIntervalMs?: number;
 }
 
 export interface WorkerProcess {
@@ -52,8 +55,9 @@ export interface WorkerProcess {
 }
 
 /**
- * Assembles the worker process: one PostgreSQL pool, one job producer (follow-up jobs), one
- * SMTP transport, the queue workers, the scheduler if asked, and the health/metrics server.
+ * Assembles the worker process: one PostgreSQL pool, one job producer (the outbox relay's), one
+ * SMTP transport, the queue workers, the outbox relay, the scheduler if asked, and the
+ * health/metrics server.
  */
 export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcess> {
   const { config, logger } = options;
@@ -106,12 +110,14 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     ...jobRetention(config),
   });
   let stopping = false;
+  let relay: OutboxRelay | undefined;
   let scheduler: Scheduler | undefined;
   let server: MetricsServer | undefined;
   const closeAll = async (force: boolean) => {
     // In this order: running jobs still use the producer, the pool and the mailer.
     const steps: Array<[string, () => unknown]> = [
       ['workers', () => workers.close({ force })],
+      ['outbox relay', () => relay?.stop()],
       ['scheduler', () => scheduler?.stop()],
       ['job producer', () => producer.close()],
       ['mailer', () => mailer.close()],
@@ -127,9 +133,11 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     }
   };
   try {
+    relay = startOutboxRelay({ pool, producer, logger, intervalMs: options.outboxRelayIntervalMs });
     if (options.scheduler) {
       scheduler = await startScheduler({
         producer,
+        pool,
         jobOptions,
         metrics,
         logger,

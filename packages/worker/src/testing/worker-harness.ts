@@ -1,6 +1,6 @@
 import type { Job, Queue } from 'bullmq';
 import pg from 'pg';
-import { createLogger, queueNames, type JobName, type Logger, type QueueName } from '@lms/core';
+import { createLogger, queueNames, type JobName, type Logger, type Queryable, type QueueName } from '@lms/core';
 import { defaultJobOptions, JobProducer } from '@lms/core/queue';
 import { createTestEnv, testRedisUrl, type TestEnv } from '@lms/core/testing';
 import type { JobContext } from '../job-types.js';
@@ -105,8 +105,14 @@ export function handlerContext(overrides: Partial<JobContext> = {}): JobContext 
   return { signal: new AbortController().signal, log: silentLogger, jobId: 'test', attempt: 1, ...overrides };
 }
 
-/** The jobs of `name` in the queue's states, for "queued once" assertions. */
-export async function jobsNamed(queue: Queue, name: JobName): Promise<Job[]> {
-  const jobs = await queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized']);
-  return jobs.filter((job) => job.name === name);
+/**
+ * The jobs of `name` written to the outbox (relayed or not), oldest first, for "queued once"
+ * assertions: the outbox is where every job is decided, so it answers without waiting for the relay.
+ */
+export async function outboxJobs(db: Queryable, name: JobName): Promise<Array<{ id: string; data: unknown }>> {
+  const { rows } = await db.query<{ job_id: string; payload: unknown }>(
+    'SELECT job_id, payload FROM outbox WHERE job_name = $1 ORDER BY id',
+    [name],
+  );
+  return rows.map((row) => ({ id: row.job_id, data: row.payload }));
 }

@@ -33,7 +33,7 @@ beforeEach(async () => {
 });
 
 async function publish(payload: Record<string, unknown> = { enrollmentId: 'e' }) {
-  const { eventId } = await publishWebhookEvent(env.db, env.producer, 'course.completed', payload);
+  const { eventId } = await publishWebhookEvent(env.db, 'course.completed', payload);
   return eventId;
 }
 
@@ -240,7 +240,7 @@ describe('webhook.deliver', () => {
     expect(await subscription(subscriptionId)).toMatchObject({ active: true, consecutive_failures: 1 });
   });
 
-  it('waits for an event whose publisher has not committed yet', async () => {
+  it('waits for an event whose publisher has not committed yet (a delivery queued past the outbox)', async () => {
     const subscriptionId = await insertSubscription(env.db, {
       url: receiver.url,
       events: ['course.completed'],
@@ -249,7 +249,13 @@ describe('webhook.deliver', () => {
     const client = await env.db.connect();
     try {
       await client.query('BEGIN');
-      const { eventId } = await publishWebhookEvent(client, env.producer, 'course.completed', { late: true });
+      const { eventId } = await publishWebhookEvent(client, 'course.completed', { late: true });
+      // As an older release queued it: straight to the queue, before the event committed.
+      await env.producer.enqueue(
+        'webhook.deliver',
+        { subscriptionId, eventId },
+        { jobId: jobId(subscriptionId, eventId) },
+      );
       await new Promise((resolve) => setTimeout(resolve, 300));
       await client.query('COMMIT');
       await waitForJobState(env.queue('webhooks'), jobId(subscriptionId, eventId), 'completed');

@@ -17,9 +17,9 @@ export interface WebhookDeps {
 }
 
 /**
- * Publishers insert an event and queue its deliveries inside one transaction, so a delivery can
- * start before the event is committed: it looks again a few times before giving up (the job is
- * then retried with backoff).
+ * Deliveries reach the queue through the outbox, after their event committed. A delivery queued
+ * before its event committed (by an older release, or by hand) looks again a few times before
+ * giving up (the job is then retried with backoff).
  */
 const EVENT_WAITS_MS = [50, 150, 300, 500];
 

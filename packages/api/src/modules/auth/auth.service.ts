@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { ConflictError, ForbiddenError, UnauthorizedError } from '@lms/core';
+import type pg from 'pg';
+import { ConflictError, ForbiddenError, queueJob, UnauthorizedError, withTransaction } from '@lms/core';
 import { hashPassword, verifyPassword } from '@lms/core/passwords';
 import { jobIdFor } from '@lms/core/queue';
-import type { JobDispatcher } from '../../jobs.js';
 import type { ApiMetrics } from '../../lib/api-metrics.js';
 import type { UsersRepository, UserRow } from '../users/users.repository.js';
 import type { LoginBody, RefreshBody, RegisterBody } from './auth.schema.js';
@@ -33,25 +33,31 @@ export class AuthService {
     private readonly users: UsersRepository,
     private readonly sessions: SessionsRepository,
     private readonly tokens: AccessTokens,
-    private readonly jobs: JobDispatcher,
+    /** The primary: a registration and its welcome e-mail commit together. */
+    private readonly db: pg.Pool,
     private readonly metrics: ApiMetrics,
     private readonly refreshTtlMs: number,
   ) {}
 
   async register(body: RegisterBody, client: ClientInfo): Promise<Session> {
-    const user = await this.users.insert({
-      email: body.email,
-      name: body.name,
-      passwordHash: await hashPassword(body.password),
-      role: 'student',
+    const passwordHash = await hashPassword(body.password);
+    const user = await withTransaction(this.db, async (tx) => {
+      const inserted = await this.users.insert(
+        { email: body.email, name: body.name, passwordHash, role: 'student' },
+        tx,
+      );
+      if (!inserted) return null;
+      const idempotencyKey = `welcome-${inserted.id}`;
+      await queueJob(
+        tx,
+        'email.send',
+        { to: inserted.email, template: 'welcome', props: { name: inserted.name }, idempotencyKey },
+        jobIdFor('email.send', idempotencyKey),
+      );
+      return inserted;
     });
     if (!user) throw new ConflictError('an account with this e-mail address already exists; sign in instead');
     this.metrics.registrations.inc();
-    await this.jobs.enqueue(
-      'email.send',
-      { to: user.email, template: 'welcome', props: { name: user.name }, idempotencyKey: `welcome-${user.id}` },
-      { jobId: jobIdFor('email.send', `welcome-${user.id}`) },
-    );
     return this.startSession(user, randomUUID(), client);
   }
 

@@ -1,9 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
-import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, redisConnectionOptions } from '@lms/core';
-import { testRedisUrl } from '@lms/core/testing';
+import { connectClient } from '@lms/core';
 import { call, createUser, createTestApi, TEST_PASSWORD, TEST_SECRET, type TestApi } from '../../testing/test-app.js';
 
 let api: TestApi;
@@ -34,21 +32,19 @@ describe('registration and sign-in', () => {
     expect(me.body).toMatchObject({ email: 'grace@example.com', role: 'student', active: true });
     expect(me.body).not.toHaveProperty('passwordHash');
 
-    const emails = new Queue('emails', {
-      connection: redisConnectionOptions(testRedisUrl),
-      prefix: api.config.QUEUE_PREFIX,
-    });
-    try {
-      const jobs = await emails.getJobs(['waiting']);
-      expect(jobs.map((job) => job.data as unknown)).toContainEqual({
+    // Written with the account, in its transaction; the worker's relay queues it.
+    const outbox = await api.db.query<{ job_id: string; payload: unknown }>(
+      `SELECT job_id, payload FROM outbox WHERE job_name = 'email.send'`,
+    );
+    expect(outbox.rows).toContainEqual({
+      job_id: `email-send-welcome-${response.body.user.id as string}`,
+      payload: {
         to: 'grace@example.com',
         template: 'welcome',
         props: { name: 'Grace Hopper' },
-        idempotencyKey: `welcome-${response.body.user.id}`,
-      });
-    } finally {
-      await emails.close();
-    }
+        idempotencyKey: `welcome-${response.body.user.id as string}`,
+      },
+    });
   });
 
   it('refuses a taken e-mail (409), a short password and a malformed e-mail (400)', async () => {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { maybeOne, one } from '@lms/core';
+import { maybeOne, one, type Queryable } from '@lms/core';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface EnrollmentRow {
@@ -19,16 +19,23 @@ const COLUMNS = 'id, user_id, course_id, status, progress, enrolled_at, complete
 export class EnrollmentsRepository {
   constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
 
-  /** Enrols once: the second call finds the existing enrolment (`created` false). */
-  async enroll(userId: string, courseId: string): Promise<{ row: EnrollmentRow; created: boolean }> {
-    const inserted = await this.db.primary.query<EnrollmentRow>(
+  /**
+   * Enrols once: the second call finds the existing enrolment (`created` false). `db` is the
+   * primary, or the caller's transaction.
+   */
+  async enroll(
+    userId: string,
+    courseId: string,
+    db: Queryable = this.db.primary,
+  ): Promise<{ row: EnrollmentRow; created: boolean }> {
+    const inserted = await db.query<EnrollmentRow>(
       `INSERT INTO enrollments (user_id, course_id) VALUES ($1, $2)
        ON CONFLICT (user_id, course_id) DO NOTHING RETURNING ${COLUMNS}`,
       [userId, courseId],
     );
     const created = maybeOne(inserted);
     if (created) return { row: created, created: true };
-    const existing = await this.db.primary.query<EnrollmentRow>(
+    const existing = await db.query<EnrollmentRow>(
       `SELECT ${COLUMNS} FROM enrollments WHERE user_id = $1 AND course_id = $2`,
       [userId, courseId],
     );
@@ -58,12 +65,16 @@ export class EnrollmentsRepository {
   }
 
   /** Records a completion once; true when it is new. Also marks the learner active. */
-  async completeLesson(enrollment: Pick<EnrollmentRow, 'id' | 'user_id'>, lessonId: string): Promise<boolean> {
-    const { rowCount } = await this.db.primary.query(
+  async completeLesson(
+    enrollment: Pick<EnrollmentRow, 'id' | 'user_id'>,
+    lessonId: string,
+    db: Queryable = this.db.primary,
+  ): Promise<boolean> {
+    const { rowCount } = await db.query(
       `INSERT INTO lesson_completions (enrollment_id, lesson_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
       [enrollment.id, lessonId],
     );
-    await this.db.primary.query(
+    await db.query(
       `WITH touched AS (UPDATE enrollments SET last_activity_at = now() WHERE id = $1)
        UPDATE users SET last_active_at = now() WHERE id = $2`,
       [enrollment.id, enrollment.user_id],
@@ -72,8 +83,11 @@ export class EnrollmentsRepository {
   }
 
   /** What the confirmation e-mail needs. */
-  async mailingFacts(enrollmentId: string): Promise<{ email: string; name: string; courseTitle: string } | null> {
-    const result = await this.db.primary.query<{ email: string; name: string; course_title: string }>(
+  async mailingFacts(
+    enrollmentId: string,
+    db: Queryable = this.db.primary,
+  ): Promise<{ email: string; name: string; courseTitle: string } | null> {
+    const result = await db.query<{ email: string; name: string; course_title: string }>(
       `SELECT u.email, u.name, c.title AS course_title
          FROM enrollments e JOIN users u ON u.id = e.user_id JOIN courses c ON c.id = e.course_id
         WHERE e.id = $1`,

@@ -1,10 +1,10 @@
-import { ConflictError, NotFoundError } from '@lms/core';
+import { ConflictError, NotFoundError, queueJob, withTransaction } from '@lms/core';
 import { jobIdFor } from '@lms/core/queue';
+import { publishWebhookEvent } from '@lms/core/webhook-events';
 import type pg from 'pg';
 import type { ApiMetrics } from '../../lib/api-metrics.js';
 import { decodeCursor, toPage, type Page, type PageQuery } from '../../lib/pagination.js';
 import type { AuthUser } from '../../lib/auth-user.js';
-import type { JobDispatcher } from '../../jobs.js';
 import type { CoursesRepository } from '../courses/courses.repository.js';
 import { presentEnrollment, type PresentedEnrollment } from './enrollments.presenter.js';
 import type { EnrollmentsRepository } from './enrollments.repository.js';
@@ -12,13 +12,13 @@ import type { EnrollmentsRepository } from './enrollments.repository.js';
 /**
  * Enrolments and progress. Learners enrol in published courses (a second enrol returns the first
  * enrolment) and complete lessons; the worker recomputes progress from the completions, so the
- * enrolment's progress may settle a moment after a completion.
+ * enrolment's progress may settle a moment after a completion. The jobs a change causes go
+ * through the outbox in the change's own transaction: committed together, or not at all.
  */
 export class EnrollmentsService {
   constructor(
     private readonly enrollments: EnrollmentsRepository,
     private readonly courses: CoursesRepository,
-    private readonly jobs: JobDispatcher,
     private readonly metrics: ApiMetrics,
     private readonly db: pg.Pool,
   ) {}
@@ -26,24 +26,29 @@ export class EnrollmentsService {
   async enroll(user: AuthUser, courseId: string): Promise<{ created: boolean; enrollment: PresentedEnrollment }> {
     const course = await this.courses.findById(courseId);
     if (!course || course.status !== 'published') throw new NotFoundError('no such published course');
-    const { row, created } = await this.enrollments.enroll(user.id, courseId);
-    if (created) {
-      this.metrics.enrollments.inc();
-      const facts = await this.enrollments.mailingFacts(row.id);
+    const { row, created } = await withTransaction(this.db, async (tx) => {
+      const enrolled = await this.enrollments.enroll(user.id, courseId, tx);
+      if (!enrolled.created) return enrolled;
+      const { id } = enrolled.row;
+      const facts = await this.enrollments.mailingFacts(id, tx);
       if (facts) {
-        await this.jobs.enqueue(
+        const idempotencyKey = `enrollment-confirmation-${id}`;
+        await queueJob(
+          tx,
           'email.send',
           {
             to: facts.email,
             template: 'enrollment-confirmation',
             props: { name: facts.name, courseTitle: facts.courseTitle, courseId },
-            idempotencyKey: `enrollment-confirmation-${row.id}`,
+            idempotencyKey,
           },
-          { jobId: jobIdFor('email.send', `enrollment-confirmation-${row.id}`) },
+          jobIdFor('email.send', idempotencyKey),
         );
       }
-      await this.jobs.publish(this.db, 'enrollment.created', { enrollmentId: row.id, userId: user.id, courseId });
-    }
+      await publishWebhookEvent(tx, 'enrollment.created', { enrollmentId: id, userId: user.id, courseId });
+      return enrolled;
+    });
+    if (created) this.metrics.enrollments.inc();
     return { created, enrollment: presentEnrollment(row) };
   }
 
@@ -60,16 +65,24 @@ export class EnrollmentsService {
     if (!(await this.enrollments.lessonBelongsTo(lessonId, enrollment.course_id))) {
       throw new NotFoundError('no such lesson in this course');
     }
-    if (await this.enrollments.completeLesson(enrollment, lessonId)) {
-      this.metrics.lessonCompletions.inc();
-      await this.jobs.enqueue('progress.recompute', { enrollmentId });
-      await this.jobs.publish(this.db, 'lesson.completed', {
+    const completed = await withTransaction(this.db, async (tx) => {
+      if (!(await this.enrollments.completeLesson(enrollment, lessonId, tx))) return false;
+      // One recompute per completion: completing the lesson again is not a new completion.
+      await queueJob(
+        tx,
+        'progress.recompute',
+        { enrollmentId },
+        jobIdFor('progress.recompute', enrollmentId, 'lesson', lessonId),
+      );
+      await publishWebhookEvent(tx, 'lesson.completed', {
         enrollmentId,
         lessonId,
         userId: user.id,
         courseId: enrollment.course_id,
       });
-    }
+      return true;
+    });
+    if (completed) this.metrics.lessonCompletions.inc();
     return presentEnrollment((await this.enrollments.findById(enrollmentId))!);
   }
 }

@@ -1,7 +1,5 @@
-import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisConnectionOptions } from '@lms/core';
-import { testRedisUrl } from '@lms/core/testing';
+import type { JobName } from '@lms/core';
 import { call, createCourse, createTestApi, createUser, type TestApi, type TestUser } from '../../testing/test-app.js';
 
 let api: TestApi;
@@ -18,19 +16,13 @@ afterAll(async () => {
   await api.close();
 });
 
-async function waitingJobs(queue: string) {
-  const handle = new Queue(queue, {
-    connection: redisConnectionOptions(testRedisUrl),
-    prefix: api.config.QUEUE_PREFIX,
-  });
-  try {
-    return (await handle.getJobs(['waiting', 'delayed'])).map((job) => ({
-      name: job.name,
-      data: job.data as Record<string, unknown>,
-    }));
-  } finally {
-    await handle.close();
-  }
+/** The jobs the API decided to queue: its outbox rows (the worker's relay moves them to the queues). */
+async function queuedJobs(name: JobName) {
+  const { rows } = await api.db.query<{ job_name: string; payload: Record<string, unknown> }>(
+    'SELECT job_name, payload FROM outbox WHERE job_name = $1 ORDER BY id',
+    [name],
+  );
+  return rows.map((row) => ({ name: row.job_name, data: row.payload }));
 }
 
 describe('enrolment', () => {
@@ -52,7 +44,7 @@ describe('enrolment', () => {
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(first.body.id);
 
-    const emails = (await waitingJobs('emails')).filter((job) => job.data.template === 'enrollment-confirmation');
+    const emails = (await queuedJobs('email.send')).filter((job) => job.data.template === 'enrollment-confirmation');
     expect(emails).toEqual([
       {
         name: 'email.send',
@@ -70,7 +62,7 @@ describe('enrolment', () => {
     expect(events.rows).toEqual([
       { type: 'enrollment.created', payload: { enrollmentId: first.body.id, userId: learner.id, courseId: course.id } },
     ]);
-    expect((await waitingJobs('webhooks')).map((job) => job.name)).toEqual(['webhook.deliver']);
+    expect((await queuedJobs('webhook.deliver')).map((job) => job.name)).toEqual(['webhook.deliver']);
   });
 
   it('refuses drafts and unknown courses (404)', async () => {
@@ -126,7 +118,9 @@ describe('lesson completion', () => {
       enrollment.id,
     ]);
     expect(completions.rows).toEqual([{ lesson_id: course.lessonIds[0] }]);
-    const recomputes = (await waitingJobs('progress')).filter((job) => job.data.enrollmentId === enrollment.id);
+    const recomputes = (await queuedJobs('progress.recompute')).filter(
+      (job) => job.data.enrollmentId === enrollment.id,
+    );
     expect(recomputes).toEqual([{ name: 'progress.recompute', data: { enrollmentId: enrollment.id } }]);
     const events = await api.db.query(`SELECT payload FROM webhook_events WHERE type = 'lesson.completed'`);
     expect(events.rows).toContainEqual({

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { maybeOne, one, withTransaction } from '@lms/core';
+import { maybeOne, one, queueJob, withTransaction } from '@lms/core';
+import { jobIdFor } from '@lms/core/queue';
 import type { RevealAnswers } from './quizzes.schema.js';
 
 export interface QuizRow {
@@ -92,6 +93,16 @@ export class AttemptTransaction {
     );
     await this.client.query('UPDATE enrollments SET last_activity_at = now() WHERE id = $1', [attempt.enrollmentId]);
     return one(inserted);
+  }
+
+  /** Queues the recompute of the enrolment's progress through the outbox, committed with the attempt. */
+  async queueRecompute(enrollmentId: string, attemptId: string): Promise<void> {
+    await queueJob(
+      this.client,
+      'progress.recompute',
+      { enrollmentId },
+      jobIdFor('progress.recompute', enrollmentId, 'attempt', attemptId),
+    );
   }
 }
 

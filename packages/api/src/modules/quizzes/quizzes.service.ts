@@ -1,7 +1,6 @@
 import { AppError, ForbiddenError, NotFoundError, ValidationError } from '@lms/core';
 import type { ApiMetrics } from '../../lib/api-metrics.js';
 import type { AuthUser } from '../../lib/auth-user.js';
-import type { JobDispatcher } from '../../jobs.js';
 import type { CoursesRepository } from '../courses/courses.repository.js';
 import { canManage } from '../courses/courses.service.js';
 import { presentAttempt, presentQuiz, presentQuizSummary } from './quizzes.presenter.js';
@@ -57,7 +56,6 @@ export class QuizzesService {
   constructor(
     private readonly quizzes: QuizzesRepository,
     private readonly courses: CoursesRepository,
-    private readonly jobs: JobDispatcher,
     private readonly metrics: ApiMetrics,
   ) {}
 
@@ -112,31 +110,30 @@ export class QuizzesService {
       body.answers,
     );
     const passed = score >= quiz.pass_mark;
-    const { enrollmentId, attempt, attemptsUsed, passedBefore } = await this.quizzes.inAttemptTransaction(
-      async (tx) => {
-        const enrollmentId = await tx.lockEnrollment(user.id, course.id);
-        if (!enrollmentId) throw new ForbiddenError('enrol in the course to take its quizzes');
-        const standing = await tx.standing(enrollmentId, quizId, quiz.cooldown_seconds);
-        if (standing.used >= quiz.max_attempts) {
-          throw new QuizClosedError(`you have used all ${quiz.max_attempts} attempts at this quiz`);
-        }
-        if (answersRevealed(quiz, { passed: standing.passed, remaining: quiz.max_attempts - standing.used })) {
-          throw new QuizClosedError('you passed this quiz and have seen its answers; it takes no more attempts');
-        }
-        if (standing.waitSeconds > 0) throw new QuizCooldownError(standing.waitSeconds);
-        const attempt = await tx.insert({
-          quizId,
-          userId: user.id,
-          enrollmentId,
-          answers: body.answers,
-          score,
-          passed,
-        });
-        return { enrollmentId, attempt, attemptsUsed: standing.used + 1, passedBefore: standing.passed };
-      },
-    );
+    const { attempt, attemptsUsed, passedBefore } = await this.quizzes.inAttemptTransaction(async (tx) => {
+      const enrollmentId = await tx.lockEnrollment(user.id, course.id);
+      if (!enrollmentId) throw new ForbiddenError('enrol in the course to take its quizzes');
+      const standing = await tx.standing(enrollmentId, quizId, quiz.cooldown_seconds);
+      if (standing.used >= quiz.max_attempts) {
+        throw new QuizClosedError(`you have used all ${quiz.max_attempts} attempts at this quiz`);
+      }
+      if (answersRevealed(quiz, { passed: standing.passed, remaining: quiz.max_attempts - standing.used })) {
+        throw new QuizClosedError('you passed this quiz and have seen its answers; it takes no more attempts');
+      }
+      if (standing.waitSeconds > 0) throw new QuizCooldownError(standing.waitSeconds);
+      const attempt = await tx.insert({
+        quizId,
+        userId: user.id,
+        enrollmentId,
+        answers: body.answers,
+        score,
+        passed,
+      });
+      // Progress counts a quiz once it is passed: only its first pass changes it.
+      if (passed && !standing.passed) await tx.queueRecompute(enrollmentId, attempt.id);
+      return { attempt, attemptsUsed: standing.used + 1, passedBefore: standing.passed };
+    });
     this.metrics.quizAttempts.inc({ passed: String(passed) });
-    await this.jobs.enqueue('progress.recompute', { enrollmentId });
     const remaining = quiz.max_attempts - attemptsUsed;
     const revealed = answersRevealed(quiz, { passed: passed || passedBefore, remaining });
     return presentAttempt({

@@ -63,7 +63,7 @@ describe('quizzes', () => {
 
   it('scores attempts on the server and queues the progress recompute', async () => {
     const taker = await createUser(api, 'student');
-    await call(api, 'post', `/api/v1/courses/${courseId}/enroll`, { token: taker.token });
+    const enrolled = await call(api, 'post', `/api/v1/courses/${courseId}/enroll`, { token: taker.token });
     const failed = await call(api, 'post', `/api/v1/quizzes/${quizId}/attempts`, {
       token: taker.token,
       body: { answers: [1, 0, 1] },
@@ -98,6 +98,17 @@ describe('quizzes', () => {
     expect(stored.rows).toEqual([
       { score: 33, passed: false },
       { score: 100, passed: true },
+    ]);
+    // Only the pass changes progress: one recompute, in the outbox with the attempt.
+    const recomputes = await api.db.query<{ job_id: string; payload: unknown }>(
+      `SELECT job_id, payload FROM outbox WHERE job_name = 'progress.recompute' AND payload->>'enrollmentId' = $1`,
+      [enrolled.body.id],
+    );
+    expect(recomputes.rows).toEqual([
+      {
+        job_id: `progress-recompute-${enrolled.body.id as string}-attempt-${passed.body.id as string}`,
+        payload: { enrollmentId: enrolled.body.id },
+      },
     ]);
   });
 

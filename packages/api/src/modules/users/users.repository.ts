@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { maybeOne, one, withTransaction } from '@lms/core';
+import { maybeOne, one, withTransaction, type Queryable } from '@lms/core';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 import type { Role } from '../../lib/auth-user.js';
 
@@ -34,8 +34,12 @@ export class UsersRepository {
   }
 
   /** Inserts a user; null when the e-mail address is taken. */
-  async insert(user: { email: string; name: string; passwordHash: string; role: Role }): Promise<UserRow | null> {
-    const result = await this.db.primary.query<UserRow>(
+  /** Inserts a user (null when the e-mail is taken); `db` is the primary, or the caller's transaction. */
+  async insert(
+    user: { email: string; name: string; passwordHash: string; role: Role },
+    db: Queryable = this.db.primary,
+  ): Promise<UserRow | null> {
+    const result = await db.query<UserRow>(
       `INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)
        ON CONFLICT (email) DO NOTHING RETURNING ${COLUMNS}`,
       [user.email, user.name, user.passwordHash, user.role],
