@@ -1,11 +1,14 @@
 import type { NextFunction, Request, Response } from 'express';
-import { AppError, maskSecretsInText, type Logger } from '@lms/core';
+import { AppError, isDatabaseUnavailable, maskSecretsInText, type Logger } from '@lms/core';
 import { requestIdOf } from './request-id.js';
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
   error: { code: string; message: string; requestId?: string; stack?: string };
 }
+
+/** What a 503 for a database outage asks clients to wait before trying again. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 interface HttpParserError {
   type?: string;
@@ -44,6 +47,13 @@ export function errorHandler(options: { logger: Logger; debug: boolean }) {
     }
     if (typeof parser.status === 'number' && parser.status >= 400 && parser.status < 500 && parser.expose) {
       return send(parser.status, 'bad_request', 'the request could not be read');
+    }
+    // PostgreSQL down, frozen, overloaded or too slow: the request may succeed later, so 503 with
+    // Retry-After (load balancers and clients back off) and a stable code, never the driver's text.
+    if (isDatabaseUnavailable(error)) {
+      options.logger.warn({ err: error, requestId }, 'database unavailable');
+      res.setHeader('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
+      return send(503, 'service_unavailable', 'the service is temporarily unavailable; try again in a few seconds');
     }
     options.logger.error({ err: error, requestId }, 'unhandled error');
     send(
