@@ -221,7 +221,6 @@ describe('internal errors', () => {
     } finally {
       deps.redis.disconnect();
       deps.subscriber.disconnect();
-      await deps.jobs.close();
     }
   });
 
@@ -234,7 +233,6 @@ describe('internal errors', () => {
     } finally {
       deps.redis.disconnect();
       deps.subscriber.disconnect();
-      await deps.jobs.close();
     }
   });
 });

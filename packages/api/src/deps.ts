@@ -1,7 +1,6 @@
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { createLogger, createPool, redisConnectionOptions, type Config, type Logger } from '@lms/core';
-import { defaultJobOptions, JobProducer } from '@lms/core/queue';
 import { ApiMetrics } from './lib/api-metrics.js';
 
 /** Everything the app needs from the outside, created once per process and passed to createApp. */
@@ -17,7 +16,6 @@ export interface Deps {
   redis: Redis;
   /** A second Redis connection in subscriber mode (cache invalidations between API processes). */
   subscriber: Redis;
-  jobs: JobProducer;
   metrics: ApiMetrics;
   /** Key prefix of the cache and the rate limits in Redis. */
   redisPrefix: string;
@@ -28,7 +26,7 @@ export interface CreateDepsOptions {
   redisPrefix?: string;
 }
 
-/** Opens the pools, the Redis connection and the job producer for one API process. */
+/** Opens the pools and the Redis connections for one API process (its jobs go through the outbox, not Redis). */
 export function createDeps(
   config: Config & { SECRET_KEY: string; DATABASE_URL: string },
   options: CreateDepsOptions & { logger?: Logger } = {},
@@ -64,18 +62,12 @@ export function createDeps(
   // SUBSCRIBE until Redis answers, and resubscribes after a reconnect.
   const subscriber = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
   subscriber.on('error', (error: Error) => logger.debug({ err: error }, 'redis subscriber connection error'));
-  const jobs = new JobProducer({
-    redisUrl: config.REDIS_URL,
-    prefix: config.QUEUE_PREFIX,
-    defaults: defaultJobOptions(config),
-  });
   return {
     config,
     logger,
     db: { primary, read },
     redis,
     subscriber,
-    jobs,
     metrics: new ApiMetrics(),
     redisPrefix: options.redisPrefix ?? 'lms:',
   };
@@ -83,7 +75,6 @@ export function createDeps(
 
 /** Closes everything createDeps opened. */
 export async function closeDeps(deps: Deps): Promise<void> {
-  await deps.jobs.close().catch(() => undefined);
   deps.redis.disconnect();
   deps.subscriber.disconnect();
   if (deps.db.read !== deps.db.primary) await deps.db.read.end();
