@@ -112,8 +112,11 @@ function batch(): Array<Promise<Outcome>> {
   ];
 }
 
-/** Requests of `batch()` every 200 ms and a readiness probe every second, for `ms`. */
-async function traffic(ms: number): Promise<Outcome[]> {
+/**
+ * Starts the requests of `batch()` every 200 ms and a readiness probe every second, for `ms`;
+ * resolves then with the requests still under way.
+ */
+async function traffic(ms: number): Promise<Array<Promise<Outcome>>> {
   const pending: Array<Promise<Outcome>> = [];
   const end = Date.now() + ms;
   for (let round = 0; Date.now() < end; round++) {
@@ -121,7 +124,7 @@ async function traffic(ms: number): Promise<Outcome[]> {
     if (round % 5 === 0) pending.push(send('ready', '/ready'));
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  return Promise.all(pending);
+  return pending;
 }
 
 async function waitUntilReady(): Promise<void> {
@@ -187,13 +190,15 @@ describe('PostgreSQL outages', () => {
     await expectServing();
     await own.freeze();
     const frozenAt = Date.now();
-    let outcomes: Outcome[];
+    let pending: Array<Promise<Outcome>>;
     try {
-      outcomes = await traffic(FREEZE_MS);
+      pending = await traffic(FREEZE_MS);
     } finally {
       own.thaw();
     }
     const thawedAt = Date.now();
+    // Requests still waiting when the database thaws finish now; one that still does not has hung.
+    const outcomes = await Promise.all(pending);
     expectAllWithinBound(outcomes);
     const during = outcomes.filter(
       (outcome) => outcome.startedAt >= frozenAt && outcome.startedAt + outcome.ms < thawedAt,
