@@ -115,7 +115,7 @@ export function createPool(options: CreatePoolOptions): pg.Pool {
   return pool;
 }
 
-/** Milliseconds lmsctl and the readiness probe wait for a connection before giving up. */
+/** Milliseconds lmsctl waits for a connection before giving up (the API's readiness probe waits 1 s). */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
