@@ -34,15 +34,20 @@ export interface OutboxRow {
 }
 
 /**
- * Locks up to `limit` unsent rows, oldest first, skipping rows another relay holds: any number of
- * worker processes relay side by side, each row by one of them. Run inside a transaction; the
- * locks last until it ends.
+ * Locks up to `limit` unsent rows, oldest first, skipping rows another relay holds and the ids in
+ * `skip`: any number of worker processes relay side by side, each row by one of them. Run inside
+ * a transaction; the locks last until it ends.
  */
-export async function claimUnsentOutbox(client: Queryable, limit: number): Promise<OutboxRow[]> {
+export async function claimUnsentOutbox(
+  client: Queryable,
+  limit: number,
+  skip: readonly string[] = [],
+): Promise<OutboxRow[]> {
   const { rows } = await client.query<OutboxRow>(
     `SELECT id::text AS id, job_name, payload, job_id FROM outbox
-      WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-    [limit],
+      WHERE sent_at IS NULL AND NOT (id = ANY ($2::bigint[]))
+      ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    [limit, skip],
   );
   return rows;
 }

@@ -180,7 +180,7 @@ describe('the relay', () => {
     const passes = await Promise.all(
       [1, 2, 3].map(() => relayOutboxOnce({ pool: env.db, producer: env.producer, batchSize: 100 })),
     );
-    expect(passes.every((pass) => pass.failed === 0)).toBe(true);
+    expect(passes.every((pass) => !pass.redisFailed && pass.refused.length === 0)).toBe(true);
     const sentByPasses = passes.reduce((sum, pass) => sum + pass.sent, 0);
     // Each pass took rows the others did not hold; what they left is relayed by the next passes.
     let sent = sentByPasses;
@@ -198,7 +198,7 @@ describe('the relay', () => {
     await queue.drain();
   });
 
-  it('keeps a row whose payload this release refuses, with the reason, and relays the rest', async () => {
+  it('keeps the rows this release refuses, with the reason, and they never hold up the others', async () => {
     await env.db.query('DELETE FROM outbox');
     await env.db.query(
       `INSERT INTO outbox (job_name, payload, job_id) VALUES
@@ -206,7 +206,35 @@ describe('the relay', () => {
          ('report.render', '{}', 'unknown-job')`,
     );
     await queueJob(env.db, 'progress.recompute', { enrollmentId: '00000000-0000-4000-8000-000000000002' }, 'good');
-    expect(await relayOutboxOnce({ pool: env.db, producer: env.producer })).toEqual({ sent: 1, failed: 2 });
+    // A batch full of refused rows...
+    const first = await relayOutboxOnce({ pool: env.db, producer: env.producer, batchSize: 2 });
+    expect(first).toEqual({
+      sent: 0,
+      refused: [
+        {
+          id: expect.any(String),
+          jobName: 'progress.recompute',
+          jobId: 'bad-payload',
+          reason: 'invalid payload for progress.recompute: enrollmentId: must be a UUID',
+        },
+        {
+          id: expect.any(String),
+          jobName: 'report.render',
+          jobId: 'unknown-job',
+          reason: 'unknown job name report.render: this release cannot queue it',
+        },
+      ],
+      redisFailed: false,
+      full: true,
+    });
+    // ...and the next pass, skipping them, relays what comes after.
+    const second = await relayOutboxOnce({
+      pool: env.db,
+      producer: env.producer,
+      batchSize: 2,
+      skip: first.refused.map((row) => row.id),
+    });
+    expect(second).toEqual({ sent: 1, refused: [], redisFailed: false, full: false });
     const { rows } = await env.db.query<{ job_id: string; sent: boolean; attempts: number; last_error: string | null }>(
       'SELECT job_id, sent_at IS NOT NULL AS sent, attempts, last_error FROM outbox ORDER BY id',
     );
@@ -225,6 +253,10 @@ describe('the relay', () => {
       },
       { job_id: 'good', sent: true, attempts: 0, last_error: null },
     ]);
+    expect(await env.queue('progress').getJob('good')).toMatchObject({
+      name: 'progress.recompute',
+      data: { enrollmentId: '00000000-0000-4000-8000-000000000002' },
+    });
     await env.queue('progress').drain();
   });
 });
