@@ -81,7 +81,7 @@ describe('HTTP hygiene', () => {
     });
     expect(response.headers['strict-transport-security']).toBeUndefined();
     expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
-    const production = await createTestApi({ NODE_ENV: 'production' });
+    const production = await createTestApi({ NODE_ENV: 'production', WEBHOOK_SECRET_KEY: '0'.repeat(64) });
     try {
       expect((await call(production, 'get', '/health')).headers['strict-transport-security']).toBe(
         'max-age=31536000; includeSubDomains',

@@ -42,7 +42,7 @@ export function renderConfigurationMarkdown(): string {
     'working directory (or `--env-file`); variables already set in the environment win. Empty values count as',
     'unset. Variables marked secret never appear in logs, error messages or `--json` output.',
     '',
-    'In `NODE_ENV=production`, `SECRET_KEY` must be at least 64 characters and `DEBUG` must be false.',
+    'In `NODE_ENV=production`, `SECRET_KEY` must be at least 64 characters, `WEBHOOK_SECRET_KEY` must be set and `DEBUG` must be false.',
   ];
   for (const [group, fields] of fieldsByGroup()) {
     lines.push('', `## ${groupTitles[group]}`, '', '| Variable | Default | Secret | Meaning |', '|---|---|---|---|');

@@ -67,7 +67,12 @@ describe('loadConfig', () => {
   });
 
   it('refuses a short SECRET_KEY and DEBUG=true in production, together', () => {
-    const problems = problemsOf({ NODE_ENV: 'production', SECRET_KEY: 'short-but-secret', DEBUG: 'true' });
+    const problems = problemsOf({
+      NODE_ENV: 'production',
+      SECRET_KEY: 'short-but-secret',
+      DEBUG: 'true',
+      WEBHOOK_SECRET_KEY: '0'.repeat(64),
+    });
     expect(problems).toEqual([
       'SECRET_KEY: must be at least 64 characters in production (it has 16)',
       'DEBUG: must be false in production (it exposes internals)',
@@ -86,8 +91,11 @@ describe('loadConfig', () => {
   });
 
   it('requires SECRET_KEY in production and accepts 64 characters', () => {
-    expect(problemsOf({ NODE_ENV: 'production' })).toEqual(['SECRET_KEY: is required in production']);
-    expect(loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(64) }).SECRET_KEY).toHaveLength(64);
+    const webhookKey = { WEBHOOK_SECRET_KEY: '0'.repeat(64) };
+    expect(problemsOf({ NODE_ENV: 'production', ...webhookKey })).toEqual(['SECRET_KEY: is required in production']);
+    expect(loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(64), ...webhookKey }).SECRET_KEY).toHaveLength(
+      64,
+    );
   });
 
   it('allows a short key and DEBUG outside production', () => {

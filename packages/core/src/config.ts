@@ -3,6 +3,7 @@ import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { parseDurationMs } from './duration.js';
 import { ConfigError, errorMessage } from './errors.js';
+import { SECRET_KEY_HEX } from './secret-box.js';
 
 /**
  * The one environment schema of the project. Every process (api, worker, lmsctl) parses the
@@ -334,6 +335,20 @@ export const configFields = {
       'Allow webhook URLs on loopback, private and link-local addresses (for development and tests only; refused in production).',
     group: 'webhooks',
   }),
+  WEBHOOK_SECRET_KEY: field({
+    schema: z.string().regex(SECRET_KEY_HEX, 'must be 64 hex characters (e.g. `openssl rand -hex 32`)').optional(),
+    description:
+      'Key that encrypts webhook signing secrets in the database (AES-256-GCM), 64 hex characters (e.g. `openssl rand -hex 32`). Required in production; the api and the worker need the same one. Without it (development only) secrets are stored in plain text. To rotate, see docs/operations.md.',
+    secret: true,
+    group: 'webhooks',
+  }),
+  WEBHOOK_SECRET_KEY_PREVIOUS: field({
+    schema: z.string().regex(SECRET_KEY_HEX, 'must be 64 hex characters (e.g. `openssl rand -hex 32`)').optional(),
+    description:
+      'During a key rotation: the former WEBHOOK_SECRET_KEY, still read (never written) until `lmsctl webhooks encrypt-secrets` has re-encrypted every secret with the new one.',
+    secret: true,
+    group: 'webhooks',
+  }),
   LMS_BACKUP_DIR: field({
     schema: z.string().min(1),
     default: 'backups/db',
@@ -480,7 +495,21 @@ const configSchema = z.object(shape).superRefine((config, ctx) => {
       message: `must be greater than DB_STATEMENT_TIMEOUT_SECONDS (${statementTimeout}), or 0`,
     });
   }
+  if (config.WEBHOOK_SECRET_KEY_PREVIOUS && !config.WEBHOOK_SECRET_KEY) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['WEBHOOK_SECRET_KEY_PREVIOUS'],
+      message: 'is only read during a rotation: set WEBHOOK_SECRET_KEY to the new key as well',
+    });
+  }
   if (config.NODE_ENV !== 'production') return;
+  if (!config.WEBHOOK_SECRET_KEY) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['WEBHOOK_SECRET_KEY'],
+      message: 'is required in production (it encrypts webhook signing secrets; e.g. `openssl rand -hex 32`)',
+    });
+  }
   if (!config.SECRET_KEY) {
     ctx.addIssue({ code: 'custom', path: ['SECRET_KEY'], message: 'is required in production' });
   } else if (config.SECRET_KEY.length < MIN_PRODUCTION_SECRET_LENGTH) {

@@ -61,7 +61,12 @@ describe('lmsctl seed', () => {
   it('refuses production', async () => {
     const { ctx } = testContext({
       cwd: process.cwd(),
-      env: { NODE_ENV: 'production', DATABASE_URL: database.url, SECRET_KEY: 'x'.repeat(64) },
+      env: {
+        NODE_ENV: 'production',
+        DATABASE_URL: database.url,
+        SECRET_KEY: 'x'.repeat(64),
+        WEBHOOK_SECRET_KEY: '0'.repeat(64),
+      },
     });
     await expect(seed(ctx)).rejects.toThrow('refusing to load demo data with NODE_ENV=production');
   });
