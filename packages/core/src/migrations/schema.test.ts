@@ -41,6 +41,7 @@ describe('the LMS schema', () => {
       'enrollments',
       'lesson_completions',
       'lessons',
+      'outbox',
       'quiz_attempts',
       'quiz_questions',
       'quizzes',
