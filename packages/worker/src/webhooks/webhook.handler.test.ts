@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger, UnknownSecretKeyError, webhookSecretBox, webhookSecretContext, type SecretBox } from '@lms/core';
 import { publishWebhookEvent } from '@lms/core/webhook-events';
 import type { WorkerProcess } from '../runtime/worker-process.js';
 import { insertSubscription } from '../testing/factories.js';
@@ -263,6 +266,99 @@ describe('webhook.deliver', () => {
     } finally {
       client.release();
     }
+  });
+});
+
+describe('webhook.deliver with secrets encrypted at rest', () => {
+  const KEY = 'a1'.repeat(32);
+  const OTHER_KEY = 'b2'.repeat(32);
+  const box = webhookSecretBox({ WEBHOOK_SECRET_KEY: KEY })!;
+
+  /** A subscription as the API stores it with WEBHOOK_SECRET_KEY set: no plain text in the row. */
+  async function insertSealed(sealWith: SecretBox, secret: string): Promise<string> {
+    const id = randomUUID();
+    const sealed = sealWith.seal(secret, webhookSecretContext(id));
+    // Subscribed to another event than the tests publish: only these direct handler runs deliver it.
+    await env.db.query(
+      `INSERT INTO webhook_subscriptions (id, url, events, secret_ciphertext, secret_key_id) VALUES ($1, $2, $3, $4, $5)`,
+      [id, receiver.url, ['certificate.issued'], sealed.ciphertext, sealed.keyId],
+    );
+    return id;
+  }
+
+  function capturingLog() {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        lines.push(chunk.toString('utf8'));
+        callback();
+      },
+    });
+    return { lines, log: createLogger({ level: 'info', destination }) };
+  }
+
+  it('signs with the decrypted secret: the receiver verifies it with the original', async () => {
+    const subscriptionId = await insertSealed(box, SECRET);
+    const eventId = await publish({ sealed: true });
+    const handler = createWebhookHandler({ pool: worker.pool, config: config({ WEBHOOK_SECRET_KEY: KEY }) });
+    await handler({ subscriptionId, eventId }, handlerContext());
+    expect(receiver.requests).toHaveLength(1);
+    expect(receiver.requests[0]!.signatureValid).toBe(true);
+    const [request] = receiver.requests;
+    expect(verifySignatureHeader(String(request!.headers['x-lms-signature']), SECRET, request!.body)).toBe(true);
+    expect(await deliveries(subscriptionId)).toMatchObject([{ attempt: 1, status: 'succeeded' }]);
+  });
+
+  it('still reads a plain-text secret from before encryption, and says so once per process', async () => {
+    const first = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['certificate.issued'],
+      secret: SECRET,
+    });
+    const second = await insertSubscription(env.db, {
+      url: receiver.url,
+      events: ['certificate.issued'],
+      secret: SECRET,
+    });
+    const eventId = await publish({ legacy: true });
+    const { lines, log } = capturingLog();
+    const handler = createWebhookHandler({ pool: worker.pool, config: config({ WEBHOOK_SECRET_KEY: KEY }) });
+    await handler({ subscriptionId: first, eventId }, handlerContext({ log }));
+    await handler({ subscriptionId: second, eventId }, handlerContext({ log }));
+    expect(receiver.requests.map((request) => request.signatureValid)).toEqual([true, true]);
+    const notes = lines.filter((line) => line.includes('lmsctl webhooks encrypt-secrets'));
+    expect(notes).toHaveLength(1);
+    expect(lines.join('')).not.toContain(SECRET);
+  });
+
+  it('fails an attempt, naming key ids only, when the secret is under a key this process lacks', async () => {
+    const other = webhookSecretBox({ WEBHOOK_SECRET_KEY: OTHER_KEY })!;
+    const subscriptionId = await insertSealed(other, SECRET);
+    const eventId = await publish({ wrongKey: true });
+    const wrong = createWebhookHandler({ pool: worker.pool, config: config({ WEBHOOK_SECRET_KEY: KEY }) });
+    const failure = await wrong({ subscriptionId, eventId }, handlerContext()).catch(
+      (error: unknown) => error as Error,
+    );
+    expect(failure).toBeInstanceOf(UnknownSecretKeyError);
+    expect(failure.message).toContain(other.current.id);
+    expect(failure.message).toContain(box.current.id);
+    for (const secret of [SECRET, KEY, OTHER_KEY]) expect(failure.message).not.toContain(secret);
+
+    const keyless = createWebhookHandler({ pool: worker.pool, config: config() });
+    await expect(keyless({ subscriptionId, eventId }, handlerContext())).rejects.toThrow(
+      `the signing secret of webhook subscription ${subscriptionId} is encrypted (key id ${other.current.id}) but WEBHOOK_SECRET_KEY is not set`,
+    );
+    // Nothing was sent, and no attempt counted against the subscription.
+    expect(receiver.requests).toEqual([]);
+    expect(await deliveries(subscriptionId)).toEqual([]);
+
+    // The rotation's previous key opens it.
+    const rotating = createWebhookHandler({
+      pool: worker.pool,
+      config: config({ WEBHOOK_SECRET_KEY: KEY, WEBHOOK_SECRET_KEY_PREVIOUS: OTHER_KEY }),
+    });
+    await rotating({ subscriptionId, eventId }, handlerContext());
+    expect(receiver.requests.map((request) => request.signatureValid)).toEqual([true]);
   });
 });
 

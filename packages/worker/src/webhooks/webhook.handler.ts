@@ -1,18 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import type pg from 'pg';
-import { errorMessage, withTransaction, type Config } from '@lms/core';
-import type { JobHandler } from '../job-types.js';
+import { errorMessage, webhookSecretBox, webhookSecretContext, withTransaction, type Config } from '@lms/core';
+import type { JobContext, JobHandler } from '../job-types.js';
 import { TargetRefusedError } from './ssrf-guard.js';
 import { InvalidTargetError, postWebhook } from './webhook-http.js';
-import { loadDeliveryState, recordAttempt } from './webhook.repository.js';
+import { loadDeliveryState, recordAttempt, type StoredSecret } from './webhook.repository.js';
 import { deliveryId, signatureHeader } from './webhook-signature.js';
 
 export interface WebhookDeps {
   pool: pg.Pool;
   config: Pick<
     Config,
-    'WEBHOOK_TIMEOUT_SECONDS' | 'WEBHOOK_MAX_CONSECUTIVE_FAILURES' | 'WEBHOOK_ALLOW_PRIVATE_TARGETS'
+    | 'WEBHOOK_TIMEOUT_SECONDS'
+    | 'WEBHOOK_MAX_CONSECUTIVE_FAILURES'
+    | 'WEBHOOK_ALLOW_PRIVATE_TARGETS'
+    | 'WEBHOOK_SECRET_KEY'
+    | 'WEBHOOK_SECRET_KEY_PREVIOUS'
   >;
 }
 
@@ -41,6 +45,30 @@ function classify(status: number | null, error: unknown): Outcome {
  */
 export function createWebhookHandler(deps: WebhookDeps): JobHandler<'webhook.deliver'> {
   const { pool, config } = deps;
+  const secretBox = webhookSecretBox(config);
+  let plaintextNoted = false;
+  /**
+   * The signing secret in clear, for this delivery only. A secret still in plain text (a row from
+   * before encryption) is used as is, noted once per process; one sealed under a key this process
+   * lacks fails the attempt with the key ids (never a key), to be retried once the setting is fixed.
+   */
+  const signingSecret = (id: string, stored: StoredSecret, log: JobContext['log']): string => {
+    if ('plaintext' in stored) {
+      if (secretBox && !plaintextNoted) {
+        plaintextNoted = true;
+        log.warn(
+          'webhook signing secrets still stored in plain text: run `lmsctl webhooks encrypt-secrets` to encrypt them',
+        );
+      }
+      return stored.plaintext;
+    }
+    if (!secretBox) {
+      throw new Error(
+        `the signing secret of webhook subscription ${id} is encrypted (key id ${stored.encrypted.keyId}) but WEBHOOK_SECRET_KEY is not set`,
+      );
+    }
+    return secretBox.open(stored.encrypted, webhookSecretContext(id));
+  };
   return async ({ subscriptionId, eventId }, ctx) => {
     let state = await loadDeliveryState(pool, subscriptionId, eventId);
     for (const wait of EVENT_WAITS_MS) {
@@ -78,7 +106,11 @@ export function createWebhookHandler(deps: WebhookDeps): JobHandler<'webhook.del
       'user-agent': 'LMS-Webhooks/1',
       'x-lms-event': event.type,
       'x-lms-delivery': deliveryId(subscription.id, event.id),
-      'x-lms-signature': signatureHeader(subscription.secret, body, Math.floor(Date.now() / 1000)),
+      'x-lms-signature': signatureHeader(
+        signingSecret(subscription.id, subscription.secret, ctx.log),
+        body,
+        Math.floor(Date.now() / 1000),
+      ),
     };
     const started = performance.now();
     let status: number | null = null;

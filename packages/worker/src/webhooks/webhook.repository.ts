@@ -1,10 +1,13 @@
 import type pg from 'pg';
-import { maybeOne, one } from '@lms/core';
+import { maybeOne, one, type SealedSecret } from '@lms/core';
 import type { Queryable } from '@lms/core/webhook-events';
+
+/** A signing secret as stored: sealed (migration 0011), or in plain text from before it. */
+export type StoredSecret = { encrypted: SealedSecret } | { plaintext: string };
 
 /** Everything one delivery needs, read in one round trip. */
 export interface DeliveryState {
-  subscription: { id: string; url: string; secret: string; active: boolean } | null;
+  subscription: { id: string; url: string; secret: StoredSecret; active: boolean } | null;
   event: { id: string; type: string; payload: unknown; createdAt: Date } | null;
   /** A delivery of this event to this subscription already succeeded. */
   succeeded: boolean;
@@ -16,6 +19,8 @@ interface DeliveryStateRow {
   subscription_id: string | null;
   url: string | null;
   secret: string | null;
+  secret_ciphertext: Buffer | null;
+  secret_key_id: string | null;
   active: boolean | null;
   event_id: string | null;
   type: string | null;
@@ -31,7 +36,7 @@ export async function loadDeliveryState(
   eventId: string,
 ): Promise<DeliveryState> {
   const result = await db.query<DeliveryStateRow>(
-    `SELECT s.id AS subscription_id, s.url, s.secret, s.active,
+    `SELECT s.id AS subscription_id, s.url, s.secret, s.secret_ciphertext, s.secret_key_id, s.active,
             e.id AS event_id, e.type, e.payload, e.created_at,
             (SELECT coalesce(max(d.attempt), 0)::int FROM webhook_deliveries d
               WHERE d.subscription_id = $1 AND d.event_id = $2) AS attempts,
@@ -48,7 +53,16 @@ export async function loadDeliveryState(
     subscription:
       row.subscription_id === null
         ? null
-        : { id: row.subscription_id, url: row.url!, secret: row.secret!, active: row.active! },
+        : {
+            id: row.subscription_id,
+            url: row.url!,
+            // The table's check constraint: one of the two forms is always there.
+            secret:
+              row.secret_ciphertext !== null
+                ? { encrypted: { keyId: row.secret_key_id!, ciphertext: row.secret_ciphertext } }
+                : { plaintext: row.secret! },
+            active: row.active!,
+          },
     event:
       row.event_id === null
         ? null
