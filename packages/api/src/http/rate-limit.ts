@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError, type Config } from '@lms/core';
+import { clientAddress } from './client-address.js';
 
 export class RateLimitedError extends AppError {
   constructor(readonly retryAfterSeconds: number) {
@@ -56,8 +57,8 @@ export function createRateLimits(redis: Redis, config: LimitConfig, prefix: stri
     }
   };
   return {
-    perIp: (req, res) => consume(ip, req.ip ?? 'unknown', res),
+    perIp: (req, res) => consume(ip, clientAddress(req) ?? 'unknown', res),
     perUser: (_req, res, userId) => consume(user, userId, res),
-    auth: (req, res) => consume(auth, req.ip ?? 'unknown', res),
+    auth: (req, res) => consume(auth, clientAddress(req) ?? 'unknown', res),
   };
 }

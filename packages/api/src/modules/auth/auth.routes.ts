@@ -1,9 +1,10 @@
 import type { Request } from 'express';
+import { clientAddress } from '../../http/client-address.js';
 import { route, type RouteDefinition } from '../../http/routes.js';
 import { loginBody, refreshBody, registerBody, sessionResponse } from './auth.schema.js';
 import type { AuthService } from './auth.service.js';
 
-const client = (req: Request) => ({ userAgent: req.headers['user-agent'], ip: req.ip });
+const client = (req: Request) => ({ userAgent: req.headers['user-agent'], ip: clientAddress(req) });
 
 export function authRoutes(auth: AuthService): RouteDefinition[] {
   return [
