@@ -88,6 +88,10 @@ const commands: Record<string, Here | Elsewhere> = {
     args: ['user', 'create', '--email', 'ops@example.com', '--name', 'Ops', '--role', 'admin', '--password-stdin'],
     input: 'a long enough password 1!',
   },
+  'webhooks encrypt-secrets': {
+    args: ['webhooks', 'encrypt-secrets'],
+    env: () => ({ WEBHOOK_SECRET_KEY: '3c'.repeat(32) }),
+  },
   up: { args: ['up'] },
   down: { args: ['down'] },
   ps: { args: ['ps'] },

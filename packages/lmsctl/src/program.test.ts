@@ -60,6 +60,7 @@ describe('lmsctl --help', () => {
       'status',
       'check',
       'user',
+      'webhooks',
       'up',
       'down',
       'ps',

@@ -13,6 +13,7 @@ import { registerStack } from './cli/stack.js';
 import { registerCheck } from './cli/check.js';
 import { registerStatus } from './cli/status.js';
 import { registerUser } from './cli/user.js';
+import { registerWebhooks } from './cli/webhooks.js';
 import { lmsctlVersion } from './version.js';
 
 /**
@@ -61,6 +62,7 @@ ${examples(
   registerStatus(program, runtime);
   registerCheck(program, runtime);
   registerUser(program, runtime);
+  registerWebhooks(program, runtime);
   registerStack(program, runtime);
   registerAzure(program, runtime);
 
