@@ -93,7 +93,7 @@ export const configFields = {
   SECRET_KEY: field({
     schema: z.string().min(1).optional(),
     description:
-      'Key that signs access tokens and protects stored secrets. Required by the API; in production at least 64 characters (e.g. `openssl rand -hex 32` gives 64).',
+      'Key that signs access tokens (stored webhook secrets are encrypted with WEBHOOK_SECRET_KEY instead). Required by the API; in production at least 64 characters (e.g. `openssl rand -hex 32` gives 64).',
     secret: true,
     group: 'runtime',
   }),
