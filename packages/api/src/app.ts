@@ -10,6 +10,7 @@ import { AuditRepository } from './modules/audit/audit.repository.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { SessionsRepository } from './modules/auth/sessions.repository.js';
+import { TokenRevocations } from './modules/auth/token-revocations.js';
 import { AccessTokens } from './modules/auth/tokens.js';
 import { certificatesRoutes } from './modules/certificates/certificates.routes.js';
 import { CertificatesRepository } from './modules/certificates/certificates.repository.js';
@@ -47,7 +48,7 @@ function trustProxy(value: string): boolean | number | string {
 }
 
 /** Every route of the API, built on the services (the composition root of one process). */
-export function buildRoutes(deps: Deps, tokens: AccessTokens): RouteDefinition[] {
+export function buildRoutes(deps: Deps, tokens: AccessTokens, revocations: TokenRevocations): RouteDefinition[] {
   const { config } = deps;
   const audit = new AuditRepository(deps.db);
   const usersRepository = new UsersRepository(deps.db);
@@ -57,6 +58,7 @@ export function buildRoutes(deps: Deps, tokens: AccessTokens): RouteDefinition[]
     usersRepository,
     sessions,
     tokens,
+    revocations,
     deps.db.primary,
     deps.metrics,
     config.REFRESH_TOKEN_TTL,
@@ -64,7 +66,7 @@ export function buildRoutes(deps: Deps, tokens: AccessTokens): RouteDefinition[]
   const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
   return [
     ...authRoutes(auth),
-    ...usersRoutes(new UsersService(usersRepository, sessions, audit)),
+    ...usersRoutes(new UsersService(usersRepository, sessions, audit, revocations)),
     ...coursesRoutes(new CoursesService(coursesRepository, cache, audit)),
     ...enrollmentsRoutes(
       new EnrollmentsService(new EnrollmentsRepository(deps.db), coursesRepository, deps.metrics, deps.db.primary),
@@ -106,9 +108,15 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
 
   // One signer for the routes that issue tokens and the middleware that checks them.
   const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000);
-  const routes = buildRoutes(deps, tokens);
+  const revocations = new TokenRevocations(deps.redis, deps.redisPrefix, config.ACCESS_TOKEN_TTL, deps.logger);
+  const routes = buildRoutes(deps, tokens, revocations);
   mountRoutes(app, routes, {
-    authenticate: (token) => tokens.verify(token),
+    // Signature and claims first (no Redis trip for a forged token), then the deny-list.
+    authenticate: async (token) => {
+      const { user, issuedAtMs } = await tokens.read(token);
+      await revocations.check(user, issuedAtMs);
+      return user;
+    },
     userLimit: (req, res, user) => limits.perUser(req, res, user.id),
     authLimit: (req, res) => limits.auth(req, res),
   });

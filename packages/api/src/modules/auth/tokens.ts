@@ -19,19 +19,29 @@ export class AccessTokens {
     this.key = new TextEncoder().encode(secret);
   }
 
-  async issue(user: { id: string; role: Role }, sessionId: string): Promise<string> {
+  /**
+   * `issuedAt` is when the account was read that the token describes (default now). It is kept
+   * to the millisecond (a fractional `iat`, which RFC 7519 allows) so the deny-list can tell a
+   * token signed just before a deactivation or role change from one signed just after it.
+   */
+  async issue(user: { id: string; role: Role }, sessionId: string, issuedAt: Date = new Date()): Promise<string> {
     return new SignJWT({ role: user.role, sid: sessionId })
       .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
       .setSubject(user.id)
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
-      .setIssuedAt()
+      .setIssuedAt(issuedAt.getTime() / 1000)
       .setExpirationTime(`${this.ttlSeconds}s`)
       .sign(this.key);
   }
 
   /** The user a valid token names; UnauthorizedError for anything tampered, expired or foreign. */
   async verify(token: string): Promise<AuthUser> {
+    return (await this.read(token)).user;
+  }
+
+  /** Like verify, with the moment the token was issued (epoch ms) for the deny-list. */
+  async read(token: string): Promise<{ user: AuthUser; issuedAtMs: number }> {
     try {
       const { payload } = await jwtVerify(token, this.key, {
         algorithms: [ALGORITHM],
@@ -47,7 +57,8 @@ export class AccessTokens {
       if (!sub.success || sid?.success === false || (role !== 'admin' && role !== 'instructor' && role !== 'student')) {
         throw new UnauthorizedError('access token is not valid');
       }
-      return { id: sub.data, role, sessionId: sid?.data };
+      // requiredClaims made jose check that iat is a number.
+      return { user: { id: sub.data, role, sessionId: sid?.data }, issuedAtMs: Math.round(Number(payload.iat) * 1000) };
     } catch (error) {
       if (error instanceof UnauthorizedError) throw error;
       if (error instanceof errors.JWTExpired) throw new UnauthorizedError('access token expired; refresh it');

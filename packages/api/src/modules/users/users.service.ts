@@ -5,6 +5,7 @@ import type { AuthUser } from '../../lib/auth-user.js';
 import { presentUser } from './users.presenter.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
 import type { SessionsRepository } from '../auth/sessions.repository.js';
+import type { TokenRevocations } from '../auth/token-revocations.js';
 import type { UsersRepository } from './users.repository.js';
 import type { UpdateUserBody } from './users.schema.js';
 
@@ -13,6 +14,7 @@ export class UsersService {
     private readonly users: UsersRepository,
     private readonly sessions: SessionsRepository,
     private readonly audit: AuditRepository,
+    private readonly revocations: TokenRevocations,
   ) {}
 
   async me(user: AuthUser): Promise<ReturnType<typeof presentUser>> {
@@ -28,7 +30,8 @@ export class UsersService {
 
   /**
    * Admin change of role or active flag; the last active admin cannot be demoted or deactivated.
-   * Deactivation ends every session at once (access tokens already issued run out on their own).
+   * Deactivation ends every session at once, its access tokens included; a role change refuses
+   * the access tokens carrying the old role (a refresh then issues one with the new role).
    */
   async update(
     actor: AuthUser,
@@ -42,6 +45,8 @@ export class UsersService {
     if (row === 'last-admin') throw new ConflictError('this is the last active admin; make another admin first');
     if (!row) throw new NotFoundError('no such user');
     if (changes.active === false) await this.sessions.revokeAllOf(id);
+    // After the commit: a token signed from the changed row has a later issue time and stays valid.
+    if (changes.active === false || row.role !== target.role) await this.revocations.refuseTokensIssuedBefore(id);
     await this.audit.record({
       actorId: actor.id,
       action: 'user.updated',
