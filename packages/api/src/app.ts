@@ -1,4 +1,5 @@
 import express, { type Express } from 'express';
+import { webhookSecretBox } from '@lms/core';
 import type { Deps } from './deps.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { httpMetrics } from './http/metrics.js';
@@ -77,6 +78,7 @@ export function buildRoutes(deps: Deps, tokens: AccessTokens, revocations: Token
       new WebhooksService(new WebhooksRepository(deps.db), audit, {
         production: config.NODE_ENV === 'production',
         allowPrivateTargets: config.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+        secretBox: webhookSecretBox(config),
       }),
     ),
   ];

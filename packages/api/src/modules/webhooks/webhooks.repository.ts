@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { maybeOne, one } from '@lms/core';
+import { maybeOne, one, type SealedSecret } from '@lms/core';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface SubscriptionRow {
@@ -34,17 +34,32 @@ const COLUMNS =
 export class WebhooksRepository {
   constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
 
+  /**
+   * The secret is stored either sealed (`encrypted`, the id being part of its associated data, so
+   * the caller chooses it) or, only where no key is configured (development), in plain text.
+   */
   async insert(subscription: {
+    id: string;
     url: string;
     events: string[];
     description: string;
-    secret: string;
+    secret: { plaintext: string } | { encrypted: SealedSecret };
     createdBy: string;
   }): Promise<SubscriptionRow> {
+    const { secret } = subscription;
     const result = await this.db.primary.query<SubscriptionRow>(
-      `INSERT INTO webhook_subscriptions (url, events, description, secret, created_by)
-       VALUES ($1, $2, $3, $4, $5) RETURNING ${COLUMNS}`,
-      [subscription.url, subscription.events, subscription.description, subscription.secret, subscription.createdBy],
+      `INSERT INTO webhook_subscriptions (id, url, events, description, secret, secret_ciphertext, secret_key_id, created_by)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${COLUMNS}`,
+      [
+        subscription.id,
+        subscription.url,
+        subscription.events,
+        subscription.description,
+        'plaintext' in secret ? secret.plaintext : null,
+        'encrypted' in secret ? secret.encrypted.ciphertext : null,
+        'encrypted' in secret ? secret.encrypted.keyId : null,
+        subscription.createdBy,
+      ],
     );
     return one(result);
   }

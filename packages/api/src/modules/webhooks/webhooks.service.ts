@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { forbiddenHostReason, NotFoundError, ValidationError } from '@lms/core';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { forbiddenHostReason, NotFoundError, ValidationError, webhookSecretContext, type SecretBox } from '@lms/core';
 import { decodeCursor, toPage, type PageQuery } from '../../lib/pagination.js';
 import type { AuthUser } from '../../lib/auth-user.js';
 import type { AuditRepository } from '../audit/audit.repository.js';
@@ -39,7 +39,12 @@ export class WebhooksService {
   constructor(
     private readonly webhooks: WebhooksRepository,
     private readonly audit: AuditRepository,
-    private readonly options: { production: boolean; allowPrivateTargets: boolean },
+    private readonly options: {
+      production: boolean;
+      allowPrivateTargets: boolean;
+      /** Seals signing secrets at rest; null only where no WEBHOOK_SECRET_KEY is set (development). */
+      secretBox: SecretBox | null;
+    },
   ) {}
 
   private checkTarget(url: string): void {
@@ -55,11 +60,14 @@ export class WebhooksService {
   async create(user: AuthUser, body: CreateWebhookBody, requestId?: string) {
     this.checkTarget(body.url);
     const secret = randomBytes(32).toString('hex');
+    const id = randomUUID();
+    const { secretBox } = this.options;
     const row = await this.webhooks.insert({
+      id,
       url: body.url,
       events: body.events,
       description: body.description,
-      secret,
+      secret: secretBox ? { encrypted: secretBox.seal(secret, webhookSecretContext(id)) } : { plaintext: secret },
       createdBy: user.id,
     });
     await this.audit.record({

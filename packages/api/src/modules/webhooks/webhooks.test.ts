@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SecretDecryptionError, webhookSecretBox, webhookSecretContext } from '@lms/core';
 import { call, createTestApi, createUser, type TestApi, type TestUser } from '../../testing/test-app.js';
 
 let api: TestApi;
 let admin: TestUser;
+const WEBHOOK_SECRET_KEY = '5e'.repeat(32);
 
 beforeAll(async () => {
-  api = await createTestApi();
+  api = await createTestApi({ WEBHOOK_SECRET_KEY });
   admin = await createUser(api, 'admin');
 });
 
@@ -32,6 +34,49 @@ describe('webhook subscriptions', () => {
     expect(
       JSON.stringify((await call(api, 'get', `/api/v1/webhooks/${id}`, { token: admin.token })).body),
     ).not.toContain('secret');
+  });
+
+  it('stores the secret encrypted: no plain text in the row, and it opens only with the key, for that row', async () => {
+    const created = await call(api, 'post', '/api/v1/webhooks', {
+      token: admin.token,
+      body: { url: 'https://hooks.example.com/sealed', events: ['course.completed'] },
+    });
+    const { id, secret } = created.body as { id: string; secret: string };
+    const { rows } = await api.db.query<{ secret: string | null; secret_ciphertext: Buffer; secret_key_id: string }>(
+      'SELECT secret, secret_ciphertext, secret_key_id FROM webhook_subscriptions WHERE id = $1',
+      [id],
+    );
+    const [row] = rows;
+    const box = webhookSecretBox({ WEBHOOK_SECRET_KEY })!;
+    expect(row!.secret).toBeNull();
+    expect(row!.secret_key_id).toBe(box.current.id);
+    expect(row!.secret_ciphertext.toString('latin1')).not.toContain(secret);
+    expect(row!.secret_ciphertext.toString('hex')).not.toContain(secret);
+    const sealed = { keyId: row!.secret_key_id, ciphertext: row!.secret_ciphertext };
+    expect(box.open(sealed, webhookSecretContext(id))).toBe(secret);
+    // Copied into another row, it does not open there.
+    expect(() => box.open(sealed, webhookSecretContext(admin.id))).toThrow(SecretDecryptionError);
+    // Neither the audit trail nor any read of the subscription holds it.
+    const audit = await api.db.query('SELECT details FROM audit_log WHERE entity_id = $1', [id]);
+    expect(JSON.stringify(audit.rows)).not.toContain(secret);
+  });
+
+  it('keeps the secret in plain text only where no key is set (development)', async () => {
+    const keyless = await createTestApi();
+    try {
+      const owner = await createUser(keyless, 'admin');
+      const created = await call(keyless, 'post', '/api/v1/webhooks', {
+        token: owner.token,
+        body: { url: 'https://hooks.example.com/dev', events: ['course.completed'] },
+      });
+      const { rows } = await keyless.db.query<{ secret: string; secret_key_id: string | null }>(
+        'SELECT secret, secret_key_id FROM webhook_subscriptions WHERE id = $1',
+        [created.body.id],
+      );
+      expect(rows).toEqual([{ secret: created.body.secret, secret_key_id: null }]);
+    } finally {
+      await keyless.close();
+    }
   });
 
   it('shows why the worker disabled a subscription, and re-enabling clears it', async () => {
