@@ -332,7 +332,7 @@ export const configFields = {
     schema: booleanFlag,
     default: 'false',
     description:
-      'Allow webhook URLs on loopback, private and link-local addresses (for development and tests only; refused in production).',
+      'Allow webhook URLs on addresses that are not globally reachable — loopback, private, link-local and every other special-purpose range of the IANA registries (docs/api.md) — for development and tests only; refused in production.',
     group: 'webhooks',
   }),
   WEBHOOK_SECRET_KEY: field({
