@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { sameDatabase, type BackupSelector, type DatabaseIdentity } from './identity.js';
+import { selects, type BackupSelector, type DatabaseIdentity } from './identity.js';
 
 /** The part of a drill report that other commands rely on (list, prune, bundle, status). */
 export interface DrillReportSummary {
@@ -65,12 +65,13 @@ export function lastDrillOf(
 export function routineDrillsOf(reports: DrillReportSummary[], selector: BackupSelector): DrillReportSummary[] {
   return reports.filter((report) => {
     if (!report.routine) return false;
-    if (selector.kind === 'all') return true;
-    if (!report.source) return false;
-    if (selector.kind === 'name') return report.source.name === selector.name;
-    // A report written before identities were recorded knows only the name.
-    return 'host' in report.source
-      ? sameDatabase(report.source, selector.database)
-      : report.source.name === selector.database.name;
+    const { source } = report;
+    // A report written before identities were recorded knows only the name: matched by name.
+    if (source && !('host' in source)) return selector.kind === 'all' || source.name === databaseNameOf(selector);
+    return selects(selector, source);
   });
+}
+
+function databaseNameOf(selector: Exclude<BackupSelector, { kind: 'all' }>): string {
+  return selector.kind === 'name' ? selector.name : selector.database.name;
 }
