@@ -101,7 +101,15 @@ async function main(): Promise<void> {
     return;
   }
 
-  const running = await startServer(config, { logger, metrics: cluster.isWorker ? clusterMetrics : undefined });
+  let running;
+  try {
+    running = await startServer(config, { logger, metrics: cluster.isWorker ? clusterMetrics : undefined });
+  } catch (error) {
+    // A busy port or an address not of this machine: one log line, not an unhandled stack.
+    logger.fatal({ err: error }, 'the api could not start');
+    process.exitCode = 1;
+    return;
+  }
   const stop = () => {
     running.stop().then(
       () => {

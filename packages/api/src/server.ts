@@ -28,15 +28,23 @@ export async function startServer(
     new AggregatorRegistry();
   }
   const app = createApp(deps, options);
-  const server = app.listen(options.port ?? config.PORT);
-  await once(server, 'listening');
+  const port = options.port ?? config.PORT;
+  // No HOST: Node's default, every interface (IPv6 and IPv4).
+  const server = config.HOST === undefined ? app.listen(port) : app.listen(port, config.HOST);
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    // A busy port: the pool and Redis would keep the process alive after the caller gave up.
+    await closeDeps(deps);
+    throw error;
+  }
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.PORT;
-  deps.logger.info({ port }, 'api listening');
+  const listening = typeof address === 'object' && address ? address.port : port;
+  deps.logger.info({ port: listening }, 'api listening');
   let stopping: Promise<void> | null = null;
   return {
     server,
-    port,
+    port: listening,
     stop() {
       stopping ??= (async () => {
         deps.logger.info('stopping: no new connections, finishing requests in flight');

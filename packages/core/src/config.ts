@@ -168,6 +168,15 @@ export const configFields = {
     description: 'TCP port the API listens on.',
     group: 'http',
   }),
+  HOST: field({
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.:%-]+$/, 'must be an address to listen on, such as 127.0.0.1, ::1 or 0.0.0.0')
+      .optional(),
+    description:
+      "Address the API and the worker's /health and /metrics listen on. Unset: every interface (IPv6 and IPv4), which containers need; `lmsctl up --native` sets 127.0.0.1 (or its --host).",
+    group: 'http',
+  }),
   METRICS_PATH: field({
     schema: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, 'must be a path starting with / (letters, digits, / _ -)'),
     default: '/metrics',

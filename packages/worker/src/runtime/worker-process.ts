@@ -146,6 +146,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     }
     server = await startMetricsServer({
       port: options.metricsPort ?? config.WORKER_METRICS_PORT,
+      host: config.HOST,
       metricsPath: config.METRICS_PATH,
       registry: metrics.registry,
       health: () => ({ ok: !stopping, queues: options.queues, scheduler: options.scheduler }),
