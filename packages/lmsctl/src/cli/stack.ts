@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { usageError } from '../errors.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs, integerAtLeast } from './parsers.js';
@@ -21,6 +22,7 @@ export function registerStack(program: Command, runtime: Runtime): void {
     .addOption(new Option('--timeout <duration>', 'how long --wait waits').argParser(durationMs).default(300_000, '5m'))
     .option('--build', 'build the image first')
     .option('--native', 'run PostgreSQL, Redis, the API and the worker as local processes (dev only)')
+    .option('--host <address>', 'natively: the address the API and the worker listen on (default 127.0.0.1)')
     .addHelpText(
       'after',
       `
@@ -29,7 +31,9 @@ staging = prod + docker-compose.staging.yml; observability = prod + docker-compo
 Without a Docker engine, \`lmsctl up\` (dev) runs natively: DATABASE_URL and REDIS_URL when they
 answer (no DATABASE_URL: the local PostgreSQL on 127.0.0.1:5432 as your user, database lms_dev),
 else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
-demo data, the API and the worker. Ctrl-C stops everything.
+demo data, the API and the worker. Ctrl-C stops everything. Natively everything listens on
+127.0.0.1 only (the demo passwords work for anyone who reaches the API); --host 0.0.0.0 opens the
+API and the worker to the network. PORT and WORKER_METRICS_PORT must be free.
 With --json: the result (services and health; natively, the addresses once everything answers)
 is one JSON document on stdout; Compose's output and the processes' logs go to stderr.
 ${examples(
@@ -43,6 +47,11 @@ ${examples(
     note: 'always as local processes',
     notRunHere: 'starts the whole stack and runs until Ctrl-C',
   },
+  {
+    cmd: 'lmsctl up --native --host 0.0.0.0',
+    note: 'reachable from other machines (phones, VMs)',
+    notRunHere: 'starts the whole stack and runs until Ctrl-C',
+  },
   { cmd: 'lmsctl up --env prod --wait --timeout 10m', notRunHere: 'needs Docker and the production images' },
   { cmd: 'lmsctl up --env staging api worker', notRunHere: 'needs Docker and the staging images' },
 )}`,
@@ -53,7 +62,7 @@ ${examples(
         async (
           ctx,
           services: string[],
-          flags: EnvFlags & { wait?: boolean; timeout: number; build?: boolean; native?: boolean },
+          flags: EnvFlags & { wait?: boolean; timeout: number; build?: boolean; native?: boolean; host?: string },
         ) => {
           const native =
             flags.native ||
@@ -63,9 +72,11 @@ ${examples(
             if (!flags.native)
               ctx.out.info('no Docker engine answers: running the dev stack as local processes (--native)');
             const { nativeUp } = await import('../commands/stack/native.js');
-            await nativeUp(ctx);
+            await nativeUp(ctx, { env: flags.env, host: flags.host });
             return;
           }
+          if (flags.host !== undefined)
+            throw usageError('--host sets where the native dev stack listens: add --native, or drop --host');
           const { renderUp, stackUp } = await import('../commands/stack/compose.js');
           ctx.out.result(
             await stackUp(ctx, {

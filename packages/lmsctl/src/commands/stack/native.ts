@@ -1,18 +1,23 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import type { ChalkInstance } from 'chalk';
 import { connectClient, defaultMigrationsDir, maskUrl, Migrator } from '@lms/core';
 import type { CommandContext } from '../../context.js';
-import { CliError, ExitCode } from '../../errors.js';
+import { CliError, ExitCode, usageError } from '../../errors.js';
 import { startFromSource, untilAnswers, type AppProcess } from '../../lib/dev-stack/app-processes.js';
 import { demoAccountLines, loadDemoData, type SeedResult } from '../../lib/dev-stack/demo-data.js';
 import { devSecret } from '../../lib/dev-stack/dev-secrets.js';
 import { startMailCatcher } from '../../lib/dev-stack/mail-catcher.js';
-import { assertPortFree } from '../../lib/dev-stack/port-probes.js';
+import { holdPort, type HeldPort } from '../../lib/dev-stack/port-probes.js';
 import { ensurePostgres } from '../../lib/dev-stack/postgres-server.js';
 import { ensureRedis } from '../../lib/dev-stack/redis-server.js';
 
 export interface NativeOptions {
+  /** The stack `up --env` asked for: natively only the dev stack runs. */
+  env?: 'dev' | 'staging' | 'prod' | 'observability';
+  /** Address the API and the worker listen on (default 127.0.0.1: the demo passwords stay on this machine). */
+  host?: string;
   /** Folder for the embedded PostgreSQL, the local Redis and dev secrets (default .lms). */
   dataDir?: string;
   /** Stops the stack (tests); in a terminal Ctrl-C does. */
@@ -47,13 +52,27 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
       'lmsctl up --native runs the development stack; with NODE_ENV=production use the Compose files (--env prod)',
     );
   }
+  if (options.env && options.env !== 'dev') {
+    // Natively it would be a dev stack on the default database and Redis, whatever --env says.
+    throw usageError(
+      `--native runs only the dev stack: drop --env ${options.env}, or drop --native to start ${options.env} with Docker Compose`,
+    );
+  }
+  const host = options.host ?? '127.0.0.1';
+  if (!net.isIP(host)) throw usageError(`--host ${host} is not an IP address: use e.g. 127.0.0.1, ::1 or 0.0.0.0`);
+  const dataDir = path.resolve(ctx.cwd, options.dataDir ?? '.lms');
   const apiPort = ctx.config.PORT;
   const workerPort = ctx.config.WORKER_METRICS_PORT;
-  // Before anything starts: the API would die on a busy port only after PostgreSQL and Redis were up.
-  await assertPortFree(apiPort, 'PORT');
-  await assertPortFree(workerPort, 'WORKER_METRICS_PORT');
-  const dataDir = path.resolve(ctx.cwd, options.dataDir ?? '.lms');
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // Before anything starts, and kept until the API and the worker start: a busy port would
+  // otherwise show only after PostgreSQL and Redis were up, or another process would answer
+  // the health checks in their place.
+  const held: HeldPort[] = [await holdPort(apiPort, host, 'PORT')];
+  try {
+    held.push(await holdPort(workerPort, host, 'WORKER_METRICS_PORT'));
+  } catch (error) {
+    await held[0]!.release();
+    throw error;
+  }
   const cleanups: Cleanup[] = [];
   const processes: AppProcess[] = [];
   const say = (message: string) => ctx.out.info(message);
@@ -68,6 +87,7 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
   process.on('SIGHUP', onSignal);
 
   try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const database = await ensurePostgres({
       configuredUrl: ctx.databaseUrl,
       dataDir,
@@ -99,13 +119,15 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
       DATABASE_URL: database.url,
       REDIS_URL: redis.url,
       SECRET_KEY: ctx.config.SECRET_KEY ?? (await devSecret(dataDir, 'secret-key')),
+      HOST: host,
       PORT: String(apiPort),
       WORKER_METRICS_PORT: String(workerPort),
     };
+    for (const port of held) await port.release();
     processes.push(startFromSource('api', 'packages/api/src/main.ts', [], childEnv, ctx.out));
     processes.push(startFromSource('worker', 'packages/worker/src/main.ts', ['--scheduler'], childEnv, ctx.out));
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const workerUrl = `http://127.0.0.1:${workerPort}`;
+    const apiUrl = httpUrl(host, apiPort);
+    const workerUrl = httpUrl(host, workerPort);
     await untilAnswers(`${apiUrl}/ready`, stop.signal, processes);
     await untilAnswers(`${workerUrl}/health`, stop.signal, processes);
 
@@ -134,6 +156,7 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
     }
     return result;
   } finally {
+    for (const port of held) await port.release();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
@@ -144,6 +167,12 @@ export async function nativeUp(ctx: CommandContext, options: NativeOptions = {})
       await cleanup.run().catch((error: unknown) => ctx.out.warn(`${cleanup.name}: ${(error as Error).message}`));
     say('stopped');
   }
+}
+
+/** Where this machine reaches a server listening on `host` (every interface: over loopback). */
+function httpUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${net.isIPv6(reachable) ? `[${reachable}]` : reachable}:${port}`;
 }
 
 /** The demo data, once, into the dev database (the production refusal is nativeUp's own). */

@@ -47,23 +47,34 @@ export function startFromSource(
   return { name, child };
 }
 
+/** Fails when one of `processes` has exited. */
+function assertAlive(processes: AppProcess[]): void {
+  const dead = processes.find(({ child }) => child.exitCode !== null);
+  if (dead)
+    throw new CliError(
+      ExitCode.failed,
+      `${dead.name} exited while starting (exit code ${dead.child.exitCode}); its log is above`,
+    );
+}
+
 /**
- * Resolves once `url` answers 2xx; fails when `signal` aborts, when one of `processes` exits
- * first, or after a minute.
+ * Resolves once `url` answers 2xx while all of `processes` still run (an answer after one died
+ * came from someone else); fails when `signal` aborts, when one of `processes` exits first, or
+ * after a minute.
  */
 export async function untilAnswers(url: string, signal: AbortSignal, processes: AppProcess[]): Promise<void> {
   for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
     if (signal.aborted) throw new CliError(ExitCode.failed, 'stopped while starting');
-    const dead = processes.find(({ child }) => child.exitCode !== null);
-    if (dead)
-      throw new CliError(
-        ExitCode.failed,
-        `${dead.name} exited while starting (exit code ${dead.child.exitCode}); its log is above`,
-      );
+    assertAlive(processes);
+    let answered = false;
     try {
-      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return;
+      answered = (await fetch(url, { signal: AbortSignal.timeout(1000) })).ok;
     } catch {
       // Not up yet.
+    }
+    if (answered) {
+      assertAlive(processes);
+      return;
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

@@ -260,7 +260,8 @@ export async function startEmbeddedPostgres(options: {
     say(`initialising an embedded PostgreSQL in ${shown} (first run only)`);
     await initialise(build, folder, password, runAs, env);
   }
-  const server = execa(build.postgres, ['-D', folder, '-p', String(EMBEDDED_POSTGRES_PORT)], {
+  // -h: loopback only, whatever a postgresql.conf in the data folder says.
+  const server = execa(build.postgres, ['-D', folder, '-h', '127.0.0.1', '-p', String(EMBEDDED_POSTGRES_PORT)], {
     ...runAs,
     env,
     cwd: path.dirname(folder),

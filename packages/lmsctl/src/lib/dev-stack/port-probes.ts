@@ -26,24 +26,42 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** A port the dev stack keeps to itself until its own process is about to listen there. */
+export interface HeldPort {
+  release(): Promise<void>;
+}
+
 /**
- * Fails, naming the port and the variable that sets it, when something already listens on it.
- * The probe binds the way the API and the worker do (every interface), then lets go at once.
+ * Listens on `host:port` itself, so nothing else can take the port while PostgreSQL, Redis and
+ * the migrations get ready; fails, naming the port and the variable that sets it, when something
+ * already listens there (on Linux also on another address of the same port, which would make the
+ * API or the worker fail the same way). Connections meanwhile are closed at once.
  */
-export async function assertPortFree(port: number, variable: string): Promise<void> {
-  const probe = net.createServer();
+export async function holdPort(port: number, host: string, variable: string): Promise<HeldPort> {
+  const server = net.createServer((socket) => socket.destroy());
   try {
     await new Promise<void>((resolve, reject) => {
-      probe.once('error', reject);
-      probe.listen(port, () => resolve());
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
     });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
-    throw new CliError(
-      ExitCode.failed,
-      `port ${port} (${variable}) is already in use`,
-      `stop what listens there (an API or worker still running?), or set ${variable} to a free port`,
-    );
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES')
+      throw new CliError(
+        ExitCode.failed,
+        `port ${port} (${variable}) is ${code === 'EACCES' ? 'not open to this user' : 'already in use'}`,
+        `stop what listens there (an API or worker still running?), or set ${variable} to a free port`,
+      );
+    if (code === 'EADDRNOTAVAIL')
+      throw new CliError(
+        ExitCode.usage,
+        `--host ${host} is not an address of this machine`,
+        'use 127.0.0.1 (the default), 0.0.0.0 for every interface, or one of its own addresses',
+      );
+    throw error;
   }
-  await new Promise((resolve) => probe.close(resolve));
+  let released: Promise<void> | null = null;
+  return {
+    release: () => (released ??= new Promise((resolve) => server.close(() => resolve()))),
+  };
 }
