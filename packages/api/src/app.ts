@@ -93,7 +93,7 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
 
   // Probes and scrapes every few seconds would drown the request log.
   app.use(requestLogging({ logger: deps.logger, quietPaths: new Set(['/health', '/ready', config.METRICS_PATH]) }));
-  app.use(securityHeaders(config.NODE_ENV === 'production'));
+  app.use(securityHeaders());
   app.use(httpMetrics(deps.metrics));
 
   const ownMetrics: MetricsSource = async () => ({

@@ -25,9 +25,15 @@ export interface MetricsSource {
 const READY_TIMEOUT_MS = 1000;
 
 /**
- * Liveness (`/health`, no dependencies), readiness (`/ready`: PostgreSQL and Redis answer within
- * 1 s, else 503 naming which) and the Prometheus metrics. Mounted before the rate limits, so
- * probes and scrapes are never throttled.
+ * Liveness (`/health`, no dependencies), readiness (`/ready`: can this instance serve requests)
+ * and the Prometheus metrics. Mounted before the rate limits, so probes and scrapes are never
+ * throttled.
+ *
+ * Readiness answers 503 only when PostgreSQL does not answer within 1 s: nothing can be served
+ * then. Without Redis the API still serves (the cache, rate limits and token deny-list fall back,
+ * jobs wait in the outbox), so `/ready` answers 200 with `status: "degraded"`: Caddy takes an
+ * instance that answers 503 out of rotation, and every instance loses the same Redis at once, so
+ * a 503 here would turn a Redis outage into an outage of the whole site.
  */
 export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSource): void {
   app.get('/health', (_req: Request, res: Response) => {
@@ -56,15 +62,8 @@ export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSour
       }),
       check('redis', () => within(READY_TIMEOUT_MS, deps.redis.ping())),
     ]);
-    const ready = database === 'ok' && redis === 'ok';
-    res.status(ready ? 200 : 503).json({
-      status: ready ? 'ready' : 'not ready',
-      checks: { database, redis },
-      // Reads keep working without Redis; writes that queue jobs and the rate limits degrade.
-      ...(database === 'ok' && redis !== 'ok'
-        ? { degraded: 'Redis is down: reads are served, caching and queued work are not' }
-        : {}),
-    });
+    const status = database !== 'ok' ? 'not ready' : redis !== 'ok' ? 'degraded' : 'ready';
+    res.status(status === 'not ready' ? 503 : 200).json({ status, checks: { database, redis } });
   });
 
   app.get(deps.config.METRICS_PATH, async (_req: Request, res: Response) => {
