@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient } from '@lms/core';
 import { createTestDatabase, freePort, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
-import { spawnLmsctl } from '../../testing/run-cli.js';
+import { runLmsctl, spawnLmsctl } from '../../testing/run-cli.js';
 
 let database: TestDatabase;
 let localDatabase: TestDatabase;
@@ -36,9 +38,9 @@ afterAll(async () => {
 });
 
 /** `lmsctl up --native` in `cwd`, with free ports for the API, the worker and the mail catcher. */
-async function startNative(cwd: string, env: Record<string, string>) {
+async function startNative(cwd: string, env: Record<string, string>, args: string[] = []) {
   const ports = { api: await freePort(), worker: await freePort(), smtp: await freePort() };
-  const child = spawnLmsctl(['up', '--native'], {
+  const child = spawnLmsctl(['up', '--native', ...args], {
     cwd,
     env: {
       REDIS_URL: testRedisUrl,
@@ -69,10 +71,47 @@ async function startNative(cwd: string, env: Record<string, string>) {
       process.kill(-child.pid!, 'SIGINT');
       return child;
     },
+    /** The exit code once lmsctl ends by itself; null when it still runs after a minute. */
+    async exited(): Promise<number | null> {
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 60_000)));
+      const result = await Promise.race([child.then(({ exitCode }) => exitCode ?? 1), gaveUp]);
+      clearTimeout(timer);
+      return result;
+    },
     kill(): void {
       if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
     },
   };
+}
+
+/**
+ * The local addresses listening on TCP `port`, from the kernel's socket tables (Linux), so the
+ * check needs no connection to an address other than loopback.
+ */
+async function listeningAddresses(port: number): Promise<string[]> {
+  const addresses: string[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const lines = existsSync(table) ? (await readFile(table, 'utf8')).split('\n').slice(1) : [];
+    for (const line of lines) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      if (!local || state !== '0A') continue;
+      const [address, portHex] = local.split(':') as [string, string];
+      if (Number.parseInt(portHex, 16) !== port) continue;
+      addresses.push(
+        address.length === 8
+          ? // IPv4 in the table's byte order (little-endian here).
+            (address.match(/../g) ?? [])
+              .map((byte) => Number.parseInt(byte, 16))
+              .reverse()
+              .join('.')
+          : /^0+$/.test(address)
+            ? '::'
+            : `ipv6 ${address}`,
+      );
+    }
+  }
+  return addresses;
 }
 
 async function publishedCourses(apiPort: number): Promise<number> {
@@ -107,6 +146,9 @@ describe('lmsctl up --native', () => {
 
       expect((await fetch(`http://127.0.0.1:${ports.api}/ready`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${ports.worker}/health`)).status).toBe(200);
+      // Loopback only: the demo accounts' passwords are printed above.
+      expect(await listeningAddresses(ports.api)).toEqual(['127.0.0.1']);
+      expect(await listeningAddresses(ports.worker)).toEqual(['127.0.0.1']);
 
       // The demo admin printed on first start can sign in.
       const [email, password] = (await readFile(path.join(work, '.lms', 'demo-credentials.txt'), 'utf8'))
@@ -141,6 +183,59 @@ describe('lmsctl up --native', () => {
       await client.end();
     }
   }, 150_000);
+
+  it('refuses --env other than dev before anything starts (exit 2)', async () => {
+    const cwd = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-native-env-'));
+    const stack = await startNative(cwd, { DATABASE_URL: database.url }, ['--env', 'prod']);
+    try {
+      expect(await stack.exited(), stack.output.stderr).toBe(2);
+      expect(stack.output.stderr.trim()).toBe(
+        'error: --native runs only the dev stack: drop --env prod, or drop --native to start prod with Docker Compose',
+      );
+      expect(stack.output.stdout).not.toContain('the LMS is running');
+      expect(existsSync(path.join(cwd, '.lms'))).toBe(false);
+    } finally {
+      stack.kill();
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  it('refuses a --host that is not an address of this machine (exit 2)', async () => {
+    const cwd = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-native-host-'));
+    try {
+      const result = await runLmsctl(['up', '--native', '--host', '203.0.113.9'], {
+        cwd,
+        env: { DATABASE_URL: database.url, REDIS_URL: testRedisUrl, PORT: String(await freePort()) },
+      });
+      expect(result.exitCode, result.stderr).toBe(2);
+      expect(result.stderr).toContain('--host 203.0.113.9 is not an address of this machine');
+      expect(existsSync(path.join(cwd, '.lms'))).toBe(false);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('refuses a taken PORT before anything starts, even when what holds it answers health checks', async () => {
+    const cwd = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-native-port-'));
+    // Another process on the API's port that answers 200 to everything, /ready included.
+    const squatter = http.createServer((_req, res) => res.end('{}'));
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const taken = (squatter.address() as net.AddressInfo).port;
+    const stack = await startNative(cwd, { DATABASE_URL: database.url, PORT: String(taken) });
+    try {
+      expect(await stack.exited(), stack.output.stderr).toBe(1);
+      expect(stack.output.stderr).toContain(`port ${taken} (PORT) is already in use`);
+      expect(stack.output.stderr).toContain('set PORT to a free port');
+      expect(stack.output.stderr).not.toMatch(/^\s+at /m);
+      expect(stack.output.stderr).not.toContain('using PostgreSQL');
+      expect(stack.output.stdout).not.toContain('the LMS is running');
+      expect(existsSync(path.join(cwd, '.lms'))).toBe(false);
+    } finally {
+      stack.kill();
+      squatter.close();
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   it('without DATABASE_URL uses the local PostgreSQL that libpq variables describe', async () => {
     const local = new URL(localDatabase.url);
