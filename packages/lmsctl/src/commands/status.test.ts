@@ -97,6 +97,19 @@ describe('lmsctl status', () => {
     expect(down.exitCode).toBe(1);
     expect(down.stdout).toMatch(/FAIL\s+api\s+http:\/\/127\.0\.0\.1:1\/ready does not answer/);
   });
+
+  it('warns while the API answers /ready as degraded (its Redis is down, it still serves)', async () => {
+    const api = await fakeServer(() => ({
+      status: 200,
+      json: { status: 'degraded', checks: { database: 'ok', redis: 'unavailable' } },
+    }));
+    const run = await runLmsctl(['status', '--json', '--api-url', api], { env, cwd: work });
+    const result = JSON.parse(run.stdout) as StatusResult;
+    expect(result.items.find((item) => item.name === 'api')).toMatchObject({
+      state: 'warn',
+      detail: expect.stringContaining('answered 200 (database ok, redis unavailable)'),
+    });
+  });
   it("shows a queue's delayed jobs apart from its waiting ones (an idle queue holds the scheduler's next run)", async () => {
     const queue = new Queue('emails', { connection: redisConnectionOptions(testRedisUrl), prefix: env.QUEUE_PREFIX });
     try {

@@ -71,13 +71,14 @@ export async function probeApi(ctx: CommandContext, options: ProbeOptions): Prom
         detail: `${shown} does not answer (${errorMessage(error)})`,
       };
     }
-    const body = (await response.json().catch(() => ({}))) as { checks?: Record<string, string> };
+    const body = (await response.json().catch(() => ({}))) as { status?: string; checks?: Record<string, string> };
     const checks = Object.entries(body.checks ?? {})
       .map(([name, state]) => `${name} ${state}`)
       .join(', ');
     return {
       name: 'api',
-      state: response.ok ? 'ok' : 'fail',
+      // `degraded` (Redis down) is 200 so load balancers keep the API in rotation; here it is worth a warning.
+      state: !response.ok ? 'fail' : body.status === 'degraded' ? 'warn' : 'ok',
       detail: `${shown} answered ${response.status}${checks ? ` (${checks})` : ''}`,
       data: { status: response.status, checks: body.checks ?? null },
     };
