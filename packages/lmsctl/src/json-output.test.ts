@@ -226,7 +226,7 @@ describe('--json on every command', () => {
 
     // Compose's own output of up, restart and down goes to stderr: stdout is lmsctl's result alone.
     const up = await runLmsctl(['up', '--json'], { cwd: work, env });
-    expect(JSON.parse(up.stdout)).toEqual({ env: 'dev', project: 'lms-dev', services: [], waitedMs: null });
+    expect(JSON.parse(up.stdout)).toEqual({ env: 'dev', project: 'lms-dev', built: [], services: [], waitedMs: null });
     expect(up.stderr).toContain('image: lms-api');
   });
 });

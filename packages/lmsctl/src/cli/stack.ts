@@ -7,9 +7,23 @@ import { durationMs, integerAtLeast } from './parsers.js';
 const envOption = () =>
   new Option('--env <env>', 'which stack').choices(['dev', 'staging', 'prod', 'observability']).default('dev');
 
+const projectOption = () =>
+  new Option(
+    '--project-name <name>',
+    'the Compose project (default: COMPOSE_PROJECT_NAME, else lms-dev, lms or lms-staging by --env)',
+  );
+
+const overrideOption = () =>
+  new Option('--override <file...>', "more Compose files applied on top of the environment's, in order");
+
 interface EnvFlags {
   env: 'dev' | 'staging' | 'prod' | 'observability';
+  projectName?: string;
+  override?: string[];
 }
+
+/** The stack the flags address, as the stack commands take it. */
+const stackOf = (flags: EnvFlags) => ({ env: flags.env, projectName: flags.projectName, overrides: flags.override });
 
 /** `lmsctl up|down|ps|logs|restart|config` and `lmsctl seed` */
 export function registerStack(program: Command, runtime: Runtime): void {
@@ -18,9 +32,11 @@ export function registerStack(program: Command, runtime: Runtime): void {
     .description('start the stack with Docker Compose, or (no Docker, or --native) the dev stack as local processes')
     .argument('[services...]', 'only these services')
     .addOption(envOption())
+    .addOption(projectOption())
+    .addOption(overrideOption())
     .option('--wait', 'follow container health until everything is healthy (or fails, or --timeout)')
     .addOption(new Option('--timeout <duration>', 'how long --wait waits').argParser(durationMs).default(300_000, '5m'))
-    .option('--build', 'build the image first')
+    .option('--build', 'rebuild the images the stack builds (missing ones are always built)')
     .option('--native', 'run PostgreSQL, Redis, the API and the worker as local processes (dev only)')
     .option('--host <address>', 'natively: the address the API and the worker listen on (default 127.0.0.1)')
     .addHelpText(
@@ -28,6 +44,10 @@ export function registerStack(program: Command, runtime: Runtime): void {
       `
 Compose files per --env: dev = compose/docker-compose.yml; prod = docker-compose.prod.yml;
 staging = prod + docker-compose.staging.yml; observability = prod + docker-compose.observability.yml.
+Images missing here are pulled first (nothing is created when a pull fails) and the stack's own
+images are built with BuildKit (a docker CLI with buildx, or one older than 23.0), whichever
+Compose is installed. If \`up\` fails on a new project, the network and volumes it created are
+removed again. One-shot services (migrate) count as done for --wait when they exited 0.
 Without a Docker engine, \`lmsctl up\` (dev) runs natively: DATABASE_URL and REDIS_URL when they
 answer (no DATABASE_URL: the local PostgreSQL on 127.0.0.1:5432 as your user, database lms_dev),
 else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migrations,
@@ -80,7 +100,7 @@ ${examples(
           const { renderUp, stackUp } = await import('../commands/stack/compose.js');
           ctx.out.result(
             await stackUp(ctx, {
-              env: flags.env,
+              ...stackOf(flags),
               services,
               wait: flags.wait,
               timeoutMs: flags.timeout,
@@ -96,6 +116,8 @@ ${examples(
     .command('down')
     .description('stop and remove the containers; --volumes also deletes the data (asks first)')
     .addOption(envOption())
+    .addOption(projectOption())
+    .addOption(overrideOption())
     .option('--volumes', 'also delete the named volumes: database, Redis, backups, metrics')
     .addHelpText(
       'after',
@@ -110,7 +132,7 @@ ${examples(
     .action(
       action(runtime, async (ctx, flags: EnvFlags & { volumes?: boolean }) => {
         const { stackDown } = await import('../commands/stack/compose.js');
-        const result = await stackDown(ctx, { env: flags.env, volumes: flags.volumes });
+        const result = await stackDown(ctx, { ...stackOf(flags), volumes: flags.volumes });
         ctx.out.result(result, (r) => `stopped ${r.project}${r.volumesRemoved ? ' and deleted its volumes' : ''}`);
       }),
     );
@@ -119,6 +141,8 @@ ${examples(
     .command('ps')
     .description('the containers of the stack with their state and health (from the Docker Engine API)')
     .addOption(envOption())
+    .addOption(projectOption())
+    .addOption(overrideOption())
     .addHelpText(
       'after',
       examples(
@@ -129,9 +153,7 @@ ${examples(
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
         const { renderServices, stackPs } = await import('../commands/stack/compose.js');
-        ctx.out.result(await stackPs(ctx, { env: flags.env }), (result, style) =>
-          renderServices(result.services, style),
-        );
+        ctx.out.result(await stackPs(ctx, stackOf(flags)), (result, style) => renderServices(result.services, style));
       }),
     );
 
@@ -140,6 +162,8 @@ ${examples(
     .description('the logs of the stack or of one service')
     .argument('[service]', 'only this service (default: all)')
     .addOption(envOption())
+    .addOption(projectOption())
+    .addOption(overrideOption())
     .option('-f, --follow', 'keep following')
     .option('--tail <n>', 'only the last n lines per service', integerAtLeast(0))
     .addHelpText(
@@ -157,7 +181,7 @@ ${examples(
         runtime,
         async (ctx, service: string | undefined, flags: EnvFlags & { follow?: boolean; tail?: number }) => {
           const { stackLogs } = await import('../commands/stack/compose.js');
-          await stackLogs(ctx, { env: flags.env, service, follow: flags.follow, tail: flags.tail });
+          await stackLogs(ctx, { ...stackOf(flags), service, follow: flags.follow, tail: flags.tail });
         },
       ),
     );
@@ -167,6 +191,8 @@ ${examples(
     .description('restart the stack or one service')
     .argument('[service]', 'only this service (default: all)')
     .addOption(envOption())
+    .addOption(projectOption())
+    .addOption(overrideOption())
     .addHelpText(
       'after',
       examples(
@@ -178,7 +204,7 @@ ${examples(
       action(runtime, async (ctx, service: string | undefined, flags: EnvFlags) => {
         const { stackRestart } = await import('../commands/stack/compose.js');
         ctx.out.result(
-          await stackRestart(ctx, { env: flags.env, service }),
+          await stackRestart(ctx, { ...stackOf(flags), service }),
           (r) => `restarted ${r.restarted} of ${r.project}`,
         );
       }),
@@ -188,6 +214,8 @@ ${examples(
     .command('config')
     .description('the resolved Compose configuration of an environment (what up would run)')
     .addOption(envOption())
+    .addOption(projectOption())
+    .addOption(overrideOption())
     .addHelpText(
       'after',
       `
@@ -201,7 +229,7 @@ ${examples({
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
         const { stackConfig } = await import('../commands/stack/compose.js');
-        const { yaml, ...result } = await stackConfig(ctx, { env: flags.env });
+        const { yaml, ...result } = await stackConfig(ctx, stackOf(flags));
         ctx.out.result(result, () => yaml);
       }),
     );

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -16,11 +16,28 @@ export interface FakeDocker {
   close(): Promise<void>;
 }
 
+/** What the fake prints for `compose config` unless told otherwise: services whose images exist (the fake engine has every image). */
+const FAKE_CONFIG = `services:
+  api: { image: 'lms:latest' }
+  worker: { image: 'lms:latest' }
+  caddy: { image: 'lms-caddy:latest' }
+  migrate: { image: 'lms:latest' }
+`;
+
 export async function fakeDockerCli(options: {
   plugin: boolean;
   exitCode?: number;
   /** What every call but `version` prints on stdout, as a real compose prints its YAML or logs. */
   stdout?: string;
+  /** What `compose config` prints (default FAKE_CONFIG; `stdout`, when given, instead). */
+  config?: string;
+  /** The compose subcommand (`pull`, `up`) that exits 1; every other call succeeds. */
+  failing?: string;
+  /** Whether `docker buildx version` answers (default yes), and the client version `docker version` reports. */
+  buildx?: boolean;
+  clientVersion?: string;
+  /** PATH holds only the fakes (and node), so no real docker CLI of the machine is found after them. */
+  isolated?: boolean;
 }): Promise<FakeDocker> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'lms-fake-docker-'));
   const log = path.join(dir, 'calls.log');
@@ -30,17 +47,22 @@ const fs = require('fs');
 const args = process.argv.slice(2);
 fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify([${JSON.stringify(name)}, ...args]) + '\\n');
 if (${JSON.stringify(name)} === 'docker' && args[0] === 'compose' && args[1] === 'version') process.exit(${options.plugin ? 0 : 1});
+if (args[0] === 'buildx' && args[1] === 'version') process.exit(${options.buildx === false ? 1 : 0});
+if (args[0] === 'version' && args.includes('--format')) { process.stdout.write(${JSON.stringify(`${options.clientVersion ?? '28.2.2'}
+`)}); process.exit(0); }
 if (args[0] === 'version' || args[1] === 'version') process.exit(0);
-process.stdout.write(${JSON.stringify(options.stdout ?? '')});
-process.exitCode = ${options.exitCode ?? 0};
+if (args.includes('config') && ${JSON.stringify(options.stdout === undefined)}) process.stdout.write(${JSON.stringify(options.config ?? FAKE_CONFIG)});
+else process.stdout.write(${JSON.stringify(options.stdout ?? '')});
+process.exitCode = ${options.failing ? `args.includes(${JSON.stringify(options.failing)}) ? 1 : 0` : (options.exitCode ?? 0)};
 `;
   for (const name of ['docker', 'docker-compose']) {
     await writeFile(path.join(dir, name), script(name));
     await chmod(path.join(dir, name), 0o755);
   }
+  if (options.isolated) await symlink(process.execPath, path.join(dir, 'node'));
   return {
     dir,
-    path: `${dir}:${process.env.PATH}`,
+    path: options.isolated ? dir : `${dir}:${process.env.PATH}`,
     async calls() {
       const text = await readFile(log, 'utf8').catch(() => '');
       return text
@@ -64,7 +86,13 @@ export interface FakeContainer {
 }
 
 /** A fake Engine API for one Compose project on a unix socket (with or without a /v1.xx prefix). */
-export async function fakeEngine(project: string, containers: FakeContainer[], volumes: string[] = []) {
+export async function fakeEngine(
+  project: string,
+  containers: FakeContainer[],
+  volumes: string[] = [],
+  /** Images the engine does not have (every other one exists). */
+  missingImages: string[] = [],
+) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'lms-fake-engine-'));
   const socket = path.join(dir, 'docker.sock');
   const inspections = new Map<string, number>();
@@ -124,6 +152,14 @@ export async function fakeEngine(project: string, containers: FakeContainer[], v
       return void res.end(Buffer.concat((container?.logs ?? []).map(frame)));
     }
     if (route === '/volumes') return json({ Volumes: volumes.map((name) => ({ Name: name })), Warnings: [] });
+    if (route === '/networks') return json([]);
+    // Every image but the missing ones exists.
+    const image = /^\/images\/(.+)\/json$/.exec(route);
+    if (image) {
+      if (missingImages.includes(decodeURIComponent(image[1]!)))
+        return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"No such image"}');
+      return json({ Id: 'sha256:fake' });
+    }
     res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(socket, resolve));

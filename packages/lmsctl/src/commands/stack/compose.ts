@@ -4,29 +4,31 @@ import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../../context.js';
 import { CliError, ExitCode } from '../../errors.js';
 import { parse as parseYaml } from 'yaml';
-import { maskSecretsInText, redactSecrets } from '@lms/core';
+import { errorMessage, maskSecretsInText, redactSecrets } from '@lms/core';
 import {
-  composeArgs,
   composeCommand,
-  projectOf,
+  resolveStack,
   runCompose,
+  type Compose,
   type ComposeOutput,
   type StackEnv,
+  type StackSelection,
+  type StackTarget,
 } from '../../lib/compose/compose-cli.js';
+import {
+  buildImage,
+  findBuildKitCli,
+  imageExists,
+  serviceImages,
+  servicesToStart,
+  type ServiceImage,
+} from '../../lib/compose/stack-images.js';
 import { startProgress } from '../../lib/progress.js';
 import { confirmOrRefuse } from '../../lib/confirm.js';
 import { connectEngine, logTail, projectServices, type ServiceState } from '../../lib/compose/docker-engine.js';
 import { table } from '../../output.js';
 
-export interface StackOptions {
-  env?: StackEnv;
-  /** Compose folder (tests point it elsewhere). */
-  composeDir?: string;
-}
-
-function common(ctx: CommandContext, options: StackOptions): string[] {
-  return composeArgs(options.env ?? 'dev', { envFile: ctx.envFile, dir: options.composeDir });
-}
+export type StackOptions = StackSelection;
 
 /** Compose's own progress and messages: on the terminal, or on stderr with --json (stdout is the result). */
 function composeOutput(ctx: CommandContext): ComposeOutput {
@@ -45,55 +47,64 @@ async function requireEngine(ctx: CommandContext): Promise<Docker> {
   return docker;
 }
 
+async function openStack(
+  ctx: CommandContext,
+  options: StackOptions,
+): Promise<{ target: StackTarget; compose: Compose }> {
+  const target = resolveStack({ ...options, envFile: ctx.envFile }, ctx.env, ctx.cwd);
+  return { target, compose: await composeCommand(ctx.env, target) };
+}
+
 export interface UpResult {
   env: StackEnv;
   project: string;
+  /** Images built before starting (with --build, or because they did not exist yet). */
+  built: string[];
   services: ServiceState[];
   waitedMs: number | null;
 }
 
 /**
- * `docker compose up -d`, then with --wait follows every container's health through the Engine
- * API until all are healthy (or running, without a healthcheck), any fails, or the timeout.
+ * Starts a stack: the images it lacks first (pulled, or built with BuildKit whatever Compose is
+ * installed), then `compose up -d --no-build`; with --wait follows every container through the
+ * Engine API until all are healthy (or running without a healthcheck, or exited 0 for one-shot
+ * services such as migrate), any fails, or the timeout. When starting fails on a project that did
+ * not exist before, what the attempt created (network, volumes) is removed again.
  */
 export async function stackUp(
   ctx: CommandContext,
   options: StackOptions & { services?: string[]; build?: boolean; wait?: boolean; timeoutMs?: number; pollMs?: number },
 ): Promise<UpResult> {
-  const env = options.env ?? 'dev';
-  const compose = await composeCommand(ctx.env);
-  const args = [
-    ...common(ctx, options),
-    'up',
-    '-d',
-    ...(options.build ? ['--build'] : []),
-    ...(options.services ?? []),
-  ];
-  await runCompose(compose, args, { env: ctx.env, cwd: ctx.cwd, stdout: composeOutput(ctx) });
-  if (!options.wait) return { env, project: projectOf(env), services: [], waitedMs: null };
-
+  const { target, compose } = await openStack(ctx, options);
   const docker = await requireEngine(ctx);
+  const config: unknown = parseYaml(await runCompose(compose, target, ['config'], { cwd: ctx.cwd, stdout: 'capture' }));
+  const images = serviceImages(config, servicesToStart(config, options.services ?? []));
+  const existedBefore = await projectExists(docker, target.project);
+
+  await pullMissing(ctx, docker, compose, target, images);
+  const built = await buildImages(ctx, docker, images, options.build ?? false);
+  try {
+    await runCompose(compose, target, ['up', '-d', '--no-build', ...(options.services ?? [])], {
+      cwd: ctx.cwd,
+      stdout: composeOutput(ctx),
+    });
+  } catch (error) {
+    if (!existedBefore) await removeAttempt(ctx, compose, target);
+    throw error;
+  }
+  if (!options.wait) return { env: target.env, project: target.project, built, services: [], waitedMs: null };
+
   const started = Date.now();
   const timeout = options.timeoutMs ?? 300_000;
   let readiness = '';
   const progress = startProgress(ctx.out, 'waiting for health:', () => readiness);
   try {
     for (;;) {
-      const services = (await projectServices(docker, projectOf(env))).filter(
+      const services = (await projectServices(docker, target.project)).filter(
         (service) => !options.services?.length || options.services.includes(service.service),
       );
-      const failed = services.filter(
-        (service) =>
-          service.health === 'unhealthy' ||
-          (service.state === 'exited' && service.exitCode !== 0) ||
-          service.state === 'dead',
-      );
-      // One-shot services (migrate) are done when they exited 0.
-      const ready = services.filter(
-        (service) =>
-          (service.state === 'running' && (service.health === null || service.health === 'healthy')) ||
-          (service.state === 'exited' && service.exitCode === 0),
-      );
+      const failed = services.filter((service) => serviceStatus(service) === 'failed');
+      const ready = services.filter((service) => serviceStatus(service) === 'ready');
       readiness = `${ready.length}/${services.length} ready`;
       if (failed.length) {
         progress.stop();
@@ -101,11 +112,11 @@ export async function stackUp(
         throw new CliError(
           ExitCode.failed,
           `${failed.map((service) => service.service).join(', ')} failed to start`,
-          '`lmsctl logs <service>` shows more',
+          `\`lmsctl logs <service>${target.env === 'dev' ? '' : ` --env ${target.env}`}\` shows more`,
         );
       }
       if (services.length > 0 && ready.length === services.length) {
-        return { env, project: projectOf(env), services, waitedMs: Date.now() - started };
+        return { env: target.env, project: target.project, built, services, waitedMs: Date.now() - started };
       }
       if (Date.now() - started > timeout) {
         progress.stop();
@@ -123,18 +134,107 @@ export async function stackUp(
   }
 }
 
+/**
+ * Where a container stands for `up --wait` and `ps`. An exited container is judged by its exit
+ * code alone: a one-shot service (migrate) is done when it exited 0 — Docker reports any stopped
+ * container that has a healthcheck as unhealthy, which says nothing about how it ended.
+ */
+export function serviceStatus(service: ServiceState): 'ready' | 'failed' | 'starting' {
+  if (service.state === 'exited') return service.exitCode === 0 ? 'ready' : 'failed';
+  if (service.state === 'dead') return 'failed';
+  if (service.health === 'unhealthy') return 'failed';
+  if (service.state === 'running' && (service.health === null || service.health === 'healthy')) return 'ready';
+  return 'starting';
+}
+
+async function projectExists(docker: Docker, project: string): Promise<boolean> {
+  const filters = { label: [`com.docker.compose.project=${project}`] };
+  const [containers, volumes, networks] = await Promise.all([
+    docker.listContainers({ all: true, filters }),
+    docker.listVolumes({ filters }),
+    docker.listNetworks({ filters }),
+  ]);
+  return containers.length > 0 || (volumes.Volumes ?? []).length > 0 || networks.length > 0;
+}
+
+/** Images that neither exist here nor are built by the stack are pulled first, so a missing one fails before anything is created. */
+async function pullMissing(
+  ctx: CommandContext,
+  docker: Docker,
+  compose: Compose,
+  target: StackTarget,
+  images: ServiceImage[],
+): Promise<void> {
+  const missing: ServiceImage[] = [];
+  for (const image of images) if (!image.build && !(await imageExists(docker, image.image))) missing.push(image);
+  if (missing.length === 0) return;
+  try {
+    await runCompose(compose, target, ['pull', ...missing.map((image) => image.service)], {
+      cwd: ctx.cwd,
+      stdout: composeOutput(ctx),
+    });
+  } catch {
+    throw new CliError(
+      ExitCode.failed,
+      `cannot pull ${missing.map((image) => `${image.image} (${image.service})`).join(', ')}; nothing was started`,
+      target.env === 'dev'
+        ? 'without a registry, run the dev stack as local processes: lmsctl up --native'
+        : 'check the registry is reachable and the image names (the *_IMAGE variables), or load the images with docker load',
+    );
+  }
+}
+
+/** Builds each image the stack builds once (with --build, or when it does not exist yet). */
+async function buildImages(
+  ctx: CommandContext,
+  docker: Docker,
+  images: ServiceImage[],
+  rebuild: boolean,
+): Promise<string[]> {
+  const toBuild = new Map<string, ServiceImage & { build: NonNullable<ServiceImage['build']> }>();
+  for (const image of images) {
+    if (!image.build || toBuild.has(image.image)) continue;
+    if (rebuild || !(await imageExists(docker, image.image)))
+      toBuild.set(image.image, { ...image, build: image.build });
+  }
+  if (toBuild.size === 0) return [];
+  const cli = await findBuildKitCli(ctx.env);
+  for (const image of toBuild.values()) {
+    ctx.out.info(`building ${image.image}`);
+    await buildImage(cli, image, { cwd: ctx.cwd, stdout: ctx.json ? 2 : 'inherit' });
+  }
+  return [...toBuild.keys()];
+}
+
+async function removeAttempt(ctx: CommandContext, compose: Compose, target: StackTarget): Promise<void> {
+  try {
+    await runCompose(compose, target, ['down', '--volumes', '--remove-orphans'], {
+      cwd: ctx.cwd,
+      stdout: 'capture',
+      stderr: 'capture',
+    });
+    ctx.out.warn(`removed what this attempt created for ${target.project} (containers, network, volumes)`);
+  } catch (error) {
+    ctx.out.warn(
+      `could not remove what this attempt created for ${target.project}: ${errorMessage(error)} — \`lmsctl down --project-name ${target.project} --volumes\` does`,
+    );
+  }
+}
+
 async function reportUnhealthy(ctx: CommandContext, docker: Docker, services: ServiceState[]): Promise<void> {
   for (const service of services) {
     ctx.out.warn(
-      `${service.service}: ${service.health ?? service.state}${service.exitCode !== null ? ` (exit code ${service.exitCode})` : ''} — last log lines:`,
+      `${service.service}: ${service.state === 'exited' ? 'exited' : (service.health ?? service.state)}${service.exitCode !== null ? ` (exit code ${service.exitCode})` : ''} — last log lines:`,
     );
     for (const line of await logTail(docker, service.container).catch(() => ['(no logs)'])) ctx.out.info(`  ${line}`);
   }
 }
 
 export function renderUp(result: UpResult, style: ChalkInstance): string {
-  if (result.waitedMs === null) return `${result.project} (${result.env}) started; \`lmsctl ps\` shows its health`;
-  return `${renderServices(result.services, style)}\n\n${style.green('healthy')}: ${result.project} (${result.env}) after ${formatDuration(result.waitedMs)}`;
+  const built = result.built.length ? `built ${result.built.join(', ')}\n` : '';
+  if (result.waitedMs === null)
+    return `${built}${result.project} (${result.env}) started; \`lmsctl ps\` shows its health`;
+  return `${built}${renderServices(result.services, style)}\n\n${style.green('healthy')}: ${result.project} (${result.env}) after ${formatDuration(result.waitedMs)}`;
 }
 
 /** `docker compose down`; with --volumes it names the volumes it destroys and asks first. */
@@ -142,49 +242,48 @@ export async function stackDown(
   ctx: CommandContext,
   options: StackOptions & { volumes?: boolean },
 ): Promise<{ project: string; volumesRemoved: boolean }> {
-  const env = options.env ?? 'dev';
-  const compose = await composeCommand(ctx.env);
+  const { target, compose } = await openStack(ctx, options);
   if (options.volumes) {
     const docker = await connectEngine(ctx.env);
     const volumes = docker
       ? (
-          (await docker.listVolumes({ filters: { label: [`com.docker.compose.project=${projectOf(env)}`] } }))
+          (await docker.listVolumes({ filters: { label: [`com.docker.compose.project=${target.project}`] } }))
             .Volumes ?? []
         ).map((volume) => volume.Name)
       : [];
     ctx.out.info(
-      `this deletes the volumes of ${projectOf(env)}${volumes.length ? `: ${volumes.join(', ')}` : ''} — the database, Redis data, backups and metrics kept in them are lost`,
+      `this deletes the volumes of ${target.project}${volumes.length ? `: ${volumes.join(', ')}` : ''} — the database, Redis data, backups and metrics kept in them are lost`,
     );
-    await confirmOrRefuse(`Delete the volumes of ${projectOf(env)}?`, {
+    await confirmOrRefuse(`Delete the volumes of ${target.project}?`, {
       yes: ctx.yes,
-      action: `delete the volumes of ${projectOf(env)}`,
+      action: `delete the volumes of ${target.project}`,
     });
   }
-  await runCompose(compose, [...common(ctx, options), 'down', ...(options.volumes ? ['--volumes'] : [])], {
-    env: ctx.env,
+  await runCompose(compose, target, ['down', '--remove-orphans', ...(options.volumes ? ['--volumes'] : [])], {
     cwd: ctx.cwd,
     stdout: composeOutput(ctx),
   });
-  return { project: projectOf(env), volumesRemoved: Boolean(options.volumes) };
+  return { project: target.project, volumesRemoved: Boolean(options.volumes) };
 }
 
 export async function stackPs(
   ctx: CommandContext,
   options: StackOptions,
 ): Promise<{ project: string; services: ServiceState[] }> {
+  const target = resolveStack({ ...options, envFile: ctx.envFile }, ctx.env, ctx.cwd);
   const docker = await requireEngine(ctx);
-  const project = projectOf(options.env ?? 'dev');
-  return { project, services: await projectServices(docker, project) };
+  return { project: target.project, services: await projectServices(docker, target.project) };
 }
 
 export function renderServices(services: ServiceState[], style: ChalkInstance): string {
   if (services.length === 0) return 'no containers';
-  const mark = (service: ServiceState) =>
-    service.health === 'healthy' || (service.state === 'running' && service.health === null)
-      ? style.green(service.health ?? service.state)
-      : service.health === 'unhealthy' || service.state === 'exited'
-        ? style.red(service.health ?? `${service.state} ${service.exitCode ?? ''}`.trim())
-        : style.yellow(service.health ?? service.state);
+  const mark = (service: ServiceState) => {
+    const status = serviceStatus(service);
+    // An exited container shows how it ended: "exited 0" is a finished one-shot service.
+    const text =
+      service.state === 'exited' ? `exited ${service.exitCode ?? ''}`.trim() : (service.health ?? service.state);
+    return status === 'ready' ? style.green(text) : status === 'failed' ? style.red(text) : style.yellow(text);
+  };
   return table(
     ['SERVICE', 'CONTAINER', 'STATE', 'HEALTH', 'PORTS'],
     services.map((service) => [
@@ -223,18 +322,18 @@ export async function stackLogs(
   ctx: CommandContext,
   options: StackOptions & { service?: string; follow?: boolean; tail?: number },
 ): Promise<void> {
-  const compose = await composeCommand(ctx.env);
+  const { target, compose } = await openStack(ctx, options);
+  const stdout = ctx.out.streams.stdout;
+  // Compose colours its output even into a pipe: escape codes only reach a terminal.
+  const colour = !ctx.json && stdout.isTTY === true && !('NO_COLOR' in ctx.env);
   const args = [
-    ...common(ctx, options),
     'logs',
-    ...(ctx.json ? ['--no-color'] : []),
+    ...(colour ? [] : ['--no-color']),
     ...(options.follow ? ['-f'] : []),
     ...(options.tail !== undefined ? ['--tail', String(options.tail)] : []),
   ];
   if (options.service) args.push(options.service);
-  const stdout = ctx.out.streams.stdout;
-  await runCompose(compose, args, {
-    env: ctx.env,
+  await runCompose(compose, target, args, {
     cwd: ctx.cwd,
     stdout: ctx.json ? (line) => stdout.write(`${JSON.stringify(parseLogLine(line))}\n`) : 'inherit',
   });
@@ -244,13 +343,12 @@ export async function stackRestart(
   ctx: CommandContext,
   options: StackOptions & { service?: string },
 ): Promise<{ project: string; restarted: string }> {
-  const compose = await composeCommand(ctx.env);
-  await runCompose(compose, [...common(ctx, options), 'restart', ...(options.service ? [options.service] : [])], {
-    env: ctx.env,
+  const { target, compose } = await openStack(ctx, options);
+  await runCompose(compose, target, ['restart', ...(options.service ? [options.service] : [])], {
     cwd: ctx.cwd,
     stdout: composeOutput(ctx),
   });
-  return { project: projectOf(options.env ?? 'dev'), restarted: options.service ?? 'all services' };
+  return { project: target.project, restarted: options.service ?? 'all services' };
 }
 
 export interface ConfigResult {
@@ -264,15 +362,10 @@ export interface ConfigResult {
 
 /** The resolved Compose configuration (what `up` would run), for review. */
 export async function stackConfig(ctx: CommandContext, options: StackOptions): Promise<ConfigResult> {
-  const env = options.env ?? 'dev';
-  const compose = await composeCommand(ctx.env);
+  const { target, compose } = await openStack(ctx, options);
   // YAML from every Compose version (v1 has no --format json), parsed here for --json.
-  const yaml = await runCompose(compose, [...common(ctx, options), 'config'], {
-    env: ctx.env,
-    cwd: ctx.cwd,
-    stdout: 'capture',
-  });
-  return { env, project: projectOf(env), yaml, config: redactComposeConfig(parseYaml(yaml)) };
+  const yaml = await runCompose(compose, target, ['config'], { cwd: ctx.cwd, stdout: 'capture' });
+  return { env: target.env, project: target.project, yaml, config: redactComposeConfig(parseYaml(yaml)) };
 }
 
 /**
