@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # Caddy for the production stacks, changed in two ways so it runs as a non-root user with every
 # capability dropped (cap_drop: [ALL], no-new-privileges):
 # - The official image gives /usr/bin/caddy the file capability cap_net_bind_service=+ep. The
@@ -10,8 +8,8 @@
 # - /data (certificates and ACME account keys, a named volume) belongs to uid 1000, so a fresh
 #   volume starts with that owner. /config only holds Caddy's autosave and is a tmpfs.
 # The Caddyfile is mounted, not copied: ops/caddy/Caddyfile stays the one source.
-ARG CADDY_IMAGE=caddy:2.8.4-alpine
-FROM ${CADDY_IMAGE}
+ARG CADDY_BASE_IMAGE=caddy:2.8.4-alpine
+FROM ${CADDY_BASE_IMAGE}
 RUN cp /usr/bin/caddy /tmp/caddy \
  && mv /tmp/caddy /usr/bin/caddy \
  && chmod 0755 /usr/bin/caddy \
