@@ -634,6 +634,17 @@ describe('image', () => {
     expect(text).not.toContain('corepack enable');
   });
 
+  it('builds without a registry for its frontend and without relying on a warm cache mount', async () => {
+    const text = await readFile(fromRoot('compose/Dockerfile'), 'utf8');
+    // A `# syntax=` line makes BuildKit pull a frontend image; the built-in one handles the file.
+    expect(text).not.toMatch(/^#\s*syntax=/m);
+    // The pnpm store is a cache mount: a builder with an imported layer cache (the fetch layer
+    // cached, the mount empty) failed `--offline` installs with ERR_PNPM_NO_OFFLINE_TARBALL.
+    for (const line of text.split('\n').filter((candidate) => /pnpm .*(install|deploy)/.test(candidate))) {
+      expect(line).not.toMatch(/--offline\b/);
+    }
+  });
+
   it('has client tools of the same PostgreSQL major as the bundled server', async () => {
     const text = await readFile(fromRoot('compose/Dockerfile'), 'utf8');
     const clientMajor = /^ARG PG_MAJOR=(\d+)$/m.exec(text)?.[1];

@@ -285,6 +285,17 @@ describe('the production stack behind Caddy, with its monitoring', () => {
     expect((await https('GET', '/metrics')).status).toBe(404);
   });
 
+  it('Caddy starts clean: no permission errors on its tmpfs, no error but the access log of refused requests', async () => {
+    const logs = await docker(['logs', await containerOf(project, 'caddy')]);
+    const lines = `${logs.stdout}\n${logs.stderr}`.split('\n').filter(Boolean);
+    expect(lines.filter((line) => line.includes('permission denied'))).toEqual([]);
+    // Caddy logs 4xx/5xx answers (the 404s and 413s above) at error level in its access log.
+    const errors = lines.filter(
+      (line) => line.includes('"level":"error"') && !line.includes('"logger":"http.log.access'),
+    );
+    expect(errors).toEqual([]);
+  });
+
   it('an 11 MB POST gets 413 from Caddy, three times, and the site stays up', async () => {
     const big = path.join(work, 'big.json');
     await writeFile(big, `{"title":"${'x'.repeat(11 * 1024 * 1024)}"}`);
