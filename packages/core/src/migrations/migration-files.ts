@@ -13,6 +13,11 @@ export const MIGRATION_FILE_PATTERN = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$
 const DOWN_MARKER = /^--[ \t]*migrate:down[ \t]*$/m;
 /** A line that makes the whole file (up and down) run outside a transaction, one statement at a time. */
 const NO_TRANSACTION_MARKER = /^--[ \t]*migrate:no-transaction[ \t]*$/gm;
+/**
+ * A line that says the file contracts the schema: it drops or renames what the previous version of
+ * the application may still use, so it must not run while that version serves (expand/contract).
+ */
+const CONTRACT_MARKER = /^--[ \t]*migrate:contract[ \t]*$/m;
 
 /** A statement that begins, ends or aborts a transaction, found in a migration file. */
 export interface TransactionControlStatement {
@@ -41,6 +46,18 @@ export interface MigrationFile {
   transactional: boolean;
   /** Top-level BEGIN/COMMIT/ROLLBACK/END… statements; the runner refuses to run a file that has any. */
   transactionControl: TransactionControlStatement[];
+  /** True when the file says `-- migrate:contract` (above `-- migrate:down`). */
+  contract: boolean;
+  /** Forward statements that drop or rename a table, view or column (what contracts a schema). */
+  contractStatements: ContractStatement[];
+}
+
+/** A forward statement that removes or renames something a running version may use. */
+export interface ContractStatement {
+  /** 1-based line of the file. */
+  line: number;
+  /** e.g. `DROP TABLE`, `DROP COLUMN`, `RENAME`. */
+  kind: string;
 }
 
 export class MigrationFilesError extends AppError {
@@ -89,6 +106,12 @@ export function parseMigration(filename: string, filePath: string, content: stri
       `${filename}: move "-- migrate:no-transaction" above "-- migrate:down"; it applies to the whole file`,
     );
   }
+  const contractAt = upSql.search(CONTRACT_MARKER);
+  if (contractAt === -1 && markerAt !== -1 && CONTRACT_MARKER.test(downPart)) {
+    throw new MigrationFilesError(
+      `${filename}: move "-- migrate:contract" above "-- migrate:down"; it describes the forward change`,
+    );
+  }
   return {
     version: Number(match[1]),
     id: `${match[1]}_${match[2]}`,
@@ -104,7 +127,32 @@ export function parseMigration(filename: string, filePath: string, content: stri
       ...findTransactionControl(upSql, 'up', 1),
       ...findTransactionControl(downPart, 'down', downStartLine),
     ],
+    contract: contractAt !== -1,
+    contractStatements: findContractStatements(upSql),
   };
+}
+
+// Comments and literals removed first, so `-- drop table later` or a string never counts.
+const COMMENTS_AND_LITERALS = /--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"|\$([A-Za-z_]*)\$[\s\S]*?\$\1\$/g;
+const CONTRACTING: Array<[kind: string, pattern: RegExp]> = [
+  ['DROP TABLE', /^\s*drop\s+table\b/i],
+  ['DROP VIEW', /^\s*drop\s+(?:materialized\s+)?view\b/i],
+  ['DROP SCHEMA', /^\s*drop\s+schema\b/i],
+  ['RENAME', /^\s*alter\s+(?:table|view|materialized\s+view)\b[\s\S]*\brename\s+(?!constraint\b)/i],
+  // DROP [COLUMN] name — not DROP DEFAULT / NOT NULL / CONSTRAINT / IDENTITY / EXPRESSION, which
+  // the running version does not read.
+  [
+    'DROP COLUMN',
+    /^\s*alter\s+table\b[\s\S]*\bdrop\s+(?!(?:default|not\s+null|constraint|identity|expression)\b)(?:column\s+)?(?:if\s+exists\s+)?[a-z_"]/i,
+  ],
+];
+
+function findContractStatements(sql: string): ContractStatement[] {
+  return splitSqlStatements(sql).flatMap((statement) => {
+    const text = statement.text.replace(COMMENTS_AND_LITERALS, ' ');
+    const found = CONTRACTING.find(([, pattern]) => pattern.test(text));
+    return found ? [{ line: lineAt(sql, statement.firstTokenAt), kind: found[0] }] : [];
+  });
 }
 
 function findTransactionControl(

@@ -458,3 +458,73 @@ describe('migration files', () => {
     await expect(createMigrationFile(dir, 'drop; table')).rejects.toThrow(/must use letters, digits/);
   });
 });
+
+describe('expand/contract (-- migrate:contract, up --expand-only)', () => {
+  const columns = async () =>
+    (
+      await query<{ name: string }>(
+        "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'things' ORDER BY 1",
+      )
+    ).map((row) => row.name);
+
+  it('finds the statements that drop or rename, and only those', async () => {
+    await writeFile(
+      path.join(dir, '0004_mixed.sql'),
+      [
+        '-- drop table later: a comment never counts',
+        "INSERT INTO things (name) VALUES ('DROP TABLE things');",
+        'ALTER TABLE things ALTER COLUMN colour DROP NOT NULL, DROP CONSTRAINT IF EXISTS nothing;',
+        'ALTER TABLE things RENAME CONSTRAINT things_pkey TO things_id_pkey;',
+        'ALTER TABLE things DROP COLUMN colour;',
+        'ALTER TABLE things RENAME name TO title;',
+        'DROP VIEW IF EXISTS thing_names;',
+        'DROP TABLE IF EXISTS old_things;',
+        '-- migrate:down',
+        'DROP TABLE things;',
+      ].join('\n'),
+    );
+    const file = (await readMigrationFiles(dir)).find((candidate) => candidate.version === 4)!;
+    expect(file.contract).toBe(false);
+    expect(file.contractStatements).toEqual([
+      { line: 5, kind: 'DROP COLUMN' },
+      { line: 6, kind: 'RENAME' },
+      { line: 7, kind: 'DROP VIEW' },
+      { line: 8, kind: 'DROP TABLE' },
+    ]);
+  });
+
+  it('--expand-only refuses an unmarked DROP COLUMN and a marked contract, before applying anything; plain up runs both', async () => {
+    await writeFile(path.join(dir, '0004_add_size.sql'), 'ALTER TABLE things ADD COLUMN size int;\n');
+    await writeFile(path.join(dir, '0005_drop_colour.sql'), 'ALTER TABLE things\n  DROP COLUMN colour;\n');
+    await expect(migrator().up({ expandOnly: true })).rejects.toThrow(
+      new MigrationRefusedError(
+        '0005_drop_colour.sql line 1: DROP COLUMN in a rolling deploy would break the version still running; mark the file "-- migrate:contract" and deploy it after the code that stops using it (expand/contract), or pass --allow-contract',
+      ),
+    );
+    expect(await query("SELECT to_regclass('public.things') AS t")).toEqual([{ t: null }]);
+
+    await writeFile(
+      path.join(dir, '0005_drop_colour.sql'),
+      '-- migrate:contract\nALTER TABLE things DROP COLUMN colour;\n',
+    );
+    await expect(migrator().up({ expandOnly: true })).rejects.toThrow(
+      /0005_drop_colour.sql is marked "-- migrate:contract"/,
+    );
+    expect(await query("SELECT to_regclass('public.things') AS t")).toEqual([{ t: null }]);
+
+    // Up to the expanding part, a rolling deploy goes ahead.
+    expect((await migrator().up({ expandOnly: true, to: 4 })).current).toBe(4);
+    expect(await columns()).toContain('size');
+    // Once every instance runs the new version, the contract runs.
+    expect((await migrator().up()).current).toBe(5);
+    expect(await columns()).not.toContain('colour');
+  });
+
+  it('refuses the mark below -- migrate:down, where it would say nothing about the forward change', async () => {
+    await writeFile(
+      path.join(dir, '0004_misplaced.sql'),
+      'ALTER TABLE things DROP COLUMN colour;\n-- migrate:down\n-- migrate:contract\nALTER TABLE things ADD COLUMN colour text;\n',
+    );
+    await expect(migrator().up()).rejects.toThrow(/move "-- migrate:contract" above "-- migrate:down"/);
+  });
+});

@@ -110,6 +110,23 @@ export interface DownResult {
   current: number | null;
 }
 
+/** A rolling deploy runs only migrations the previous version can live with (expand/contract). */
+function assertExpandOnly(pending: MigrationFile[]): void {
+  for (const file of pending) {
+    if (file.contract) {
+      throw new MigrationRefusedError(
+        `${file.filename} is marked "-- migrate:contract": it removes what the running version may still use, so it runs only after every instance runs the version that no longer needs it (pass --allow-contract to run it now)`,
+      );
+    }
+    const [first] = file.contractStatements;
+    if (first) {
+      throw new MigrationRefusedError(
+        `${file.filename} line ${first.line}: ${first.kind} in a rolling deploy would break the version still running; mark the file "-- migrate:contract" and deploy it after the code that stops using it (expand/contract), or pass --allow-contract`,
+      );
+    }
+  }
+}
+
 function whoAmI(): string {
   let user: string;
   try {
@@ -185,7 +202,12 @@ export class Migrator {
   }
 
   /** Applies pending migrations in order, up to and including `to` when given. */
-  async up(options: { to?: number; dryRun?: boolean } = {}): Promise<UpResult> {
+  /**
+   * Applies the pending migrations (up to `to`). With `expandOnly` (a rolling deploy, while the
+   * previous version still serves) it refuses, before applying anything, a pending file marked
+   * `-- migrate:contract` and one that drops or renames a table, view or column without the mark.
+   */
+  async up(options: { to?: number; dryRun?: boolean; expandOnly?: boolean } = {}): Promise<UpResult> {
     const files = await this.files();
     if (options.to !== undefined && !files.some((file) => file.version === options.to)) {
       throw new MigrationRefusedError(
@@ -206,6 +228,7 @@ export class Migrator {
         (file) => !appliedVersions.has(file.version) && (options.to === undefined || file.version <= options.to),
       );
       assertNoTransactionControl(pending, 'up');
+      if (options.expandOnly) assertExpandOnly(pending);
       return pending;
     };
 

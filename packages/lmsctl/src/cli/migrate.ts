@@ -28,6 +28,10 @@ Every migration runs in its own transaction together with its record; concurrent
 begins, commits or rolls back a transaction itself is refused before anything is applied (exit 1);
 a file with the line "-- migrate:no-transaction" (for CREATE INDEX CONCURRENTLY and the like)
 runs statement by statement instead, and is recorded once all of them have succeeded.
+Expand/contract: a migration that drops or renames a table, view or column the running version
+may still use is marked "-- migrate:contract" and deployed after the code that stops using it;
+\`migrate up --expand-only\` (what a rolling deploy runs) refuses such a file, and an unmarked
+DROP/RENAME, before applying anything (exit 2).
 ${examples(
   { cmd: 'lmsctl migrate', note: 'apply everything pending', exits: 0 },
   { cmd: 'lmsctl migrate up --to 5 --dry-run', note: 'show what would be applied up to 0005', exits: 0 },
@@ -57,6 +61,7 @@ ${examples(
           { cmd: 'lmsctl migrate up --dry-run', exits: 0 },
           { cmd: 'lmsctl migrate up --to 7 --create-database', exits: 0 },
           { cmd: 'lmsctl migrate up --require-backup 24h --lock-timeout 2m', exits: 0 },
+          { cmd: 'lmsctl migrate up --expand-only', note: 'while the previous version still serves', exits: 0 },
         ),
       )
       // As the default subcommand, `up` receives any mistyped subcommand name; say so clearly.
@@ -65,6 +70,10 @@ ${examples(
       .option('--to <version>', 'stop after this version', integerAtLeast(1))
       .option('--dry-run', 'list what would be applied; change nothing')
       .option('--create-database', 'create the database first when it does not exist')
+      .option(
+        '--expand-only',
+        'refuse migrations marked -- migrate:contract and unmarked DROP/RENAME (rolling deploys)',
+      )
       .option(
         '--require-backup <max-age>',
         'refuse unless a verified backup of this database is younger (e.g. 24h)',

@@ -89,6 +89,8 @@ export interface MigrateUpOptions extends MigrateCommonOptions {
   createDatabase?: boolean;
   /** Refuse unless a verified backup of this database is younger than this (ms, `--require-backup`). */
   requireBackup?: number;
+  /** Refuse contracting migrations (a rolling deploy: the previous version still serves). */
+  expandOnly?: boolean;
 }
 
 /** Applies pending migrations (all, or up to `to`); a no-op when the database is current. */
@@ -98,7 +100,11 @@ export async function migrateUp(ctx: CommandContext, options: MigrateUpOptions =
     await requireRecentBackup(ctx, url, options.requireBackup);
   const databaseCreated = options.createDatabase && !options.dryRun ? await createDatabaseIfMissing(url) : false;
   if (databaseCreated) ctx.out.success(`created database ${databaseRef(url).name}`);
-  const result = await createMigrator(ctx, options).up({ to: options.to, dryRun: options.dryRun });
+  const result = await createMigrator(ctx, options).up({
+    to: options.to,
+    dryRun: options.dryRun,
+    expandOnly: options.expandOnly,
+  });
   return { database: databaseRef(url), dryRun: options.dryRun ?? false, databaseCreated, ...result };
 }
 
