@@ -109,7 +109,7 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
   app.use(express.json({ limit: '100kb' }));
 
   // One signer for the routes that issue tokens and the middleware that checks them.
-  const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000);
+  const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000, config.SECRET_KEY_PREVIOUS);
   const revocations = new TokenRevocations(deps.redis, deps.redisPrefix, config.ACCESS_TOKEN_TTL, deps.logger);
   const routes = buildRoutes(deps, tokens, revocations);
   mountRoutes(app, routes, {

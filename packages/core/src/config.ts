@@ -97,6 +97,13 @@ export const configFields = {
     secret: true,
     group: 'runtime',
   }),
+  SECRET_KEY_PREVIOUS: field({
+    schema: z.string().min(1).optional(),
+    description:
+      'During a rotation of SECRET_KEY: a second key whose access tokens are still accepted (never used to sign). It holds the other key of the rotation, whichever is newer: first the new key (every replica learns it before any signs with it), then, after the switch, the former one until ACCESS_TOKEN_TTL has passed. Same rules as SECRET_KEY; steps: `lmsctl secrets rotate --what jwt`, docs/runbooks/key-rotation.md.',
+    secret: true,
+    group: 'runtime',
+  }),
   DATABASE_URL: field({
     schema: postgresUrl.optional(),
     description: 'PostgreSQL connection URL of the application database (`postgres://user:password@host:5432/lms`).',
@@ -511,6 +518,13 @@ const configSchema = z.object(shape).superRefine((config, ctx) => {
       message: 'is only read during a rotation: set WEBHOOK_SECRET_KEY to the new key as well',
     });
   }
+  if (config.SECRET_KEY_PREVIOUS && !config.SECRET_KEY) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['SECRET_KEY_PREVIOUS'],
+      message: 'is only read during a rotation: set SECRET_KEY as well',
+    });
+  }
   if (config.NODE_ENV !== 'production') return;
   if (!config.WEBHOOK_SECRET_KEY) {
     ctx.addIssue({
@@ -526,6 +540,13 @@ const configSchema = z.object(shape).superRefine((config, ctx) => {
       code: 'custom',
       path: ['SECRET_KEY'],
       message: `must be at least ${MIN_PRODUCTION_SECRET_LENGTH} characters in production (it has ${config.SECRET_KEY.length})`,
+    });
+  }
+  if (config.SECRET_KEY_PREVIOUS && config.SECRET_KEY_PREVIOUS.length < MIN_PRODUCTION_SECRET_LENGTH) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['SECRET_KEY_PREVIOUS'],
+      message: `must be at least ${MIN_PRODUCTION_SECRET_LENGTH} characters in production (it has ${config.SECRET_KEY_PREVIOUS.length})`,
     });
   }
   if (config.DEBUG) {

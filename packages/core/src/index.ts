@@ -15,5 +15,6 @@ export * from './redis.js';
 export * from './duration.js';
 export * from './webhook-targets.js';
 export * from './secret-box.js';
+export * from './access-token-keys.js';
 // Heavier modules are subpath exports, so a process loads them only when it uses them:
 // @lms/core/queue (BullMQ producer), @lms/core/webhook-events, @lms/core/passwords (argon2).

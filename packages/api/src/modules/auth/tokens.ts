@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { errors, jwtVerify, SignJWT } from 'jose';
-import { rowId, UnauthorizedError } from '@lms/core';
+import { decodeProtectedHeader, errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { accessTokenKeyId, rowId, UnauthorizedError } from '@lms/core';
 import type { AuthUser, Role } from '../../lib/auth-user.js';
 
 const ISSUER = 'lms-api';
@@ -8,15 +8,24 @@ const AUDIENCE = 'lms';
 /** The only algorithm accepted: a token claiming `none` or RS256 is refused, whatever it says. */
 const ALGORITHM = 'HS256';
 
-/** Signs and checks the short-lived access tokens (JWT, HS256 with SECRET_KEY). */
+/**
+ * Signs and checks the short-lived access tokens (JWT, HS256). They are signed with SECRET_KEY
+ * and carry its key id (`kid`) in the header; a token naming SECRET_KEY_PREVIOUS's id is accepted
+ * too, so a key can be rotated while tokens of the other key are still out (key-rotation.md).
+ */
 export class AccessTokens {
-  private readonly key: Uint8Array;
+  private readonly signingKey: { id: string; key: Uint8Array };
+  private readonly other: { id: string; key: Uint8Array } | undefined;
 
   constructor(
     secret: string,
     private readonly ttlSeconds: number,
+    /** SECRET_KEY_PREVIOUS: verifies, never signs. */
+    otherSecret?: string,
   ) {
-    this.key = new TextEncoder().encode(secret);
+    const keyOf = (value: string) => ({ id: accessTokenKeyId(value), key: new TextEncoder().encode(value) });
+    this.signingKey = keyOf(secret);
+    this.other = otherSecret && otherSecret !== secret ? keyOf(otherSecret) : undefined;
   }
 
   /**
@@ -26,13 +35,13 @@ export class AccessTokens {
    */
   async issue(user: { id: string; role: Role }, sessionId: string, issuedAt: Date = new Date()): Promise<string> {
     return new SignJWT({ role: user.role, sid: sessionId })
-      .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+      .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT', kid: this.signingKey.id })
       .setSubject(user.id)
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
       .setIssuedAt(issuedAt.getTime() / 1000)
       .setExpirationTime(`${this.ttlSeconds}s`)
-      .sign(this.key);
+      .sign(this.signingKey.key);
   }
 
   /** The user a valid token names; UnauthorizedError for anything tampered, expired or foreign. */
@@ -43,13 +52,7 @@ export class AccessTokens {
   /** Like verify, with the moment the token was issued (epoch ms) for the deny-list. */
   async read(token: string): Promise<{ user: AuthUser; issuedAtMs: number }> {
     try {
-      const { payload } = await jwtVerify(token, this.key, {
-        algorithms: [ALGORITHM],
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        // A validly signed token without an expiry would be valid forever: every one we issue has both.
-        requiredClaims: ['exp', 'iat', 'sub'],
-      });
+      const payload = await this.verifiedPayload(token);
       const role = payload.role;
       const sub = rowId.safeParse(payload.sub);
       const sid = payload.sid === undefined ? undefined : rowId.safeParse(payload.sid);
@@ -63,6 +66,34 @@ export class AccessTokens {
       if (error instanceof UnauthorizedError) throw error;
       if (error instanceof errors.JWTExpired) throw new UnauthorizedError('access token expired; refresh it');
       throw new UnauthorizedError('access token is not valid');
+    }
+  }
+
+  /**
+   * The claims of a token signed by the key its `kid` names. A token without a kid comes from a
+   * release before key ids: it is tried with the signing key, then with the other one, so one
+   * issued just before a rotation's switch still verifies after it.
+   */
+  private async verifiedPayload(token: string): Promise<JWTPayload> {
+    const options = {
+      algorithms: [ALGORITHM],
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      // A validly signed token without an expiry would be valid forever: every one we issue has both.
+      requiredClaims: ['exp', 'iat', 'sub'],
+    };
+    const { kid } = decodeProtectedHeader(token);
+    if (kid !== undefined) {
+      const key = [this.signingKey, this.other].find((candidate) => candidate?.id === kid);
+      // Signed by a key this process does not hold (retired, or another deployment's).
+      if (!key) throw new UnauthorizedError('access token is not valid');
+      return (await jwtVerify(token, key.key, options)).payload;
+    }
+    try {
+      return (await jwtVerify(token, this.signingKey.key, options)).payload;
+    } catch (error) {
+      if (!this.other || !(error instanceof errors.JWSSignatureVerificationFailed)) throw error;
+      return (await jwtVerify(token, this.other.key, options)).payload;
     }
   }
 }
