@@ -12,6 +12,7 @@ import {
 } from '@lms/core';
 import type { JobContext, JobHandlers } from '../job-types.js';
 import { HardTimeLimitError, ShutdownError, SoftTimeLimitError, type TimeLimits } from '../time-limits.js';
+import { settlesWithin } from './deadline.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';
 
 /** What one queue's processor works with. */
@@ -33,11 +34,46 @@ export interface JobProcessor {
   process(job: Job): Promise<void>;
   /** Tells every running handler to stop (a forced shutdown). */
   abortAll(reason: Error): void;
+  /** Whether no handler of this queue is running. */
+  isIdle(): boolean;
+  /** Resolves once no handler of this queue is running (at once when none is). */
+  idle(): Promise<void>;
   /** Stops the time-limit watchdog. */
   close(): void;
 }
 
 type AnyHandler = (data: unknown, ctx: JobContext) => Promise<void>;
+
+/** The runs of one queue's processor still going, and whoever waits for there to be none. */
+class RunningJobs {
+  private readonly runs = new Set<JobRun>();
+  private waiters: Array<() => void> = [];
+
+  get size(): number {
+    return this.runs.size;
+  }
+
+  add(run: JobRun): void {
+    this.runs.add(run);
+  }
+
+  delete(run: JobRun): void {
+    this.runs.delete(run);
+    if (this.runs.size > 0 || this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  values(): IterableIterator<JobRun> {
+    return this.runs.values();
+  }
+
+  idle(): Promise<void> {
+    if (this.runs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
 
 /** Whether BullMQ will run the job again after this failure (same rule as `Job.shouldRetryJob`). */
 function willRetry(job: Job, error: unknown): boolean {
@@ -77,7 +113,7 @@ class JobRun implements JobContext {
   constructor(
     private readonly job: Job,
     private readonly options: ProcessorOptions,
-    private readonly running: Set<JobRun>,
+    private readonly running: RunningJobs,
   ) {
     this.jobId = job.id ?? '';
     this.attempt = job.attemptsMade + 1;
@@ -191,13 +227,13 @@ class JobRun implements JobContext {
  */
 export function createJobProcessor(options: ProcessorOptions): JobProcessor {
   const { queue, handlers, limits, retryAfterHardLimit = {} } = options;
-  const running = new Set<JobRun>();
+  const running = new RunningJobs();
   // One watchdog per queue instead of a timer per job, ticking at a tenth of the soft limit
   // (20 ms to 1 s): the limits fire that much late at most.
   const watchdog = setInterval(
     () => {
       const now = performance.now();
-      for (const run of running) run.checkLimits(now);
+      for (const run of running.values()) run.checkLimits(now);
     },
     Math.min(1000, Math.max(20, Math.floor(limits.softMs / 10))),
   );
@@ -220,8 +256,10 @@ export function createJobProcessor(options: ProcessorOptions): JobProcessor {
       return run.execute(handlers[name] as AnyHandler, parsed.data, retryAfterHardLimit[name] === true);
     },
     abortAll(reason) {
-      for (const run of running) run.abort(reason);
+      for (const run of running.values()) run.abort(reason);
     },
+    isIdle: () => running.size === 0,
+    idle: () => running.idle(),
     close() {
       clearInterval(watchdog);
     },
@@ -260,13 +298,26 @@ export interface QueueWorkersOptions {
   /** Kept finished jobs (worker-side; the producers' job options usually say the same). */
   removeOnComplete?: { age: number; count?: number };
   removeOnFail?: { age: number; count?: number };
+  /** See `defaultConnectionCloseTimeoutMs`. */
+  connectionCloseTimeoutMs?: number;
 }
+
+/**
+ * How long a stop waits for BullMQ to close its Redis connections once no job of this process
+ * runs. A Redis that answers takes milliseconds. One that does not (down, or a connection
+ * parked in ioredis' `reconnecting` state) is waited for forever by BullMQ's close, which then
+ * never resolves (taskforcesh/bullmq#4656); the process stops without it instead.
+ */
+export const defaultConnectionCloseTimeoutMs = 5000;
 
 export interface QueueWorkers {
   workers: Map<QueueName, Worker>;
   /**
    * Stops taking jobs and waits for the running ones (each is bounded by its hard limit);
-   * `force` abandons them instead (their locks expire and another worker recovers them).
+   * `force` abandons them instead (their locks expire and another worker recovers them). Once
+   * no job runs, the Redis connections get `connectionCloseTimeoutMs` to close; past that the
+   * close resolves anyway (with a warning), so a stop never waits on an unreachable Redis. A
+   * job whose result could not be written meanwhile is recovered like one of a dead worker.
    */
   close(options?: { force?: boolean }): Promise<void>;
 }
@@ -312,8 +363,26 @@ export function createQueueWorkers(options: QueueWorkersOptions): QueueWorkers {
     workers,
     async close({ force = false } = {}) {
       if (force) for (const processor of processors) processor.abortAll(new ShutdownError());
-      await Promise.all([...workers.values()].map((worker) => worker.close(force)));
+      const closed = Promise.all([...workers.values()].map((worker) => worker.close(force)));
+      const timeoutMs = options.connectionCloseTimeoutMs ?? defaultConnectionCloseTimeoutMs;
+      // The deadline runs only while no job does: a job BullMQ handed over just before the
+      // close may still start, and it gets its time limits like any other.
+      let done: boolean;
+      do {
+        await Promise.all(processors.map((processor) => processor.idle()));
+        done = await settlesWithin(closed, timeoutMs);
+      } while (!done && !processors.every((processor) => processor.isIdle()));
       for (const processor of processors) processor.close();
+      if (done) {
+        await closed;
+      } else {
+        // BullMQ's close keeps waiting in the background; its failure no longer matters.
+        closed.catch(() => undefined);
+        options.logger.warn(
+          { queues: options.queues },
+          `the Redis connections did not close within ${timeoutMs / 1000} s (is Redis reachable?): stopping without them`,
+        );
+      }
     },
   };
 }

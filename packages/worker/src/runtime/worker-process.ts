@@ -14,11 +14,20 @@ import { createMailer, type Mailer } from '../emails/mailer.js';
 import { createHandlers, hardLimitRetries, type HandlerDeps } from '../handlers.js';
 import type { JobHandlers } from '../job-types.js';
 import { resolveTimeLimits, type TimeLimits } from '../time-limits.js';
-import { createQueueWorkers, type QueueWorkers, type RecoverySettings } from './job-runner.js';
+import { settlesWithin } from './deadline.js';
+import {
+  createQueueWorkers,
+  defaultConnectionCloseTimeoutMs,
+  type QueueWorkers,
+  type RecoverySettings,
+} from './job-runner.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { startOutboxRelay, type OutboxRelay } from './outbox-relay.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startScheduler, type Scheduler } from './scheduler.js';
+
+/** How long a stop waits for each connection to close (see `closeAll`). */
+const closeStepTimeoutMs = defaultConnectionCloseTimeoutMs;
 
 export interface WorkerProcessOptions {
   config: Config;
@@ -114,21 +123,29 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   let scheduler: Scheduler | undefined;
   let server: MetricsServer | undefined;
   const closeAll = async (force: boolean) => {
-    // In this order: running jobs still use the producer, the pool and the mailer.
+    // In this order: running jobs still use the producer, the pool and the mailer. The
+    // scheduler goes first: its samples are of no use to a stopping process.
     const steps: Array<[string, () => unknown]> = [
+      ['scheduler', () => scheduler?.stop()],
       ['workers', () => workers.close({ force })],
       ['outbox relay', () => relay?.stop()],
-      ['scheduler', () => scheduler?.stop()],
       ['job producer', () => producer.close()],
       ['mailer', () => mailer.close()],
       ['database pool', () => pool.end()],
       ['metrics server', () => server?.close()],
     ];
     for (const [what, step] of steps) {
-      try {
+      const result = (async () => {
         await step();
-      } catch (error) {
-        logger.warn({ err: error }, `closing the ${what} failed`);
+      })();
+      result.catch((error: unknown) => logger.warn({ err: error }, `closing the ${what} failed`));
+      // The workers bound their own wait (running jobs have time limits, Redis a deadline). The
+      // other steps only close connections: one that hangs (a Redis or database that does not
+      // answer, a connection an abandoned handler still holds) must not keep the process alive
+      // past its stop grace period.
+      if (what === 'workers') await result.catch(() => undefined);
+      else if (!(await settlesWithin(result, closeStepTimeoutMs))) {
+        logger.warn(`closing the ${what} took more than ${closeStepTimeoutMs / 1000} s: stopping without it`);
       }
     }
   };

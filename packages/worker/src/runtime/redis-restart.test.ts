@@ -1,0 +1,134 @@
+import { PassThrough } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, queueJob, queueNames } from '@lms/core';
+import { freePort } from '@lms/core/testing';
+import { ownRedis, type OwnRedis } from '../testing/redis-server.js';
+import { startSmtpSink, type SmtpSink } from '../testing/smtp-sink.js';
+import { spawnWorker, type SpawnedWorker } from '../testing/spawn-worker.js';
+import { createWorkerTestEnv, eventually, type WorkerTestEnv } from '../testing/worker-harness.js';
+import { startWorkerProcess, type WorkerProcess } from './worker-process.js';
+
+/** How long a stop may take before the test gives up on it (a deadline, far above a normal stop). */
+const STOP_DEADLINE_MS = 20_000;
+const NOT_WRITEABLE = /Stream isn't writeable/;
+
+let env: WorkerTestEnv;
+let redis: OwnRedis;
+let sink: SmtpSink;
+let emails = 0;
+
+beforeAll(async () => {
+  env = await createWorkerTestEnv('redis-restart');
+  redis = await ownRedis();
+  sink = await startSmtpSink();
+});
+
+afterAll(async () => {
+  await sink?.close();
+  await redis?.kill();
+  await env?.cleanup();
+});
+
+/** Queues an e-mail the way the api does (an outbox row the worker relays) and waits for it at the SMTP sink. */
+async function deliverEmail(): Promise<void> {
+  emails += 1;
+  await queueJob(
+    env.db,
+    'email.send',
+    { to: `learner-${emails}@example.com`, template: 'welcome', props: {}, idempotencyKey: `redis-restart-${emails}` },
+    `email-send-redis-restart-${emails}`,
+  );
+  await sink.waitForMessages(emails, 30_000);
+}
+
+/** Resolves with `promise`, or fails with `message` once `ms` have passed. */
+async function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('a restarted Redis', () => {
+  let worker: WorkerProcess | undefined;
+  const lines: string[] = [];
+
+  afterEach(async () => {
+    await redis.start();
+    await worker?.shutdown({ force: true });
+    worker = undefined;
+  });
+
+  it('is used again: jobs run, the warnings stop, and the worker stops at once', async () => {
+    const destination = new PassThrough();
+    destination.on('data', (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
+    worker = await startWorkerProcess({
+      config: env.config({ REDIS_URL: redis.url, SMTP_URL: sink.url, DB_POOL_SIZE: '2' }),
+      logger: createLogger({ level: 'info', destination }),
+      queues: queueNames,
+      scheduler: true,
+      metricsPort: 0,
+      sampleIntervalMs: 100,
+      outboxRelayIntervalMs: 100,
+    });
+    await deliverEmail();
+
+    await redis.kill();
+    // The queue-depth sampler runs on the producer's connection, which fails fast while Redis is down.
+    await eventually(() => Promise.resolve(lines.some((line) => NOT_WRITEABLE.test(line))));
+    await redis.start();
+
+    await deliverEmail();
+    // Every connection is back once the sampler has read the depths again (this Redis lost its
+    // data, so the only completed e-mail job is the one run after the restart).
+    const sampled = () => worker!.metrics.registry.getSingleMetricAsString('lms_queue_jobs');
+    await eventually(async () => (await sampled()).includes('lms_queue_jobs{queue="emails",state="completed"} 1'));
+    const recovered = lines.length;
+    // Twenty more sampling rounds (and relay passes) on the restarted Redis.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(lines.slice(recovered).filter((line) => NOT_WRITEABLE.test(line))).toEqual([]);
+    await deliverEmail();
+
+    await within(
+      worker.shutdown(),
+      STOP_DEADLINE_MS,
+      `the worker did not stop within ${STOP_DEADLINE_MS / 1000} s after Redis was restarted`,
+    );
+  });
+});
+
+describe('a stop while Redis is down', () => {
+  let spawned: SpawnedWorker | undefined;
+
+  afterEach(async () => {
+    if (spawned && spawned.child.exitCode === null && spawned.child.signalCode === null) {
+      spawned.child.kill('SIGKILL');
+    }
+    await redis.start();
+  });
+
+  it('exits 0 within the deadline instead of waiting for Redis', async () => {
+    const port = await freePort();
+    spawned = spawnWorker(
+      ['--scheduler'],
+      env.vars({ REDIS_URL: redis.url, SMTP_URL: sink.url, WORKER_METRICS_PORT: String(port), LOG_LEVEL: 'info' }),
+    );
+    await spawned.waitForLog(/"msg":"worker started"/);
+    await redis.kill();
+    await spawned.waitForLog(/ECONNREFUSED/);
+
+    spawned.child.kill('SIGTERM');
+    const exited = await within(
+      spawned.exited,
+      STOP_DEADLINE_MS,
+      `the worker did not exit within ${STOP_DEADLINE_MS / 1000} s of SIGTERM while Redis was down; its last lines:\n${spawned.stdout().split('\n').slice(-10).join('\n')}`,
+    );
+    expect(exited).toEqual({ code: 0, signal: null });
+    expect(spawned.stdout()).toMatch(/"msg":"stopped"/);
+  });
+});
