@@ -32,6 +32,7 @@ import { describeTransfer, formatBytes, startProgress } from '../lib/progress.js
 import { lmsctlVersion } from '../version.js';
 import { backupDirOf, backupKeyOf, publishMetrics, toolsOf } from './context.js';
 import { countRows, listTables, newestMigration, type TableRef } from './catalog.js';
+import { holdDatabaseLock } from '../postgres/database-lock.js';
 
 export interface BackupOptions {
   /** Backup folder (default LMS_BACKUP_DIR). */
@@ -111,7 +112,12 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
   const temporary = partialPathOf(
     path.join(dir, `.${backupFileName(startedAt).replace(/\.dump$/, '')}.${randomBytes(4).toString('hex')}`),
   );
-  const client = await connectClient(url, { applicationName: 'lmsctl backup' });
+  // Shared with other backups and restores; keeps `lmsctl db maintain` away while this runs.
+  const lock = await holdDatabaseLock(url, 'shared', { applicationName: 'lmsctl backup', doing: 'back up' });
+  const client = await connectClient(url, { applicationName: 'lmsctl backup' }).catch(async (error: unknown) => {
+    await lock.release();
+    throw error;
+  });
 
   return withInterrupt(async (signal) => {
     let published: string | null = null;
@@ -233,6 +239,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
     } finally {
       await unlink(temporary).catch(() => undefined);
       await client.end().catch(() => undefined);
+      await lock.release();
     }
   }, options.signal);
 }

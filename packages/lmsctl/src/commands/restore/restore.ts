@@ -28,6 +28,7 @@ import {
   setComment,
   summarizeSessions,
 } from '../../postgres/admin.js';
+import { lockDatabaseOrRefuse } from '../../postgres/database-lock.js';
 import { pgToolVersion } from '../../postgres/tools.js';
 import { formatBytes } from '../../lib/progress.js';
 import type { PausedQueues } from '../../queues/pause.js';
@@ -179,6 +180,8 @@ export async function restore(
           `another lmsctl restore of ${target.name} on ${target.host}:${target.port} is running`,
         );
       }
+      // Shared with backups; keeps `lmsctl db maintain` of the target away until the swap is done.
+      await lockDatabaseOrRefuse(admin, target, 'shared', 'restore');
       refuseSessions(sessions, target, options);
 
       const what =
