@@ -99,6 +99,10 @@ const commands: Record<string, Here | Elsewhere> = {
   restart: { args: ['restart', 'worker'] },
   config: { args: ['config', '--env', 'prod'] },
   seed: { args: ['seed'] },
+  'db maintain': { args: ['db', 'maintain', '--vacuum', '--analyze', '--reindex-bloated'] },
+  'db slow': {
+    elsewhere: 'commands/db/slow.test.ts (--json against a private server that preloads pg_stat_statements)',
+  },
   'azure servers': { args: () => ['azure', 'servers', ...azure()] },
   'azure backups': { args: () => ['azure', 'backups', '--server', 'prod-pg', ...azure()] },
   'azure pitr': { elsewhere: 'commands/azure-pitr.test.ts (--yes --json against the fake Resource Manager)' },

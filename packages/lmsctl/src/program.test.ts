@@ -61,6 +61,7 @@ describe('lmsctl --help', () => {
       'check',
       'user',
       'webhooks',
+      'db',
       'up',
       'down',
       'ps',

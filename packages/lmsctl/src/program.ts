@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import type { Runtime } from './cli/action.js';
 import { registerAzure } from './cli/azure.js';
 import { registerBackup } from './cli/backup.js';
+import { registerDb } from './cli/db.js';
 import { registerDrill } from './cli/drill.js';
 import { examples, helpConfiguration } from './cli/help.js';
 import { postgresUrl } from './cli/parsers.js';
@@ -63,6 +64,7 @@ ${examples(
   registerCheck(program, runtime);
   registerUser(program, runtime);
   registerWebhooks(program, runtime);
+  registerDb(program, runtime);
   registerStack(program, runtime);
   registerAzure(program, runtime);
 
