@@ -15,6 +15,7 @@ export function registerCheck(program: Command, runtime: Runtime): void {
     .option('--prometheus-url <url>', 'Prometheus, for the error rate and p99 latency (daily)')
     .option('--alertmanager-url <url>', 'Alertmanager, for the alert delivery test (weekly)')
     .option('--max-backup-age <duration>', 'predeploy: the newest verified backup must be younger', durationMs)
+    .option('--image <image>', 'weekly: the LMS image trivy scans (default: LMS_IMAGE, else lms:latest)')
     .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')
     .option('--prefix <prefix>', 'queue key prefix (default: QUEUE_PREFIX)')
     .addHelpText(
@@ -22,7 +23,10 @@ export function registerCheck(program: Command, runtime: Runtime): void {
       `
 daily: API, PostgreSQL and Redis health; 5xx rate and p99 from Prometheus; a backup in the last
 26 h; free disk of the backup folder and the database. weekly: a drill passed in the last 8 days;
-slow queries (pg_stat_statements); a test alert through Alertmanager. predeploy: migrations
+slow queries (pg_stat_statements); a test alert through Alertmanager; \`pnpm audit --prod\` of the
+repository lmsctl runs from (critical or high advisories fail, the registry not answering warns);
+\`trivy image\` of --image (high or critical fail; without trivy a warning says how to install
+it). predeploy: migrations
 validate; a verified backup younger than --max-backup-age (24h); the API and queues healthy.
 What a machine cannot check is listed as manual.
 ${examples(

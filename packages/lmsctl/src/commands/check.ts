@@ -1,4 +1,8 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ChalkInstance } from 'chalk';
+import { execa } from 'execa';
 import { connectClient, defaultMigrationsDir, describePostgresUrl, errorMessage, maskUrl, Migrator } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
@@ -19,6 +23,7 @@ import {
   type ProbeOptions,
   type StatusItem,
 } from '../health/probes.js';
+import { howToEnableStatements, topStatements } from '../postgres/statements.js';
 
 export type Checklist = 'daily' | 'weekly' | 'predeploy';
 
@@ -29,6 +34,8 @@ export interface CheckOptions extends ProbeOptions {
   alertmanagerUrl?: string;
   /** predeploy: the newest verified backup must be younger than this (milliseconds, `--max-backup-age`). */
   maxBackupAge?: number;
+  /** weekly: the image trivy scans (default LMS_IMAGE, else lms:latest). */
+  image?: string;
 }
 
 export interface CheckResult {
@@ -103,31 +110,27 @@ async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
 
 /** The slowest statements by mean time, where pg_stat_statements is installed. */
 async function slowQueries(ctx: CommandContext): Promise<StatusItem[]> {
-  if (!ctx.databaseUrl) return [];
-  const client = await connectClient(ctx.databaseUrl, { applicationName: 'lmsctl check' });
+  const url = ctx.databaseUrl;
+  if (!url) return [];
+  const client = await connectClient(url, { applicationName: 'lmsctl check' });
   try {
-    const present = await client.query(`SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'`);
-    if (!present.rowCount) {
+    const rows = await topStatements(client, 5, 'mean');
+    if (typeof rows === 'string') {
       return [
         {
           name: 'slow queries',
           state: 'manual',
-          detail: 'pg_stat_statements is not installed: review slow queries in the PostgreSQL log',
+          detail: `review slow queries in the PostgreSQL log (${howToEnableStatements(rows, describePostgresUrl(url).database)})`,
         },
       ];
     }
-    const { rows } = await client.query<{ query: string; calls: string; mean: number }>(
-      `SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 80) AS query, calls, mean_exec_time AS mean
-         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-        ORDER BY mean_exec_time DESC LIMIT 5`,
-    );
-    const slow = rows.filter((row) => row.mean > 500);
+    const slow = rows.filter((row) => row.meanMs > 500);
     return [
       {
         name: 'slow queries',
         state: slow.length ? 'warn' : 'ok',
         detail: rows.length
-          ? rows.map((row) => `${formatDuration(row.mean)} × ${row.calls}: ${row.query}`).join(' | ')
+          ? rows.map((row) => `${formatDuration(row.meanMs)} × ${row.calls}: ${row.query.slice(0, 80)}`).join(' | ')
           : 'no statements recorded yet',
         data: { top: rows },
       },
@@ -188,6 +191,130 @@ async function alertDelivery(options: CheckOptions): Promise<StatusItem[]> {
   } catch (error) {
     return [{ name: 'alert delivery', state: 'fail', detail: `${where}: ${errorMessage(error)}` }];
   }
+}
+
+/** The checkout lmsctl runs from: the nearest folder above this file with a pnpm lockfile. */
+function repositoryOfLmsctl(): string | null {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'pnpm-lock.yaml'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return null;
+    dir = parent;
+  }
+}
+
+const SEVERITIES = ['critical', 'high', 'moderate', 'low', 'info'] as const;
+type Severity = (typeof SEVERITIES)[number];
+
+/** What a tool printed, reduced to its first meaningful line (pnpm and trivy print boxes and blank lines). */
+function firstLine(text: string): string {
+  return (
+    text
+      .split('\n')
+      .map((line) => line.replace(/^[\s×│╭╰─]+/, '').trim())
+      .find((line) => line.length > 0) ?? 'no output'
+  );
+}
+
+/**
+ * `pnpm audit --prod` of the repository lmsctl runs from: a critical or high advisory fails the
+ * checklist, a moderate or low one warns; a registry that cannot answer warns (the audit did not
+ * happen, which must not read as a pass).
+ */
+async function dependencyAudit(ctx: CommandContext): Promise<StatusItem[]> {
+  const name = 'dependency audit';
+  const repository = repositoryOfLmsctl();
+  if (!repository) {
+    return [
+      {
+        name,
+        state: 'manual',
+        detail: 'lmsctl does not run from a checkout: run `pnpm audit --prod` in the repository',
+      },
+    ];
+  }
+  const run = await execa('pnpm', ['audit', '--prod', '--json'], {
+    cwd: repository,
+    env: ctx.env,
+    extendEnv: false,
+    reject: false,
+    timeout: 120_000,
+  });
+  if (run.failed && run.exitCode === undefined) {
+    const reason =
+      (run as { code?: string }).code === 'ENOENT' ? 'pnpm is not installed' : firstLine(run.shortMessage ?? '');
+    return [{ name, state: 'warn', detail: `${reason}: run \`pnpm audit --prod\` in ${repository} by hand` }];
+  }
+  let report: {
+    advisories?: Record<string, { module_name: string; severity: string; title: string }>;
+    metadata?: { vulnerabilities?: Partial<Record<Severity, number>>; dependencies?: number };
+  };
+  try {
+    report = JSON.parse(run.stdout) as typeof report;
+  } catch {
+    // pnpm prints a registry error as text even with --json.
+    return [
+      {
+        name,
+        state: 'warn',
+        detail: `the audit did not run: ${firstLine(run.stdout || run.stderr)}; run \`pnpm audit --prod\` in ${repository} again later`,
+      },
+    ];
+  }
+  const counts = report.metadata?.vulnerabilities ?? {};
+  const found = SEVERITIES.filter((severity) => (counts[severity] ?? 0) > 0);
+  const modules = [...new Set(Object.values(report.advisories ?? {}).map((advisory) => advisory.module_name))].sort();
+  const state: ItemState = counts.critical || counts.high ? 'fail' : counts.moderate || counts.low ? 'warn' : 'ok';
+  return [
+    {
+      name,
+      state,
+      detail: found.length
+        ? `${found.map((severity) => `${counts[severity]} ${severity}`).join(', ')} in ${modules.join(', ')}: \`pnpm audit --prod\` in ${repository} for the advisories`
+        : `no known vulnerabilities in ${report.metadata?.dependencies ?? '?'} production dependencies`,
+      data: { repository, vulnerabilities: counts, modules },
+    },
+  ];
+}
+
+const TRIVY_INSTALL_HINT =
+  'install trivy (https://trivy.dev/latest/getting-started/installation/: the aquasecurity apt or rpm repository, brew install trivy, or its release binary on PATH) to scan it';
+
+/** `trivy image` of the LMS image: HIGH or CRITICAL vulnerabilities fail; no trivy warns with how to install it. */
+async function imageScan(ctx: CommandContext, options: CheckOptions): Promise<StatusItem[]> {
+  const name = 'image scan';
+  const image = options.image ?? (ctx.env.LMS_IMAGE || 'lms:latest');
+  const run = await execa('trivy', ['image', '--quiet', '--format', 'json', '--severity', 'HIGH,CRITICAL', image], {
+    cwd: ctx.cwd,
+    env: ctx.env,
+    extendEnv: false,
+    reject: false,
+    timeout: 15 * 60_000,
+  });
+  if ((run as { code?: string }).code === 'ENOENT') {
+    return [{ name, state: 'warn', detail: `trivy is not installed, ${image} was not scanned: ${TRIVY_INSTALL_HINT}` }];
+  }
+  if (run.exitCode !== 0) {
+    return [{ name, state: 'warn', detail: `trivy could not scan ${image}: ${firstLine(run.stderr || run.stdout)}` }];
+  }
+  const report = JSON.parse(run.stdout || '{}') as {
+    Results?: Array<{ Vulnerabilities?: Array<{ Severity: string; VulnerabilityID: string }> | null }>;
+  };
+  const vulnerabilities = (report.Results ?? []).flatMap((result) => result.Vulnerabilities ?? []);
+  const critical = vulnerabilities.filter((entry) => entry.Severity === 'CRITICAL').length;
+  const high = vulnerabilities.filter((entry) => entry.Severity === 'HIGH').length;
+  return [
+    {
+      name,
+      state: critical || high ? 'fail' : 'ok',
+      detail:
+        critical || high
+          ? `${image}: ${critical} critical, ${high} high: \`trivy image ${image}\` for the list; rebuild on patched base images`
+          : `${image}: no high or critical vulnerabilities`,
+      data: { image, critical, high },
+    },
+  ];
 }
 
 async function migrationsValidate(ctx: CommandContext): Promise<StatusItem[]> {
@@ -266,6 +393,8 @@ export async function check(
     items.push(...(await probeDrill(ctx, 8 * 86_400_000, true)));
     items.push(...(await probe('slow queries', () => slowQueries(ctx))));
     items.push(...(await alertDelivery(options)));
+    items.push(...(await probe('dependency audit', () => dependencyAudit(ctx))));
+    items.push(...(await probe('image scan', () => imageScan(ctx, options))));
   } else {
     items.push(...(await migrationsValidate(ctx)));
     items.push(...(await verifiedBackupItem(ctx, options.maxBackupAge ?? 24 * 3_600_000)));
