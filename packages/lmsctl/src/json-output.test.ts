@@ -92,6 +92,7 @@ const commands: Record<string, Here | Elsewhere> = {
     args: ['webhooks', 'encrypt-secrets'],
     env: () => ({ WEBHOOK_SECRET_KEY: '3c'.repeat(32) }),
   },
+  'secrets rotate': { args: ['secrets', 'rotate', '--what', 'jwt', '--step', 'stage'] },
   up: { args: ['up'] },
   down: { args: ['down'] },
   ps: { args: ['ps'] },

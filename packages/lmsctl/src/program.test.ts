@@ -61,6 +61,7 @@ describe('lmsctl --help', () => {
       'check',
       'user',
       'webhooks',
+      'secrets',
       'db',
       'up',
       'down',

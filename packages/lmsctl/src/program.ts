@@ -10,6 +10,7 @@ import { registerMigrate } from './cli/migrate.js';
 import { registerQueue } from './cli/queue.js';
 import { registerRestore } from './cli/restore.js';
 import { registerSchedule } from './cli/schedule.js';
+import { registerSecrets } from './cli/secrets.js';
 import { registerStack } from './cli/stack.js';
 import { registerCheck } from './cli/check.js';
 import { registerStatus } from './cli/status.js';
@@ -64,6 +65,7 @@ ${examples(
   registerCheck(program, runtime);
   registerUser(program, runtime);
   registerWebhooks(program, runtime);
+  registerSecrets(program, runtime);
   registerDb(program, runtime);
   registerStack(program, runtime);
   registerAzure(program, runtime);

@@ -4,11 +4,23 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
-import { connectClient, defaultMigrationsDir, Migrator, redisConnectionOptions, withDatabase } from '@lms/core';
+import {
+  accessTokenKeyId,
+  connectClient,
+  defaultMigrationsDir,
+  Migrator,
+  redisConnectionOptions,
+  secretKeyFromHex,
+  webhookSecretBox,
+  webhookSecretContext,
+  withDatabase,
+} from '@lms/core';
 import { createTestDatabase, testRedisPrefix, testRedisUrl, type TestDatabase } from '@lms/core/testing';
 import { testContext } from '../testing/context.js';
 import { runLmsctl } from '../testing/run-cli.js';
 import { backup } from '../backup/create.js';
+import { keyIdOf } from '../backup/archive/crypto.js';
+import type { StatusItem } from '../health/probes.js';
 import type { CheckResult } from './check.js';
 import type { StatusResult } from './status.js';
 
@@ -74,6 +86,9 @@ describe('lmsctl status', () => {
       'queue webhooks',
       'backup',
       'drill',
+      'access-token keys',
+      'webhook keys',
+      'backup key',
     ]);
     expect(byName.api).toMatchObject({ state: 'ok', data: { status: 200 } });
     expect(byName.postgresql).toMatchObject({ state: 'ok', data: { maxConnections: expect.any(Number) } });
@@ -83,6 +98,13 @@ describe('lmsctl status', () => {
     expect(byName.backup).toMatchObject({
       state: 'fail',
       detail: expect.stringContaining(`no backup of ${database.name} in`),
+    });
+    // No key is set for lmsctl here: nothing to compare, nothing wrong.
+    expect(byName['access-token keys']).toMatchObject({ state: 'manual' });
+    expect(byName['webhook keys']).toMatchObject({ state: 'ok', detail: 'no webhook secrets stored' });
+    expect(byName['backup key']).toMatchObject({
+      state: 'ok',
+      detail: 'LMS_BACKUP_KEY_FILE is not set; no encrypted backups',
     });
     expect(result.healthy).toBe(false);
   });
@@ -123,6 +145,99 @@ describe('lmsctl status', () => {
     } finally {
       await queue.obliterate({ force: true });
       await queue.close();
+    }
+  });
+});
+
+describe('lmsctl status: which keys are live', () => {
+  const jwtKey = 'j'.repeat(64);
+  const jwtNext = 'n'.repeat(64);
+  const webhookOld = '1a'.repeat(32);
+  const webhookNew = '2b'.repeat(32);
+  const webhookStranger = '3c'.repeat(32);
+
+  async function items(vars: Record<string, string>): Promise<Record<string, StatusItem>> {
+    const run = await runLmsctl(['status', '--json', '--api-url', await readyApi()], {
+      env: { ...env, ...vars },
+      cwd: work,
+    });
+    const output = run.stdout + run.stderr;
+    for (const secret of [jwtKey, jwtNext, webhookOld, webhookNew, webhookStranger])
+      expect(output).not.toContain(secret);
+    return Object.fromEntries((JSON.parse(run.stdout) as StatusResult).items.map((item) => [item.name, item]));
+  }
+
+  it('names SECRET_KEY and SECRET_KEY_PREVIOUS by kid, webhook secrets per key id, backups per backup key id', async () => {
+    const keysDir = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-status-keys-'));
+    const client = await connectClient(database.url);
+    try {
+      // Webhook secrets in the middle of a rotation: one under the old key, two under the new.
+      for (const [key, count] of [[webhookOld, 1] as const, [webhookNew, 2] as const]) {
+        const box = webhookSecretBox({ WEBHOOK_SECRET_KEY: key })!;
+        for (let index = 0; index < count; index++) {
+          const { rows } = await client.query<{ id: string }>(
+            `INSERT INTO webhook_subscriptions (url, events, secret) VALUES ('https://hooks.example.com/x', '{course.completed}', 'placeholder') RETURNING id`,
+          );
+          const id = rows[0]!.id;
+          const sealed = box.seal(`secret-${index}`, webhookSecretContext(id));
+          await client.query(
+            'UPDATE webhook_subscriptions SET secret = NULL, secret_ciphertext = $2, secret_key_id = $3 WHERE id = $1',
+            [id, sealed.ciphertext, sealed.keyId],
+          );
+        }
+      }
+      // One encrypted backup under the old backup key, in a folder of this test's own.
+      const backupDir = path.join(keysDir, 'db');
+      const oldKeyFile = path.join(keysDir, 'old.key');
+      const newKeyFile = path.join(keysDir, 'new.key');
+      await writeFile(oldKeyFile, `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+      await writeFile(newKeyFile, `${'cd'.repeat(32)}\n`, { mode: 0o600 });
+      const backupEnv = { LMS_BACKUP_DIR: backupDir, LMS_BACKUP_KEY_FILE: oldKeyFile };
+      await backup(testContext({ cwd: work, env: { ...env, ...backupEnv } }).ctx, { encrypt: true });
+      const oldBackupId = keyIdOf(Buffer.from('ab'.repeat(32), 'hex'));
+      const newBackupId = keyIdOf(Buffer.from('cd'.repeat(32), 'hex'));
+
+      const switched = await items({
+        ...backupEnv,
+        LMS_BACKUP_KEY_FILE: newKeyFile,
+        SECRET_KEY: jwtNext,
+        SECRET_KEY_PREVIOUS: jwtKey,
+        WEBHOOK_SECRET_KEY: webhookNew,
+        WEBHOOK_SECRET_KEY_PREVIOUS: webhookOld,
+      });
+      expect(switched['access-token keys']).toMatchObject({
+        state: 'ok',
+        data: { signingKid: accessTokenKeyId(jwtNext), alsoAcceptedKid: accessTokenKeyId(jwtKey) },
+      });
+      const newId = secretKeyFromHex(webhookNew).id;
+      const oldId = secretKeyFromHex(webhookOld).id;
+      expect(switched['webhook keys']).toMatchObject({
+        state: 'warn',
+        detail: expect.stringContaining('run `lmsctl webhooks encrypt-secrets`'),
+        data: { keyId: newId, previousKeyId: oldId, plainText: 0, secretsByKeyId: { [newId]: 2, [oldId]: 1 } },
+      });
+      expect(switched['backup key']).toMatchObject({
+        state: 'warn',
+        data: { keyId: newBackupId, backupsByKeyId: { [oldBackupId]: 1 }, newestKeyId: oldBackupId },
+      });
+      expect(switched['backup key']!.detail).toContain(
+        `keep the key file of ${oldBackupId} until those backups are pruned`,
+      );
+
+      // Retired too early: the old webhook key is gone while a secret still needs it.
+      const retired = await items({ ...backupEnv, SECRET_KEY: jwtNext, WEBHOOK_SECRET_KEY: webhookNew });
+      expect(retired['access-token keys']).toMatchObject({
+        detail: `signed with kid ${accessTokenKeyId(jwtNext)} (SECRET_KEY); no other key accepted`,
+      });
+      expect(retired['webhook keys']).toMatchObject({
+        state: 'fail',
+        detail: expect.stringContaining(`1 under ${oldId} (NOT configured)`),
+      });
+      expect(retired['backup key']).toMatchObject({ state: 'ok', data: { keyId: oldBackupId } });
+    } finally {
+      await client.query('DELETE FROM webhook_subscriptions');
+      await client.end();
+      await rm(keysDir, { recursive: true, force: true });
     }
   });
 });

@@ -11,13 +11,14 @@ import {
   type ProbeOptions,
   type StatusItem,
 } from '../health/probes.js';
+import { accessTokenKeysItem, backupKeyItem, webhookKeysItem } from '../secrets/live-keys.js';
 
 export interface StatusResult {
   healthy: boolean;
   items: StatusItem[];
 }
 
-/** One screen: is production healthy and recoverable? */
+/** One screen: is production healthy and recoverable, and which keys are live? */
 export async function status(ctx: CommandContext, options: ProbeOptions = {}): Promise<StatusResult> {
   const items = (
     await Promise.all([
@@ -27,6 +28,9 @@ export async function status(ctx: CommandContext, options: ProbeOptions = {}): P
       probeQueues(ctx, options),
       probeBackups(ctx),
       probeDrill(ctx),
+      Promise.resolve([accessTokenKeysItem(ctx)]),
+      webhookKeysItem(ctx),
+      backupKeyItem(ctx),
     ])
   ).flat();
   return { healthy: !items.some((item) => item.state === 'fail'), items };
