@@ -1,3 +1,5 @@
+import http2 from 'node:http2';
+import https from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 // Relative, not @lms/core/testing: the global setup loads this without the lms-source condition.
@@ -136,4 +138,128 @@ export async function containerOf(project: string, service: string): Promise<str
   const [container] = await containersOf(project, service);
   if (!container) throw new Error(`no container of ${service} in ${project}`);
   return container;
+}
+
+/** A request over HTTPS to Caddy on 127.0.0.1, with the site's name for SNI and Host, trusting only `ca`. */
+export function httpsRequest(
+  site: { host: string; port: number; ca: string; agent: https.Agent },
+  method: string,
+  urlPath: string,
+  options: { json?: unknown; token?: string } = {},
+): Promise<{ status: number; body: string }> {
+  const body = options.json === undefined ? undefined : JSON.stringify(options.json);
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      {
+        host: '127.0.0.1',
+        port: site.port,
+        servername: site.host,
+        ca: site.ca,
+        agent: site.agent,
+        method,
+        path: urlPath,
+        headers: {
+          host: `${site.host}:${site.port}`,
+          ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
+          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+        },
+        timeout: 30_000,
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+        response.on('error', reject);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/**
+ * An HTTP/2 client of Caddy, as browsers talk to it. A config reload (what a deploy does) ends
+ * Caddy's connections gracefully with GOAWAY, which names the last request it took: the requests
+ * after it were not processed, and a client sends them again on a new connection — browsers do,
+ * and so does this one (once). Any other error is the request's failure.
+ */
+export class Http2Client {
+  private session: http2.ClientHttp2Session | null = null;
+
+  constructor(private readonly site: { host: string; port: number; ca: string }) {}
+
+  private connect(): http2.ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    // The name resolves nowhere but here: connect to 127.0.0.1, present the site's name (SNI and
+    // :authority on every request).
+    const session = http2.connect(`https://127.0.0.1:${this.site.port}`, {
+      ca: this.site.ca,
+      servername: this.site.host,
+    });
+    session.on('error', () => undefined);
+    session.on('goaway', () => {
+      if (this.session === session) this.session = null;
+    });
+    session.on('close', () => {
+      if (this.session === session) this.session = null;
+    });
+    this.session = session;
+    return session;
+  }
+
+  async request(
+    method: string,
+    urlPath: string,
+    options: { json?: unknown; token?: string } = {},
+    retried = false,
+  ): Promise<{ status: number; body: string }> {
+    try {
+      return await this.once(method, urlPath, options);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      const unprocessed =
+        code === 'ERR_HTTP2_GOAWAY_SESSION' ||
+        code === 'ERR_HTTP2_INVALID_SESSION' ||
+        /REFUSED_STREAM/.test(String((error as Error).message));
+      if (unprocessed && !retried) return this.request(method, urlPath, options, true);
+      throw error;
+    }
+  }
+
+  private once(method: string, urlPath: string, options: { json?: unknown; token?: string }) {
+    const body = options.json === undefined ? undefined : JSON.stringify(options.json);
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const stream = this.connect().request({
+        ':method': method,
+        ':path': urlPath,
+        ':authority': `${this.site.host}:${this.site.port}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      });
+      let status = 0;
+      let text = '';
+      stream.setEncoding('utf8');
+      stream.setTimeout(30_000, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('data', (chunk: string) => (text += chunk));
+      stream.on('end', () => resolve({ status, body: text }));
+      stream.on('error', reject);
+      stream.on('close', () => {
+        if (status === 0) {
+          const error = new Error(`stream closed without an answer (code ${stream.rstCode})`) as Error & {
+            code?: string;
+          };
+          if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) error.message += ' REFUSED_STREAM';
+          reject(error);
+        }
+      });
+      stream.end(body);
+    });
+  }
+
+  close(): void {
+    this.session?.close();
+  }
 }

@@ -100,6 +100,9 @@ const commands: Record<string, Here | Elsewhere> = {
   restart: { args: ['restart', 'worker'] },
   config: { args: ['config', '--env', 'prod'] },
   seed: { args: ['seed'] },
+  'deploy start': { elsewhere: 'e2e/deploy.e2e.ts (--json on a running production stack)' },
+  'deploy rollback': { elsewhere: 'e2e/deploy.e2e.ts (on a running production stack)' },
+  'deploy history': { args: ['deploy', 'history'], env: () => ({ LMS_DEPLOY_DIR: path.join(work, 'deploys') }) },
   'db maintain': { args: ['db', 'maintain', '--vacuum', '--analyze', '--reindex-bloated'] },
   'db slow': {
     elsewhere: 'commands/db/slow.test.ts (--json against a private server that preloads pg_stat_statements)',

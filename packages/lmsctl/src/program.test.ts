@@ -70,6 +70,7 @@ describe('lmsctl --help', () => {
       'restart',
       'config',
       'seed',
+      'deploy',
       'azure',
       'help',
     ]);

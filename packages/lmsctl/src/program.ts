@@ -3,6 +3,7 @@ import type { Runtime } from './cli/action.js';
 import { registerAzure } from './cli/azure.js';
 import { registerBackup } from './cli/backup.js';
 import { registerDb } from './cli/db.js';
+import { registerDeploy } from './cli/deploy.js';
 import { registerDrill } from './cli/drill.js';
 import { examples, helpConfiguration } from './cli/help.js';
 import { postgresUrl } from './cli/parsers.js';
@@ -68,6 +69,7 @@ ${examples(
   registerSecrets(program, runtime);
   registerDb(program, runtime);
   registerStack(program, runtime);
+  registerDeploy(program, runtime);
   registerAzure(program, runtime);
 
   // Subcommands inherit exit handling and output settings from the program.

@@ -1,0 +1,249 @@
+import https from 'node:https';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findBuildKitCli } from '../packages/lmsctl/src/lib/compose/stack-images.js';
+import {
+  containerOf,
+  containersOf,
+  docker,
+  freePort,
+  Http2Client,
+  httpsRequest,
+  leftovers,
+  lmsctl,
+  projectName,
+  removeProject,
+} from './harness.js';
+
+/**
+ * `lmsctl deploy` on the production stack (one host, Compose), under a steady load of reads and
+ * writes through Caddy: a new image, an image whose API never becomes ready (rolled back), and
+ * `deploy rollback` — none of them may fail a request.
+ */
+const project = projectName('deploy');
+const v1 = `${project}:v1`;
+const v2 = `${project}:v2`;
+const broken = `${project}:broken`;
+const caddyImage = `${project}-caddy:latest`;
+const domain = 'lms.localhost';
+let work: string;
+let stackArgs: string[];
+let deployDir: string;
+let site: { host: string; port: number; ca: string; agent: https.Agent };
+let client: Http2Client;
+let teacherToken: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'lms-e2e-deploy-'));
+  deployDir = path.join(work, 'deploys');
+  const [http, httpsPort] = await Promise.all([freePort(), freePort()]);
+  const envFile = path.join(work, 'prod.env');
+  await writeFile(
+    envFile,
+    Object.entries({
+      SECRET_KEY: 'e2e-only-not-a-secret-'.padEnd(80, '0'),
+      WEBHOOK_SECRET_KEY: '2'.repeat(64),
+      POSTGRES_PASSWORD: '0123456789abcdef0123456789abcdef',
+      REDIS_PASSWORD: 'fedcba9876543210fedcba9876543210',
+      SMTP_URL: 'smtp://mail.invalid:25',
+      APP_DOMAIN: domain,
+      LETSENCRYPT_EMAIL: 'ops@example.com',
+      PUBLISH_ADDRESS: '127.0.0.1',
+      HTTP_PORT: String(http),
+      HTTPS_PORT: String(httpsPort),
+      // The load below is one client: per-address limits would answer it 429.
+      RATE_LIMIT_ENABLED: 'false',
+      LMS_IMAGE: v1,
+      CADDY_IMAGE: caddyImage,
+    })
+      .map(([name, value]) => `${name}=${value}`)
+      .join('\n'),
+  );
+  stackArgs = ['--env', 'prod', '--project-name', project, '--env-file', envFile];
+  site = { host: domain, port: httpsPort, ca: '', agent: new https.Agent({ keepAlive: true, maxSockets: 8 }) };
+});
+
+afterAll(async () => {
+  site.agent.destroy();
+  client?.close();
+  await removeProject(project);
+  await docker(['rmi', v1, v2, broken, caddyImage], { reject: false });
+  await rm(work, { recursive: true, force: true });
+});
+
+const env = () => ({ LMS_DEPLOY_DIR: deployDir });
+
+/**
+ * Reads (the catalogue) and writes (an instructor creating courses) through Caddy over HTTP/2 at a
+ * bounded rate until stopped; every answer that is not the expected 200/201 is a failure.
+ */
+function steadyLoad(perSecond: number) {
+  let running = true;
+  let sent = 0;
+  const failures: string[] = [];
+  const one = async (index: number) => {
+    const write = index % 4 === 0;
+    try {
+      const answer = write
+        ? await client.request('POST', '/api/v1/courses', {
+            token: teacherToken,
+            json: { title: `Load ${index}`, description: 'written during a deploy' },
+          })
+        : await client.request('GET', '/api/v1/courses?limit=5');
+      if (answer.status !== (write ? 201 : 200))
+        failures.push(`${write ? 'POST' : 'GET'} → ${answer.status} ${answer.body.slice(0, 200)}`);
+    } catch (error) {
+      failures.push(`${write ? 'POST' : 'GET'} → ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  const inFlight = new Set<Promise<void>>();
+  const loop = (async () => {
+    while (running) {
+      const request = one(sent++).finally(() => inFlight.delete(request));
+      inFlight.add(request);
+      await new Promise((resolve) => setTimeout(resolve, 1000 / perSecond));
+    }
+    await Promise.all(inFlight);
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { sent, failures };
+    },
+  };
+}
+
+async function imagesOf(service: string): Promise<string[]> {
+  const images: string[] = [];
+  for (const container of await containersOf(project, service)) {
+    images.push((await docker(['inspect', '-f', '{{.Config.Image}}', container])).stdout.trim());
+  }
+  return images;
+}
+
+describe('lmsctl deploy', () => {
+  it('the stack runs v1 behind Caddy', async () => {
+    const up = await lmsctl(['up', ...stackArgs, '--wait', '--timeout', '15m'], env());
+    expect(up.exitCode, up.stderr.slice(-3000)).toBe(0);
+    // v2: the same build under another tag — what a deploy does does not depend on the bits.
+    await docker(['tag', v1, v2]);
+    // broken: an image whose API listens on the wrong port, so its /ready never answers.
+    const builder = await findBuildKitCli(process.env);
+    const dockerfile = path.join(work, 'broken.Dockerfile');
+    await writeFile(
+      dockerfile,
+      `FROM ${v1}\nUSER root\nRUN sed -i 's#exec node "$app_dir/api/dist/main.js"#PORT=8001 exec node "$app_dir/api/dist/main.js"#' /usr/local/bin/lms-entrypoint && grep -q PORT=8001 /usr/local/bin/lms-entrypoint\nUSER 1000:1000\n`,
+    );
+    const build = await execa(builder.argv[0]!, [...builder.argv.slice(1), '-f', dockerfile, '-t', broken, work], {
+      env: builder.env,
+      reject: false,
+    });
+    expect(build.exitCode, build.stderr).toBe(0);
+
+    site.ca = (
+      await docker(['exec', await containerOf(project, 'caddy'), 'cat', '/data/caddy/pki/authorities/local/root.crt'])
+    ).stdout;
+    const password = 'an-e2e-password-long-enough';
+    const created = await execa(
+      'docker',
+      [
+        'exec',
+        '-i',
+        await containerOf(project, 'scheduler'),
+        'lmsctl',
+        'user',
+        'create',
+        '--email',
+        'teacher@example.com',
+        '--name',
+        'Teacher',
+        '--role',
+        'instructor',
+        '--password-stdin',
+      ],
+      { input: password, reject: false },
+    );
+    expect(created.exitCode, created.stderr).toBe(0);
+    const login = await httpsRequest(site, 'POST', '/api/v1/auth/login', {
+      json: { email: 'teacher@example.com', password },
+    });
+    expect(login.status, login.body).toBe(200);
+    teacherToken = (JSON.parse(login.body) as { accessToken: string }).accessToken;
+    client = new Http2Client(site);
+  });
+
+  it('to a new image: API replicas replaced one at a time, worker and scheduler too, no request failed', async () => {
+    const load = steadyLoad(20);
+    const run = await lmsctl(['deploy', '--image', v2, ...stackArgs, '--json'], env());
+    const { sent, failures } = await load.stop();
+    expect(run.exitCode, run.stderr.slice(-3000)).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      kind: 'deploy',
+      image: v2,
+      previousImage: v1,
+      outcome: 'succeeded',
+    });
+    expect(failures).toEqual([]);
+    expect(sent).toBeGreaterThan(100);
+    expect(await imagesOf('api')).toEqual([v2, v2]);
+    expect(await imagesOf('worker')).toEqual([v2]);
+    expect(await imagesOf('scheduler')).toEqual([v2]);
+  });
+
+  it('to an image whose API never becomes ready: rolled back, exit 1 naming why, no request failed', async () => {
+    const load = steadyLoad(20);
+    const run = await lmsctl(['deploy', '--image', broken, '--ready-timeout', '20s', ...stackArgs], env());
+    const { failures } = await load.stop();
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toContain(`error: deploy of ${broken} rolled back to ${v2}`);
+    expect(run.stderr).toMatch(/was not ready within 20\.0 s/);
+    expect(failures).toEqual([]);
+    expect(await imagesOf('api')).toEqual([v2, v2]);
+    expect(await imagesOf('worker')).toEqual([v2]);
+  });
+
+  it('deploy rollback goes back to the image before the last successful deploy, gapless too; history records everything', async () => {
+    const load = steadyLoad(20);
+    const run = await lmsctl(['deploy', 'rollback', ...stackArgs], env());
+    const { failures } = await load.stop();
+    expect(run.exitCode, run.stderr.slice(-3000)).toBe(0);
+    expect(run.stdout).toContain(`runs ${v1} (was ${v2})`);
+    expect(failures).toEqual([]);
+    expect(await imagesOf('api')).toEqual([v1, v1]);
+
+    const history = await lmsctl(['deploy', 'history', ...stackArgs, '--json'], env());
+    expect(history.exitCode, history.stderr).toBe(0);
+    const deploys = (
+      JSON.parse(history.stdout) as {
+        deploys: Array<{ kind: string; image: string; outcome: string; reason: string | null }>;
+      }
+    ).deploys;
+    expect(deploys.map((record) => [record.kind, record.image, record.outcome])).toEqual([
+      ['deploy', v2, 'succeeded'],
+      ['deploy', broken, 'rolled-back'],
+      ['rollback', v1, 'succeeded'],
+    ]);
+    expect(deploys[1]!.reason).toMatch(/was not ready/);
+    // The file beside the project holds the same lines, for jq.
+    expect((await readFile(path.join(deployDir, `${project}.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(3);
+  });
+
+  it('refuses a dev stack and an image that is not here, changing nothing', async () => {
+    const dev = await lmsctl(['deploy', '--image', v1, '--env', 'dev'], env());
+    expect(dev.exitCode).toBe(2);
+    const missing = await lmsctl(['deploy', '--image', '127.0.0.1:1/lms-e2e/missing:1', ...stackArgs], env());
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('is not on this host and cannot be pulled');
+    expect(await imagesOf('api')).toEqual([v1, v1]);
+  });
+
+  it('down --volumes --yes leaves nothing of the project', async () => {
+    const down = await lmsctl(['down', ...stackArgs, '--volumes', '--yes'], env());
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(await leftovers(project)).toEqual({ containers: [], volumes: [], networks: [] });
+  });
+});

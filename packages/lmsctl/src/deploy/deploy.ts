@@ -1,0 +1,233 @@
+import os from 'node:os';
+import type Docker from 'dockerode';
+import { errorMessage } from '@lms/core';
+import { formatDuration } from '@lms/core/duration';
+import type { CommandContext } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
+import {
+  ComposeFailed,
+  composeCommand,
+  resolveStack,
+  runCompose,
+  type StackSelection,
+} from '../lib/compose/compose-cli.js';
+import { connectEngine } from '../lib/compose/docker-engine.js';
+import { imageExists } from '../lib/compose/stack-images.js';
+import { caddyRouting, type CaddyRouting } from './caddy-routing.js';
+import { appendHistory, historyFile, readHistory, type DeployRecord } from './history.js';
+import {
+  composeWithImage,
+  replaceApiContainers,
+  replaceBackgroundServices,
+  RolloutFailed,
+  runningContainers,
+  type RollingStack,
+  type StackContainer,
+} from './rolling.js';
+
+export interface DeployOptions extends StackSelection {
+  image: string;
+  /** Take a backup (inside the stack, with the new image's lmsctl) before migrating. */
+  backup?: boolean;
+  /** Refuse unless a verified backup of the database is younger than this (ms). */
+  requireBackupMs?: number;
+  /** Run migrations marked -- migrate:contract too. */
+  allowContract?: boolean;
+  readyTimeoutMs?: number;
+}
+
+/**
+ * A rolling update of a running prod or staging stack (one host, Compose) to `image`:
+ * preflight → backup (optional) → migrations (expand-only) → API containers one at a time behind
+ * Caddy → worker and scheduler. When a new container does not become ready or healthy, what was
+ * replaced goes back to the previous image the same way and the deploy fails naming why. Every
+ * attempt is recorded in the deploy history.
+ */
+export async function deployStack(
+  ctx: CommandContext,
+  options: DeployOptions,
+  kind: DeployRecord['kind'] = 'deploy',
+): Promise<DeployRecord> {
+  const env = options.env ?? 'prod';
+  if (env !== 'prod' && env !== 'staging') {
+    throw new CliError(
+      ExitCode.usage,
+      `deploy updates a prod or staging stack, not ${env}`,
+      env === 'dev' ? 'the dev stack runs the sources: lmsctl up' : 'use --env prod or --env staging',
+    );
+  }
+  const target = resolveStack({ ...options, env, envFile: ctx.envFile }, ctx.env, ctx.cwd);
+  const compose = await composeCommand(ctx.env, target);
+  const docker = await connectEngine(ctx.env);
+  if (!docker) throw new CliError(ExitCode.failed, 'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)');
+  const say = (message: string) => ctx.out.info(message);
+  const stack: RollingStack = {
+    compose,
+    target,
+    docker,
+    cwd: ctx.cwd,
+    say,
+    readyTimeoutMs: options.readyTimeoutMs ?? 120_000,
+    stopTimeoutSeconds: 30,
+  };
+  const started = new Date();
+
+  // Preflight: nothing changes until all of it passed.
+  const [caddy] = await runningContainers(stack, 'caddy');
+  const retiring = await runningContainers(stack, 'api');
+  if (!caddy || retiring.length === 0) {
+    throw new CliError(
+      ExitCode.failed,
+      `${target.project} is not running (no caddy or api container)`,
+      `start it first: lmsctl up --env ${env}${target.envFile ? ` --env-file ${target.envFile}` : ''} --wait`,
+    );
+  }
+  const previous = retiring[0]!.image;
+  await ensureImage(stack, options.image);
+  const imageId = (await docker.getImage(options.image).inspect()).Id;
+  const inStack = (args: string[]) => lmsctlInStack(stack, options.image, args);
+  say(`preflight: the migrations of ${options.image} against ${target.project}`);
+  await inStack(['migrate', 'validate']);
+  const pending = JSON.parse(
+    await inStack(['migrate', 'up', '--dry-run', '--json', ...(options.allowContract ? [] : ['--expand-only'])]),
+  ) as { pending: Array<{ id: string }> };
+
+  const record: DeployRecord = {
+    id: `${kind}-${started.toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}`,
+    kind,
+    project: target.project,
+    env,
+    image: options.image,
+    imageId,
+    previousImage: previous,
+    by: whoAmI(),
+    startedAt: started.toISOString(),
+    finishedAt: started.toISOString(),
+    migrationsApplied: [],
+    outcome: 'failed',
+    reason: null,
+  };
+  const file = historyFile(target.project, ctx.env);
+  const finish = async (outcome: DeployRecord['outcome'], reason: string | null) => {
+    Object.assign(record, { outcome, reason, finishedAt: new Date().toISOString() });
+    await appendHistory(file, record);
+    return record;
+  };
+
+  try {
+    if (options.backup) {
+      say('backup: lmsctl backup inside the stack');
+      await inStack(['backup']);
+    }
+    if (pending.pending.length) say(`migrations: ${pending.pending.map((migration) => migration.id).join(', ')}`);
+    const migrated = JSON.parse(
+      await inStack([
+        'migrate',
+        'up',
+        '--json',
+        ...(options.allowContract ? [] : ['--expand-only']),
+        ...(options.requireBackupMs !== undefined
+          ? ['--require-backup', `${Math.ceil(options.requireBackupMs / 1000)}s`]
+          : []),
+      ]),
+    ) as { applied: Array<{ id: string }> };
+    record.migrationsApplied = migrated.applied.map((migration) => migration.id);
+  } catch (error) {
+    await finish('failed', errorMessage(error));
+    throw error;
+  }
+
+  const routing = caddyRouting(caddy.name, ctx.env);
+  try {
+    await routing.routeTo(retiring.map((container) => container.name));
+    await replaceApiContainers(stack, routing, options.image, retiring);
+    say('worker and scheduler: replaced with a graceful stop');
+    await replaceBackgroundServices(stack, options.image);
+    await routing.restore();
+  } catch (error) {
+    if (!(error instanceof RolloutFailed)) {
+      await routing.restore().catch(() => undefined);
+      await finish('failed', errorMessage(error));
+      throw error;
+    }
+    ctx.out.warn(`${error.message} — rolling back to ${previous}`);
+    await rollBack(stack, routing, previous);
+    await finish('rolled-back', error.message);
+    throw new CliError(
+      ExitCode.failed,
+      `deploy of ${options.image} rolled back to ${previous}: ${error.message}`,
+      record.migrationsApplied.length
+        ? `the migrations it applied (${record.migrationsApplied.join(', ')}) stay: expand-only, so ${previous} runs on them`
+        : undefined,
+    );
+  }
+  say(`${target.project} runs ${options.image} (${formatDuration(Date.now() - started.getTime())})`);
+  return finish('succeeded', null);
+}
+
+/** Puts every API, worker and scheduler container that runs another image back on `previous`. */
+async function rollBack(stack: RollingStack, routing: CaddyRouting, previous: string): Promise<void> {
+  const replaced = (await runningContainers(stack, 'api')).filter((container) => container.image !== previous);
+  await routing.routeTo((await runningContainers(stack, 'api')).map((container) => container.name));
+  await replaceApiContainers(stack, routing, previous, replaced);
+  const background: StackContainer[] = [
+    ...(await runningContainers(stack, 'worker')),
+    ...(await runningContainers(stack, 'scheduler')),
+  ];
+  if (background.some((container) => container.image !== previous)) await replaceBackgroundServices(stack, previous);
+  await routing.restore();
+}
+
+/** Runs lmsctl of `image` inside the stack (the scheduler's service: database, backups volume). */
+async function lmsctlInStack(stack: RollingStack, image: string, args: string[]): Promise<string> {
+  try {
+    return await runCompose(
+      composeWithImage(stack.compose, image),
+      stack.target,
+      ['run', '-T', '--rm', '--no-deps', 'scheduler', 'lmsctl', ...args],
+      { cwd: stack.cwd, stdout: 'capture', stderr: 'capture' },
+    );
+  } catch (error) {
+    if (!(error instanceof ComposeFailed)) throw error;
+    const said = error.output
+      .split('\n')
+      .filter((line) => /^(error|hint|warning):/.test(line.trim()))
+      .join(' ');
+    throw new CliError(ExitCode.failed, `lmsctl ${args.join(' ')} (${image}) refused: ${said || error.message}`);
+  }
+}
+
+async function ensureImage(stack: RollingStack, image: string): Promise<void> {
+  if (await imageExists(stack.docker, image)) return;
+  stack.say(`pulling ${image}`);
+  try {
+    await pull(stack.docker, image);
+  } catch (error) {
+    throw new CliError(
+      ExitCode.failed,
+      `${image} is not on this host and cannot be pulled: ${errorMessage(error)}`,
+      'build or load it first (docker load), or name an image that exists: docker images',
+    );
+  }
+}
+
+async function pull(docker: Docker, image: string): Promise<void> {
+  const stream = await docker.pull(image);
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve())),
+  );
+}
+
+function whoAmI(): string {
+  try {
+    return `${os.userInfo().username}@${os.hostname()}`;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}@${os.hostname()}`;
+  }
+}
+
+/** The history of the addressed stack, newest last. */
+export async function deployHistory(ctx: CommandContext, options: StackSelection): Promise<DeployRecord[]> {
+  const target = resolveStack({ ...options, env: options.env ?? 'prod', envFile: ctx.envFile }, ctx.env, ctx.cwd);
+  return readHistory(historyFile(target.project, ctx.env));
+}
