@@ -232,6 +232,13 @@ describe('lmsctl deploy', () => {
     expect((await readFile(path.join(deployDir, `${project}.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(3);
   });
 
+  it('lmsctl up with the env file still naming the image before the deploy is refused', async () => {
+    const up = await lmsctl(['up', ...stackArgs], { ...env(), LMS_IMAGE: v2 });
+    expect(up.exitCode).toBe(2);
+    expect(up.stderr).toContain(`error: ${project} runs ${v1} (lmsctl deploy) but LMS_IMAGE says ${v2}`);
+    expect(await imagesOf('api')).toEqual([v1, v1]);
+  });
+
   it('refuses a dev stack and an image that is not here, changing nothing', async () => {
     const dev = await lmsctl(['deploy', '--image', v1, '--env', 'dev'], env());
     expect(dev.exitCode).toBe(2);

@@ -80,6 +80,7 @@ export async function stackUp(
   const config: unknown = parseYaml(await runCompose(compose, target, ['config'], { cwd: ctx.cwd, stdout: 'capture' }));
   const images = serviceImages(config, servicesToStart(config, options.services ?? []));
   const existedBefore = await projectExists(docker, target.project);
+  if (target.env !== 'dev' && existedBefore) await refuseUndoingDeploy(ctx, docker, target);
 
   await pullMissing(ctx, docker, compose, target, images);
   const built = await buildImages(ctx, docker, images, options.build ?? false);
@@ -155,6 +156,27 @@ async function projectExists(docker: Docker, project: string): Promise<boolean> 
     docker.listNetworks({ filters }),
   ]);
   return containers.length > 0 || (volumes.Volumes ?? []).length > 0 || networks.length > 0;
+}
+
+/**
+ * After `lmsctl deploy`, the running API containers carry the deployed image while the env file
+ * may still name the one before: `up` would recreate every container on it at once — an
+ * undeploy without a rollout. Refused, naming both.
+ */
+async function refuseUndoingDeploy(ctx: CommandContext, docker: Docker, target: StackTarget): Promise<void> {
+  const { currentImage, historyFile, readHistory } = await import('../../deploy/history.js');
+  const deployed = currentImage(await readHistory(historyFile(target.project, ctx.env)));
+  const wanted = ctx.env.LMS_IMAGE || 'lms:latest';
+  if (!deployed || deployed === wanted) return;
+  const running = await docker.listContainers({
+    filters: { label: [`com.docker.compose.project=${target.project}`, 'com.docker.compose.service=api'] },
+  });
+  if (!running.some((container) => container.Image === deployed)) return;
+  throw new CliError(
+    ExitCode.usage,
+    `${target.project} runs ${deployed} (lmsctl deploy) but LMS_IMAGE says ${wanted}: up would recreate every container on it at once`,
+    `set LMS_IMAGE=${deployed}${target.envFile ? ` in ${target.envFile}` : ''}, or change images with a rollout: lmsctl deploy --image ${wanted}`,
+  );
 }
 
 /** Images that neither exist here nor are built by the stack are pulled first, so a missing one fails before anything is created. */
