@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Config } from './config.js';
 import { jobSchemas, queueOf, type JobName, type JobOf, type QueueName } from './jobs.js';
-import { redisConnectionOptions } from './redis.js';
+import { defaultRedisSocketTimeoutMs, redisConnectionOptions } from './redis.js';
 
 /**
  * Default options of every job: retries with exponential backoff, completed jobs trimmed after a
@@ -45,6 +45,8 @@ export interface JobProducerOptions {
   /** BullMQ key prefix (QUEUE_PREFIX). */
   prefix: string;
   defaults: JobsOptions;
+  /** See `defaultRedisSocketTimeoutMs` (the default). */
+  socketTimeoutMs?: number;
 }
 
 /**
@@ -66,6 +68,8 @@ export class JobProducer {
           ...redisConnectionOptions(this.options.redisUrl),
           enableOfflineQueue: false,
           connectTimeout: 2000,
+          // A connection stuck in its handshake is dropped and retried instead of failing forever.
+          socketTimeout: this.options.socketTimeoutMs ?? defaultRedisSocketTimeoutMs,
         },
         prefix: this.options.prefix,
         defaultJobOptions: queueJobOptions(name, this.options.defaults),

@@ -11,6 +11,16 @@ export interface RedisConnectionOptions {
   tls?: Record<string, never>;
 }
 
+/**
+ * How long a Redis connection of the worker waits for a reply to what it sent before it drops the
+ * socket and reconnects (ioredis `socketTimeout`). ioredis' `connectTimeout` ends once TCP
+ * connects: a connection whose peer accepted it and then never answered (a Redis going away
+ * while the reconnect landed, a half-open socket) otherwise waits in its handshake forever, and
+ * every command on it fails with "Stream isn't writeable" long after Redis is back. Longer than
+ * any blocking read BullMQ sends (at most 10 s), so an idle worker's wait for jobs never trips it.
+ */
+export const defaultRedisSocketTimeoutMs = 30_000;
+
 export function redisConnectionOptions(url: string): RedisConnectionOptions {
   const parsed = new URL(url);
   const options: RedisConnectionOptions = {

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import {
+  defaultRedisSocketTimeoutMs,
   errorMessage,
   isJobName,
   jobSchemas,
@@ -300,6 +301,8 @@ export interface QueueWorkersOptions {
   removeOnFail?: { age: number; count?: number };
   /** See `defaultConnectionCloseTimeoutMs`. */
   connectionCloseTimeoutMs?: number;
+  /** See `defaultRedisSocketTimeoutMs` in core (the default). */
+  socketTimeoutMs?: number;
 }
 
 /**
@@ -342,7 +345,9 @@ export function createQueueWorkers(options: QueueWorkersOptions): QueueWorkers {
     });
     processors.push(processor);
     const worker = new Worker(queue, (job: Job) => processor.process(job), {
-      connection: options.connection,
+      // Both of the worker's connections (commands, and the blocking wait for jobs) drop a
+      // socket that stops answering, also in the middle of their handshake, and reconnect.
+      connection: { ...options.connection, socketTimeout: options.socketTimeoutMs ?? defaultRedisSocketTimeoutMs },
       prefix: options.prefix,
       concurrency: options.concurrency[queue],
       name: `${os.hostname()}:${process.pid}`,

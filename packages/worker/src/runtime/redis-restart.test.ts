@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, queueJob, queueNames } from '@lms/core';
@@ -67,7 +68,7 @@ async function within<T>(promise: Promise<T>, ms: number, message: string): Prom
 
 describe('a restarted Redis', () => {
   let worker: WorkerProcess | undefined;
-  const lines: string[] = [];
+  let lines: string[] = [];
 
   afterEach(async () => {
     await redis.start();
@@ -75,7 +76,8 @@ describe('a restarted Redis', () => {
     worker = undefined;
   });
 
-  it('is used again: jobs run, the warnings stop, and the worker stops at once', async () => {
+  async function startWorker(options: { redisSocketTimeoutMs?: number } = {}): Promise<WorkerProcess> {
+    lines = [];
     const destination = new PassThrough();
     destination.on('data', (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
     worker = await startWorkerProcess({
@@ -86,7 +88,30 @@ describe('a restarted Redis', () => {
       metricsPort: 0,
       sampleIntervalMs: 100,
       outboxRelayIntervalMs: 100,
+      ...options,
     });
+    return worker;
+  }
+
+  /** Waits until every connection is ready again, then checks that the sampler's warnings stopped. */
+  async function expectRecovered(worker: WorkerProcess): Promise<void> {
+    await eventually(async () => (await connectionStates(worker)).every((state) => state === 'ready'), 30_000).catch(
+      async () => {
+        throw new Error(
+          `Redis answers, but not every connection is ready: ${(await connectionStates(worker)).join(', ')}`,
+        );
+      },
+    );
+    // A sample that failed just before then may still be logging.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const recovered = lines.length;
+    // Twenty more sampling rounds (and relay passes) on the restarted Redis.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(lines.slice(recovered).filter((line) => NOT_WRITEABLE.test(line))).toEqual([]);
+  }
+
+  it('is used again: jobs run, the warnings stop, and the worker stops at once', async () => {
+    const worker = await startWorker();
     await deliverEmail();
 
     await redis.kill();
@@ -96,13 +121,7 @@ describe('a restarted Redis', () => {
 
     await deliverEmail();
     // Every connection is back: none stays closed or parked in ioredis' `reconnecting` state.
-    await eventually(async () => (await connectionStates(worker!)).every((state) => state === 'ready'), 30_000);
-    // A sample that failed just before then may still be logging.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const recovered = lines.length;
-    // Twenty more sampling rounds (and relay passes) on the restarted Redis.
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    expect(lines.slice(recovered).filter((line) => NOT_WRITEABLE.test(line))).toEqual([]);
+    await expectRecovered(worker);
     await deliverEmail();
 
     await within(
@@ -111,6 +130,40 @@ describe('a restarted Redis', () => {
       `the worker did not stop within ${STOP_DEADLINE_MS / 1000} s after Redis was restarted`,
     );
   });
+
+  it('drops connections whose handshake was never answered and reconnects them', async () => {
+    // Longer than BullMQ's blocking wait for jobs (up to 10 s), which must not trip it.
+    const worker = await startWorker({ redisSocketTimeoutMs: 12_000 });
+    await deliverEmail();
+
+    // While Redis is away something accepts the reconnects and never answers (a server going
+    // away with the connection in its backlog, a half-open socket): each connection is left
+    // waiting in its handshake, which ioredis' connectTimeout no longer covers.
+    await redis.kill();
+    const held: net.Socket[] = [];
+    const silent = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      held.push(socket);
+    });
+    try {
+      await new Promise<void>((resolve) => silent.listen(redis.port, '127.0.0.1', resolve));
+      await eventually(async () => (await connectionStates(worker)).every((state) => state === 'connect'));
+      // Stops listening at once; the connections it accepted stay open, silent.
+      silent.close();
+      await redis.start();
+
+      await expectRecovered(worker);
+      await deliverEmail();
+    } finally {
+      if (silent.listening) silent.close();
+      for (const socket of held) socket.destroy();
+    }
+    await within(
+      worker.shutdown(),
+      STOP_DEADLINE_MS,
+      `the worker did not stop within ${STOP_DEADLINE_MS / 1000} s after its connections recovered`,
+    );
+  }, 60_000);
 });
 
 describe('a stop while Redis is down', () => {

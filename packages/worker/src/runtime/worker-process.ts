@@ -47,6 +47,8 @@ export interface WorkerProcessOptions {
   sampleIntervalMs?: number;
   /** Pause of the outbox relay between passes once the outbox is drained (default 1000 ms). */
   outboxRelayIntervalMs?: number;
+  /** Injectable for tests: see `defaultRedisSocketTimeoutMs` in core. */
+  redisSocketTimeoutMs?: number;
 }
 
 export interface WorkerProcess {
@@ -95,7 +97,12 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     throw new Error(`the database is not migrated (pending: ${pending.join(', ')}): run \`pnpm lmsctl migrate\` first`);
   }
   const jobOptions = defaultJobOptions(config);
-  const producer = new JobProducer({ redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX, defaults: jobOptions });
+  const producer = new JobProducer({
+    redisUrl: config.REDIS_URL,
+    prefix: config.QUEUE_PREFIX,
+    defaults: jobOptions,
+    socketTimeoutMs: options.redisSocketTimeoutMs,
+  });
   const mailer: Mailer = createMailer({ url: config.SMTP_URL, from: config.SMTP_FROM });
   const metrics = createWorkerMetrics();
   const deps: HandlerDeps = { config, pool, producer, mailer };
@@ -104,6 +111,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     queues: options.queues,
     handlers,
     connection: redisConnectionOptions(config.REDIS_URL),
+    socketTimeoutMs: options.redisSocketTimeoutMs,
     prefix: config.QUEUE_PREFIX,
     concurrency: {
       emails: config.WORKER_CONCURRENCY_EMAILS,
