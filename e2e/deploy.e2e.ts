@@ -1,5 +1,5 @@
 import https from 'node:https';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -39,6 +39,7 @@ let teacherToken: string;
 beforeAll(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'lms-e2e-deploy-'));
   deployDir = path.join(work, 'deploys');
+  await mkdir(deployDir);
   const [http, httpsPort] = await Promise.all([freePort(), freePort()]);
   const envFile = path.join(work, 'prod.env');
   await writeFile(
@@ -176,9 +177,24 @@ describe('lmsctl deploy', () => {
     client = new Http2Client(site);
   });
 
+  it('to production, refuses an image staging never ran, changing nothing', async () => {
+    const run = await lmsctl(['deploy', '--image', v2, ...stackArgs], env());
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain(`error: staging (lms-staging) never ran ${v2}`);
+    expect(await imagesOf('api')).toEqual([v1, v1]);
+  });
+
   it('to a new image: API replicas replaced one at a time, worker and scheduler too, no request failed', async () => {
     const load = steadyLoad(20);
-    const run = await lmsctl(['deploy', '--image', v2, ...stackArgs, '--json'], env());
+    // What staging ran is known by image id: this stack plays staging's part in its history.
+    await writeFile(
+      path.join(deployDir, 'lms-e2e-staging.jsonl'),
+      `${JSON.stringify({ kind: 'deploy', image: v2, imageId: (await docker(['image', 'inspect', '-f', '{{.Id}}', v2])).stdout.trim(), outcome: 'succeeded' })}\n`,
+    );
+    const run = await lmsctl(
+      ['deploy', '--image', v2, '--staging-project', 'lms-e2e-staging', ...stackArgs, '--json'],
+      env(),
+    );
     const { sent, failures } = await load.stop();
     expect(run.exitCode, run.stderr.slice(-3000)).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
@@ -196,7 +212,10 @@ describe('lmsctl deploy', () => {
 
   it('to an image whose API never becomes ready: rolled back, exit 1 naming why, no request failed', async () => {
     const load = steadyLoad(20);
-    const run = await lmsctl(['deploy', '--image', broken, '--ready-timeout', '20s', ...stackArgs], env());
+    const run = await lmsctl(
+      ['deploy', '--image', broken, '--ready-timeout', '20s', '--skip-staging', ...stackArgs],
+      env(),
+    );
     const { failures } = await load.stop();
     expect(run.exitCode).toBe(1);
     expect(run.stderr).toContain(`error: deploy of ${broken} rolled back to ${v2}`);
@@ -242,7 +261,10 @@ describe('lmsctl deploy', () => {
   it('refuses a dev stack and an image that is not here, changing nothing', async () => {
     const dev = await lmsctl(['deploy', '--image', v1, '--env', 'dev'], env());
     expect(dev.exitCode).toBe(2);
-    const missing = await lmsctl(['deploy', '--image', '127.0.0.1:1/lms-e2e/missing:1', ...stackArgs], env());
+    const missing = await lmsctl(
+      ['deploy', '--image', '127.0.0.1:1/lms-e2e/missing:1', '--skip-staging', ...stackArgs],
+      env(),
+    );
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toContain('is not on this host and cannot be pulled');
     expect(await imagesOf('api')).toEqual([v1, v1]);

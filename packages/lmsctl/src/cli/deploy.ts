@@ -44,6 +44,8 @@ export function registerDeploy(program: Command, runtime: Runtime): void {
       'after',
       `
 One host, Docker Compose: the stack runs (lmsctl up --env prod); deploy replaces it in place.
+Staging first: a production deploy refuses an image (by id) that the staging stack's history
+does not show as deployed successfully, unless --skip-staging.
 Preflight first, changing nothing: the image is here (or pulls), its migrations agree with the
 database (migrate validate) and none of the pending ones contracts the schema (expand-only, see
 lmsctl migrate --help). Then: a backup with --backup; the pending migrations, run by the new
@@ -70,6 +72,12 @@ ${examples(
         .description('deploy an image to the running stack (the default)')
         .requiredOption('--image <ref>', 'the LMS image to run (tag or digest)')
         .option('--backup', 'take a backup inside the stack before migrating')
+        .option('--skip-staging', 'prod: deploy an image staging never ran successfully')
+        .option(
+          '--staging-project <name>',
+          'prod: the staging stack whose deploy history must show the image',
+          'lms-staging',
+        )
         .option(
           '--allow-contract',
           'also run migrations marked -- migrate:contract (not gapless for the running version)',
@@ -84,6 +92,8 @@ ${examples(
           image: string;
           backup?: boolean;
           allowContract?: boolean;
+          skipStaging?: boolean;
+          stagingProject: string;
           requireBackup?: number;
           readyTimeout: number;
         },
@@ -95,6 +105,8 @@ ${examples(
             image: flags.image,
             backup: flags.backup,
             allowContract: flags.allowContract,
+            skipStaging: flags.skipStaging,
+            stagingProject: flags.stagingProject,
             requireBackupMs: flags.requireBackup,
             readyTimeoutMs: flags.readyTimeout,
           }),

@@ -34,6 +34,10 @@ export interface DeployOptions extends StackSelection {
   /** Run migrations marked -- migrate:contract too. */
   allowContract?: boolean;
   readyTimeoutMs?: number;
+  /** Deploy to production an image staging never ran successfully. */
+  skipStaging?: boolean;
+  /** The staging stack's Compose project, whose deploy history proves the image (default lms-staging). */
+  stagingProject?: string;
 }
 
 /**
@@ -85,6 +89,9 @@ export async function deployStack(
   const previous = retiring[0]!.image;
   await ensureImage(stack, options.image);
   const imageId = (await docker.getImage(options.image).inspect()).Id;
+  if (env === 'prod' && kind === 'deploy' && !options.skipStaging) {
+    await requireStagingRan(ctx, options.image, imageId, options.stagingProject ?? 'lms-staging');
+  }
   const inStack = (args: string[]) => lmsctlInStack(stack, options.image, args);
   say(`preflight: the migrations of ${options.image} against ${target.project}`);
   await inStack(['migrate', 'validate']);
@@ -163,6 +170,22 @@ export async function deployStack(
   }
   say(`${target.project} runs ${options.image} (${formatDuration(Date.now() - started.getTime())})`);
   return finish('succeeded', null);
+}
+
+/** Staging first: production takes only an image (by id, whatever its tag) staging ran successfully. */
+async function requireStagingRan(
+  ctx: CommandContext,
+  image: string,
+  imageId: string,
+  stagingProject: string,
+): Promise<void> {
+  const staging = await readHistory(historyFile(stagingProject, ctx.env));
+  if (staging.some((record) => record.imageId === imageId && record.outcome === 'succeeded')) return;
+  throw new CliError(
+    ExitCode.usage,
+    `staging (${stagingProject}) never ran ${image} (${imageId.replace(/^sha256:/, '').slice(0, 12)}) successfully`,
+    `deploy it there first: lmsctl deploy --env staging --image ${image}; or, knowingly, --skip-staging (--staging-project names another staging stack)`,
+  );
 }
 
 /** Puts every API, worker and scheduler container that runs another image back on `previous`. */

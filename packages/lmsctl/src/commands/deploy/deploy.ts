@@ -18,7 +18,7 @@ export function deploy(ctx: CommandContext, options: DeployOptions): Promise<Dep
  */
 export async function deployRollback(
   ctx: CommandContext,
-  options: Omit<DeployOptions, 'image' | 'backup' | 'allowContract'> & { image?: string },
+  options: Omit<DeployOptions, 'image' | 'backup' | 'allowContract' | 'skipStaging'> & { image?: string },
 ): Promise<DeployRecord> {
   let image = options.image;
   if (!image) {
