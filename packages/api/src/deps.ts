@@ -1,6 +1,13 @@
 import { Redis } from 'ioredis';
 import type pg from 'pg';
-import { createLogger, createPool, redisConnectionOptions, type Config, type Logger } from '@lms/core';
+import {
+  createLogger,
+  createPool,
+  defaultRedisSocketTimeoutMs,
+  redisConnectionOptions,
+  type Config,
+  type Logger,
+} from '@lms/core';
 import { ApiMetrics } from './lib/api-metrics.js';
 
 /** Everything the app needs from the outside, created once per process and passed to createApp. */
@@ -24,6 +31,8 @@ export interface Deps {
 export interface CreateDepsOptions {
   /** Key prefix for the cache and rate limits (tests isolate themselves with it). */
   redisPrefix?: string;
+  /** Injectable for tests: see `defaultRedisSocketTimeoutMs` in core. */
+  redisSocketTimeoutMs?: number;
 }
 
 /** Opens the pools and the Redis connections for one API process (its jobs go through the outbox, not Redis). */
@@ -55,6 +64,9 @@ export function createDeps(
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
+    // A reconnect whose peer accepted and never answered would otherwise wait in its handshake
+    // forever, and the API would stay degraded long after Redis is back.
+    socketTimeout: options.redisSocketTimeoutMs ?? defaultRedisSocketTimeoutMs,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
   });
   redis.on('error', (error: Error) => logger.debug({ err: error }, 'redis connection error'));
