@@ -81,6 +81,19 @@ ${examples(
         .option(
           '--allow-contract',
           'also run migrations marked -- migrate:contract (not gapless for the running version)',
+        )
+        .addHelpText(
+          'after',
+          examples(
+            {
+              cmd: 'lmsctl deploy --image registry.example.com/lms:1.4.0 --env staging --env-file /etc/lms/staging.env',
+              notRunHere: 'needs a running staging stack',
+            },
+            {
+              cmd: 'lmsctl deploy start --image registry.example.com/lms:1.4.0 --backup --require-backup 6h --ready-timeout 5m',
+              notRunHere: 'needs a running production stack',
+            },
+          ),
         ),
     ),
   ).action(
@@ -121,7 +134,21 @@ ${examples(
       deploy
         .command('rollback')
         .description('roll the stack back to IMAGE, or to the image before the last successful deploy')
-        .argument('[image]', 'the image to go back to (default: the previous one in the history)'),
+        .argument('[image]', 'the image to go back to (default: the previous one in the history)')
+        .addHelpText(
+          'after',
+          examples(
+            {
+              cmd: 'lmsctl deploy rollback',
+              note: 'to the image before the last successful deploy',
+              notRunHere: 'needs a running production stack',
+            },
+            {
+              cmd: 'lmsctl deploy rollback registry.example.com/lms:1.3.2 --env staging',
+              notRunHere: 'needs a running staging stack',
+            },
+          ),
+        ),
     ),
   ).action(
     action(
@@ -144,7 +171,14 @@ ${examples(
   withStackOptions(
     deploy
       .command('history')
-      .description('every deploy and rollback of the stack: image, who, when, migrations, outcome'),
+      .description('every deploy and rollback of the stack: image, who, when, migrations, outcome')
+      .addHelpText(
+        'after',
+        examples(
+          { cmd: 'lmsctl deploy history', exits: 0 },
+          { cmd: "lmsctl deploy history --json | jq '.deploys[-1]'", exits: 0 },
+        ),
+      ),
   ).action(
     action(runtime, async (ctx, flags: StackFlags) => {
       const { history, renderHistory } = await import('../commands/deploy/deploy.js');
