@@ -57,6 +57,8 @@ beforeAll(async () => {
       HTTPS_PORT: String(httpsPort),
       // The load below is one client: per-address limits would answer it 429.
       RATE_LIMIT_ENABLED: 'false',
+      // No Prometheus in this stack: the watch window checks container health only (and says so).
+      PROMETHEUS_PORT: String(await freePort()),
       LMS_IMAGE: v1,
       CADDY_IMAGE: caddyImage,
     })
@@ -192,7 +194,7 @@ describe('lmsctl deploy', () => {
       `${JSON.stringify({ kind: 'deploy', image: v2, imageId: (await docker(['image', 'inspect', '-f', '{{.Id}}', v2])).stdout.trim(), outcome: 'succeeded' })}\n`,
     );
     const run = await lmsctl(
-      ['deploy', '--image', v2, '--staging-project', 'lms-e2e-staging', ...stackArgs, '--json'],
+      ['deploy', '--image', v2, '--staging-project', 'lms-e2e-staging', '--watch', '15s', ...stackArgs, '--json'],
       env(),
     );
     const { sent, failures } = await load.stop();
@@ -203,6 +205,7 @@ describe('lmsctl deploy', () => {
       previousImage: v1,
       outcome: 'succeeded',
     });
+    expect(run.stderr).toContain('the watch window checks container health only');
     expect(failures).toEqual([]);
     expect(sent).toBeGreaterThan(100);
     expect(await imagesOf('api')).toEqual([v2, v2]);

@@ -11,9 +11,12 @@ import {
   freePort,
   leftovers,
   lmsctl,
+  Http2Client,
   projectName,
   removeProject,
+  repoRoot,
 } from './harness.js';
+import { findBuildKitCli } from '../packages/lmsctl/src/lib/compose/stack-images.js';
 
 /**
  * The production stack with its monitoring (`--env observability`: docker-compose.prod.yml +
@@ -23,6 +26,7 @@ import {
  */
 const project = projectName('prod');
 const lmsImage = `${project}:latest`;
+const failingReads = `${project}:failing-reads`;
 const caddyImage = `${project}-caddy:latest`;
 const domain = 'lms.localhost';
 const services = [
@@ -94,13 +98,28 @@ beforeAll(async () => {
   );
   env = {};
   stackArgs.push('--env', 'observability', '--project-name', project, '--env-file', envFile, '--override', override);
+  // The same stack as `lmsctl deploy` addresses it: prod plus the monitoring file as an override.
+  deployArgs.push(
+    '--env',
+    'prod',
+    '--project-name',
+    project,
+    '--env-file',
+    envFile,
+    '--override',
+    path.join(repoRoot, 'compose', 'docker-compose.observability.yml'),
+    '--override',
+    override,
+  );
 });
+
+const deployArgs: string[] = [];
 
 const stackArgs: string[] = [];
 
 afterAll(async () => {
   await removeProject(project);
-  await docker(['rmi', lmsImage, caddyImage], { reject: false });
+  await docker(['rmi', failingReads, lmsImage, caddyImage], { reject: false });
   await rm(work, { recursive: true, force: true });
 });
 
@@ -375,6 +394,55 @@ describe('the production stack behind Caddy, with its monitoring', () => {
       },
       { timeoutMs: 180_000, intervalMs: 3000 },
     );
+  });
+
+  it('lmsctl deploy of an image that answers 5xx on reads is rolled back by the error-rate gate of its watch window', async () => {
+    // A release with a bad read-replica address: /ready (the primary) answers, so the rollout
+    // completes; the catalogue, read from the replica, fails. Only the traffic shows it.
+    const builder = await findBuildKitCli(process.env);
+    const dockerfile = path.join(work, 'failing-reads.Dockerfile');
+    await writeFile(
+      dockerfile,
+      `FROM ${lmsImage}\nUSER root\nRUN sed -i 's#exec node "$app_dir/api/dist/main.js"#DATABASE_READ_URL=postgres://lms@replica.invalid:5432/lms exec node "$app_dir/api/dist/main.js"#' /usr/local/bin/lms-entrypoint && grep -q replica.invalid /usr/local/bin/lms-entrypoint\nUSER 1000:1000\n`,
+    );
+    const build = await execa(
+      builder.argv[0]!,
+      [...builder.argv.slice(1), '-f', dockerfile, '-t', failingReads, work],
+      {
+        env: builder.env,
+        reject: false,
+      },
+    );
+    expect(build.exitCode, build.stderr).toBe(0);
+
+    const client = new Http2Client({ host: domain, port: httpsPort, ca: await readFile(rootCertificate, 'utf8') });
+    let running = true;
+    const statuses: number[] = [];
+    const load = (async () => {
+      while (running) {
+        statuses.push((await client.request('GET', '/api/v1/courses?limit=5').catch(() => ({ status: 0 }))).status);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    try {
+      const run = await lmsctl(['deploy', '--image', failingReads, '--skip-staging', '--watch', '3m', ...deployArgs], {
+        LMS_DEPLOY_DIR: path.join(work, 'deploys'),
+      });
+      expect(run.exitCode, run.stderr.slice(-3000)).toBe(1);
+      expect(run.stderr).toContain(
+        `error: deploy of ${failingReads} rolled back to ${lmsImage}: the 5xx share of user requests rose to`,
+      );
+    } finally {
+      running = false;
+      await load;
+      client.close();
+    }
+    // The failing release served (that is what the gate saw), and the stack is back on the image before.
+    expect(statuses.filter((status) => status >= 500).length).toBeGreaterThan(0);
+    for (const container of await containersOf(project, 'api')) {
+      expect(await inspect<string>(container, '.Config.Image')).toBe(lmsImage);
+    }
+    expect((await https('GET', '/api/v1/courses')).status).toBe(200);
   });
 
   it('with Redis stopped, reads keep answering 200 through Caddy (/ready says degraded, not 503)', async () => {

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
 import { durationMs } from './parsers.js';
@@ -33,6 +33,21 @@ function withRolloutOptions(command: Command): Command {
     );
 }
 
+/** "2" (percentage points) → 0.02. */
+function percentagePoints(value: string): number {
+  const points = Number(value);
+  if (!Number.isFinite(points) || points <= 0 || points > 100) {
+    throw new InvalidArgumentError('a number of percentage points between 0 and 100, e.g. 2');
+  }
+  return points / 100;
+}
+
+function positiveNumber(value: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number <= 1) throw new InvalidArgumentError('a number above 1, e.g. 2');
+  return number;
+}
+
 const stackOf = (flags: StackFlags) => ({ env: flags.env, projectName: flags.projectName, overrides: flags.override });
 
 /** `lmsctl deploy [start] --image REF`, `deploy rollback [IMAGE]`, `deploy history` */
@@ -53,7 +68,10 @@ image's lmsctl inside the stack; the API containers one at a time — a new one 
 them, Caddy routes to it once its /ready answers, an old one leaves Caddy's upstreams, finishes
 its requests and is removed; the worker and the scheduler, stopped gracefully and recreated.
 A new container that does not become ready or healthy is removed before it serves, and what was
-replaced goes back to the previous image the same way: exit 1 naming why. Every attempt is
+replaced goes back to the previous image the same way: exit 1 naming why. Then a watch window
+(--watch, 2m): every API container stays healthy and, with Prometheus, the 5xx share of user
+requests and the p99 over the last minute stay within the margins of their level before the
+deploy — else the same rollback. Every attempt is
 recorded (deploy history: compose/.deploy/<project>.jsonl, LMS_DEPLOY_DIR).
 ${examples(
   {
@@ -73,6 +91,25 @@ ${examples(
         .requiredOption('--image <ref>', 'the LMS image to run (tag or digest)')
         .option('--backup', 'take a backup inside the stack before migrating')
         .option('--skip-staging', 'prod: deploy an image staging never ran successfully')
+        .addOption(
+          new Option('--watch <duration>', 'after the rollout, watch health and error rates this long (0: no watch)')
+            .argParser(durationMs)
+            .default(120_000, '2m'),
+        )
+        .option(
+          '--prometheus-url <url>',
+          'Prometheus for the watch window (default http://127.0.0.1:$PROMETHEUS_PORT, 9090, when it answers)',
+        )
+        .addOption(
+          new Option('--max-error-rise <points>', 'roll back when the 5xx share rises by more percentage points')
+            .argParser(percentagePoints)
+            .default(0.02, '2'),
+        )
+        .addOption(
+          new Option('--max-latency-factor <n>', 'roll back when p99 exceeds n times its level before (and + 0.5 s)')
+            .argParser(positiveNumber)
+            .default(2),
+        )
         .option(
           '--staging-project <name>',
           'prod: the staging stack whose deploy history must show the image',
@@ -107,6 +144,10 @@ ${examples(
           allowContract?: boolean;
           skipStaging?: boolean;
           stagingProject: string;
+          watch: number;
+          prometheusUrl?: string;
+          maxErrorRise: number;
+          maxLatencyFactor: number;
           requireBackup?: number;
           readyTimeout: number;
         },
@@ -120,6 +161,10 @@ ${examples(
             allowContract: flags.allowContract,
             skipStaging: flags.skipStaging,
             stagingProject: flags.stagingProject,
+            watchMs: flags.watch,
+            prometheusUrl: flags.prometheusUrl,
+            maxErrorRise: flags.maxErrorRise,
+            maxLatencyFactor: flags.maxLatencyFactor,
             requireBackupMs: flags.requireBackup,
             readyTimeoutMs: flags.readyTimeout,
           }),

@@ -24,6 +24,7 @@ import {
   type StatusItem,
 } from '../health/probes.js';
 import { howToEnableStatements, topStatements } from '../postgres/statements.js';
+import { queryScalar } from '../lib/prometheus.js';
 
 export type Checklist = 'daily' | 'weekly' | 'predeploy';
 
@@ -44,16 +45,6 @@ export interface CheckResult {
   items: StatusItem[];
 }
 
-async function promQuery(base: string, query: string): Promise<number | null> {
-  const url = `${base.replace(/\/+$/, '')}/api/v1/query?query=${encodeURIComponent(query)}`;
-  const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  if (!response.ok) throw new Error(`Prometheus answered ${response.status}`);
-  const body = (await response.json()) as { status: string; data?: { result?: Array<{ value: [number, string] }> } };
-  if (body.status !== 'success') throw new Error('Prometheus query failed');
-  const value = body.data?.result?.[0]?.value?.[1];
-  return value === undefined || value === 'NaN' ? null : Number(value);
-}
-
 /** The day's 5xx share and 99th percentile latency of the API, from Prometheus. */
 async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
   if (!options.prometheusUrl) {
@@ -72,11 +63,11 @@ async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
   }
   const where = maskUrl(options.prometheusUrl);
   try {
-    const errorRate = await promQuery(
+    const errorRate = await queryScalar(
       options.prometheusUrl,
       'sum(increase(http_requests_total{status_code=~"5.."}[24h])) / sum(increase(http_requests_total[24h]))',
     );
-    const p99 = await promQuery(
+    const p99 = await queryScalar(
       options.prometheusUrl,
       'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[24h])))',
     );

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type Docker from 'dockerode';
-import { errorMessage } from '@lms/core';
+import { errorMessage, maskUrl } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
@@ -24,6 +24,7 @@ import {
   type RollingStack,
   type StackContainer,
 } from './rolling.js';
+import { sampleTraffic, watchAfterRollout, type TrafficSample } from './watch.js';
 
 export interface DeployOptions extends StackSelection {
   image: string;
@@ -38,6 +39,12 @@ export interface DeployOptions extends StackSelection {
   skipStaging?: boolean;
   /** The staging stack's Compose project, whose deploy history proves the image (default lms-staging). */
   stagingProject?: string;
+  /** The watch window after the rollout (0: none). */
+  watchMs?: number;
+  /** Prometheus for the watch window; default http://127.0.0.1:$PROMETHEUS_PORT (9090), skipped when it does not answer. */
+  prometheusUrl?: string;
+  maxErrorRise?: number;
+  maxLatencyFactor?: number;
 }
 
 /**
@@ -99,6 +106,9 @@ export async function deployStack(
     await inStack(['migrate', 'up', '--dry-run', '--json', ...(options.allowContract ? [] : ['--expand-only'])]),
   ) as { pending: Array<{ id: string }> };
 
+  const watchMs = kind === 'deploy' ? (options.watchMs ?? 120_000) : 0;
+  const prometheus = watchMs > 0 ? await prometheusBaseline(ctx, options) : null;
+
   const record: DeployRecord = {
     id: `${kind}-${started.toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}`,
     kind,
@@ -151,6 +161,20 @@ export async function deployStack(
     say('worker and scheduler: replaced with a graceful stop');
     await replaceBackgroundServices(stack, options.image);
     await routing.restore();
+    if (watchMs > 0) {
+      say(
+        `watching ${formatDuration(watchMs)}: container health${prometheus ? `, and the 5xx share and p99 from ${prometheus.url}` : ''}`,
+      );
+      await watchAfterRollout(
+        stack,
+        {
+          watchMs,
+          maxErrorRise: options.maxErrorRise ?? 0.02,
+          maxLatencyFactor: options.maxLatencyFactor ?? 2,
+        },
+        prometheus,
+      );
+    }
   } catch (error) {
     if (!(error instanceof RolloutFailed)) {
       await routing.restore().catch(() => undefined);
@@ -170,6 +194,31 @@ export async function deployStack(
   }
   say(`${target.project} runs ${options.image} (${formatDuration(Date.now() - started.getTime())})`);
   return finish('succeeded', null);
+}
+
+/**
+ * The traffic before the deploy, which the watch window compares with. Prometheus named with
+ * --prometheus-url must answer (preflight); the default address may not, and then the window
+ * watches container health only, and says so.
+ */
+async function prometheusBaseline(
+  ctx: CommandContext,
+  options: DeployOptions,
+): Promise<{ url: string; baseline: TrafficSample } | null> {
+  const url = options.prometheusUrl ?? `http://127.0.0.1:${ctx.env.PROMETHEUS_PORT || 9090}`;
+  try {
+    return { url, baseline: await sampleTraffic(url, '5m') };
+  } catch (error) {
+    if (options.prometheusUrl) {
+      throw new CliError(
+        ExitCode.failed,
+        `Prometheus at ${maskUrl(url)} does not answer: ${errorMessage(error)}`,
+        'start the monitoring (lmsctl up --env observability), or deploy without --prometheus-url',
+      );
+    }
+    ctx.out.warn(`no Prometheus answers at ${url}: the watch window checks container health only`);
+    return null;
+  }
 }
 
 /** Staging first: production takes only an image (by id, whatever its tag) staging ran successfully. */
