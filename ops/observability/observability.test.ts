@@ -448,6 +448,7 @@ async function loadDashboards(): Promise<Dashboard[]> {
         title: string;
         panels?: Panel[];
         templating?: { list?: Array<{ name: string; type: string; query?: string | { query?: string } }> };
+        annotations?: { list?: Array<{ name: string; expr?: string; datasource?: { uid?: string } }> };
       };
       interface Panel {
         title?: string;
@@ -469,6 +470,16 @@ async function loadDashboards(): Promise<Dashboard[]> {
         }
       };
       walk(json.panels ?? []);
+      // Annotations that query Prometheus (deploys and restarts marked on the graphs) are queries too.
+      for (const annotation of json.annotations?.list ?? []) {
+        if (annotation.expr) {
+          queries.push({
+            where: `${file} / annotation ${annotation.name}`,
+            expr: annotation.expr,
+            datasourceUid: annotation.datasource?.uid,
+          });
+        }
+      }
       const variables = (json.templating?.list ?? [])
         .filter((variable) => variable.type === 'query')
         .map((variable) => ({
