@@ -250,6 +250,23 @@ describe('lmsctl deploy', () => {
       ['rollback', v1, 'succeeded'],
     ]);
     expect(deploys[1]!.reason).toMatch(/was not ready/);
+    // The database's deployments table has them too, written inside the stack.
+    const table = await docker([
+      'exec',
+      await containerOf(project, 'postgres'),
+      'psql',
+      '-U',
+      'lms',
+      '-d',
+      'lms',
+      '-Atc',
+      "SELECT kind || ' ' || image || ' ' || outcome FROM deployments ORDER BY started_at",
+    ]);
+    expect(table.stdout.trim().split('\n')).toEqual([
+      `deploy ${v2} succeeded`,
+      `deploy ${broken} rolled-back`,
+      `rollback ${v1} succeeded`,
+    ]);
     // The file beside the project holds the same lines, for jq.
     expect((await readFile(path.join(deployDir, `${project}.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(3);
   });

@@ -36,6 +36,7 @@ describe('the LMS schema', () => {
       'audit_log',
       'certificates',
       'courses',
+      'deployments',
       'email_deliveries',
       'enrollment_follow_ups',
       'enrollments',

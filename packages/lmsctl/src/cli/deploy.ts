@@ -213,6 +213,26 @@ ${examples(
     ),
   );
 
+  deploy
+    .command('record')
+    .description("write one deploy record (a history line, JSON on stdin) into the database's deployments table")
+    .addHelpText(
+      'after',
+      `
+lmsctl deploy runs this inside the stack when a deploy ends; by hand it brings an earlier
+history line (one line of compose/.deploy/<project>.jsonl) into the table.
+${examples({
+  cmd: 'lmsctl deploy record --database-url postgres://lms@db:5432/lms < deploy-record.json',
+  notRunHere: 'the database of the example',
+})}`,
+    )
+    .action(
+      action(runtime, async (ctx) => {
+        const { recordDeployment } = await import('../commands/deploy/record.js');
+        ctx.out.result(await recordDeployment(ctx), (result) => `recorded ${result.recorded}`);
+      }),
+    );
+
   withStackOptions(
     deploy
       .command('history')

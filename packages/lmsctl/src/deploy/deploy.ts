@@ -128,6 +128,13 @@ export async function deployStack(
   const finish = async (outcome: DeployRecord['outcome'], reason: string | null) => {
     Object.assign(record, { outcome, reason, finishedAt: new Date().toISOString() });
     await appendHistory(file, record);
+    // The database's table too, by the lmsctl of the image that runs now (older ones lack the command).
+    const running = outcome === 'succeeded' ? options.image : previous;
+    try {
+      await lmsctlInStack(stack, running, ['deploy', 'record'], JSON.stringify(record));
+    } catch (error) {
+      ctx.out.warn(`the deployments table was not updated (${errorMessage(error)}); ${file} has the record`);
+    }
     return record;
   };
 
@@ -251,13 +258,13 @@ async function rollBack(stack: RollingStack, routing: CaddyRouting, previous: st
 }
 
 /** Runs lmsctl of `image` inside the stack (the scheduler's service: database, backups volume). */
-async function lmsctlInStack(stack: RollingStack, image: string, args: string[]): Promise<string> {
+async function lmsctlInStack(stack: RollingStack, image: string, args: string[], input?: string): Promise<string> {
   try {
     return await runCompose(
       composeWithImage(stack.compose, image),
       stack.target,
       ['run', '-T', '--rm', '--no-deps', 'scheduler', 'lmsctl', ...args],
-      { cwd: stack.cwd, stdout: 'capture', stderr: 'capture' },
+      { cwd: stack.cwd, stdout: 'capture', stderr: 'capture', ...(input === undefined ? {} : { input }) },
     );
   } catch (error) {
     if (!(error instanceof ComposeFailed)) throw error;

@@ -123,14 +123,14 @@ export async function runCompose(
   compose: Compose,
   target: StackTarget,
   args: string[],
-  options: { cwd: string; stdout?: ComposeOutput; stderr?: 'inherit' | 'capture' },
+  options: { cwd: string; stdout?: ComposeOutput; stderr?: 'inherit' | 'capture'; input?: string },
 ): Promise<string> {
   const output = options.stdout ?? 'inherit';
   const child = execa(compose.command[0]!, [...compose.command.slice(1), ...composeArgs(target), ...args], {
     env: compose.env,
     cwd: options.cwd,
     reject: false,
-    stdin: 'inherit',
+    ...(options.input === undefined ? { stdin: 'inherit' as const } : { input: options.input }),
     stdout: output === 'inherit' ? 'inherit' : output === 'stderr' ? 2 : 'pipe',
     stderr: options.stderr === 'capture' ? 'pipe' : 'inherit',
     buffer: output === 'capture' || options.stderr === 'capture',
