@@ -398,7 +398,7 @@ describe('the production stack behind Caddy, with its monitoring', () => {
 
   it('lmsctl deploy of an image that answers 5xx on reads is rolled back by the error-rate gate of its watch window', async () => {
     // A release with a bad read-replica address: /ready (the primary) answers, so the rollout
-    // completes; the catalogue, read from the replica, fails. Only the traffic shows it.
+    // completes; what is read from the replica fails. Only the traffic shows it.
     const builder = await findBuildKitCli(process.env);
     const dockerfile = path.join(work, 'failing-reads.Dockerfile');
     await writeFile(
@@ -415,12 +415,21 @@ describe('the production stack behind Caddy, with its monitoring', () => {
     );
     expect(build.exitCode, build.stderr).toBe(0);
 
+    // A learner's own enrolments: read from the read pool on every request (the public catalogue
+    // would come from the cache).
+    const login = await https('POST', '/api/v1/auth/login', {
+      json: { email: 'learner@example.com', password: 'an-e2e-password-long-enough' },
+    });
+    expect(login.status, login.body).toBe(200);
+    const token = json<{ accessToken: string }>(login).accessToken;
     const client = new Http2Client({ host: domain, port: httpsPort, ca: await readFile(rootCertificate, 'utf8') });
     let running = true;
     const statuses: number[] = [];
     const load = (async () => {
       while (running) {
-        statuses.push((await client.request('GET', '/api/v1/courses?limit=5').catch(() => ({ status: 0 }))).status);
+        statuses.push(
+          (await client.request('GET', '/api/v1/enrollments', { token }).catch(() => ({ status: 0 }))).status,
+        );
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })();
@@ -442,7 +451,7 @@ describe('the production stack behind Caddy, with its monitoring', () => {
     for (const container of await containersOf(project, 'api')) {
       expect(await inspect<string>(container, '.Config.Image')).toBe(lmsImage);
     }
-    expect((await https('GET', '/api/v1/courses')).status).toBe(200);
+    expect((await https('GET', '/api/v1/enrollments', { token })).status).toBe(200);
   });
 
   it('with Redis stopped, reads keep answering 200 through Caddy (/ready says degraded, not 503)', async () => {
