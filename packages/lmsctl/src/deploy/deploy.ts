@@ -189,14 +189,28 @@ export async function deployStack(
       throw error;
     }
     ctx.out.warn(`${error.message} — rolling back to ${previous}`);
-    await rollBack(stack, routing, previous);
+    try {
+      await rollBack(stack, routing, previous);
+    } catch (rollbackError) {
+      // The stack may now run both images: say so, record it, and name the command that finishes it.
+      await routing.restore().catch(() => undefined);
+      await finish('failed', `${error.message}; rolling back failed too: ${errorMessage(rollbackError)}`);
+      throw new CliError(
+        ExitCode.failed,
+        `deploy of ${options.image} failed (${error.message}) and rolling back to ${previous} failed too: ${errorMessage(rollbackError)}`,
+        `the stack may run both images: lmsctl deploy rollback ${previous} finishes it, one container at a time`,
+      );
+    }
     await finish('rolled-back', error.message);
+    const migrations = record.migrationsApplied.join(', ');
     throw new CliError(
       ExitCode.failed,
       `deploy of ${options.image} rolled back to ${previous}: ${error.message}`,
-      record.migrationsApplied.length
-        ? `the migrations it applied (${record.migrationsApplied.join(', ')}) stay: expand-only, so ${previous} runs on them`
-        : undefined,
+      !migrations
+        ? undefined
+        : options.allowContract
+          ? `the migrations it applied (${migrations}) stay, contracting ones included (--allow-contract): check that ${previous} runs on them`
+          : `the migrations it applied (${migrations}) stay: expand-only, so ${previous} runs on them`,
     );
   }
   say(`${target.project} runs ${options.image} (${formatDuration(Date.now() - started.getTime())})`);
