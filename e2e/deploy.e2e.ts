@@ -16,6 +16,7 @@ import {
   lmsctl,
   projectName,
   removeProject,
+  createUserInStack,
 } from './harness.js';
 
 /**
@@ -151,26 +152,12 @@ describe('lmsctl deploy', () => {
       await docker(['exec', await containerOf(project, 'caddy'), 'cat', '/data/caddy/pki/authorities/local/root.crt'])
     ).stdout;
     const password = 'an-e2e-password-long-enough';
-    const created = await execa(
-      'docker',
-      [
-        'exec',
-        '-i',
-        await containerOf(project, 'scheduler'),
-        'lmsctl',
-        'user',
-        'create',
-        '--email',
-        'teacher@example.com',
-        '--name',
-        'Teacher',
-        '--role',
-        'instructor',
-        '--password-stdin',
-      ],
-      { input: password, reject: false },
-    );
-    expect(created.exitCode, created.stderr).toBe(0);
+    await createUserInStack(project, {
+      email: 'teacher@example.com',
+      name: 'Teacher',
+      role: 'instructor',
+      password,
+    });
     const login = await httpsRequest(site, 'POST', '/api/v1/auth/login', {
       json: { email: 'teacher@example.com', password },
     });

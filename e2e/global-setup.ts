@@ -1,13 +1,5 @@
+import { isProcessAlive } from '../packages/lmsctl/src/lib/process-alive.js';
 import { docker, leftovers, PROJECT_PREFIX, removeProject } from './harness.js';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * The stack tests need a Docker engine: without one they fail here, once, saying how to get one
@@ -41,7 +33,7 @@ export default async function setup(): Promise<void> {
   );
   for (const project of projects) {
     const pid = Number(project.split('-')[1]);
-    if (Number.isInteger(pid) && !isAlive(pid)) {
+    if (Number.isInteger(pid) && !isProcessAlive(pid)) {
       await removeProject(project);
       const left = await leftovers(project);
       if (left.containers.length + left.volumes.length + left.networks.length > 0) {

@@ -263,3 +263,29 @@ export class Http2Client {
     this.session?.close();
   }
 }
+
+/** An account made the way an operator makes one: lmsctl inside the stack, the password on stdin. */
+export async function createUserInStack(
+  project: string,
+  user: { email: string; name: string; role: 'admin' | 'instructor' | 'student'; password: string },
+): Promise<void> {
+  const created = await docker(
+    [
+      'exec',
+      '-i',
+      await containerOf(project, 'scheduler'),
+      'lmsctl',
+      'user',
+      'create',
+      '--email',
+      user.email,
+      '--name',
+      user.name,
+      '--role',
+      user.role,
+      '--password-stdin',
+    ],
+    { input: user.password, reject: false },
+  );
+  if (created.exitCode !== 0) throw new Error(`lmsctl user create in ${project} failed: ${created.stderr}`);
+}

@@ -15,6 +15,7 @@ import {
   projectName,
   removeProject,
   repoRoot,
+  createUserInStack,
 } from './harness.js';
 import { findBuildKitCli } from '../packages/lmsctl/src/lib/compose/stack-images.js';
 
@@ -231,26 +232,12 @@ describe('the production stack behind Caddy, with its monitoring', () => {
   it('a user journey over HTTPS through Caddy: register, log in, create and publish a course, enrol, complete a lesson', async () => {
     const password = 'an-e2e-password-long-enough';
     // The first instructor comes from lmsctl inside the stack, as an operator would make one.
-    const created = await execa(
-      'docker',
-      [
-        'exec',
-        '-i',
-        await containerOf(project, 'scheduler'),
-        'lmsctl',
-        'user',
-        'create',
-        '--email',
-        'teacher@example.com',
-        '--name',
-        'Teacher',
-        '--role',
-        'instructor',
-        '--password-stdin',
-      ],
-      { input: password, reject: false },
-    );
-    expect(created.exitCode, created.stderr).toBe(0);
+    await createUserInStack(project, {
+      email: 'teacher@example.com',
+      name: 'Teacher',
+      role: 'instructor',
+      password,
+    });
     const teacher = json<{ accessToken: string }>(
       await https('POST', '/api/v1/auth/login', { json: { email: 'teacher@example.com', password } }),
     ).accessToken;
