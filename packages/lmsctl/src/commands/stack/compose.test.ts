@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -258,6 +259,32 @@ describe('images before up', () => {
       expect(unknown.exitCode).toBe(2);
       expect(unknown.stderr).toContain('no service nginx in this stack');
     } finally {
+      await docker.close();
+      await engine.close();
+    }
+  });
+
+  it('refuses, starting nothing, when a port the new stack publishes is taken on the host', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    const docker = await fakeDockerCli({
+      plugin: true,
+      config: `services:\n  postgres:\n    image: postgres:16-alpine\n    ports:\n    - 127.0.0.1:${port}:5432/tcp\n`,
+    });
+    const engine = await fakeEngine('lms-dev', []);
+    try {
+      const run = await runLmsctl(['up'], { env: { PATH: docker.path, DOCKER_HOST: engine.dockerHost }, cwd: work });
+      expect(run.exitCode).toBe(1);
+      expect(run.stderr).toContain(
+        `error: 127.0.0.1:${port} (postgres) is already in use on this host; nothing was started`,
+      );
+      expect(run.stderr).toContain(
+        'move DEV_POSTGRES_PORT (e.g. DEV_POSTGRES_PORT=15432), or run the dev stack on what this machine has: lmsctl up --native',
+      );
+      expect((await docker.calls()).map((argv) => argv.at(-1))).toEqual(['config']);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
       await docker.close();
       await engine.close();
     }

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { ChalkInstance } from 'chalk';
 import type Docker from 'dockerode';
 import { formatDuration } from '@lms/core/duration';
@@ -19,8 +20,10 @@ import {
   buildImage,
   findBuildKitCli,
   imageExists,
+  publishedPorts,
   serviceImages,
   servicesToStart,
+  type PublishedPort,
   type ServiceImage,
 } from '../../lib/compose/stack-images.js';
 import { startProgress } from '../../lib/progress.js';
@@ -82,6 +85,9 @@ export async function stackUp(
   const existedBefore = await projectExists(docker, target.project);
   if (target.env !== 'dev' && existedBefore) await refuseUndoingDeploy(ctx, docker, target);
 
+  // Before anything is pulled, built or created: Compose would fail half-way on a taken port.
+  if (!existedBefore)
+    await refuseTakenPorts(target, publishedPorts(config, servicesToStart(config, options.services ?? [])));
   await pullMissing(ctx, docker, compose, target, images);
   const built = await buildImages(ctx, docker, images, options.build ?? false);
   try {
@@ -177,6 +183,43 @@ async function refuseUndoingDeploy(ctx: CommandContext, docker: Docker, target: 
     `${target.project} runs ${deployed} (lmsctl deploy) but LMS_IMAGE says ${wanted}: up would recreate every container on it at once`,
     `set LMS_IMAGE=${deployed}${target.envFile ? ` in ${target.envFile}` : ''}, or change images with a rollout: lmsctl deploy --image ${wanted}`,
   );
+}
+
+/** The variables that move the dev stack's published ports (compose/docker-compose.yml). */
+const DEV_PORT_VARIABLES: Record<string, string[]> = {
+  api: ['DEV_API_PORT'],
+  worker: ['DEV_WORKER_METRICS_PORT'],
+  postgres: ['DEV_POSTGRES_PORT'],
+  redis: ['DEV_REDIS_PORT'],
+  mailpit: ['DEV_MAILPIT_UI_PORT', 'DEV_SMTP_PORT'],
+};
+
+/**
+ * Every host port the new stack would publish must be free: on a machine that already runs
+ * PostgreSQL or Redis on their usual ports, Compose would otherwise start half the stack and
+ * stop at "port is already allocated".
+ */
+async function refuseTakenPorts(target: StackTarget, ports: PublishedPort[]): Promise<void> {
+  const taken: PublishedPort[] = [];
+  for (const published of ports) if (!(await canListen(published.host, published.port))) taken.push(published);
+  if (taken.length === 0) return;
+  const where = taken.map((published) => `${published.host}:${published.port} (${published.service})`).join(', ');
+  const variables = taken.flatMap((published) => DEV_PORT_VARIABLES[published.service] ?? []);
+  throw new CliError(
+    ExitCode.failed,
+    `${where} ${taken.length === 1 ? 'is' : 'are'} already in use on this host; nothing was started`,
+    target.env === 'dev'
+      ? `move ${variables.length ? variables.join(', ') : 'the DEV_*_PORT variables'} (e.g. DEV_POSTGRES_PORT=15432), or run the dev stack on what this machine has: lmsctl up --native`
+      : 'free the port, or move it (HTTP_PORT, HTTPS_PORT, PROMETHEUS_PORT, …: compose/README.md)',
+  );
+}
+
+function canListen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
 }
 
 /** Images that neither exist here nor are built by the stack are pulled first, so a missing one fails before anything is created. */

@@ -13,6 +13,7 @@ export interface ServiceImage {
 
 interface ComposeService {
   image?: string;
+  ports?: Array<string | { published?: string | number; host_ip?: string; protocol?: string }>;
   build?:
     string | { context?: string; dockerfile?: string; target?: string; args?: Record<string, unknown> | string[] };
   depends_on?: string[] | Record<string, unknown>;
@@ -183,4 +184,31 @@ export async function buildImage(
       'the build output above says why',
     );
   }
+}
+
+/** A TCP port a service publishes on the host. */
+export interface PublishedPort {
+  service: string;
+  host: string;
+  port: number;
+}
+
+/** The host TCP ports the named services publish (`ip:published:target[/proto]` or the long form). */
+export function publishedPorts(config: unknown, names: string[]): PublishedPort[] {
+  const services = servicesOf(config);
+  return names.flatMap((service) =>
+    (services[service]?.ports ?? []).flatMap((entry): PublishedPort[] => {
+      if (typeof entry === 'string') {
+        const [address = '', protocol = 'tcp'] = entry.split('/');
+        const parts = address.split(':');
+        if (protocol !== 'tcp' || parts.length < 2) return [];
+        const port = Number(parts.at(-2));
+        const host = parts.length >= 3 ? parts.slice(0, -2).join(':') : '0.0.0.0';
+        return Number.isInteger(port) && port > 0 ? [{ service, host: host || '0.0.0.0', port }] : [];
+      }
+      const port = Number(entry.published);
+      if ((entry.protocol ?? 'tcp') !== 'tcp' || !Number.isInteger(port) || port <= 0) return [];
+      return [{ service, host: entry.host_ip || '0.0.0.0', port }];
+    }),
+  );
 }
