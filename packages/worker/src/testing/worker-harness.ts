@@ -34,6 +34,9 @@ export interface WorkerTestEnv extends TestEnv {
 export async function createWorkerTestEnv(label: string): Promise<WorkerTestEnv> {
   const env = await createTestEnv(label, WORKER_TEST_VARS);
   const db = new pg.Pool({ connectionString: env.database.url, max: 4 });
+  // pool.end() resolves before its clients' sockets are closed; the clean-up's DROP DATABASE …
+  // FORCE can then terminate one still closing, whose error would otherwise go unhandled.
+  db.on('connect', (client) => client.on('error', () => undefined));
   const producer = new JobProducer({
     redisUrl: testRedisUrl,
     prefix: env.queuePrefix,
