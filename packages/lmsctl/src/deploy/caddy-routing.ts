@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { CliError, ExitCode } from '../errors.js';
+import { lastLine } from '../lib/compose/compose-cli.js';
 
 /**
  * Which API containers Caddy sends requests to, changed through Caddy's own CLI inside its
@@ -64,14 +65,4 @@ function reverseProxies(node: unknown): Array<{ upstreams?: unknown }> {
   const record = node as Record<string, unknown>;
   const own = record.handler === 'reverse_proxy' ? [record as { upstreams?: unknown }] : [];
   return [...own, ...Object.values(record).flatMap(reverseProxies)];
-}
-
-function lastLine(text: string): string {
-  return (
-    text
-      .split('\n')
-      .map((line) => line.trim())
-      .filter(Boolean)
-      .at(-1) ?? ''
-  );
 }

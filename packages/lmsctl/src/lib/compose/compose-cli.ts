@@ -159,7 +159,8 @@ export class ComposeFailed extends CliError {
   }
 }
 
-function lastLine(text: string): string {
+/** The last non-empty line of a command's output: what it said last, usually why it failed. */
+export function lastLine(text: string): string {
   return (
     text
       .split('\n')
