@@ -112,8 +112,30 @@ export const configFields = {
   }),
   DATABASE_READ_URL: field({
     schema: postgresUrl.optional(),
-    description: 'Optional read replica: read-only API queries go there when set.',
+    description:
+      "Optional hot standby of DATABASE_URL for the API's reads that may be a few seconds old (a user's lists of enrolments and courses, quiz lists, admin lists; docs/operations.md says which). Reads that decide a write, the cache fills and certificates always use the primary, and so does every read while the replica fails or lags.",
     secret: true,
+    group: 'database',
+  }),
+  REPLICA_MAX_LAG_SECONDS: field({
+    schema: positiveInt(86_400),
+    default: '30',
+    description:
+      'A read replica further behind the primary than this is skipped: its reads go to the primary until it catches up.',
+    group: 'database',
+  }),
+  REPLICA_READ_YOUR_WRITES_SECONDS: field({
+    schema: nonNegativeInt(86_400),
+    default: '10',
+    description:
+      "After a user's write, that user's reads go to the primary for this long, in every API process (the marker is kept in Redis; while Redis fails, their reads go to the primary), and beyond it for as long as the replica has not replayed up to that write. 0: only the replay check.",
+    group: 'database',
+  }),
+  REPLICA_CHECK_INTERVAL_SECONDS: field({
+    schema: positiveInt(3600),
+    default: '5',
+    description:
+      "How often each API process measures the read replica's lag. It is also the circuit breaker's retry interval: after the replica fails, reads use the primary until a check at least this much later succeeds.",
     group: 'database',
   }),
   DB_POOL_SIZE: field({
