@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import { webhookSecretBox } from '@lms/core';
 import type { Deps } from './deps.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
@@ -91,10 +91,11 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', trustProxy(config.TRUST_PROXY));
 
-  // Probes and scrapes every few seconds would drown the request log.
-  app.use(requestLogging({ logger: deps.logger, quietPaths: new Set(['/health', '/ready', config.METRICS_PATH]) }));
+  // Probes and scrapes every few seconds would drown the request log, and are not user traffic.
+  const probes = new Set(['/health', '/ready', config.METRICS_PATH]);
+  app.use(requestLogging({ logger: deps.logger, quietPaths: probes }));
   app.use(securityHeaders());
-  app.use(httpMetrics(deps.metrics));
+  app.use(httpMetrics(deps.metrics, { probes }));
 
   const ownMetrics: MetricsSource = async () => ({
     contentType: deps.metrics.registry.contentType,
@@ -103,10 +104,12 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
   mountSystemRoutes(app, deps, options.metrics ?? ownMetrics);
 
   const limits = createRateLimits(deps.redis, config, deps.redisPrefix);
-  app.use((req, res, next) => {
+  const perIp: RequestHandler = (req, res, next) => {
     limits.perIp(req, res).then(() => next(), next);
-  });
-  app.use(express.json({ limit: '100kb' }));
+  };
+  // The per-IP limit and the body parser run once the route is known, so a 429, 400 or 413 is
+  // counted and logged under the route that was asked for, not as `unmatched`.
+  const intake = [perIp, express.json({ limit: '100kb' })];
 
   // One signer for the routes that issue tokens and the middleware that checks them.
   const tokens = new AccessTokens(config.SECRET_KEY, config.ACCESS_TOKEN_TTL / 1000, config.SECRET_KEY_PREVIOUS);
@@ -121,12 +124,15 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
     },
     userLimit: (req, res, user) => limits.perUser(req, res, user.id),
     authLimit: (req, res) => limits.auth(req, res),
+    intake,
   });
   const openApi = buildOpenApi(routes, { version: options.version ?? '1' });
-  app.get('/api/v1/openapi.json', (_req, res) => {
+  app.get('/api/v1/openapi.json', perIp, (_req, res) => {
     res.json(openApi);
   });
 
+  // Paths no route matches are limited per IP too (scanners), before their 404.
+  app.use(perIp);
   app.use(notFoundHandler);
   app.use(errorHandler({ logger: deps.logger, debug: config.DEBUG }));
   return app;

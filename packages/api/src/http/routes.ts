@@ -1,4 +1,4 @@
-import type { Express, NextFunction, Request, Response } from 'express';
+import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { ForbiddenError, rowId, UnauthorizedError } from '@lms/core';
 import { z } from 'zod';
 import type { AuthUser, Role } from '../lib/auth-user.js';
@@ -71,6 +71,8 @@ export interface MountOptions {
   /** Per-user and brute-force rate limits, applied after authentication. */
   userLimit(req: Request, res: Response, user: AuthUser): Promise<void>;
   authLimit(req: Request, res: Response): Promise<void>;
+  /** Middleware every route runs first, once it matched (the per-IP limit, the body parser). */
+  intake?: RequestHandler[];
 }
 
 function bearerToken(req: Request): string | null {
@@ -91,33 +93,37 @@ function allowed(access: Access, user: AuthUser | null): void {
 /** Registers every route on the app with authentication, limits and validation in front of it. */
 export function mountRoutes(app: Express, routes: RouteDefinition[], options: MountOptions): void {
   for (const definition of routes) {
-    app[definition.method](definition.path, async (req: Request, res: Response, next: NextFunction) => {
-      try {
-        if (definition.rateLimit === 'auth') await options.authLimit(req, res);
-        const token = bearerToken(req);
-        const user = token ? await options.authenticate(token) : null;
-        allowed(definition.access, user);
-        if (user) await options.userLimit(req, res, user);
-        const input: RouteInput<unknown, unknown, unknown> = {
-          params: definition.params ? parseInput(definition.params, req.params, 'path') : undefined,
-          query: definition.query ? parseInput(definition.query, req.query, 'query') : undefined,
-          body: definition.body ? parseInput(definition.body, req.body ?? {}, 'body') : undefined,
-          user,
-          req,
-          res,
-        };
-        const result = await definition.handle(input);
-        if (!result) return;
-        if (result.body instanceof JsonText)
-          res
-            .status(result.status ?? 200)
-            .type('application/json')
-            .send(result.body.text);
-        else res.status(result.status ?? 200).json(result.body);
-      } catch (error) {
-        next(error);
-      }
-    });
+    app[definition.method](
+      definition.path,
+      ...(options.intake ?? []),
+      async (req: Request, res: Response, next: NextFunction) => {
+        try {
+          if (definition.rateLimit === 'auth') await options.authLimit(req, res);
+          const token = bearerToken(req);
+          const user = token ? await options.authenticate(token) : null;
+          allowed(definition.access, user);
+          if (user) await options.userLimit(req, res, user);
+          const input: RouteInput<unknown, unknown, unknown> = {
+            params: definition.params ? parseInput(definition.params, req.params, 'path') : undefined,
+            query: definition.query ? parseInput(definition.query, req.query, 'query') : undefined,
+            body: definition.body ? parseInput(definition.body, req.body ?? {}, 'body') : undefined,
+            user,
+            req,
+            res,
+          };
+          const result = await definition.handle(input);
+          if (!result) return;
+          if (result.body instanceof JsonText)
+            res
+              .status(result.status ?? 200)
+              .type('application/json')
+              .send(result.body.text);
+          else res.status(result.status ?? 200).json(result.body);
+        } catch (error) {
+          next(error);
+        }
+      },
+    );
   }
 }
 
