@@ -5,6 +5,17 @@ import { isJobName, jobNames, outboxBacklog, queueOf, type Queryable, type Queue
 /** Job states sampled into `lms_queue_jobs` (DESIGN.md). */
 export const sampledStates = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
 
+/**
+ * prom-client's defaults that `promtool check metrics` refuses: gauges named `_total`, which the
+ * exposition format keeps for counters. Each is the sum of a gauge it also exports by type
+ * (`nodejs_active_handles{type}` …), so nothing is lost. (The API drops the same three.)
+ */
+const nonConformingDefaultMetrics = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
+
 /** How a run ended: `retried` is a failed attempt that will run again. */
 export type JobOutcome = 'completed' | 'failed' | 'retried';
 
@@ -37,7 +48,10 @@ function nameLabel(name: string): string {
  */
 export function createWorkerMetrics(options: { defaultMetrics?: boolean } = {}): WorkerMetrics {
   const registry = new Registry();
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of nonConformingDefaultMetrics) registry.removeSingleMetric(name);
+  }
   const counts = new Map<string, { labels: { queue: string; name: string; status: JobOutcome }; value: number }>();
   const durationLabels = new Map<string, { queue: string; name: string }>();
   const jobsTotal = new Counter<'queue' | 'name' | 'status'>({
