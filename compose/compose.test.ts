@@ -308,6 +308,29 @@ describe.runIf(haveCompose)('production hardening', () => {
     expect((await resolved('prod', defaults)).services.api!.deploy?.replicas).toBe(2);
   });
 
+  it('prod: the optional PgBouncer pools transactions for the api and worker only; session work stays direct', async () => {
+    const direct = 'postgres://lms:0123456789abcdef0123456789abcdef0123456789abcdef@postgres:5432/lms';
+    const pooled = await resolved('prod', await envFile('pgbouncer', { LMS_DATABASE_ADDRESS: 'pgbouncer:6432' }));
+    const pgbouncer = pooled.services.pgbouncer!;
+    expect(pgbouncer.environment).toMatchObject({ POOL_MODE: 'transaction', DB_HOST: 'postgres', LISTEN_PORT: '6432' });
+    expect(String(pgbouncer.environment!.IGNORE_STARTUP_PARAMETERS).split(',')).toContain('statement_timeout');
+    expect(Object.keys(pgbouncer.networks ?? {})).toEqual(['backend']);
+    expect(pgbouncer.depends_on?.postgres?.condition).toBe('service_healthy');
+    for (const name of ['api', 'worker']) {
+      expect(pooled.services[name]!.environment!.DATABASE_URL, name).toBe(
+        direct.replace('postgres:5432', 'pgbouncer:6432'),
+      );
+    }
+    for (const name of ['migrate', 'scheduler'])
+      expect(pooled.services[name]!.environment!.DATABASE_URL, name).toBe(direct);
+    // Opt-in: `up` starts it only with COMPOSE_PROFILES=pgbouncer, and by default nothing uses it.
+    const source = (await yamlToJson(await readFile(fromRoot('compose/docker-compose.prod.yml'), 'utf8'))) as {
+      services: Record<string, { profiles?: string[] }>;
+    };
+    expect(source.services.pgbouncer!.profiles).toEqual(['pgbouncer']);
+    expect((await resolved('prod')).services.api!.environment!.DATABASE_URL).toBe(direct);
+  });
+
   it('prod: production settings are fixed, secrets and URLs come from the env file', async () => {
     const managed = await envFile('managed', {
       PROD_DATABASE_URL: 'postgres://lms:pw@db.example.com:5432/lms?sslmode=require',
