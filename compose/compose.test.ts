@@ -392,6 +392,8 @@ describe.runIf(haveCompose)('production hardening', () => {
       AZURE_CLIENT_ID: 'lmsctl azure runs from an operator machine or CI, not in the stack',
       LMS_AZURE_TEST_CA_FILE: 'tests only',
       HOST: 'unset in containers: every interface, where Caddy, the healthchecks and Prometheus reach them',
+      DATABASE_DIRECT_URL:
+        'migrate and the scheduler use the direct DATABASE_URL; only the api and worker may go through pgbouncer',
     };
     const example = await readFile(fromRoot('.env.example'), 'utf8');
     const documented = [...example.matchAll(/^(?:# )?([A-Z][A-Z0-9_]+)=/gm)].map((match) => match[1]!);

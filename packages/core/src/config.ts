@@ -110,6 +110,13 @@ export const configFields = {
     secret: true,
     group: 'database',
   }),
+  DATABASE_DIRECT_URL: field({
+    schema: postgresUrl.optional(),
+    description:
+      "The same database reached without a connection pooler, for work that needs a whole session: `lmsctl migrate` (its advisory lock), `backup`, `restore`, `drill`, `db maintain` and the worker's migration check. Unset: DATABASE_URL. Set it when DATABASE_URL goes through PgBouncer; lmsctl refuses that work through a pooler.",
+    secret: true,
+    group: 'database',
+  }),
   DATABASE_READ_URL: field({
     schema: postgresUrl.optional(),
     description:
