@@ -3,6 +3,7 @@ import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { parseDurationMs } from './duration.js';
 import { ConfigError, errorMessage } from './errors.js';
+import { parseRedisClusterNodes, redisConnectionOptions, redisHashTag } from './redis.js';
 import { SECRET_KEY_HEX } from './secret-box.js';
 
 /**
@@ -196,6 +197,22 @@ export const configFields = {
     default: 'redis://127.0.0.1:6379',
     description: 'Redis for the job queues, the cache and the rate limits.',
     secret: true,
+    group: 'redis',
+  }),
+  REDIS_CLUSTER_NODES: field({
+    schema: z
+      .string()
+      .transform((value, ctx) => {
+        try {
+          return parseRedisClusterNodes(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: errorMessage(error) });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+    description:
+      'Redis Cluster seed nodes, `host:port` separated by commas: when set, every Redis client (queues, workers, cache, rate limits, lmsctl) uses the cluster, and REDIS_URL gives only the user name, password and TLS (`rediss://`) of its nodes. QUEUE_PREFIX must then hold a hash tag (`{lms}`); see docs/operations.md.',
     group: 'redis',
   }),
   PORT: field({
@@ -553,6 +570,23 @@ const configSchema = z.object(shape).superRefine((config, ctx) => {
       path: ['SECRET_KEY_PREVIOUS'],
       message: 'is only read during a rotation: set SECRET_KEY as well',
     });
+  }
+  if (config.REDIS_CLUSTER_NODES) {
+    // BullMQ's scripts touch many keys of a queue at once: in a cluster they must share a slot.
+    if (redisHashTag(config.QUEUE_PREFIX) === null) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['QUEUE_PREFIX'],
+        message: `must hold a Redis Cluster hash tag when REDIS_CLUSTER_NODES is set, e.g. {${config.QUEUE_PREFIX.replace(/[{}]/g, '')}}`,
+      });
+    }
+    if (redisConnectionOptions(config.REDIS_URL).db) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_URL'],
+        message: 'names a database, but a Redis Cluster has only database 0: drop the /N from the URL',
+      });
+    }
   }
   if (config.NODE_ENV !== 'production') return;
   if (!config.WEBHOOK_SECRET_KEY) {
