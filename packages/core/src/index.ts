@@ -7,6 +7,7 @@ export * from './ids.js';
 export * from './jobs.js';
 export * from './outbox.js';
 export * from './logger.js';
+export * from './log-throttle.js';
 export * from './mask.js';
 export * from './migrations/migration-files.js';
 export * from './migrations/migrator.js';
