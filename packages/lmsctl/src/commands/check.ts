@@ -25,6 +25,7 @@ import {
 } from '../health/probes.js';
 import { howToEnableStatements, topStatements } from '../postgres/statements.js';
 import { queryScalar } from '../lib/prometheus.js';
+import { RUNBOOK_BASE } from '../health/runbooks.js';
 
 export type Checklist = 'daily' | 'weekly' | 'predeploy';
 
@@ -45,6 +46,18 @@ export interface CheckResult {
   items: StatusItem[];
 }
 
+/**
+ * The PromQL of `check daily`. `http_requests_total` counts user requests only (the API leaves
+ * its probes and scrapes out), `job="api"` keeps other jobs' series of the same name out, as in
+ * the alert rules and dashboards. The errors fall back to 0 when no request failed (no 5xx
+ * series at all): only the request count says whether there was traffic.
+ */
+export const dailyTrafficQueries = {
+  requests: 'sum(increase(http_requests_total{job="api"}[24h]))',
+  errors: 'sum(increase(http_requests_total{job="api",status_code=~"5.."}[24h])) or vector(0)',
+  p99: 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="api"}[24h])))',
+} as const;
+
 /** The day's 5xx share and 99th percentile latency of the API, from Prometheus. */
 async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
   if (!options.prometheusUrl) {
@@ -61,16 +74,12 @@ async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
       },
     ];
   }
-  const where = maskUrl(options.prometheusUrl);
+  const where = maskUrl(options.prometheusUrl).replace(/\/+$/, '');
   try {
-    const errorRate = await queryScalar(
-      options.prometheusUrl,
-      'sum(increase(http_requests_total{status_code=~"5.."}[24h])) / sum(increase(http_requests_total[24h]))',
-    );
-    const p99 = await queryScalar(
-      options.prometheusUrl,
-      'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[24h])))',
-    );
+    const requests = await queryScalar(options.prometheusUrl, dailyTrafficQueries.requests);
+    const errors = await queryScalar(options.prometheusUrl, dailyTrafficQueries.errors);
+    const p99 = await queryScalar(options.prometheusUrl, dailyTrafficQueries.p99);
+    const errorRate = requests ? (errors ?? 0) / requests : null;
     const rateState: ItemState =
       errorRate === null ? 'warn' : errorRate > 0.05 ? 'fail' : errorRate > 0.01 ? 'warn' : 'ok';
     const latencyState: ItemState = p99 === null ? 'warn' : p99 > 5 ? 'fail' : p99 > 1 ? 'warn' : 'ok';
@@ -80,9 +89,9 @@ async function prometheusItems(options: CheckOptions): Promise<StatusItem[]> {
         state: rateState,
         detail:
           errorRate === null
-            ? `no requests recorded in ${where} for the last 24 h`
-            : `${(errorRate * 100).toFixed(2)} % of requests answered 5xx in the last 24 h (alert at 5 %)`,
-        data: { errorRate },
+            ? `no requests recorded in ${where} for the last 24 h (job "api")`
+            : `${(errorRate * 100).toFixed(2)} % of ${Math.round(requests ?? 0)} requests answered 5xx in the last 24 h (alert at 5 %)`,
+        data: { errorRate, requests },
       },
       {
         name: 'latency p99',
@@ -147,7 +156,13 @@ async function alertDelivery(options: CheckOptions): Promise<StatusItem[]> {
   const now = new Date();
   const alert = {
     labels: { alertname: 'LmsctlDeliveryTest', severity: 'info', source: 'lmsctl check weekly' },
-    annotations: { summary: 'Weekly alert delivery test from lmsctl; no action needed.' },
+    // The annotations every alert of alerts.yml carries, so the receivers' templates render it alike.
+    annotations: {
+      summary: 'Weekly alert delivery test from lmsctl; no action needed.',
+      description:
+        'lmsctl check weekly sent this to confirm that alerts reach every channel (e-mail, Slack, PagerDuty); it resolves itself after 5 minutes.',
+      runbook_url: `${RUNBOOK_BASE}lmsctl-delivery-test.md`,
+    },
     startsAt: now.toISOString(),
     endsAt: new Date(now.getTime() + 5 * 60_000).toISOString(),
   };

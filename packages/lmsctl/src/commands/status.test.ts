@@ -21,7 +21,8 @@ import { runLmsctl } from '../testing/run-cli.js';
 import { backup } from '../backup/create.js';
 import { keyIdOf } from '../backup/archive/crypto.js';
 import type { StatusItem } from '../health/probes.js';
-import type { CheckResult } from './check.js';
+import { RUNBOOK_BASE } from '../health/runbooks.js';
+import { dailyTrafficQueries, type CheckResult } from './check.js';
 import type { StatusResult } from './status.js';
 
 let database: TestDatabase;
@@ -243,51 +244,78 @@ describe('lmsctl status: which keys are live', () => {
 });
 
 describe('lmsctl check', () => {
-  it('daily: reads the error rate and p99 from Prometheus', async () => {
+  /** A fake Prometheus answering each query of `check daily` with the given value (null: an empty vector). */
+  async function prometheusAnswering(answers: { requests: string | null; errors: string | null; p99: string | null }) {
     const queries: string[] = [];
-    const prometheus = await fakeServer((req) => {
+    const url = await fakeServer((req) => {
       const query = new URL(req.url ?? '', 'http://x').searchParams.get('query') ?? '';
       queries.push(query);
-      const value = query.includes('histogram_quantile') ? '0.35' : '0.002';
+      const which = (Object.keys(dailyTrafficQueries) as Array<keyof typeof dailyTrafficQueries>).find(
+        (key) => dailyTrafficQueries[key] === query,
+      );
+      const value = which ? answers[which] : null;
       return {
         status: 200,
         json: {
           status: 'success',
-          data: { resultType: 'vector', result: [{ metric: {}, value: [1700000000, value] }] },
+          data: { resultType: 'vector', result: value === null ? [] : [{ metric: {}, value: [1700000000, value] }] },
         },
       };
     });
+    return { url, queries };
+  }
+
+  async function daily(
+    prometheus: string,
+  ): Promise<{ exitCode: number | undefined; items: Record<string, StatusItem> }> {
     const run = await runLmsctl(
       ['check', 'daily', '--json', '--api-url', await readyApi(), '--prometheus-url', prometheus],
       { env, cwd: work },
     );
     const result = JSON.parse(run.stdout) as CheckResult;
-    const byName = Object.fromEntries(result.items.map((item) => [item.name, item]));
-    expect(byName['error rate']).toMatchObject({
+    return { exitCode: run.exitCode, items: Object.fromEntries(result.items.map((item) => [item.name, item])) };
+  }
+
+  it('daily: reads the error rate and p99 of the API job from Prometheus', async () => {
+    const prometheus = await prometheusAnswering({ requests: '5000', errors: '10', p99: '0.35' });
+    const { exitCode, items } = await daily(prometheus.url);
+    expect(items['error rate']).toMatchObject({
       state: 'ok',
-      detail: '0.20 % of requests answered 5xx in the last 24 h (alert at 5 %)',
+      detail: '0.20 % of 5000 requests answered 5xx in the last 24 h (alert at 5 %)',
     });
-    expect(byName['latency p99']).toMatchObject({
+    expect(items['latency p99']).toMatchObject({
       state: 'ok',
       detail: 'p99 350 ms over the last 24 h (alert at 5 s)',
     });
-    expect(byName['backup disk']!.state).toBe('ok');
-    expect(queries).toEqual([
-      'sum(increase(http_requests_total{status_code=~"5.."}[24h])) / sum(increase(http_requests_total[24h]))',
-      'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[24h])))',
+    expect(items['backup disk']!.state).toBe('ok');
+    expect(prometheus.queries).toEqual([
+      'sum(increase(http_requests_total{job="api"}[24h]))',
+      'sum(increase(http_requests_total{job="api",status_code=~"5.."}[24h])) or vector(0)',
+      'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="api"}[24h])))',
     ]);
-    expect(run.exitCode, run.stdout).toBe(0);
+    expect(exitCode).toBe(0);
+  });
+
+  it('daily: requests without a single 5xx are 0 %, not "no requests"; no requests at all says so', async () => {
+    // A Prometheus without the `or vector(0)` fallback answers the errors with an empty vector.
+    const noErrors = await daily((await prometheusAnswering({ requests: '1200', errors: null, p99: '0.08' })).url);
+    expect(noErrors.items['error rate']).toMatchObject({
+      state: 'ok',
+      detail: '0.00 % of 1200 requests answered 5xx in the last 24 h (alert at 5 %)',
+      data: { errorRate: 0, requests: 1200 },
+    });
+    const quiet = await daily((await prometheusAnswering({ requests: '0', errors: '0', p99: null })).url);
+    expect(quiet.items['error rate']).toMatchObject({ state: 'warn', data: { errorRate: null } });
+    expect(quiet.items['error rate']!.detail).toMatch(
+      /^no requests recorded in http:\/\/127\.0\.0\.1:\d+ for the last 24 h \(job "api"\)$/,
+    );
+    const nothing = await daily((await prometheusAnswering({ requests: null, errors: '0', p99: null })).url);
+    expect(nothing.items['error rate']).toMatchObject({ state: 'warn', data: { errorRate: null, requests: null } });
   });
 
   it('daily: a high error rate fails; without Prometheus the numbers become manual items', async () => {
-    const prometheus = await fakeServer(() => ({
-      status: 200,
-      json: { status: 'success', data: { result: [{ value: [0, '0.09'] }] } },
-    }));
-    const failing = await runLmsctl(
-      ['check', 'daily', '--json', '--api-url', await readyApi(), '--prometheus-url', prometheus],
-      { env, cwd: work },
-    );
+    const failing = await daily((await prometheusAnswering({ requests: '1000', errors: '90', p99: '0.2' })).url);
+    expect(failing.items['error rate']).toMatchObject({ state: 'fail' });
     expect(failing.exitCode).toBe(1);
     const manual = JSON.parse(
       (await runLmsctl(['check', 'daily', '--json', '--api-url', await readyApi()], { env, cwd: work })).stdout,
@@ -310,7 +338,14 @@ describe('lmsctl check', () => {
     });
     expect(noDrill.exitCode).toBe(1);
     expect(alerts).toEqual([
-      expect.objectContaining({ labels: expect.objectContaining({ alertname: 'LmsctlDeliveryTest' }) }),
+      expect.objectContaining({
+        labels: expect.objectContaining({ alertname: 'LmsctlDeliveryTest' }),
+        // Every receiver's template links the runbook: without one Slack showed `<|Runbook>`.
+        annotations: expect.objectContaining({
+          description: expect.stringContaining('lmsctl check weekly'),
+          runbook_url: `${RUNBOOK_BASE}lmsctl-delivery-test.md`,
+        }),
+      }),
     ]);
     const result = JSON.parse(noDrill.stdout) as CheckResult;
     expect(result.items.find((item) => item.name === 'alert delivery')?.state).toBe('ok');
