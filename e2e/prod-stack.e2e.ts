@@ -131,7 +131,11 @@ interface Answer {
 }
 
 /** A request through Caddy over HTTPS, trusting only its internal CA's root (curl, as a client outside would). */
-async function https(method: string, urlPath: string, options: { json?: unknown; token?: string; file?: string } = {}) {
+async function https(
+  method: string,
+  urlPath: string,
+  options: { json?: unknown; token?: string; file?: string; http1?: boolean } = {},
+) {
   const headersFile = path.join(work, 'headers.txt');
   const bodyFile = path.join(work, 'body.txt');
   const result = await execa(
@@ -152,6 +156,7 @@ async function https(method: string, urlPath: string, options: { json?: unknown;
       bodyFile,
       '-w',
       '%{http_code}',
+      ...(options.http1 ? ['--http1.1'] : []),
       ...(options.token ? ['-H', `authorization: Bearer ${options.token}`] : []),
       ...(options.json !== undefined
         ? ['-H', 'content-type: application/json', '--data-binary', JSON.stringify(options.json)]
@@ -305,8 +310,12 @@ describe('the production stack behind Caddy, with its monitoring', () => {
   it('an 11 MB POST gets 413 from Caddy, three times, and the site stays up', async () => {
     const big = path.join(work, 'big.json');
     await writeFile(big, `{"title":"${'x'.repeat(11 * 1024 * 1024)}"}`);
+    // Over HTTP/1.1: Caddy answers before reading the upload and then ends the stream; over
+    // HTTP/2 that end is a RST_STREAM racing the answer's DATA frame, and curl 7.88 then
+    // sometimes reports the 413 with its body cut off (exit 18) — seen 3 times in 30 here,
+    // never over HTTP/1.1, where Go's server half-closes and lets the answer arrive.
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      expect((await https('POST', '/api/v1/courses', { file: big })).status).toBe(413);
+      expect((await https('POST', '/api/v1/courses', { file: big, http1: true })).status).toBe(413);
     }
     expect((await https('GET', '/api/v1/courses')).status).toBe(200);
   });
