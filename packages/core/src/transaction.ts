@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { cancelRunningStatement } from './cancel-request.js';
 import { isQueryTimeout } from './db.js';
 
 /**
@@ -9,6 +10,7 @@ import { isQueryTimeout } from './db.js';
  * With the job's `signal`, the statement running when it fires (the soft time limit, or a stop)
  * is cancelled on the server: a run stuck on a lock or a slow query then rolls back and frees
  * its locks and its connection, instead of holding them after the caller has given up on it.
+ * The cancel is the protocol's CancelRequest, so it also works through PgBouncer.
  */
 export async function withTransaction<T>(
   pool: pg.Pool,
@@ -17,10 +19,9 @@ export async function withTransaction<T>(
 ): Promise<T> {
   signal?.throwIfAborted();
   const client = await pool.connect();
-  // node-pg keeps the server process id of each connection; its types do not declare it.
-  const backend = (client as unknown as { processID: number | null }).processID;
+  let cancelled: Promise<void> | undefined;
   const cancel = () => {
-    if (backend !== null) pool.query('SELECT pg_cancel_backend($1)', [backend]).catch(() => undefined);
+    cancelled = cancelRunningStatement(client);
   };
   signal?.addEventListener('abort', cancel, { once: true });
   let broken = false;
@@ -31,6 +32,12 @@ export async function withTransaction<T>(
     });
   } finally {
     signal?.removeEventListener('abort', cancel);
+    // A cancel reaches the server on its own connection and may land after the statement it was
+    // meant for; a connection that was sent one is dropped, so it cannot hit the next user's.
+    if (cancelled) {
+      await cancelled;
+      broken = true;
+    }
     client.release(broken);
   }
 }

@@ -1,3 +1,4 @@
 export * from './free-port.js';
 export * from './test-db.js';
 export * from './test-env.js';
+export * from './pgbouncer.js';
