@@ -80,17 +80,19 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     onIdleClientError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   // Every migration this release ships must be applied; newer ones (a later release already
-  // migrated the database during a rolling deploy) are fine.
+  // migrated the database during a rolling deploy) are fine. Asked of the server itself when the
+  // pool goes through a pooler: the answer is the one `lmsctl migrate` (always direct) acts on.
+  const migrationsUrl = config.DATABASE_DIRECT_URL ?? config.DATABASE_URL;
   let pending: string[];
   try {
     const { entries } = await new Migrator({
-      connectionString: config.DATABASE_URL,
+      connectionString: migrationsUrl,
       dir: defaultMigrationsDir,
     }).status();
     pending = entries.filter((entry) => entry.state === 'pending').map((entry) => entry.id);
   } catch (error) {
     await pool.end().catch(() => undefined);
-    throw describeConnectionError(error, config.DATABASE_URL, config.DB_POOL_TIMEOUT_SECONDS * 1000);
+    throw describeConnectionError(error, migrationsUrl, config.DB_POOL_TIMEOUT_SECONDS * 1000);
   }
   if (pending.length > 0) {
     await pool.end().catch(() => undefined);
