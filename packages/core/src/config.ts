@@ -418,6 +418,13 @@ export const configFields = {
       'Folder where `lmsctl backup` writes dumps and manifests (relative paths start at the working directory).',
     group: 'backups',
   }),
+  BACKUP_JOBS: field({
+    schema: positiveInt(64),
+    default: '1',
+    description:
+      'pg_dump jobs of `lmsctl backup` when --jobs is not given: 1 writes one custom-format file (`lms_….dump`), more a directory-format folder (`lms_….dump.d/`) that as many pg_dump workers fill at once (faster on several cores; see docs/backups.md).',
+    group: 'backups',
+  }),
   LMS_DRILL_DIR: field({
     schema: z.string().min(1),
     default: 'backups/drills',

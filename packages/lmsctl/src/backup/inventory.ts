@@ -13,9 +13,11 @@ import {
   type BackupSelector,
   type DatabaseIdentity,
 } from './identity.js';
-import { listBackupFiles, readVerification } from './archive/store.js';
+import { listBackupFiles, readVerification, type ArchiveKind } from './archive/store.js';
 import { lastDrillOf, readDrillReports, type DrillReportSummary } from './drill-reports.js';
 import { manifestPathOf, type BackupManifest } from './archive/manifest.js';
+import { readEncryptionHeader } from './archive/crypto.js';
+import { TOC_FILE } from './archive/directory.js';
 
 /**
  * What the backup folder holds, as list, prune, status, check, `migrate --require-backup` and
@@ -32,6 +34,9 @@ export interface BackupInfo {
   path: string;
   startedAt: string;
   ageMs: number;
+  /** `custom` (one file) or `directory` (a folder, from `backup --jobs N`). */
+  archive: ArchiveKind;
+  /** The file's size, or the sum of a directory backup's files. */
   sizeBytes: number;
   /** False for a dump whose manifest is missing (interrupted, or copied without it). */
   complete: boolean;
@@ -66,6 +71,16 @@ function identityOfManifest(manifest: BackupManifest | null): DatabaseIdentity |
   return { name, host, port, ...(oid !== undefined ? { oid } : {}), ...(systemIdentifier ? { systemIdentifier } : {}) };
 }
 
+/**
+ * The key id in an encrypted backup's own header (of its toc.dat for a directory backup), not
+ * the manifest's word for it; null for a plain backup.
+ */
+export async function storedKeyIdOf(info: Pick<BackupInfo, 'path' | 'archive' | 'encrypted'>): Promise<string | null> {
+  if (!info.encrypted) return null;
+  const file = info.archive === 'directory' ? path.join(info.path, TOC_FILE) : info.path;
+  return (await readEncryptionHeader(file))?.keyId ?? null;
+}
+
 /** Everything known about the backups in `dir`, newest first (drills from `drillDir` when given). */
 export async function describeBackups(dir: string, drillDir?: string, now = new Date()): Promise<BackupInfo[]> {
   const drills = drillDir === undefined ? [] : await readDrillReports(drillDir);
@@ -82,6 +97,7 @@ export async function describeBackups(dir: string, drillDir?: string, now = new 
       path: entry.path,
       startedAt: entry.startedAt.toISOString(),
       ageMs: now.getTime() - new Date(manifest?.finishedAt ?? entry.startedAt).getTime(),
+      archive: entry.kind,
       sizeBytes: entry.sizeBytes,
       complete: Boolean(manifest),
       encrypted: Boolean(manifest?.encryption),
@@ -152,13 +168,22 @@ export async function resolveBackup(dir: string, spec: string, cwd: string, sele
       'back this database up with `lmsctl backup`, or name the backup you mean (a file, or --from-database / --database NAME)',
     );
   }
-  const candidates = [path.resolve(cwd, spec)];
-  if (!spec.includes('/') && !spec.includes('\\')) candidates.push(path.join(dir, spec));
+  // A trailing separator (shell completion of a directory backup) names the same folder.
+  const named = spec.replace(/[/\\]+$/, '') || spec;
+  const candidates = [path.resolve(cwd, named)];
+  if (!named.includes('/') && !named.includes('\\')) candidates.push(path.join(dir, named));
   for (const candidate of candidates) {
     const info = await stat(candidate).catch(() => null);
     if (info?.isFile()) return candidate;
+    if (info?.isDirectory() && (await isDirectoryBackup(candidate))) return candidate;
   }
   throw usageError(`backup not found: ${spec}`, `\`lmsctl backup list\` shows the backups in ${dir}`);
+}
+
+/** A folder is a backup when pg_dump wrote it (its toc.dat) or a manifest lies beside it. */
+async function isDirectoryBackup(folder: string): Promise<boolean> {
+  const present = async (file: string) => (await stat(file).catch(() => null))?.isFile() === true;
+  return (await present(path.join(folder, TOC_FILE))) || (await present(manifestPathOf(folder)));
 }
 
 /** `--database NAME` / `--all` of the commands that read the backup folder. */

@@ -1,4 +1,4 @@
-import { unlink } from 'node:fs/promises';
+import { rm, unlink } from 'node:fs/promises';
 import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import {
@@ -103,7 +103,8 @@ export async function backupPrune(ctx: CommandContext, options: BackupPruneOptio
     // The manifest goes first: a dump without one is never taken for a usable backup.
     await unlink(manifestPathOf(info.path)).catch(() => undefined);
     await unlink(verificationPathOf(info.path)).catch(() => undefined);
-    await unlink(info.path);
+    // A directory backup goes with its files; `force: false` still reports a backup already gone.
+    await rm(info.path, { recursive: info.archive === 'directory' });
   }
   return result;
 }

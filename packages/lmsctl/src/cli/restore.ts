@@ -17,7 +17,11 @@ export function registerRestore(program: Command, runtime: Runtime): void {
       "the backup's source database, repeated to confirm restoring another database's backup (with latest: its newest)",
     )
     .option('--create', 'create the target database when it does not exist (else refused: a typo must not succeed)')
-    .option('--jobs <n>', 'parallel pg_restore jobs (default: CPUs, at most 4)', integerAtLeast(1))
+    .option(
+      '--jobs <n>',
+      'parallel pg_restore jobs, for either kind of backup (default: CPUs, at most 4)',
+      integerAtLeast(1),
+    )
     .option('--force-disconnect', 'terminate other sessions on the target at the swap')
     .option('--plan', 'show what would happen (contents, sessions, disk, versions); change nothing')
     .option('--drop-previous', 'drop the replaced database after the swap instead of keeping it')
@@ -51,6 +55,11 @@ ${examples(
     notRunHere: 'replaces the database the examples after it use',
   },
   { cmd: 'lmsctl restore backups/db/lms_20261128_020000.dump --jobs 4', notRunHere: 'a backup file of the example' },
+  {
+    cmd: 'lmsctl restore backups/db/lms_20261129_020000.dump.d --jobs 2 --yes',
+    note: 'a directory backup (backup --jobs N)',
+    notRunHere: 'a backup folder of the example',
+  },
   {
     cmd: 'lmsctl restore latest --from-database lms --target-database-url postgres://lms@staging-db/lms_staging --create --yes',
     notRunHere: 'the server staging-db of the example',

@@ -3,8 +3,7 @@ import { accessTokenKeyId, connectClient, webhookSecretBox } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { backupDirOf, backupKeyOf } from '../backup/context.js';
-import { readEncryptionHeader } from '../backup/archive/crypto.js';
-import { describeBackups } from '../backup/inventory.js';
+import { describeBackups, storedKeyIdOf } from '../backup/inventory.js';
 import { probe, type StatusItem } from '../health/probes.js';
 
 /**
@@ -125,7 +124,7 @@ export async function backupKeyItem(ctx: CommandContext): Promise<StatusItem[]> 
     let newestKeyId: string | null | undefined;
     for (const info of await describeBackups(dir)) {
       if (!info.complete) continue;
-      const keyId = info.encrypted ? ((await readEncryptionHeader(info.path))?.keyId ?? null) : null;
+      const keyId = await storedKeyIdOf(info);
       // describeBackups lists newest first.
       if (newestKeyId === undefined) newestKeyId = keyId;
       if (keyId !== null) perKeyId.set(keyId, (perKeyId.get(keyId) ?? 0) + 1);

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { VerificationError } from '@lms/core';
 import { WrongKeyError } from './crypto.js';
 import { partialPathOf } from './partial-files.js';
+import type { ArchiveKind } from './store.js';
 
 /**
  * The manifest written beside every dump (`lms_….dump.json`): what the dump holds and how to
@@ -13,11 +14,30 @@ import { partialPathOf } from './partial-files.js';
  */
 export const MANIFEST_FORMAT = 'lmsctl-backup-manifest';
 
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** One file of a directory backup: a plain name (no folders, nothing that climbs out), its checksum and size. */
+const archiveFile = z.object({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/),
+  sha256: sha256Hex,
+  sizeBytes: z.number().int().nonnegative(),
+});
+
 const manifestBody = z.object({
   format: z.literal(MANIFEST_FORMAT),
-  formatVersion: z.literal(1),
+  /** 1: a custom-format file; 2: may describe a directory backup (older lmsctl never lists those). */
+  formatVersion: z.union([z.literal(1), z.literal(2)]),
   file: z.string(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** How pg_dump wrote the backup; absent (custom) in manifests written before directory backups. */
+  archive: z.enum(['custom', 'directory']).optional(),
+  /**
+   * A directory backup's files, each with the checksum and size of the bytes stored (encrypted,
+   * when the backup is); `sha256` is then the checksum over this list (setChecksum).
+   */
+  files: z.array(archiveFile).optional(),
+  /** pg_dump --jobs of a directory backup. */
+  jobs: z.number().int().positive().optional(),
+  sha256: sha256Hex,
   sizeBytes: z.number().int().nonnegative(),
   encryption: z.object({ algorithm: z.string(), keyId: z.string(), chunkSize: z.number().int().positive() }).nullable(),
   compression: z.string().nullable(),
@@ -54,6 +74,24 @@ const manifestSchema = manifestBody.extend({ signature: signatureSchema });
 
 export type ManifestBody = z.infer<typeof manifestBody>;
 export type BackupManifest = z.infer<typeof manifestSchema>;
+export type ArchiveFile = z.infer<typeof archiveFile>;
+
+/** The kind of archive a manifest describes. */
+export function archiveKindOf(manifest: Pick<ManifestBody, 'archive'>): ArchiveKind {
+  return manifest.archive ?? 'custom';
+}
+
+/**
+ * The checksum over a directory backup's files: SHA-256 of the lines `sha256sum` prints for them
+ * (`<hex>  <name>`, sorted by name), so `sha256sum -c` can check the same list by hand.
+ */
+export function setChecksum(files: ReadonlyArray<Pick<ArchiveFile, 'name' | 'sha256'>>): string {
+  const lines = [...files]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((file) => `${file.sha256}  ${file.name}\n`)
+    .join('');
+  return createHash('sha256').update(lines).digest('hex');
+}
 
 export interface SigningKey {
   key: Buffer;
@@ -132,6 +170,13 @@ export async function readManifest(
   }
   const manifest = result.data;
   const { signature, ...body } = manifest;
+  if (archiveKindOf(body) === 'directory') {
+    if (!body.files || body.formatVersion !== 2 || !body.file.endsWith('.dump.d')) {
+      throw new VerificationError(`manifest ${file} describes a directory backup without its list of files`);
+    }
+  } else if (body.files) {
+    throw new VerificationError(`manifest ${file} lists files, but describes a single-file backup`);
+  }
   // A plain checksum can be recomputed by anyone who can write the folder: an encrypted backup's
   // manifest must carry the key's HMAC, or an older dump could be passed off under this name.
   if (body.encryption && (signature.algorithm !== 'hmac-sha256' || signature.keyId !== body.encryption.keyId)) {

@@ -1,11 +1,11 @@
 import os from 'node:os';
-import { readdir, unlink } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isProcessAlive } from '../../lib/process-alive.js';
 
 /**
- * Temporary files (dumps being written, decrypted copies, manifests and bundles before their
- * rename) are named `<file>.<host>.<pid>.partial`. The host matters because the backup folder
+ * Temporary files and folders (dumps being written, directory dumps being written or
+ * encrypted, decrypted copies, manifests and bundles before their rename) are named `<file>.<host>.<pid>.partial`. The host matters because the backup folder
  * may be a share that several machines write: a pid says nothing about another host's process.
  */
 const HOST = os.hostname().replace(/[^A-Za-z0-9-]/g, '-') || 'host';
@@ -35,7 +35,8 @@ export async function removeStalePartials(dir: string): Promise<string[]> {
     if (!match || match[1] !== HOST) continue;
     const pid = Number(match[2]);
     if (pid === process.pid ? issuedNames.has(name) : isProcessAlive(pid)) continue;
-    await unlink(path.join(dir, name)).catch(() => undefined);
+    // A directory dump's folder goes with everything in it.
+    await rm(path.join(dir, name), { recursive: true, force: true }).catch(() => undefined);
     removed.push(name);
   }
   return removed;

@@ -2,11 +2,12 @@ import { stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { VerificationError } from '@lms/core';
 import type { CommandContext } from '../../context.js';
-import type { ArchiveListing } from '../../postgres/tools.js';
+import type { ArchiveListing, PgToolsOptions } from '../../postgres/tools.js';
 import { backupKeyOf, toolsOf } from '../context.js';
 import { assertMatchesManifest, checkArchive, decryptToFile, listArchiveFile, sha256OfFile } from './check.js';
 import { WrongKeyError, type BackupKey } from './crypto.js';
-import { manifestPathOf, readManifest, type BackupManifest } from './manifest.js';
+import { assertSameFiles, readFolderAgainst, removeFolder, storedFilesOf, TOC_FILE } from './directory.js';
+import { archiveKindOf, manifestPathOf, readManifest, setChecksum, type BackupManifest } from './manifest.js';
 import { partialPathOf, removeStalePartials } from './partial-files.js';
 import { writeVerification, type VerificationRecord } from './store.js';
 
@@ -95,6 +96,8 @@ async function prepareArchiveUnrecorded(
   const name = path.basename(dumpPath);
   if (manifest.file !== name) throw new VerificationError(`manifest names ${manifest.file}, not ${name}`);
   const tools = toolsOf(ctx);
+  if (archiveKindOf(manifest) === 'directory')
+    return prepareDirectory(dumpPath, manifest, { ...tools, signal, getKey });
   const sizeBytes = (await stat(dumpPath)).size;
 
   if (!manifest.encryption) {
@@ -123,6 +126,72 @@ async function prepareArchiveUnrecorded(
   } catch (error) {
     await dispose();
     throw error;
+  }
+}
+
+/** The manifest's list of files (a directory backup's manifest always has one: readManifest checks). */
+const filesOf = (manifest: BackupManifest) => manifest.files ?? [];
+
+/**
+ * A directory backup before a restore. Plain: the files on disk against the manifest's list
+ * (names and sizes, nothing read) and the listing now, the checksums while pg_restore reads the
+ * same files. Encrypted: every file decrypted into an owner-only temporary folder (authenticating
+ * every chunk and checking every checksum), which pg_restore then reads.
+ */
+async function prepareDirectory(
+  dumpPath: string,
+  manifest: BackupManifest,
+  options: PgToolsOptions & { signal: AbortSignal; getKey: () => Promise<BackupKey> },
+): Promise<PreparedArchive> {
+  const name = path.basename(dumpPath);
+  const files = filesOf(manifest);
+  if (!manifest.encryption) {
+    if (setChecksum(files) !== manifest.sha256) {
+      throw new VerificationError(`${name}: the manifest's list of files does not match its own sha256 (edited)`);
+    }
+    assertSameFiles(await storedFilesOf(dumpPath), files, name);
+    const { listing, error } = await listArchiveFile(dumpPath, options);
+    if (error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${error}`);
+    const checksum = readFolderAgainst(dumpPath, files, manifest.sha256, { signal: options.signal });
+    checksum.catch(() => undefined);
+    return { dumpPath, manifest, restorePath: dumpPath, listing, checksum, dispose: () => Promise.resolve() };
+  }
+  const key = await options.getKey();
+  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
+  const dispose = () => removeFolder(decrypted);
+  try {
+    await readFolderAgainst(dumpPath, files, manifest.sha256, { key, decryptTo: decrypted, signal: options.signal });
+    const { listing, error } = await listArchiveFile(decrypted, options);
+    if (error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${error}`);
+    return { dumpPath, manifest, restorePath: decrypted, listing, checksum: Promise.resolve(), dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+/**
+ * `backup verify` of a directory backup: every file read against the manifest (decrypted and
+ * authenticated when encrypted, only toc.dat kept, in a temporary folder) and the listing.
+ */
+async function verifyDirectory(
+  dumpPath: string,
+  manifest: BackupManifest,
+  options: PgToolsOptions & { key: BackupKey | undefined; signal?: AbortSignal },
+): Promise<{ entries: number; dumpedBy: string | null }> {
+  const name = path.basename(dumpPath);
+  const decrypted = options.key ? partialPathOf(path.join(path.dirname(dumpPath), `.${name}`)) : null;
+  try {
+    await readFolderAgainst(dumpPath, filesOf(manifest), manifest.sha256, {
+      key: options.key,
+      ...(decrypted ? { decryptTo: decrypted, keep: (file: string) => file === TOC_FILE } : {}),
+      signal: options.signal,
+    });
+    const { listing, error } = await listArchiveFile(decrypted ?? dumpPath, options);
+    if (error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${error}`);
+    return { entries: listing.entries, dumpedBy: listing.dumpedBy };
+  } finally {
+    if (decrypted) await removeFolder(decrypted);
   }
 }
 
@@ -155,14 +224,21 @@ export async function verifyBackupFile(
       throw new VerificationError(`manifest names ${manifest.file}, not ${path.basename(dumpPath)}`);
     }
     if (manifest.encryption) await getKey();
-    const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal });
-    assertMatchesManifest(check, manifest, path.basename(dumpPath));
+    let entries: number;
+    let dumpedBy: string | null;
+    if (archiveKindOf(manifest) === 'directory') {
+      ({ entries, dumpedBy } = await verifyDirectory(dumpPath, manifest, { ...toolsOf(ctx), key, signal }));
+    } else {
+      const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal });
+      assertMatchesManifest(check, manifest, path.basename(dumpPath));
+      ({ entries, dumpedBy } = { entries: check.listing.entries, dumpedBy: check.listing.dumpedBy });
+    }
     await recordOutcome(dumpPath, {
       ok: true,
-      sha256: check.sha256,
-      detail: `checksum, manifest and ${check.listing.entries} archive entries verified`,
+      sha256: manifest.sha256,
+      detail: `checksum, manifest and ${entries} archive entries verified`,
     });
-    return { path: dumpPath, manifest, key, entries: check.listing.entries, dumpedBy: check.listing.dumpedBy };
+    return { path: dumpPath, manifest, key, entries, dumpedBy };
   } catch (error) {
     await recordOutcome(dumpPath, { ok: false, error, by: '' });
     throw error;

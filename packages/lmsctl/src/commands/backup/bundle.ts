@@ -10,7 +10,8 @@ import { usageError, withPath } from '../../errors.js';
 import { readManifestUnchecked, resolveBackup } from '../../backup/inventory.js';
 import { readVerification, verificationPathOf, type VerificationRecord } from '../../backup/archive/store.js';
 import { readDrillReports } from '../../backup/drill-reports.js';
-import { manifestPathOf } from '../../backup/archive/manifest.js';
+import { archiveKindOf, manifestPathOf } from '../../backup/archive/manifest.js';
+import { storedFilesOf } from '../../backup/archive/directory.js';
 import { partialPathOf } from '../../backup/archive/partial-files.js';
 import { formatBytes } from '../../lib/progress.js';
 import { backupDirOf, drillDirOf } from '../../backup/context.js';
@@ -22,7 +23,10 @@ export interface BackupBundleResult {
   files: string[];
 }
 
-/** Packs a dump, its manifest, its verification and its drill reports into one tar.gz. */
+/**
+ * Packs a dump (a directory backup's folder with its files), its manifest, its verification and
+ * its drill reports into one tar.gz.
+ */
 export async function backupBundle(
   ctx: CommandContext,
   spec: string,
@@ -41,10 +45,12 @@ export async function backupBundle(
   ) {
     throw usageError(`${out} already exists`, 'choose another --out path or remove the file first');
   }
-  const members: Array<{ file: string; name: string }> = [
-    { file: dumpPath, name: path.basename(dumpPath) },
-    { file: manifestPathOf(dumpPath), name: path.basename(manifestPathOf(dumpPath)) },
-  ];
+  const folder = archiveKindOf(manifest) === 'directory' ? path.basename(dumpPath) : null;
+  // A directory backup goes in as its folder and every file in it.
+  const members: Array<{ file: string; name: string }> = folder
+    ? (await storedFilesOf(dumpPath)).map((file) => ({ file: file.path, name: `${folder}/${file.name}` }))
+    : [{ file: dumpPath, name: path.basename(dumpPath) }];
+  members.push({ file: manifestPathOf(dumpPath), name: path.basename(manifestPathOf(dumpPath)) });
   const verification: VerificationRecord | null = await readVerification(dumpPath);
   if (verification)
     members.push({ file: verificationPathOf(dumpPath), name: path.basename(verificationPathOf(dumpPath)) });
@@ -62,6 +68,7 @@ export async function backupBundle(
   }
   const temporary = partialPathOf(out);
   const archive = new TarArchive({ gzip: true, gzipOptions: { level: 6 } });
+  if (folder) archive.append(Buffer.alloc(0), { name: `${folder}/`, type: 'directory', mode: 0o700 });
   for (const member of members) archive.append(createReadStream(member.file), { name: member.name, mode: 0o600 });
   const written = pipeline(archive, createWriteStream(temporary, { mode: 0o600, flags: 'wx' }));
   try {

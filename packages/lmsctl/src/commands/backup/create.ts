@@ -14,6 +14,7 @@ export function renderBackup(result: BackupResult, style: ChalkInstance): string
     result.migration === null ? 'no migrations' : `migration ${formatVersion(result.migration)}`,
     formatDuration(result.durationMs),
   ];
+  if (result.archive === 'directory') what.push(`directory archive, ${result.jobs} jobs`);
   if (result.encrypted) what.push('encrypted');
   return `${style.green('backup written')} ${result.file}\n  ${what.join(', ')}\n  sha256 ${result.sha256}`;
 }
