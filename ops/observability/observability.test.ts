@@ -2,11 +2,24 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiMetrics } from '../../packages/api/src/lib/api-metrics.js';
 import { createWorkerMetrics } from '../../packages/worker/src/runtime/metrics.js';
+import { RUNBOOK_BASE } from '../../packages/lmsctl/src/health/runbooks.js';
+import {
+  asList,
+  asMap,
+  asText,
+  loadAlertRules,
+  loadDashboards,
+  observabilityDir as here,
+  readYaml,
+  repositoryRoot as root,
+  substituteGrafanaVariables,
+  type AlertRule,
+  type Dashboard,
+} from './testing/files.js';
 
 /**
  * The observability configuration, checked with the tools that read it (promtool, amtool) and
@@ -16,10 +29,7 @@ import { createWorkerMetrics } from '../../packages/worker/src/runtime/metrics.j
  * for every Markdown page in packages/lmsctl/src/docs.test.ts.)
  */
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
 const runbooksDir = path.join(root, 'docs/runbooks');
-const dashboardsDir = path.join(here, 'grafana/dashboards');
 
 /** The alerts issue 9 asks for; alerts.yml may have more. */
 const requiredAlerts = [
@@ -50,177 +60,6 @@ async function expectSuccess(command: string, args: string[]): Promise<string> {
   const { exitCode, output } = await run(command, args);
   expect(exitCode, output).toBe(0);
   return output;
-}
-
-// ---------------------------------------------------------------------------------------------
-// A reader for the YAML these files are written in. No YAML library is a dependency of the
-// project, and these files keep to a small subset: block mappings and sequences, plain and
-// quoted one-line scalars, `|`/`>` block scalars, `[a, b]`, `[]` and `{}`. Anything else fails
-// loudly with its line, so a file that leaves the subset is noticed rather than misread.
-
-type Yaml = string | null | Yaml[] | { [key: string]: Yaml };
-
-function parseYamlSubset(text: string, file = 'yaml'): Yaml {
-  const lines = text.split(/\r?\n/);
-  let i = 0;
-
-  const fail = (message: string): never => {
-    throw new Error(`${file}:${i + 1}: ${message} (outside the YAML subset this test reads)`);
-  };
-  const isBlank = (line: string) => /^\s*(#.*)?$/.test(line);
-  const indentOf = (line: string) => line.length - line.trimStart().length;
-  const isItem = (content: string) => content === '-' || content.startsWith('- ');
-  const skipBlank = () => {
-    while (i < lines.length && isBlank(lines[i]!)) i++;
-  };
-  const entryOf = (content: string): [string, string] | null => {
-    const match = /^([A-Za-z_$][\w$.-]*|'(?:[^']|'')*'|"(?:[^"\\]|\\.)*")\s*:(?:\s+(.*))?$/.exec(content);
-    if (!match) return null;
-    const key = match[1]!;
-    const rest = (match[2] ?? '').trim();
-    return [inline(key) as string, rest.startsWith('#') ? '' : rest];
-  };
-
-  function inline(rest: string): Yaml {
-    if (rest.startsWith("'")) {
-      const match = /^'((?:[^']|'')*)'\s*(#.*)?$/.exec(rest);
-      return match ? match[1]!.replace(/''/g, "'") : fail('a single-quoted scalar must end on its line');
-    }
-    if (rest.startsWith('"')) {
-      const match = /^("(?:[^"\\]|\\.)*")\s*(#.*)?$/.exec(rest);
-      return match ? (JSON.parse(match[1]!) as string) : fail('a double-quoted scalar must end on its line');
-    }
-    if (rest.startsWith('[')) {
-      const match = /^\[(.*)\]\s*(#.*)?$/.exec(rest);
-      if (!match) return fail('a flow sequence must end on its line');
-      const inner = match[1]!.trim();
-      if (inner === '') return [];
-      const items = inner.match(/\s*(?:'(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^,]+)/g) ?? [];
-      return items.map((item) => item.trim()).map((item) => (/^[[{]/.test(item) ? fail('nested flow') : inline(item)));
-    }
-    if (rest.startsWith('{')) return /^\{\s*\}\s*(#.*)?$/.test(rest) ? {} : fail('flow mappings other than {}');
-    if (/^[&*!%@`]/.test(rest)) return fail('anchors, aliases, tags and reserved indicators');
-    return rest.replace(/\s+#.*$/, '').trim();
-  }
-
-  function block(style: string, chomping: string, parentIndent: number): string {
-    if (chomping === '+') fail('keep chomping (|+)');
-    const body: string[] = [];
-    let blockIndent = -1;
-    while (i < lines.length) {
-      const line = lines[i]!;
-      if (line.trim() === '') {
-        body.push('');
-        i++;
-        continue;
-      }
-      const indent = indentOf(line);
-      if (indent <= parentIndent) break;
-      if (blockIndent < 0) blockIndent = indent;
-      if (indent < blockIndent) fail('a block scalar line indented less than its first line');
-      body.push(line.slice(blockIndent));
-      i++;
-    }
-    while (body.at(-1) === '') body.pop();
-    // `|` keeps the lines; `>` folds them into one, an empty line becoming a line break.
-    const joined =
-      style === '|'
-        ? body.join('\n')
-        : body
-            .map((line) => (line === '' ? '\n' : line))
-            .join(' ')
-            .replace(/ ?\n ?/g, '\n');
-    return chomping === '-' ? joined : `${joined}\n`;
-  }
-
-  function value(rest: string, parentIndent: number): Yaml {
-    const header = /^([|>])([+-]?)\s*(#.*)?$/.exec(rest);
-    if (header) {
-      i++;
-      return block(header[1]!, header[2]!, parentIndent);
-    }
-    if (/^[|>]/.test(rest)) fail('block scalar indentation indicators');
-    i++;
-    return inline(rest);
-  }
-
-  function node(minIndent: number): Yaml {
-    skipBlank();
-    if (i >= lines.length || indentOf(lines[i]!) < minIndent) return null;
-    const indent = indentOf(lines[i]!);
-    return isItem(lines[i]!.slice(indent)) ? sequence(indent) : mapping(indent);
-  }
-
-  function sequence(indent: number): Yaml[] {
-    const items: Yaml[] = [];
-    for (skipBlank(); i < lines.length; skipBlank()) {
-      const line = lines[i]!;
-      const content = line.slice(indentOf(line));
-      if (indentOf(line) > indent) fail('unexpected indentation');
-      if (indentOf(line) < indent || !isItem(content)) break;
-      const gap = /^-( *)/.exec(content)![1]!.length;
-      const rest = content.slice(1 + gap);
-      if (rest === '' || rest.startsWith('#')) {
-        i++;
-        items.push(node(indent + 1));
-      } else if (entryOf(rest)) {
-        // "- key: value" opens a mapping whose keys line up with "key".
-        lines[i] = ' '.repeat(indent + 1 + gap) + rest;
-        items.push(mapping(indent + 1 + gap));
-      } else {
-        items.push(value(rest, indent));
-      }
-    }
-    return items;
-  }
-
-  function mapping(indent: number): { [key: string]: Yaml } {
-    const map: { [key: string]: Yaml } = {};
-    for (skipBlank(); i < lines.length; skipBlank()) {
-      const line = lines[i]!;
-      const content = line.slice(indentOf(line));
-      if (indentOf(line) > indent) fail('unexpected indentation (a plain scalar over several lines?)');
-      if (indentOf(line) < indent || isItem(content)) break;
-      const entry = entryOf(content) ?? fail('expected "key: value"');
-      const [key, rest] = entry;
-      if (Object.hasOwn(map, key)) fail(`duplicate key ${key}`);
-      if (rest !== '') {
-        map[key] = value(rest, indent);
-        continue;
-      }
-      i++;
-      skipBlank();
-      const next = lines[i];
-      if (next !== undefined && indentOf(next) === indent && isItem(next.slice(indent))) map[key] = sequence(indent);
-      else map[key] = node(indent + 1);
-    }
-    return map;
-  }
-
-  skipBlank();
-  if (lines[i]?.trim() === '---') i++;
-  const document = node(0);
-  skipBlank();
-  if (i < lines.length) fail('content after the document');
-  return document;
-}
-
-type YamlMap = { [key: string]: Yaml };
-const asMap = (value: Yaml | undefined, what: string): YamlMap => {
-  if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error(`${what}: expected a mapping`);
-  }
-  return value;
-};
-const asList = (value: Yaml | undefined, what: string): Yaml[] => {
-  if (value === null || value === undefined) return [];
-  if (!Array.isArray(value)) throw new Error(`${what}: expected a sequence`);
-  return value;
-};
-const asText = (value: Yaml | undefined): string => (typeof value === 'string' ? value : '');
-
-async function readYaml(file: string): Promise<YamlMap> {
-  return asMap(parseYamlSubset(await readFile(file, 'utf8'), path.relative(root, file)), file);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,73 +263,6 @@ async function exportedMetrics(): Promise<Map<string, string>> {
 // ---------------------------------------------------------------------------------------------
 // The files
 
-interface AlertRule {
-  alert: string;
-  expr: string;
-  labels: YamlMap;
-  annotations: YamlMap;
-}
-
-interface Dashboard {
-  file: string;
-  uid: string;
-  title: string;
-  queries: Array<{ where: string; expr: string; datasourceUid: string | undefined }>;
-  variables: Array<{ name: string; query: string }>;
-}
-
-async function loadDashboards(): Promise<Dashboard[]> {
-  const files = (await readdir(dashboardsDir)).filter((file) => file.endsWith('.json')).sort();
-  return Promise.all(
-    files.map(async (file) => {
-      const json = JSON.parse(await readFile(path.join(dashboardsDir, file), 'utf8')) as {
-        uid: string;
-        title: string;
-        panels?: Panel[];
-        templating?: { list?: Array<{ name: string; type: string; query?: string | { query?: string } }> };
-        annotations?: { list?: Array<{ name: string; expr?: string; datasource?: { uid?: string } }> };
-      };
-      interface Panel {
-        title?: string;
-        panels?: Panel[];
-        datasource?: { uid?: string };
-        targets?: Array<{ expr?: string; datasource?: { uid?: string } }>;
-      }
-      const queries: Dashboard['queries'] = [];
-      const walk = (panels: Panel[]) => {
-        for (const panel of panels) {
-          walk(panel.panels ?? []);
-          for (const target of panel.targets ?? []) {
-            queries.push({
-              where: `${file} / ${panel.title}`,
-              expr: target.expr ?? '',
-              datasourceUid: target.datasource?.uid ?? panel.datasource?.uid,
-            });
-          }
-        }
-      };
-      walk(json.panels ?? []);
-      // Annotations that query Prometheus (deploys and restarts marked on the graphs) are queries too.
-      for (const annotation of json.annotations?.list ?? []) {
-        if (annotation.expr) {
-          queries.push({
-            where: `${file} / annotation ${annotation.name}`,
-            expr: annotation.expr,
-            datasourceUid: annotation.datasource?.uid,
-          });
-        }
-      }
-      const variables = (json.templating?.list ?? [])
-        .filter((variable) => variable.type === 'query')
-        .map((variable) => ({
-          name: variable.name,
-          query: typeof variable.query === 'string' ? variable.query : (variable.query?.query ?? ''),
-        }));
-      return { file, uid: json.uid, title: json.title, queries, variables };
-    }),
-  );
-}
-
 const kebab = (name: string) => name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
 
 let rules: AlertRule[];
@@ -502,18 +274,7 @@ let scratch: string;
 beforeAll(async () => {
   const alertsText = await readFile(path.join(here, 'alerts.yml'), 'utf8');
   runbookBase = /^# Runbook base: (\S+)$/m.exec(alertsText)?.[1] ?? '';
-  const alerts = asMap(parseYamlSubset(alertsText, 'alerts.yml'), 'alerts.yml');
-  rules = asList(alerts.groups, 'groups').flatMap((group) =>
-    asList(asMap(group, 'group').rules, 'rules').map((rule) => {
-      const map = asMap(rule, 'rule');
-      return {
-        alert: asText(map.alert),
-        expr: asText(map.expr),
-        labels: asMap(map.labels ?? {}, 'labels'),
-        annotations: asMap(map.annotations ?? {}, 'annotations'),
-      };
-    }),
-  );
+  rules = await loadAlertRules();
   exported = await exportedMetrics();
   dashboards = await loadDashboards();
   scratch = await mkdtemp(path.join(os.tmpdir(), 'lms-observability-'));
@@ -573,8 +334,8 @@ describe('prometheus.yml', () => {
     );
     expect([...jobs.keys()]).toEqual(expect.arrayContaining(['api', 'worker', 'postgres', 'redis', 'node']));
     for (const [job, port] of [
-      ['api', '8000'],
-      ['worker', '9464'],
+      ['api', 8000],
+      ['worker', 9464],
     ] as const) {
       expect(asList(jobs.get(job)!.dns_sd_configs, 'dns_sd_configs'), job).toEqual([
         { names: [job], type: 'A', port, refresh_interval: '30s' },
@@ -670,6 +431,23 @@ describe('alertmanager.yml', () => {
   });
 });
 
+describe('versions', () => {
+  it('alertmanager.yml names the Alertmanager version compose pins', async () => {
+    const compose = await readFile(path.join(root, 'compose/docker-compose.observability.yml'), 'utf8');
+    const pinned = /image: \$\{ALERTMANAGER_IMAGE:-prom\/alertmanager:v(\d+\.\d+)\.\d+\}/.exec(compose)?.[1];
+    expect(pinned, 'the Alertmanager image of docker-compose.observability.yml').toBeDefined();
+    const header = (await readFile(path.join(here, 'alertmanager.yml'), 'utf8')).split('\n')[0]!;
+    expect(header).toMatch(new RegExp(`^# Alertmanager ${pinned!.replace('.', '\\.')} \\(the image`));
+  });
+});
+
+describe('runbook links outside alerts.yml', () => {
+  it('lmsctl sends its delivery test with the runbook base alerts.yml names', () => {
+    expect(RUNBOOK_BASE).toBe(runbookBase);
+    expect(existsSync(path.join(runbooksDir, 'lmsctl-delivery-test.md'))).toBe(true);
+  });
+});
+
 describe('Grafana', () => {
   it('provisions Prometheus by uid and the LMS dashboard folder', async () => {
     const datasources = asList(
@@ -677,7 +455,7 @@ describe('Grafana', () => {
       'ds',
     );
     const prometheus = datasources.map((entry) => asMap(entry, 'ds')).find((entry) => entry.type === 'prometheus');
-    expect(prometheus).toMatchObject({ uid: 'prometheus', url: 'http://prometheus:9090', isDefault: 'true' });
+    expect(prometheus).toMatchObject({ uid: 'prometheus', url: 'http://prometheus:9090', isDefault: true });
     const providers = asList(
       (await readYaml(path.join(here, 'grafana/provisioning/dashboards/lms.yml'))).providers,
       'p',
@@ -717,8 +495,7 @@ describe('Grafana', () => {
 
   it('every dashboard query is valid PromQL (promtool parses it as a recording rule)', async () => {
     // Grafana's variables are not PromQL: put plausible values in their place.
-    const substitute = (expr: string) =>
-      expr.replace(/\$__(rate_interval|interval|range)\b/g, '5m').replace(/\$\{?\w+\}?/g, '.*');
+    const substitute = (expr: string) => substituteGrafanaVariables(expr, '5m');
     const lines = ['groups:', '  - name: dashboards', '    rules:'];
     dashboards.forEach((dashboard) =>
       dashboard.queries.forEach((query, index) => {
@@ -733,6 +510,27 @@ describe('Grafana', () => {
 });
 
 describe('the exported set', () => {
+  it('passes promtool check metrics, for the API and the worker', async () => {
+    const api = new ApiMetrics();
+    api.httpRequests.inc({ method: 'GET', route: '/api/v1/courses', status_code: '200' });
+    api.httpDuration.observe({ method: 'GET', route: '/api/v1/courses', status_code: '200' }, 0.02);
+    const worker = createWorkerMetrics();
+    worker.countJob('emails', 'email.send', 'completed');
+    worker.observeDuration('emails', 'email.send', 0.3);
+    for (const [name, registry] of [
+      ['api', api.registry],
+      ['worker', worker.registry],
+    ] as const) {
+      const check = await execa('promtool', ['check', 'metrics'], {
+        input: await registry.metrics(),
+        reject: false,
+        all: true,
+      });
+      expect(check.all, `${name}: promtool check metrics`).toBe('');
+      expect(check.exitCode, name).toBe(0);
+    }
+  });
+
   it('has the names DESIGN.md makes a contract, from the code that exports them', () => {
     const contract = {
       api: ['http_requests_total', 'http_request_duration_seconds_bucket', 'lms_cache_requests_total'],
@@ -796,55 +594,6 @@ describe('the metric name extractor', () => {
     expect(variableMetricNames('label_values(http_requests_total{job="api"}, route)')).toEqual(['http_requests_total']);
     expect(variableMetricNames('label_values(queue)')).toEqual([]);
     expect(variableMetricNames('query_result(topk(3, lms_queue_jobs))')).toEqual(['lms_queue_jobs']);
-  });
-});
-
-describe('the YAML reader of this test', () => {
-  it('reads the subset the files use', () => {
-    const text = [
-      '# comment',
-      'a: 1 # trailing',
-      "b: 'it''s'",
-      'c: "x\\ny"',
-      "d: [one, 'two, three']",
-      'e: []',
-      'f: {}',
-      'g: |',
-      '  line 1',
-      '',
-      '  line 2 # kept',
-      'h:',
-      '- k: v',
-      '  l:',
-      '    - m',
-      '-',
-      '  n: o',
-      'i:',
-      '  j: >-',
-      '    folded',
-      '    text',
-    ].join('\n');
-    expect(parseYamlSubset(text)).toEqual({
-      a: '1',
-      b: "it's",
-      c: 'x\ny',
-      d: ['one', 'two, three'],
-      e: [],
-      f: {},
-      g: 'line 1\n\nline 2 # kept\n',
-      h: [{ k: 'v', l: ['m'] }, { n: 'o' }],
-      i: { j: 'folded text' },
-    });
-  });
-
-  it.each([
-    ['a: &anchor x', /anchors/],
-    ['a: {b: c}', /flow mappings/],
-    ['a: b\n  c', /unexpected indentation/],
-    ['a: 1\na: 2', /duplicate key/],
-    ["a: 'open", /single-quoted/],
-  ])('refuses %j', (text, message) => {
-    expect(() => parseYamlSubset(text)).toThrow(message);
   });
 });
 
