@@ -124,6 +124,7 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
     },
     userLimit: (req, res, user) => limits.perUser(req, res, user.id),
     authLimit: (req, res) => limits.auth(req, res),
+    beforeWrite: (user) => deps.db.read.noteWrite(user.id),
     intake,
   });
   const openApi = buildOpenApi(routes, { version: options.version ?? '1' });

@@ -8,6 +8,8 @@ import {
   type Config,
   type Logger,
 } from '@lms/core';
+import { ReadRouter } from './db/read-router.js';
+import { RecentWrites } from './db/recent-writes.js';
 import { ApiMetrics } from './lib/api-metrics.js';
 
 /** Everything the app needs from the outside, created once per process and passed to createApp. */
@@ -17,8 +19,11 @@ export interface Deps {
   db: {
     /** Writes and reads that must see them. */
     primary: pg.Pool;
-    /** Read-only queries: the replica when DATABASE_READ_URL is set, else the primary. */
-    read: pg.Pool;
+    /**
+     * Reads that may be a few seconds old: the replica (DATABASE_READ_URL) when it answers, keeps
+     * up and has the reader's own writes; the primary otherwise, or when there is no replica.
+     */
+    read: ReadRouter;
   };
   redis: Redis;
   /** A second Redis connection in subscriber mode (cache invalidations between API processes). */
@@ -49,14 +54,17 @@ export function createDeps(
     applicationName: 'lms-api',
     onIdleClientError,
   });
-  const read = config.DATABASE_READ_URL
-    ? createPool({
-        connectionString: config.DATABASE_READ_URL,
-        config,
-        applicationName: 'lms-api-read',
-        onIdleClientError,
-      })
-    : primary;
+  const replica = config.DATABASE_READ_URL
+    ? {
+        url: config.DATABASE_READ_URL,
+        pool: createPool({
+          connectionString: config.DATABASE_READ_URL,
+          config,
+          applicationName: 'lms-api-read',
+          onIdleClientError,
+        }),
+      }
+    : null;
   const redis = new Redis({
     ...redisConnectionOptions(config.REDIS_URL),
     // Fail fast while Redis is down (the API keeps serving reads and says so in /ready) and keep
@@ -74,14 +82,25 @@ export function createDeps(
   // SUBSCRIBE until Redis answers, and resubscribes after a reconnect.
   const subscriber = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
   subscriber.on('error', (error: Error) => logger.debug({ err: error }, 'redis subscriber connection error'));
+  const metrics = new ApiMetrics();
+  const redisPrefix = options.redisPrefix ?? 'lms:';
+  const read = new ReadRouter({
+    primary,
+    replica,
+    // Without a replica every read sees every write: nothing to mark.
+    recentWrites: replica ? new RecentWrites(redis, redisPrefix, ReadRouter.writeMemoryMs(config), logger) : null,
+    settings: config,
+    metrics,
+    logger,
+  });
   return {
     config,
     logger,
     db: { primary, read },
     redis,
     subscriber,
-    metrics: new ApiMetrics(),
-    redisPrefix: options.redisPrefix ?? 'lms:',
+    metrics,
+    redisPrefix,
   };
 }
 
@@ -89,6 +108,6 @@ export function createDeps(
 export async function closeDeps(deps: Deps): Promise<void> {
   deps.redis.disconnect();
   deps.subscriber.disconnect();
-  if (deps.db.read !== deps.db.primary) await deps.db.read.end();
+  await deps.db.read.close();
   await deps.db.primary.end();
 }

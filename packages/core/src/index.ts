@@ -1,5 +1,6 @@
 export * from './config.js';
 export * from './db.js';
+export * from './replica-lag.js';
 export * from './transaction.js';
 export * from './query-result.js';
 export * from './errors.js';

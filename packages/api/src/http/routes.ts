@@ -73,6 +73,11 @@ export interface MountOptions {
   authLimit(req: Request, res: Response): Promise<void>;
   /** Middleware every route runs first, once it matched (the per-IP limit, the body parser). */
   intake?: RequestHandler[];
+  /**
+   * Called before the handler of every signed-in request that may change data (any method but
+   * GET), so that user's later reads are not sent to a replica that may lack the change.
+   */
+  beforeWrite?(user: AuthUser): Promise<void>;
 }
 
 function bearerToken(req: Request): string | null {
@@ -103,6 +108,7 @@ export function mountRoutes(app: Express, routes: RouteDefinition[], options: Mo
           const user = token ? await options.authenticate(token) : null;
           allowed(definition.access, user);
           if (user) await options.userLimit(req, res, user);
+          if (user && definition.method !== 'get') await options.beforeWrite?.(user);
           const input: RouteInput<unknown, unknown, unknown> = {
             params: definition.params ? parseInput(definition.params, req.params, 'path') : undefined,
             query: definition.query ? parseInput(definition.query, req.query, 'query') : undefined,

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The caches of the API (courses.cache.ts). */
 export const cacheNames = ['course', 'catalogue'] as const;
@@ -20,6 +20,14 @@ export const nonConformingDefaultMetrics = [
   'nodejs_active_requests_total',
   'nodejs_active_resources_total',
 ] as const;
+
+/**
+ * Why a read meant for the read replica was served by the primary: `unavailable` (the replica
+ * failed or does not answer its checks: the circuit breaker is open), `lagging` (beyond
+ * REPLICA_MAX_LAG_SECONDS), `conflict` (the replica cancelled the statement for replay, or has
+ * not replayed the migration it needs yet).
+ */
+export const replicaFallbackReasons = ['unavailable', 'lagging', 'conflict'] as const;
 
 /**
  * The API's Prometheus metrics, with the names the alert rules and dashboards use. One registry
@@ -44,6 +52,20 @@ export class ApiMetrics {
     name: 'lms_cache_requests_total',
     help: `Cache lookups by cache and result (${cacheResults.join(', ')}).`,
     labelNames: ['cache', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly replicaLag = new Gauge({
+    name: 'lms_db_replica_lag_seconds',
+    help: "How far the read replica's data is behind the primary, by server (host:port of DATABASE_READ_URL; no series without one): measured every REPLICA_CHECK_INTERVAL_SECONDS; while the replica does not answer, the time since it was last known to be complete.",
+    labelNames: ['server'] as const,
+    // With several API processes each measures the same replica: the aggregate is the worst.
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+  readonly replicaFallbacks = new Counter({
+    name: 'lms_db_replica_fallbacks_total',
+    help: `Reads meant for the read replica that the primary served, by reason (${replicaFallbackReasons.join(', ')}).`,
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly enrollments = new Counter({
@@ -74,5 +96,6 @@ export class ApiMetrics {
     // Every series starts at 0: rate() cannot see the step from "absent" to 1, so a result's first
     // lookups would be missing from the hit ratio, and a cache with no hits yet would have no ratio.
     for (const cache of cacheNames) for (const result of cacheResults) this.cacheRequests.inc({ cache, result }, 0);
+    for (const reason of replicaFallbackReasons) this.replicaFallbacks.inc({ reason }, 0);
   }
 }

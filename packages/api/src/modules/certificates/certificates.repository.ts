@@ -15,13 +15,19 @@ export interface CertificateRow {
 
 const COLUMNS = 'id, enrollment_id, user_id, course_id, code, learner_name, course_title, issued_at';
 
-/** All SQL about certificates (the worker issues them; the API lists, serves and verifies them). */
+/**
+ * All SQL about certificates (the worker issues them; the API lists, serves and verifies them).
+ * Every read is on the primary, never a replica: the worker e-mails a certificate's link and
+ * code the moment it is issued, and the learner's click or an employer's verify must not find
+ * it missing (a public `valid: false` for a real certificate); no write of the learner's own
+ * precedes it that read-your-writes could key on.
+ */
 export class CertificatesRepository {
-  constructor(private readonly db: { read: pg.Pool }) {}
+  constructor(private readonly db: { primary: pg.Pool }) {}
 
   async listForUser(userId: string, limit: number, after: Cursor | null): Promise<Array<CertificateRow & KeysetRow>> {
     const page = keysetPage({ sort: 'issued_at', id: 'id', after, limit, params: [userId] });
-    const { rows } = await this.db.read.query<CertificateRow & KeysetRow>(
+    const { rows } = await this.db.primary.query<CertificateRow & KeysetRow>(
       `SELECT ${COLUMNS}, ${page.key} FROM certificates WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
       page.params,
     );
@@ -29,19 +35,21 @@ export class CertificatesRepository {
   }
 
   async findById(id: string): Promise<CertificateRow | null> {
-    const result = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE id = $1`, [id]);
+    const result = await this.db.primary.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE id = $1`, [
+      id,
+    ]);
     return maybeOne(result) ?? null;
   }
 
   async findByCode(code: string): Promise<CertificateRow | null> {
-    const result = await this.db.read.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE code = $1`, [
+    const result = await this.db.primary.query<CertificateRow>(`SELECT ${COLUMNS} FROM certificates WHERE code = $1`, [
       code,
     ]);
     return maybeOne(result) ?? null;
   }
 
   async pdf(id: string): Promise<{ pdf: Buffer | null; pdf_path: string | null } | null> {
-    const result = await this.db.read.query<{ pdf: Buffer | null; pdf_path: string | null }>(
+    const result = await this.db.primary.query<{ pdf: Buffer | null; pdf_path: string | null }>(
       'SELECT pdf, pdf_path FROM certificates WHERE id = $1',
       [id],
     );

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one } from '@lms/core';
+import type { LaggingReads } from '../../db/read-router.js';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface CourseRow {
@@ -29,11 +30,12 @@ const LESSON = 'id, course_id, position, title, body, created_at, updated_at';
 /**
  * All SQL about courses and their lessons. Reads that decide a write (ownership, enrolment) or
  * refill the cache right after a write invalidated it go to the primary: a lagging replica would
- * answer 404 for a course just created, or put the old row back into the cache. Only lists
- * nobody caches use the replica.
+ * answer 404 for a course just created, or put the old row back into the cache (the catalogue
+ * and course details are served from that cache). Only the uncached list of a user's own courses
+ * may use the replica.
  */
 export class CoursesRepository {
-  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+  constructor(private readonly db: { primary: pg.Pool; read: LaggingReads }) {}
 
   async insert(course: { instructorId: string; title: string; description: string }): Promise<CourseRow> {
     const result = await this.db.primary.query<CourseRow>(
@@ -58,16 +60,21 @@ export class CoursesRepository {
     return rows;
   }
 
-  /** Every course of an instructor (all courses when `instructorId` is null), any status. */
+  /**
+   * Every course of an instructor (all courses when `instructorId` is null), any status, as
+   * `reader` (who asks) may see it: from the replica unless they changed something lately.
+   */
   async listOwned(
     instructorId: string | null,
     limit: number,
     after: Cursor | null,
+    reader: string,
   ): Promise<Array<CourseRow & KeysetRow>> {
     const page = keysetPage({ sort: 'created_at', id: 'id', after, limit, params: [instructorId] });
     const { rows } = await this.db.read.query<CourseRow & KeysetRow>(
       `SELECT ${COURSE}, ${page.key} FROM courses WHERE ($1::uuid IS NULL OR instructor_id = $1) AND ${page.where} ${page.orderByLimit}`,
       page.params,
+      reader,
     );
     return rows;
   }

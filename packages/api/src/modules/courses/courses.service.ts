@@ -34,7 +34,7 @@ export class CoursesService {
     const after = decodeCursor(query.cursor);
     if (query.mine === 'true') {
       if (!user) throw new ForbiddenError('sign in to list your own courses');
-      const rows = await this.courses.listOwned(user.role === 'admin' ? null : user.id, query.limit, after);
+      const rows = await this.courses.listOwned(user.role === 'admin' ? null : user.id, query.limit, after, user.id);
       return toPage(rows, query.limit, presentCourse);
     }
     const page = await this.cache.catalogue(query.limit, query.cursor, async () =>

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one, type Queryable } from '@lms/core';
+import type { LaggingReads } from '../../db/read-router.js';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface EnrollmentRow {
@@ -15,9 +16,12 @@ export interface EnrollmentRow {
 
 const COLUMNS = 'id, user_id, course_id, status, progress, enrolled_at, completed_at, last_activity_at';
 
-/** All SQL about enrolments and lesson completions. */
+/**
+ * All SQL about enrolments and lesson completions. Lookups that decide a write (the enrolment a
+ * completion is for) use the primary; only the learner's own list may come from the replica.
+ */
 export class EnrollmentsRepository {
-  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+  constructor(private readonly db: { primary: pg.Pool; read: LaggingReads }) {}
 
   /**
    * Enrols once: the second call finds the existing enrolment (`created` false). `db` is the
@@ -47,11 +51,13 @@ export class EnrollmentsRepository {
     return maybeOne(result) ?? null;
   }
 
+  /** The learner's enrolments, read for the learner: the replica unless they enrolled or completed a lesson lately. */
   async listForUser(userId: string, limit: number, after: Cursor | null): Promise<Array<EnrollmentRow & KeysetRow>> {
     const page = keysetPage({ sort: 'enrolled_at', id: 'id', after, limit, params: [userId] });
     const { rows } = await this.db.read.query<EnrollmentRow & KeysetRow>(
       `SELECT ${COLUMNS}, ${page.key} FROM enrollments WHERE user_id = $1 AND ${page.where} ${page.orderByLimit}`,
       page.params,
+      userId,
     );
     return rows;
   }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { maybeOne, one, queueJob, withTransaction } from '@lms/core';
 import { jobIdFor } from '@lms/core/queue';
+import type { LaggingReads } from '../../db/read-router.js';
 import type { RevealAnswers } from './quizzes.schema.js';
 
 export interface QuizRow {
@@ -106,9 +107,13 @@ export class AttemptTransaction {
   }
 }
 
-/** All SQL about quizzes, their questions and attempts. */
+/**
+ * All SQL about quizzes, their questions and attempts. A quiz and its questions, attempts and
+ * enrolments decide attempts (a write) and use the primary; only the list of a course's quizzes
+ * may use the replica.
+ */
 export class QuizzesRepository {
-  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+  constructor(private readonly db: { primary: pg.Pool; read: LaggingReads }) {}
 
   /** A quiz and all its questions, in one transaction. */
   async insert(quiz: {
@@ -138,13 +143,15 @@ export class QuizzesRepository {
     });
   }
 
-  async listForCourse(courseId: string): Promise<QuizSummaryRow[]> {
+  /** The quizzes of a course, read for `reader` (null: signed out). */
+  async listForCourse(courseId: string, reader: string | null): Promise<QuizSummaryRow[]> {
     const { rows } = await this.db.read.query<QuizSummaryRow>(
       `SELECT q.id, q.course_id, q.title, q.pass_mark, q.max_attempts, q.cooldown_seconds, q.reveal_answers,
               q.created_at, count(x.id)::int AS questions
          FROM quizzes q LEFT JOIN quiz_questions x ON x.quiz_id = q.id
         WHERE q.course_id = $1 GROUP BY q.id ORDER BY q.created_at, q.id`,
       [courseId],
+      reader,
     );
     return rows;
   }

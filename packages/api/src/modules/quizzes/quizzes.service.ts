@@ -80,7 +80,10 @@ export class QuizzesService {
     const course = await this.courses.findById(courseId);
     if (!course || (course.status !== 'published' && !canManage(user, course)))
       throw new NotFoundError('no such course');
-    return { items: (await this.quizzes.listForCourse(courseId)).map(presentQuizSummary), nextCursor: null };
+    return {
+      items: (await this.quizzes.listForCourse(courseId, user?.id ?? null)).map(presentQuizSummary),
+      nextCursor: null,
+    };
   }
 
   async get(user: AuthUser, quizId: string) {

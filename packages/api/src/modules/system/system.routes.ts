@@ -34,6 +34,10 @@ const READY_TIMEOUT_MS = 1000;
  * jobs wait in the outbox), so `/ready` answers 200 with `status: "degraded"`: Caddy takes an
  * instance that answers 503 out of rotation, and every instance loses the same Redis at once, so
  * a 503 here would turn a Redis outage into an outage of the whole site.
+ *
+ * With a read replica (DATABASE_READ_URL) `checks.replica` says `ok`, `lagging` (beyond
+ * REPLICA_MAX_LAG_SECONDS) or `unavailable`, from the replica checks every process runs anyway;
+ * anything but `ok` is `degraded`, never 503: the primary serves the replica's reads meanwhile.
  */
 export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSource): void {
   app.get('/health', (_req: Request, res: Response) => {
@@ -53,7 +57,7 @@ export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSour
       }
     };
     const { DATABASE_URL } = deps.config;
-    const [database, redis] = await Promise.all([
+    const [database, redis, replica] = await Promise.all([
       // A connection of its own, not the pool's: while PostgreSQL hangs, the probe neither waits
       // behind the requests for a pool connection nor keeps one busy after giving up.
       check('database', async () => {
@@ -61,9 +65,12 @@ export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSour
         await pingDatabase(DATABASE_URL, { applicationName: 'lms-api ready', timeoutMs: READY_TIMEOUT_MS });
       }),
       check('redis', () => within(READY_TIMEOUT_MS, deps.redis.ping())),
+      deps.db.read.condition(),
     ]);
-    const status = database !== 'ok' ? 'not ready' : redis !== 'ok' ? 'degraded' : 'ready';
-    res.status(status === 'not ready' ? 503 : 200).json({ status, checks: { database, redis } });
+    const checks = { database, redis, ...(replica ? { replica: replica.condition } : {}) };
+    const status =
+      database !== 'ok' ? 'not ready' : Object.values(checks).some((c) => c !== 'ok') ? 'degraded' : 'ready';
+    res.status(status === 'not ready' ? 503 : 200).json({ status, checks });
   });
 
   app.get(deps.config.METRICS_PATH, async (_req: Request, res: Response) => {

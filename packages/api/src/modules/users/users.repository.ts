@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { maybeOne, one, withTransaction, type Queryable } from '@lms/core';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 import type { Role } from '../../lib/auth-user.js';
+import type { LaggingReads } from '../../db/read-router.js';
 
 export interface UserRow {
   id: string;
@@ -19,9 +20,9 @@ const COLUMNS = 'id, email, name, password_hash, role, active, created_at, last_
 /** Rolls back a change that would leave no active admin; never leaves the repository. */
 class WouldRemoveLastAdmin extends Error {}
 
-/** All SQL about users. */
+/** All SQL about users. Lookups for sign-in, tokens and changes use the primary; only the admin list may use the replica. */
 export class UsersRepository {
-  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+  constructor(private readonly db: { primary: pg.Pool; read: LaggingReads }) {}
 
   async findByEmail(email: string): Promise<UserRow | null> {
     const result = await this.db.primary.query<UserRow>(`SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
@@ -51,12 +52,16 @@ export class UsersRepository {
     await this.db.primary.query('UPDATE users SET last_login_at = now(), last_active_at = now() WHERE id = $1', [id]);
   }
 
-  /** Newest first, `limit + 1` rows (the extra one tells whether there is a next page). */
-  async list(limit: number, after: Cursor | null): Promise<Array<UserRow & KeysetRow>> {
+  /**
+   * Newest first, `limit + 1` rows (the extra one tells whether there is a next page), as
+   * `reader` (the admin asking) may see them: from the replica unless they changed something lately.
+   */
+  async list(limit: number, after: Cursor | null, reader: string): Promise<Array<UserRow & KeysetRow>> {
     const page = keysetPage({ sort: 'created_at', id: 'id', after, limit });
     const { rows } = await this.db.read.query<UserRow & KeysetRow>(
       `SELECT ${COLUMNS}, ${page.key} FROM users WHERE ${page.where} ${page.orderByLimit}`,
       page.params,
+      reader,
     );
     return rows;
   }

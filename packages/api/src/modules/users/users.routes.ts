@@ -24,7 +24,7 @@ export function usersRoutes(users: UsersService): RouteDefinition[] {
       access: ['admin'],
       query: pageQuery,
       responses: { 200: { description: 'a page of users', schema: pageOf(userResponse) } },
-      handle: async ({ query }) => ({ body: await users.list(query) }),
+      handle: async ({ user, query }) => ({ body: await users.list(user, query) }),
     }),
     route({
       method: 'patch',

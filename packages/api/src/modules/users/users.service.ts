@@ -23,8 +23,8 @@ export class UsersService {
     return presentUser(row);
   }
 
-  async list(page: PageQuery): Promise<Page<ReturnType<typeof presentUser>>> {
-    const rows = await this.users.list(page.limit, decodeCursor(page.cursor));
+  async list(admin: AuthUser, page: PageQuery): Promise<Page<ReturnType<typeof presentUser>>> {
+    const rows = await this.users.list(page.limit, decodeCursor(page.cursor), admin.id);
     return toPage(rows, page.limit, presentUser);
   }
 

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { maybeOne, one, type SealedSecret } from '@lms/core';
+import type { LaggingReads } from '../../db/read-router.js';
 import { keysetPage, type Cursor, type KeysetRow } from '../../lib/pagination.js';
 
 export interface SubscriptionRow {
@@ -30,9 +31,12 @@ export interface DeliveryRow {
 const COLUMNS =
   'id, url, events, description, active, consecutive_failures, disabled_at, disabled_reason, created_at, updated_at';
 
-/** All SQL about webhook subscriptions and their delivery records. */
+/**
+ * All SQL about webhook subscriptions and their delivery records. The lists of subscriptions and
+ * deliveries may use the replica; a subscription looked up to change, test or show it uses the primary.
+ */
 export class WebhooksRepository {
-  constructor(private readonly db: { primary: pg.Pool; read: pg.Pool }) {}
+  constructor(private readonly db: { primary: pg.Pool; read: LaggingReads }) {}
 
   /**
    * The secret is stored either sealed (`encrypted`, the id being part of its associated data, so
@@ -64,9 +68,12 @@ export class WebhooksRepository {
     return one(result);
   }
 
-  async list(): Promise<SubscriptionRow[]> {
+  /** Every subscription, read for `reader` (the admin asking). */
+  async list(reader: string): Promise<SubscriptionRow[]> {
     const { rows } = await this.db.read.query<SubscriptionRow>(
       `SELECT ${COLUMNS} FROM webhook_subscriptions ORDER BY created_at DESC, id DESC`,
+      [],
+      reader,
     );
     return rows;
   }
@@ -102,10 +109,12 @@ export class WebhooksRepository {
     return rowCount === 1;
   }
 
+  /** Delivery records of a subscription (the worker writes them), read for `reader` (the admin asking). */
   async deliveries(
     subscriptionId: string,
     limit: number,
     after: Cursor | null,
+    reader: string,
   ): Promise<Array<DeliveryRow & KeysetRow>> {
     const page = keysetPage({ sort: 'd.created_at', id: 'd.id', after, limit, params: [subscriptionId] });
     const { rows } = await this.db.read.query<DeliveryRow & KeysetRow>(
@@ -114,6 +123,7 @@ export class WebhooksRepository {
          FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
         WHERE d.subscription_id = $1 AND ${page.where} ${page.orderByLimit}`,
       page.params,
+      reader,
     );
     return rows;
   }

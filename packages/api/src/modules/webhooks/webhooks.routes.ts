@@ -41,7 +41,7 @@ export function webhooksRoutes(webhooks: WebhooksService): RouteDefinition[] {
           schema: z.object({ items: z.array(webhookResponse), nextCursor: z.null() }),
         },
       },
-      handle: async () => ({ body: await webhooks.list() }),
+      handle: async ({ user }) => ({ body: await webhooks.list(user) }),
     }),
     route({
       method: 'get',
@@ -89,7 +89,7 @@ export function webhooksRoutes(webhooks: WebhooksService): RouteDefinition[] {
       params: idParams,
       query: pageQuery,
       responses: { 200: { description: 'a page of delivery attempts', schema: pageOf(deliveryResponse) } },
-      handle: async ({ params, query }) => ({ body: await webhooks.deliveries(params.id, query) }),
+      handle: async ({ user, params, query }) => ({ body: await webhooks.deliveries(user, params.id, query) }),
     }),
   ];
 }

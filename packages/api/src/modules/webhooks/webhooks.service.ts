@@ -81,8 +81,8 @@ export class WebhooksService {
     return { ...presentSubscription(row), secret };
   }
 
-  async list() {
-    return { items: (await this.webhooks.list()).map(presentSubscription), nextCursor: null };
+  async list(admin: AuthUser) {
+    return { items: (await this.webhooks.list(admin.id)).map(presentSubscription), nextCursor: null };
   }
 
   async get(id: string) {
@@ -117,9 +117,9 @@ export class WebhooksService {
     });
   }
 
-  async deliveries(id: string, page: PageQuery) {
+  async deliveries(admin: AuthUser, id: string, page: PageQuery) {
     if (!(await this.webhooks.findById(id))) throw new NotFoundError('no such webhook subscription');
-    const rows = await this.webhooks.deliveries(id, page.limit, decodeCursor(page.cursor));
+    const rows = await this.webhooks.deliveries(id, page.limit, decodeCursor(page.cursor), admin.id);
     return toPage(rows, page.limit, presentDelivery);
   }
 }
