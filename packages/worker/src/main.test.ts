@@ -70,7 +70,12 @@ describe('the worker process', () => {
     const { worker, url } = await start(['--queues', 'emails,progress', '--scheduler']);
     const health = await fetch(`${url}/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ status: 'ok', queues: ['emails', 'progress'], scheduler: true });
+    expect(await health.json()).toEqual({
+      status: 'ok',
+      redis: 'ok',
+      queues: ['emails', 'progress'],
+      scheduler: true,
+    });
     const metrics = await eventually(async () => {
       const text = await (await fetch(`${url}/metrics`)).text();
       return text.includes('lms_queue_jobs{') && text;

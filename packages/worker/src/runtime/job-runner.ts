@@ -10,11 +10,14 @@ import {
   type Logger,
   type QueueName,
   type RedisConnectionOptions,
+  type RedisNodeAddress,
 } from '@lms/core';
+import { createRedisClient, type RedisClient } from '@lms/core/redis-client';
 import type { JobContext, JobHandlers } from '../job-types.js';
 import { HardTimeLimitError, ShutdownError, SoftTimeLimitError, type TimeLimits } from '../time-limits.js';
 import { settlesWithin } from './deadline.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';
+import { startRedisGuard, type RedisGuardSettings, type RedisState } from './redis-guard.js';
 
 /** What one queue's processor works with. */
 export interface ProcessorOptions {
@@ -287,7 +290,10 @@ export const defaultRecoverySettings: RecoverySettings = {
 export interface QueueWorkersOptions {
   queues: readonly QueueName[];
   handlers: JobHandlers;
+  /** The Redis server; with `clusterNodes`, only the credentials and TLS of the cluster's nodes. */
   connection: RedisConnectionOptions;
+  /** REDIS_CLUSTER_NODES: the queues live in this Redis Cluster (`prefix` holds a hash tag). */
+  clusterNodes?: readonly RedisNodeAddress[];
   prefix: string;
   concurrency: Record<QueueName, number>;
   limits: Record<QueueName, TimeLimits>;
@@ -303,6 +309,8 @@ export interface QueueWorkersOptions {
   connectionCloseTimeoutMs?: number;
   /** See `defaultRedisSocketTimeoutMs` in core (the default). */
   socketTimeoutMs?: number;
+  /** Injectable for tests: see `defaultRedisGuardSettings`. */
+  redisGuard?: Partial<RedisGuardSettings>;
 }
 
 /**
@@ -315,6 +323,10 @@ export const defaultConnectionCloseTimeoutMs = 5000;
 
 export interface QueueWorkers {
   workers: Map<QueueName, Worker>;
+  /** Whether the queues' Redis answers, or the workers back off from its errors (see `startRedisGuard`). */
+  redisState(): RedisState;
+  /** Settles once Redis has been probed for the first time. */
+  redisChecked: Promise<void>;
   /**
    * Stops taking jobs and waits for the running ones (each is bounded by its hard limit);
    * `force` abandons them instead (their locks expire and another worker recovers them). Once
@@ -334,6 +346,15 @@ export function createQueueWorkers(options: QueueWorkersOptions): QueueWorkers {
   const recovery = { ...defaultRecoverySettings, ...options.recovery };
   const processors: JobProcessor[] = [];
   const workers = new Map<QueueName, Worker>();
+  const socketTimeout = options.socketTimeoutMs ?? defaultRedisSocketTimeoutMs;
+  const target = options.clusterNodes
+    ? { connection: options.connection, clusterNodes: options.clusterNodes }
+    : { connection: options.connection };
+  // BullMQ opens each worker's two connections from plain options; from a cluster client it
+  // takes a copy for each instead, so this one is only their template and never connects.
+  const clusterTemplate: RedisClient | undefined = options.clusterNodes
+    ? createRedisClient(target, { lazyConnect: true, maxRetriesPerRequest: null, socketTimeout })
+    : undefined;
   for (const queue of options.queues) {
     const processor = createJobProcessor({
       queue,
@@ -347,7 +368,7 @@ export function createQueueWorkers(options: QueueWorkersOptions): QueueWorkers {
     const worker = new Worker(queue, (job: Job) => processor.process(job), {
       // Both of the worker's connections (commands, and the blocking wait for jobs) drop a
       // socket that stops answering, also in the middle of their handshake, and reconnect.
-      connection: { ...options.connection, socketTimeout: options.socketTimeoutMs ?? defaultRedisSocketTimeoutMs },
+      connection: clusterTemplate ?? { ...options.connection, socketTimeout },
       prefix: options.prefix,
       concurrency: options.concurrency[queue],
       name: `${os.hostname()}:${process.pid}`,
@@ -358,15 +379,39 @@ export function createQueueWorkers(options: QueueWorkersOptions): QueueWorkers {
       ...(options.removeOnFail ? { removeOnFail: options.removeOnFail } : {}),
     });
     // Connection trouble is reported here and retried by BullMQ; without a listener it would crash the process.
-    worker.on('error', (error) => options.logger.error({ err: error, queue }, `worker error: ${error.message}`));
+    worker.on('error', (error) => guard.onError(error, queue));
     worker.on('stalled', (jobId) =>
       options.logger.warn({ queue, jobId }, 'job stalled (its worker died or blocked): queued again'),
     );
     workers.set(queue, worker);
   }
+  // The guard's own connection: it must answer while the workers' connections are busy waiting
+  // for jobs, and it reads a key of the queues so that it reaches the node serving their slot.
+  const probeClient = createRedisClient(target, {
+    connectTimeout: 2000,
+    socketTimeout,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (attempt) => Math.min(attempt * 500, 5000),
+  });
+  probeClient.on('error', () => undefined);
+  const probeKey = `${options.prefix}:${options.queues[0] ?? 'emails'}:meta`;
+  const guard = startRedisGuard({
+    workers: [...workers.values()],
+    probe: () => probeClient.exists(probeKey),
+    logger: options.logger,
+    settings: options.redisGuard,
+  });
+  const closeGuard = () => {
+    guard.stop();
+    probeClient.disconnect();
+    clusterTemplate?.disconnect();
+  };
   return {
     workers,
+    redisState: () => guard.state(),
+    redisChecked: guard.checked,
     async close({ force = false } = {}) {
+      closeGuard();
       if (force) for (const processor of processors) processor.abortAll(new ShutdownError());
       const closed = Promise.all([...workers.values()].map((worker) => worker.close(force)));
       const timeoutMs = options.connectionCloseTimeoutMs ?? defaultConnectionCloseTimeoutMs;

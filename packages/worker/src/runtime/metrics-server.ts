@@ -8,15 +8,15 @@ export interface MetricsServer {
 }
 
 /**
- * The worker's small HTTP server: `GET /health` (liveness: 200 while the workers run, 503 once
- * the process is shutting down, no dependency checks) and `GET <metricsPath>` (Prometheus).
+ * The worker's small HTTP server: `GET /health` (200 while `health()` says `ok`, else 503 with
+ * what it said: shutting down, or Redis unreachable) and `GET <metricsPath>` (Prometheus).
  */
 export async function startMetricsServer(options: {
   port: number;
   host?: string;
   metricsPath: string;
   registry: Registry;
-  health: () => { ok: boolean; [key: string]: unknown };
+  health: () => { status: string; [key: string]: unknown };
 }): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -26,10 +26,9 @@ export async function startMetricsServer(options: {
     }
     if (path === '/health') {
       const health = options.health();
-      const { ok, ...details } = health;
       res
-        .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ok ? 'ok' : 'stopping', ...details }));
+        .writeHead(health.status === 'ok' ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify(health));
       return;
     }
     if (path === options.metricsPath) {

@@ -88,6 +88,7 @@ describe('a restarted Redis', () => {
       metricsPort: 0,
       sampleIntervalMs: 100,
       outboxRelayIntervalMs: 100,
+      redisGuard: { probeIntervalMs: 200 },
       ...options,
     });
     return worker;
@@ -110,14 +111,22 @@ describe('a restarted Redis', () => {
     expect(lines.slice(recovered).filter((line) => NOT_WRITEABLE.test(line))).toEqual([]);
   }
 
-  it('is used again: jobs run, the warnings stop, and the worker stops at once', async () => {
+  it('is used again: jobs run, the warnings stop, /health fails meanwhile, and the worker stops at once', async () => {
     const worker = await startWorker();
+    const health = async () => {
+      const response = await fetch(`http://127.0.0.1:${worker.metricsPort}/health`);
+      return { status: response.status, body: (await response.json()) as { status: string; redis: string } };
+    };
+    expect(await health()).toMatchObject({ status: 200, body: { status: 'ok', redis: 'ok' } });
     await deliverEmail();
 
     await redis.kill();
     // The queue-depth sampler runs on the producer's connection, which fails fast while Redis is down.
     await eventually(() => Promise.resolve(lines.some((line) => NOT_WRITEABLE.test(line))));
+    await eventually(async () => (await health()).status === 503);
+    expect((await health()).body).toMatchObject({ status: 'unhealthy', redis: 'unreachable' });
     await redis.start();
+    await eventually(async () => (await health()).status === 200);
 
     await deliverEmail();
     // Every connection is back: none stays closed or parked in ioredis' `reconnecting` state.

@@ -24,6 +24,7 @@ import {
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { startOutboxRelay, type OutboxRelay } from './outbox-relay.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import type { RedisGuardSettings } from './redis-guard.js';
 import { startScheduler, type Scheduler } from './scheduler.js';
 
 /** How long a stop waits for each connection to close (see `closeAll`). */
@@ -49,6 +50,8 @@ export interface WorkerProcessOptions {
   outboxRelayIntervalMs?: number;
   /** Injectable for tests: see `defaultRedisSocketTimeoutMs` in core. */
   redisSocketTimeoutMs?: number;
+  /** Injectable for tests: see `defaultRedisGuardSettings`. */
+  redisGuard?: Partial<RedisGuardSettings>;
 }
 
 export interface WorkerProcess {
@@ -101,6 +104,7 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   const jobOptions = defaultJobOptions(config);
   const producer = new JobProducer({
     redisUrl: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES,
     prefix: config.QUEUE_PREFIX,
     defaults: jobOptions,
     socketTimeoutMs: options.redisSocketTimeoutMs,
@@ -113,7 +117,9 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     queues: options.queues,
     handlers,
     connection: redisConnectionOptions(config.REDIS_URL),
+    clusterNodes: config.REDIS_CLUSTER_NODES,
     socketTimeoutMs: options.redisSocketTimeoutMs,
+    redisGuard: options.redisGuard,
     prefix: config.QUEUE_PREFIX,
     concurrency: {
       emails: config.WORKER_CONCURRENCY_EMAILS,
@@ -171,12 +177,22 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
         sampleIntervalMs: options.sampleIntervalMs,
       });
     }
+    // /health answers from the first probe of Redis on (at most its 2 s timeout away).
+    await workers.redisChecked;
     server = await startMetricsServer({
       port: options.metricsPort ?? config.WORKER_METRICS_PORT,
       host: config.HOST,
       metricsPath: config.METRICS_PATH,
       registry: metrics.registry,
-      health: () => ({ ok: !stopping, queues: options.queues, scheduler: options.scheduler }),
+      health: () => {
+        const redis = workers.redisState();
+        return {
+          status: stopping ? 'stopping' : redis === 'ok' ? 'ok' : 'unhealthy',
+          redis,
+          queues: options.queues,
+          scheduler: options.scheduler,
+        };
+      },
     });
   } catch (error) {
     await closeAll(true).catch(() => undefined);
