@@ -1,7 +1,8 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Config } from './config.js';
 import { jobSchemas, queueOf, type JobName, type JobOf, type QueueName } from './jobs.js';
-import { defaultRedisSocketTimeoutMs, redisConnectionOptions } from './redis.js';
+import { defaultRedisSocketTimeoutMs, redisConnectionOptions, type RedisNodeAddress } from './redis.js';
+import { createRedisClient, type RedisClient } from './redis-client.js';
 
 /**
  * Default options of every job: retries with exponential backoff, completed jobs trimmed after a
@@ -41,7 +42,10 @@ export function queueJobOptions(queue: QueueName, defaults: JobsOptions): JobsOp
 }
 
 export interface JobProducerOptions {
+  /** The Redis server; with `clusterNodes`, only the credentials and TLS of the cluster's nodes. */
   redisUrl: string;
+  /** REDIS_CLUSTER_NODES: the queues live in this Redis Cluster (`prefix` must hold a hash tag). */
+  clusterNodes?: readonly RedisNodeAddress[];
   /** BullMQ key prefix (QUEUE_PREFIX). */
   prefix: string;
   defaults: JobsOptions;
@@ -55,6 +59,8 @@ export interface JobProducerOptions {
  */
 export class JobProducer {
   private readonly queues = new Map<QueueName, Queue>();
+  /** Cluster clients handed to BullMQ, which leaves a client it was given open: closed here. */
+  private readonly clusterClients: RedisClient[] = [];
 
   constructor(private readonly options: JobProducerOptions) {}
 
@@ -62,15 +68,23 @@ export class JobProducer {
   queue(name: QueueName): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, {
+      const settings = {
         // Fail fast instead of buffering commands while Redis is down: callers decide what to do.
-        connection: {
-          ...redisConnectionOptions(this.options.redisUrl),
-          enableOfflineQueue: false,
-          connectTimeout: 2000,
-          // A connection stuck in its handshake is dropped and retried instead of failing forever.
-          socketTimeout: this.options.socketTimeoutMs ?? defaultRedisSocketTimeoutMs,
-        },
+        enableOfflineQueue: false,
+        connectTimeout: 2000,
+        // A connection stuck in its handshake is dropped and retried instead of failing forever.
+        socketTimeout: this.options.socketTimeoutMs ?? defaultRedisSocketTimeoutMs,
+      };
+      const connection = redisConnectionOptions(this.options.redisUrl);
+      let cluster: RedisClient | undefined;
+      if (this.options.clusterNodes) {
+        // BullMQ opens a plain client from options; a cluster it takes as a client.
+        cluster = createRedisClient({ connection, clusterNodes: this.options.clusterNodes }, settings);
+        cluster.on('error', () => undefined);
+        this.clusterClients.push(cluster);
+      }
+      queue = new Queue(name, {
+        connection: cluster ?? { ...connection, ...settings },
         prefix: this.options.prefix,
         defaultJobOptions: queueJobOptions(name, this.options.defaults),
       });
@@ -101,6 +115,7 @@ export class JobProducer {
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((queue) => queue.close()));
     this.queues.clear();
+    for (const client of this.clusterClients.splice(0)) client.disconnect();
   }
 }
 
