@@ -14,7 +14,7 @@ export function registerStatus(program: Command, runtime: Runtime): void {
   program
     .command('status')
     .description(
-      'one screen: API readiness, PostgreSQL, Redis, queues, newest backup and drill (exit 1 if anything failed)',
+      'one screen: API readiness, PostgreSQL, the read replica and its lag (DATABASE_READ_URL), Redis, queues, newest backup and drill (exit 1 if anything failed)',
     )
     .option('--api-url <url>', 'where the API answers /ready (default http://127.0.0.1:PORT)')
     .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')

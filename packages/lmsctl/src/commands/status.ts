@@ -11,6 +11,7 @@ import {
   type ProbeOptions,
   type StatusItem,
 } from '../health/probes.js';
+import { probeReplica } from '../health/replica.js';
 import { accessTokenKeysItem, backupKeyItem, webhookKeysItem } from '../secrets/live-keys.js';
 
 export interface StatusResult {
@@ -24,6 +25,7 @@ export async function status(ctx: CommandContext, options: ProbeOptions = {}): P
     await Promise.all([
       probeApi(ctx, options),
       probePostgres(ctx),
+      probeReplica(ctx),
       probeRedis(ctx, options),
       probeQueues(ctx, options),
       probeBackups(ctx),
