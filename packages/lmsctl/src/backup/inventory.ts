@@ -53,6 +53,8 @@ export interface BackupInfo {
   verifiedAt: string | null;
   /** What the last verification found (the reason, when it failed). */
   verificationDetail: string | null;
+  /** When a deep verification (`verify --deep`: every data block read) of these exact bytes last passed. */
+  deepVerifiedAt: string | null;
   lastDrill: { verdict: DrillReportSummary['verdict']; at: string; report: string } | null;
 }
 
@@ -109,6 +111,7 @@ export async function describeBackups(dir: string, drillDir?: string, now = new 
       verification: verified ? 'verified' : verification && !verification.ok ? 'failed' : 'unverified',
       verifiedAt: verification?.checkedAt ?? null,
       verificationDetail: verification ? verification.detail : null,
+      deepVerifiedAt: verified ? (verification?.deepVerifiedAt ?? null) : null,
       lastDrill: drill ? { verdict: drill.verdict, at: drill.finishedAt, report: drill.path } : null,
     });
   }

@@ -101,6 +101,7 @@ ${examples(
       'after',
       examples(
         { cmd: 'lmsctl backup verify latest', exits: 0 },
+        { cmd: 'lmsctl backup verify latest --deep', note: 'also read every data block', exits: 0 },
         {
           cmd: 'lmsctl backup verify backups/db/lms_20260101_020000.dump',
           notRunHere: 'a backup file of the example',
@@ -108,11 +109,24 @@ ${examples(
       ),
     )
     .argument('<file|latest>', 'a backup file, or latest')
+    .option(
+      '--deep',
+      'also stream the whole archive through pg_restore to nowhere, so every data block is read and decompressed',
+    )
     .addOption(dirOption())
     .addOption(databaseOption('latest: the newest backup'))
-    .addHelpText('after', LATEST_HELP)
+    .addHelpText(
+      'after',
+      `
+Without --deep, pg_restore reads only the archive's table of contents: an archive whose data is
+damaged under a manifest that matches it (rewritten, or re-signed by someone who can write the
+folder) passes. --deep reads every data block, takes about as long as the raw pg_restore to
+the null device, and is recorded as a deep verification: \`check weekly\` counts one of the newest
+backup when no restore drill ran.
+${LATEST_HELP.trimStart()}`,
+    )
     .action(
-      action(runtime, async (ctx, spec: string, flags: { dir?: string; database?: string }) => {
+      action(runtime, async (ctx, spec: string, flags: { dir?: string; database?: string; deep?: boolean }) => {
         const { backupVerify, renderBackupVerify } = await import('../commands/backup/verify.js');
         ctx.out.result(await backupVerify(ctx, spec, flags), renderBackupVerify);
       }),

@@ -22,7 +22,8 @@ export function registerCheck(program: Command, runtime: Runtime): void {
       'after',
       `
 daily: API, PostgreSQL and Redis health; 5xx rate and p99 from Prometheus; a backup in the last
-26 h; free disk of the backup folder and the database. weekly: a drill passed in the last 8 days;
+26 h; free disk of the backup folder and the database. weekly: a drill passed in the last 8 days
+(when none ran, a \`backup verify --deep\` of the newest backup in that time counts instead);
 slow queries (pg_stat_statements); a test alert through Alertmanager; \`pnpm audit --prod\` of the
 repository lmsctl runs from (critical or high advisories fail, the registry not answering warns);
 \`trivy image\` of --image (high or critical fail; without trivy a warning says how to install

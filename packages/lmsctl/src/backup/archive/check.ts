@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import os from 'node:os';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerificationError } from '@lms/core';
@@ -9,6 +10,7 @@ import {
   lastErrorLines,
   parseArchiveListing,
   startPgTool,
+  toolFailure,
   type ArchiveListing,
   type PgToolsOptions,
 } from '../../postgres/tools.js';
@@ -78,6 +80,57 @@ function feedWhileOpen(stdin: NodeJS.WritableStream & { destroyed?: boolean; wri
   });
 }
 
+/** Writes every chunk to each target, and is done with a chunk once all of them are. */
+function fanOut(targets: Writable[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      let pending = targets.length;
+      let failed = false;
+      for (const target of targets) {
+        target.write(chunk, (error) => {
+          if (failed) return;
+          if (error) {
+            failed = true;
+            callback(error);
+          } else if (--pending === 0) callback();
+        });
+      }
+    },
+    final(callback) {
+      let pending = targets.length;
+      for (const target of targets) target.end(() => --pending === 0 && callback());
+    },
+  });
+}
+
+/**
+ * `pg_restore --file=<null device>` of an archive (a file or folder, or stdin when null): the
+ * whole archive written out as a script to nowhere, so every data block is read and
+ * decompressed — what `--list`, which reads only the table of contents, never does.
+ */
+export function startDeepRead(archive: string | null, options: PgToolsOptions & { signal?: AbortSignal }) {
+  return startPgTool('pg_restore', [`--file=${os.devNull}`, ...(archive === null ? [] : [archive])], {
+    ...options,
+    stdin: archive === null ? 'pipe' : 'ignore',
+    cancelSignal: options.signal,
+  });
+}
+
+/**
+ * Why the deep read failed (its last error lines), or null when it read everything. A missing
+ * pg_restore or an interruption is no verdict on the backup: thrown.
+ */
+export async function finishDeepRead(reader: ReturnType<typeof startDeepRead>): Promise<string | null> {
+  try {
+    await reader;
+    return null;
+  } catch (error) {
+    const failure = error as { isCanceled?: boolean; exitCode?: number; stderr?: unknown };
+    if (failure.isCanceled || failure.exitCode === undefined) throw toolFailure('pg_restore', error);
+    return lastErrorLines(typeof failure.stderr === 'string' ? failure.stderr : '');
+  }
+}
+
 export interface ArchiveCheck {
   sha256: string;
   sizeBytes: number;
@@ -86,16 +139,19 @@ export interface ArchiveCheck {
   listing: ArchiveListing;
   /** Why pg_restore could not list the archive; null when it could. */
   listingError: string | null;
+  /** With `deep`: why pg_restore could not read every data block; null when it could (or was not asked). */
+  deepError: string | null;
 }
 
 /**
  * Reads a backup once: its SHA-256, and — for an encrypted one — every chunk's authentication,
- * while pg_restore --list proves the archive's table of contents is readable. Throws
+ * while pg_restore --list proves the archive's table of contents is readable; with `deep`, a
+ * second pg_restore reads every data block of the same bytes at the same time. Throws
  * VerificationError (exit 3) when the archive cannot be read.
  */
 export async function checkArchive(
   file: string,
-  options: PgToolsOptions & { key?: BackupKey; signal?: AbortSignal },
+  options: PgToolsOptions & { key?: BackupKey; signal?: AbortSignal; deep?: boolean },
 ): Promise<ArchiveCheck> {
   const header = await readEncryptionHeader(file);
   const hash = createHash('sha256');
@@ -109,12 +165,21 @@ export async function checkArchive(
   });
 
   if (!header) {
-    const [sha256, listed, info] = await Promise.all([
+    const deepRead = options.deep ? finishDeepRead(startDeepRead(file, options)) : Promise.resolve(null);
+    const [sha256, listed, info, deepError] = await Promise.all([
       sha256OfFile(file, options.signal),
       listArchiveFile(file, options),
       stat(file),
+      deepRead,
     ]);
-    return { sha256, sizeBytes: info.size, encryption: null, listing: listed.listing, listingError: listed.error };
+    return {
+      sha256,
+      sizeBytes: info.size,
+      encryption: null,
+      listing: listed.listing,
+      listingError: listed.error,
+      deepError,
+    };
   }
 
   if (!options.key) {
@@ -129,11 +194,19 @@ export async function checkArchive(
     cancelSignal: options.signal,
   });
   const listingText = collect(lister.stdout!);
-  await pipeline(createReadStream(file), counter, createDecryptStream(options.key), feedWhileOpen(lister.stdin!), {
+  // The decrypted stream goes to both at once: it is never written to disk.
+  const reader = options.deep ? startDeepRead(null, options) : null;
+  const readerError = reader ? finishDeepRead(reader) : Promise.resolve(null);
+  readerError.catch(() => undefined);
+  const sink = reader
+    ? fanOut([feedWhileOpen(lister.stdin!), feedWhileOpen(reader.stdin!)])
+    : feedWhileOpen(lister.stdin!);
+  await pipeline(createReadStream(file), counter, createDecryptStream(options.key), sink, {
     signal: options.signal,
   }).catch(async (error: unknown) => {
     lister.kill();
-    await lister.catch(() => undefined);
+    reader?.kill();
+    await Promise.all([lister.catch(() => undefined), readerError.catch(() => undefined)]);
     throw error;
   });
   const listingError = await finishLister(lister);
@@ -143,6 +216,7 @@ export async function checkArchive(
     encryption: { keyId: header.keyId, chunkSize: header.chunkSize },
     listing: parseArchiveListing(await listingText),
     listingError,
+    deepError: await readerError,
   };
 }
 
@@ -186,7 +260,7 @@ async function finishLister(lister: ReturnType<typeof startPgTool>): Promise<str
  * the message names the most telling difference. VerificationError (exit 3) on any of them.
  */
 export function assertMatchesManifest(
-  check: Pick<ArchiveCheck, 'sizeBytes' | 'sha256' | 'listingError'>,
+  check: Pick<ArchiveCheck, 'sizeBytes' | 'sha256' | 'listingError'> & { deepError?: string | null },
   manifest: { sizeBytes: number; sha256: string },
   name: string,
 ): void {
@@ -201,6 +275,12 @@ export function assertMatchesManifest(
   if (check.listingError) {
     throw new VerificationError(`${name} is not a readable pg_dump archive: ${check.listingError}`);
   }
+  if (check.deepError) throw deepReadError(name, check.deepError);
+}
+
+/** A deep read that failed: the archive's checksums may match, but its data cannot be restored. */
+export function deepReadError(name: string, detail: string): VerificationError {
+  return new VerificationError(`${name}: pg_restore could not read every data block (${detail})`);
 }
 
 /** Decrypts an encrypted backup into `target` (created owner-only), authenticating every chunk. */

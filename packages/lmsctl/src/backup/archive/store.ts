@@ -105,6 +105,13 @@ export interface VerificationRecord {
   ok: boolean;
   sha256: string | null;
   detail: string;
+  /** This verification read every data block (`verify --deep`); absent in records before it existed. */
+  deep?: boolean;
+  /**
+   * When a deep verification of these same bytes last passed: kept by the plain verifications
+   * after it, dropped by a failure.
+   */
+  deepVerifiedAt?: string | null;
 }
 
 export function verificationPathOf(dumpPath: string): string {

@@ -4,12 +4,21 @@ import { VerificationError } from '@lms/core';
 import type { CommandContext } from '../../context.js';
 import type { ArchiveListing, PgToolsOptions } from '../../postgres/tools.js';
 import { backupKeyOf, toolsOf } from '../context.js';
-import { assertMatchesManifest, checkArchive, decryptToFile, listArchiveFile, sha256OfFile } from './check.js';
+import {
+  assertMatchesManifest,
+  checkArchive,
+  decryptToFile,
+  deepReadError,
+  finishDeepRead,
+  listArchiveFile,
+  sha256OfFile,
+  startDeepRead,
+} from './check.js';
 import { WrongKeyError, type BackupKey } from './crypto.js';
 import { assertSameFiles, readFolderAgainst, removeFolder, storedFilesOf, TOC_FILE } from './directory.js';
 import { archiveKindOf, manifestPathOf, readManifest, setChecksum, type BackupManifest } from './manifest.js';
 import { partialPathOf, removeStalePartials } from './partial-files.js';
-import { writeVerification, type VerificationRecord } from './store.js';
+import { readVerification, writeVerification, type VerificationRecord } from './store.js';
 
 /**
  * The one place a backup is checked before anything relies on it — the full check of `backup
@@ -65,11 +74,22 @@ export async function prepareArchive(
  */
 async function recordOutcome(
   dumpPath: string,
-  outcome: { ok: true; sha256: string; detail: string } | { ok: false; error: unknown; by: string },
+  outcome: { ok: true; sha256: string; detail: string; deep: boolean } | { ok: false; error: unknown; by: string },
 ): Promise<void> {
   let record: VerificationRecord;
   if (outcome.ok) {
-    record = { checkedAt: new Date().toISOString(), ok: true, sha256: outcome.sha256, detail: outcome.detail };
+    const checkedAt = new Date().toISOString();
+    // A deep verification still stands after a plain one of the very same bytes.
+    const previous = await readVerification(dumpPath);
+    const earlierDeep = previous?.ok && previous.sha256 === outcome.sha256 ? (previous.deepVerifiedAt ?? null) : null;
+    record = {
+      checkedAt,
+      ok: true,
+      sha256: outcome.sha256,
+      detail: outcome.detail,
+      deep: outcome.deep,
+      deepVerifiedAt: outcome.deep ? checkedAt : earlierDeep,
+    };
   } else {
     const { error } = outcome;
     if (!(error instanceof VerificationError) || error instanceof WrongKeyError) return;
@@ -177,21 +197,44 @@ async function prepareDirectory(
 async function verifyDirectory(
   dumpPath: string,
   manifest: BackupManifest,
-  options: PgToolsOptions & { key: BackupKey | undefined; signal?: AbortSignal },
+  options: PgToolsOptions & { key: BackupKey | undefined; signal?: AbortSignal; deep: boolean },
 ): Promise<{ entries: number; dumpedBy: string | null }> {
   const name = path.basename(dumpPath);
-  const decrypted = options.key ? partialPathOf(path.join(path.dirname(dumpPath), `.${name}`)) : null;
+  const files = filesOf(manifest);
+  if (!options.key) {
+    // Plain: the checksums, the listing and (deep) pg_restore's read of every block, all at once.
+    const [checked, listed, deepError] = await Promise.allSettled([
+      readFolderAgainst(dumpPath, files, manifest.sha256, { signal: options.signal }),
+      listArchiveFile(dumpPath, options),
+      options.deep ? finishDeepRead(startDeepRead(dumpPath, options)) : Promise.resolve(null),
+    ]);
+    if (checked.status === 'rejected') throw checked.reason;
+    if (listed.status === 'rejected') throw listed.reason;
+    if (deepError.status === 'rejected') throw deepError.reason;
+    const { listing, error } = listed.value;
+    if (error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${error}`);
+    if (deepError.value) throw deepReadError(name, deepError.value);
+    return { entries: listing.entries, dumpedBy: listing.dumpedBy };
+  }
+  // Encrypted: pg_restore reads a folder of plain files, so what it reads is decrypted first
+  // (owner-only, removed after): only toc.dat for the listing, every file for a deep read.
+  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
   try {
-    await readFolderAgainst(dumpPath, filesOf(manifest), manifest.sha256, {
+    await readFolderAgainst(dumpPath, files, manifest.sha256, {
       key: options.key,
-      ...(decrypted ? { decryptTo: decrypted, keep: (file: string) => file === TOC_FILE } : {}),
+      decryptTo: decrypted,
+      keep: (file: string) => options.deep || file === TOC_FILE,
       signal: options.signal,
     });
-    const { listing, error } = await listArchiveFile(decrypted ?? dumpPath, options);
+    const { listing, error } = await listArchiveFile(decrypted, options);
     if (error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${error}`);
+    if (options.deep) {
+      const deepError = await finishDeepRead(startDeepRead(decrypted, options));
+      if (deepError) throw deepReadError(name, deepError);
+    }
     return { entries: listing.entries, dumpedBy: listing.dumpedBy };
   } finally {
-    if (decrypted) await removeFolder(decrypted);
+    await removeFolder(decrypted);
   }
 }
 
@@ -203,19 +246,25 @@ export interface VerifiedBackup {
   entries: number;
   /** PostgreSQL version of the pg_dump that wrote it. */
   dumpedBy: string | null;
+  /** pg_restore read every data block. */
+  deep: boolean;
 }
 
 /**
  * The full check of one backup, before anything relies on it: manifest signature, decryption
- * of every chunk, checksum and size against the manifest, and a readable archive listing.
- * Records the outcome beside the dump; throws VerificationError (exit 3) on any mismatch.
+ * of every chunk, checksum and size against the manifest, and a readable archive listing; with
+ * `deep`, pg_restore also reads every data block (`--file` to the null device), which catches
+ * an archive whose data is damaged under a consistent, re-signed manifest. Records the outcome
+ * beside the dump; throws VerificationError (exit 3) on any mismatch.
  */
 export async function verifyBackupFile(
   ctx: CommandContext,
   dumpPath: string,
   dir: string,
-  signal?: AbortSignal,
+  options: { signal?: AbortSignal; deep?: boolean } = {},
 ): Promise<VerifiedBackup> {
+  const { signal } = options;
+  const deep = options.deep ?? false;
   let key: BackupKey | undefined;
   const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
   try {
@@ -227,18 +276,19 @@ export async function verifyBackupFile(
     let entries: number;
     let dumpedBy: string | null;
     if (archiveKindOf(manifest) === 'directory') {
-      ({ entries, dumpedBy } = await verifyDirectory(dumpPath, manifest, { ...toolsOf(ctx), key, signal }));
+      ({ entries, dumpedBy } = await verifyDirectory(dumpPath, manifest, { ...toolsOf(ctx), key, signal, deep }));
     } else {
-      const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal });
+      const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal, deep });
       assertMatchesManifest(check, manifest, path.basename(dumpPath));
       ({ entries, dumpedBy } = { entries: check.listing.entries, dumpedBy: check.listing.dumpedBy });
     }
     await recordOutcome(dumpPath, {
       ok: true,
       sha256: manifest.sha256,
-      detail: `checksum, manifest and ${entries} archive entries verified`,
+      detail: `checksum, manifest and ${entries} archive entries verified${deep ? ', every data block read' : ''}`,
+      deep,
     });
-    return { path: dumpPath, manifest, key, entries, dumpedBy };
+    return { path: dumpPath, manifest, key, entries, dumpedBy, deep };
   } catch (error) {
     await recordOutcome(dumpPath, { ok: false, error, by: '' });
     throw error;

@@ -48,7 +48,7 @@ export async function backupList(
 }
 
 function verificationCell(info: BackupInfo, style: ChalkInstance): string {
-  if (info.verification === 'verified') return style.green('yes');
+  if (info.verification === 'verified') return style.green(info.deepVerifiedAt ? 'deep' : 'yes');
   if (info.verification === 'failed') return style.red('FAILED');
   return style.yellow('no');
 }

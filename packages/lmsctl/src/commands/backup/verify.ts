@@ -13,19 +13,26 @@ export interface BackupVerifyResult {
   encrypted: boolean;
   entries: number;
   tables: number | null;
+  /** pg_restore read every data block (--deep). */
+  deep: boolean;
 }
 
+/**
+ * Verifies a backup (either kind): manifest signature, every checksum, decryption, listing;
+ * with `deep` also every data block through pg_restore. Exit 3 on any mismatch.
+ */
 export async function backupVerify(
   ctx: CommandContext,
   spec: string,
-  options: { dir?: string; database?: string } = {},
+  options: { dir?: string; database?: string; deep?: boolean } = {},
 ): Promise<BackupVerifyResult> {
   const dir = backupDirOf(ctx, options.dir);
   const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
-  const verified = await verifyBackupFile(ctx, dumpPath, dir);
+  const verified = await verifyBackupFile(ctx, dumpPath, dir, { deep: options.deep });
   return {
     file: dumpPath,
     ok: true,
+    deep: verified.deep,
     sha256: verified.manifest.sha256,
     sizeBytes: verified.manifest.sizeBytes,
     encrypted: Boolean(verified.manifest.encryption),
@@ -35,5 +42,5 @@ export async function backupVerify(
 }
 
 export function renderBackupVerify(result: BackupVerifyResult, style: ChalkInstance): string {
-  return `${style.green('verified')} ${result.file}: sha256 matches the manifest, ${result.entries} archive entries readable${result.encrypted ? ', every encrypted chunk authenticated' : ''}`;
+  return `${style.green(result.deep ? 'deep-verified' : 'verified')} ${result.file}: sha256 matches the manifest, ${result.entries} archive entries readable${result.encrypted ? ', every encrypted chunk authenticated' : ''}${result.deep ? ', every data block read by pg_restore' : ''}`;
 }
