@@ -746,6 +746,25 @@ describe('entry point', () => {
       'REDIS_URL=rediss://:y@cache.example.com:6380/0',
     ]);
   });
+
+  it('exports the Docker secrets in /run/secrets as the variables they are named after, unless set', async () => {
+    const secrets = path.join(scratch, 'secrets');
+    await mkdir(secrets, { recursive: true });
+    await writeFile(path.join(secrets, 'DATABASE_URL'), 'postgres://lms:from-secret@postgres:5432/lms');
+    await writeFile(path.join(secrets, 'REDIS_URL'), 'redis://:from-secret@redis:6379/0');
+    // Not variable names: left alone (and `$(…)` in a name would run if it were evaluated).
+    await writeFile(path.join(secrets, 'alertmanager_smtp_password'), 'x');
+    await writeFile(path.join(secrets, 'A$(touch pwned)'), 'x');
+    const result = await entrypoint(['api'], {
+      LMS_SECRETS_DIR: secrets,
+      REDIS_URL: 'redis://:from-env@redis:6379/0',
+    });
+    expect(result.lines.slice(1)).toEqual([
+      'DATABASE_URL=postgres://lms:from-secret@postgres:5432/lms',
+      'REDIS_URL=redis://:from-env@redis:6379/0',
+    ]);
+    await expect(readFile(path.join(process.cwd(), 'pwned'))).rejects.toThrow();
+  });
 });
 
 describe('healthcheck', () => {

@@ -14,6 +14,25 @@ set -eu
 
 app_dir="${LMS_APP_DIR:-/app}"
 
+# Docker secrets (a Swarm stack, see packages/lmsctl/src/lib/swarm/stack-file.ts): each file
+# /run/secrets/NAME whose NAME is a variable name becomes that variable, unless it is set already.
+# The secrets then never appear in the service's spec or `docker inspect`.
+secrets_dir="${LMS_SECRETS_DIR:-/run/secrets}"
+if [ -d "$secrets_dir" ]; then
+  for secret_file in "$secrets_dir"/*; do
+    [ -f "$secret_file" ] && [ -r "$secret_file" ] || continue
+    secret_name="${secret_file##*/}"
+    case "$secret_name" in
+      '' | [0-9]* | *[!A-Z0-9_]*) continue ;;
+    esac
+    if [ -z "$(eval "printf '%s' \"\${$secret_name:-}\"")" ]; then
+      secret_value="$(cat "$secret_file")"
+      export "$secret_name=$secret_value"
+    fi
+  done
+  unset secret_file secret_name secret_value
+fi
+
 if [ -n "${PROD_DATABASE_URL:-}" ]; then
   DATABASE_URL="$PROD_DATABASE_URL"
   export DATABASE_URL
