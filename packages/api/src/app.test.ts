@@ -52,9 +52,15 @@ describe('readiness while a dependency is down', () => {
       proxy.cut();
       const ready = await call(down, 'get', '/ready');
       expect(ready.status).toBe(200);
-      expect(ready.body).toEqual({ status: 'degraded', checks: { database: 'ok', redis: 'unavailable' } });
+      // The rate limits are counted in each process's memory meanwhile, and /ready says so.
+      expect(ready.body).toEqual({
+        status: 'degraded',
+        checks: { database: 'ok', redis: 'unavailable', rateLimits: 'per-process' },
+      });
       expect((await call(down, 'get', `/api/v1/courses/${course.id}`)).status).toBe(200);
       expect((await call(down, 'get', '/api/v1/courses')).status).toBe(200);
+      const metrics = (await call(down, 'get', '/metrics')).text;
+      expect(Number(/^lms_redis_write_failures_total\{use="rate_limit"\} (\d+)/m.exec(metrics)?.[1])).toBe(2);
       proxy.restore();
       let body: { status?: string } = {};
       for (let waited = 0; body.status !== 'ready' && waited < 15_000; waited += 250) {
@@ -81,7 +87,10 @@ describe('readiness while a dependency is down', () => {
       expect(ready.body).toEqual({ status: 'not ready', checks: { database: 'unavailable', redis: 'ok' } });
       const neither = await call(nothing, 'get', '/ready');
       expect(neither.status).toBe(503);
-      expect(neither.body).toEqual({ status: 'not ready', checks: { database: 'unavailable', redis: 'unavailable' } });
+      expect(neither.body).toEqual({
+        status: 'not ready',
+        checks: { database: 'unavailable', redis: 'unavailable', rateLimits: 'per-process' },
+      });
     } finally {
       await noDatabase.close();
       await nothing.close();

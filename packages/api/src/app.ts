@@ -64,7 +64,14 @@ export function buildRoutes(deps: Deps, tokens: AccessTokens, revocations: Token
     deps.metrics,
     config.REFRESH_TOKEN_TTL,
   );
-  const cache = new CourseCache(deps.redis, deps.subscriber, deps.redisPrefix, config.CACHE_TTL_SECONDS, deps.metrics);
+  const cache = new CourseCache(
+    deps.redis,
+    deps.subscriber,
+    deps.redisPrefix,
+    config.CACHE_TTL_SECONDS,
+    deps.metrics,
+    deps.logger,
+  );
   return [
     ...authRoutes(auth),
     ...usersRoutes(new UsersService(usersRepository, sessions, audit, revocations)),
@@ -101,9 +108,9 @@ export function createApp(deps: Deps, options: AppOptions = {}): Express {
     contentType: deps.metrics.registry.contentType,
     text: await deps.metrics.registry.metrics(),
   });
-  mountSystemRoutes(app, deps, options.metrics ?? ownMetrics);
+  const limits = createRateLimits(deps.redis, config, deps.redisPrefix, deps);
+  mountSystemRoutes(app, deps, options.metrics ?? ownMetrics, limits);
 
-  const limits = createRateLimits(deps.redis, config, deps.redisPrefix);
   const perIp: RequestHandler = (req, res, next) => {
     limits.perIp(req, res).then(() => next(), next);
   };

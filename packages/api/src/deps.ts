@@ -1,13 +1,13 @@
-import { Redis } from 'ioredis';
 import type pg from 'pg';
 import {
   createLogger,
   createPool,
   defaultRedisSocketTimeoutMs,
-  redisConnectionOptions,
+  redisTarget,
   type Config,
   type Logger,
 } from '@lms/core';
+import { createRedisClient, type RedisClient } from '@lms/core/redis-client';
 import { ReadRouter } from './db/read-router.js';
 import { RecentWrites } from './db/recent-writes.js';
 import { ApiMetrics } from './lib/api-metrics.js';
@@ -25,9 +25,10 @@ export interface Deps {
      */
     read: ReadRouter;
   };
-  redis: Redis;
+  /** A Redis or, with REDIS_CLUSTER_NODES, a Redis Cluster client. */
+  redis: RedisClient;
   /** A second Redis connection in subscriber mode (cache invalidations between API processes). */
-  subscriber: Redis;
+  subscriber: RedisClient;
   metrics: ApiMetrics;
   /** Key prefix of the cache and the rate limits in Redis. */
   redisPrefix: string;
@@ -65,8 +66,8 @@ export function createDeps(
         }),
       }
     : null;
-  const redis = new Redis({
-    ...redisConnectionOptions(config.REDIS_URL),
+  const target = redisTarget(config);
+  const settings = {
     // Fail fast while Redis is down (the API keeps serving reads and says so in /ready) and keep
     // reconnecting in the background.
     enableOfflineQueue: false,
@@ -75,12 +76,13 @@ export function createDeps(
     // A reconnect whose peer accepted and never answered would otherwise wait in its handshake
     // forever, and the API would stay degraded long after Redis is back.
     socketTimeout: options.redisSocketTimeoutMs ?? defaultRedisSocketTimeoutMs,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-  });
+    retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
+  };
+  const redis = createRedisClient(target, settings);
   redis.on('error', (error: Error) => logger.debug({ err: error }, 'redis connection error'));
   // Subscriber mode takes over a connection; commands cannot share it. It may queue its
   // SUBSCRIBE until Redis answers, and resubscribes after a reconnect.
-  const subscriber = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+  const subscriber = createRedisClient(target, { ...settings, enableOfflineQueue: true, maxRetriesPerRequest: null });
   subscriber.on('error', (error: Error) => logger.debug({ err: error }, 'redis subscriber connection error'));
   const metrics = new ApiMetrics();
   const redisPrefix = options.redisPrefix ?? 'lms:';

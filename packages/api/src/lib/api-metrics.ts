@@ -9,6 +9,9 @@ export const cacheNames = ['course', 'catalogue'] as const;
  */
 export const cacheResults = ['local_hit', 'hit', 'miss', 'error'] as const;
 
+/** What the API writes to Redis besides the token deny-list (whose failures are logged each time). */
+export const redisWriteUses = ['cache', 'rate_limit'] as const;
+
 /**
  * prom-client's defaults that `promtool check metrics` refuses: gauges named `_total`, which the
  * exposition format keeps for counters. Each is the sum of a gauge it also exports by type
@@ -54,6 +57,12 @@ export class ApiMetrics {
     labelNames: ['cache', 'result'] as const,
     registers: [this.registry],
   });
+  readonly redisWriteFailures = new Counter({
+    name: 'lms_redis_write_failures_total',
+    help: `Writes to Redis that failed, by use (${redisWriteUses.join(', ')}): a cache entry or invalidation not stored (entries then live to their TTL), a request counted by this process alone (per-process rate limits).`,
+    labelNames: ['use'] as const,
+    registers: [this.registry],
+  });
   readonly replicaLag = new Gauge({
     name: 'lms_db_replica_lag_seconds',
     help: "How far the read replica's data is behind the primary, by server (host:port of DATABASE_READ_URL; no series without one): measured every REPLICA_CHECK_INTERVAL_SECONDS; while the replica does not answer, the time since it was last known to be complete.",
@@ -97,5 +106,6 @@ export class ApiMetrics {
     // lookups would be missing from the hit ratio, and a cache with no hits yet would have no ratio.
     for (const cache of cacheNames) for (const result of cacheResults) this.cacheRequests.inc({ cache, result }, 0);
     for (const reason of replicaFallbackReasons) this.replicaFallbacks.inc({ reason }, 0);
+    for (const use of redisWriteUses) this.redisWriteFailures.inc({ use }, 0);
   }
 }

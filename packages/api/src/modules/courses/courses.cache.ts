@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { errorMessage, ThrottledLog, type Logger } from '@lms/core';
+import type { RedisClient } from '@lms/core/redis-client';
 import type { ApiMetrics } from '../../lib/api-metrics.js';
 import type { Page } from '../../lib/pagination.js';
 import type { PresentedCourse } from './courses.presenter.js';
@@ -18,19 +19,26 @@ const LOCAL_MAX_ENTRIES = 10_000;
  * entries in memory for a few seconds, in front of Redis (shared by all processes, TTL
  * CACHE_TTL_SECONDS). Every write to a course deletes its Redis entry, bumps the catalogue
  * version and tells every process, over Redis pub/sub, to drop its copies. A Redis failure is a
- * cache miss, never an error: reads fall back to the database.
+ * cache miss, never an error: reads fall back to the database. A write that fails is counted in
+ * `lms_redis_write_failures_total{use="cache"}` and logged (at most a line a minute).
+ *
+ * Keys carry hash tags for Redis Cluster: a course's detail is tagged with its id (the details
+ * spread over the shards), the catalogue version and pages share the tag `catalogue`.
  */
 export class CourseCache {
   private readonly local = new Map<string, Cached<unknown> & { expires: number }>();
+  private readonly log: ThrottledLog;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     /** A second connection in subscriber mode, for invalidations from other processes. */
-    subscriber: Redis | null,
+    subscriber: RedisClient | null,
     private readonly prefix: string,
     private readonly ttlSeconds: number,
     private readonly metrics: ApiMetrics,
+    logger: Logger,
   ) {
+    this.log = new ThrottledLog(logger);
     if (subscriber) {
       subscriber.subscribe(this.channel).catch(() => undefined);
       subscriber.on('message', (channel: string, message: string) => {
@@ -44,11 +52,11 @@ export class CourseCache {
   }
 
   private courseKey(id: string): string {
-    return `${this.prefix}cache:course:${id}`;
+    return `${this.prefix}cache:course:{${id}}`;
   }
 
   private get versionKey(): string {
-    return `${this.prefix}cache:catalogue:version`;
+    return `${this.prefix}cache:{catalogue}:version`;
   }
 
   /** A published course from the cache, else from `load` (cached when published). */
@@ -77,7 +85,7 @@ export class CourseCache {
     let key: string | null = null;
     try {
       const version = (await this.redis.get(this.versionKey)) ?? '0';
-      key = `${this.prefix}cache:catalogue:${version}:${limit}:${cursor ?? ''}`;
+      key = `${this.prefix}cache:{catalogue}:${version}:${limit}:${cursor ?? ''}`;
     } catch {
       this.metrics.cacheRequests.inc({ cache: 'catalogue', result: 'error' });
     }
@@ -96,15 +104,12 @@ export class CourseCache {
   async invalidate(id: string): Promise<void> {
     this.dropLocal(`course:${id}`);
     try {
-      await this.redis
-        .multi()
-        .del(this.courseKey(id))
-        .incr(this.versionKey)
-        .publish(this.channel, `course:${id}`)
-        .exec();
-    } catch {
-      // The entries expire after their TTLs; nothing else can be done while Redis is down.
-      this.metrics.cacheRequests.inc({ cache: 'course', result: 'error' });
+      // Two slots in a cluster (the course's, the catalogue's): two commands, then the news.
+      await Promise.all([this.redis.del(this.courseKey(id)), this.redis.incr(this.versionKey)]);
+      await this.redis.publish(this.channel, `course:${id}`);
+    } catch (error) {
+      // The entries expire after their TTLs; nothing else can be done while Redis fails.
+      this.writeFailed(error, 'invalidation not stored: other processes serve cached entries until their TTL');
     }
   }
 
@@ -146,8 +151,18 @@ export class CourseCache {
   private async write(key: string, value: string): Promise<void> {
     try {
       await this.redis.set(key, value, 'EX', this.ttlSeconds);
-    } catch {
-      // A cache that cannot be written is only a slower cache.
+    } catch (error) {
+      // A cache that cannot be written is only a slower cache, but it should not be so silently.
+      this.writeFailed(error, 'entry not stored: reads go to the database');
     }
+  }
+
+  private writeFailed(error: unknown, consequence: string): void {
+    this.metrics.redisWriteFailures.inc({ use: 'cache' });
+    this.log.warn(
+      'cache write',
+      { err: error },
+      `cache write to Redis failed (${errorMessage(error)}); ${consequence}`,
+    );
   }
 }

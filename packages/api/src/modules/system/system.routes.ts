@@ -1,6 +1,8 @@
 import type { Express, Request, Response } from 'express';
 import { pingDatabase } from '@lms/core';
+import { pingRedis } from '@lms/core/redis-client';
 import type { Deps } from '../../deps.js';
+import type { RateLimits } from '../../http/rate-limit.js';
 
 /** Resolves with `work`'s outcome, or rejects after `ms`. */
 async function within<T>(ms: number, work: Promise<T>): Promise<T> {
@@ -38,8 +40,17 @@ const READY_TIMEOUT_MS = 1000;
  * With a read replica (DATABASE_READ_URL) `checks.replica` says `ok`, `lagging` (beyond
  * REPLICA_MAX_LAG_SECONDS) or `unavailable`, from the replica checks every process runs anyway;
  * anything but `ok` is `degraded`, never 503: the primary serves the replica's reads meanwhile.
+ *
+ * `checks.rateLimits: "per-process"` (also `degraded`) says Redis cannot count requests now, so
+ * each API process limits on its own and N processes let N times the limits through. `redis`
+ * pings the server, or every master of a Redis Cluster.
  */
-export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSource): void {
+export function mountSystemRoutes(
+  app: Express,
+  deps: Deps,
+  metrics: MetricsSource,
+  limits: Pick<RateLimits, 'mode'>,
+): void {
   app.get('/health', (_req: Request, res: Response) => {
     res.json({ status: 'ok' });
   });
@@ -57,17 +68,23 @@ export function mountSystemRoutes(app: Express, deps: Deps, metrics: MetricsSour
       }
     };
     const { DATABASE_URL } = deps.config;
-    const [database, redis, replica] = await Promise.all([
+    const [database, redis, replica, rateLimits] = await Promise.all([
       // A connection of its own, not the pool's: while PostgreSQL hangs, the probe neither waits
       // behind the requests for a pool connection nor keeps one busy after giving up.
       check('database', async () => {
         if (!DATABASE_URL) throw new Error('DATABASE_URL is not set');
         await pingDatabase(DATABASE_URL, { applicationName: 'lms-api ready', timeoutMs: READY_TIMEOUT_MS });
       }),
-      check('redis', () => within(READY_TIMEOUT_MS, deps.redis.ping())),
+      check('redis', () => within(READY_TIMEOUT_MS, pingRedis(deps.redis))),
       deps.db.read.condition(),
+      limits.mode(READY_TIMEOUT_MS),
     ]);
-    const checks = { database, redis, ...(replica ? { replica: replica.condition } : {}) };
+    const checks = {
+      database,
+      redis,
+      ...(replica ? { replica: replica.condition } : {}),
+      ...(rateLimits === 'per-process' ? { rateLimits } : {}),
+    };
     const status =
       database !== 'ok' ? 'not ready' : Object.values(checks).some((c) => c !== 'ok') ? 'degraded' : 'ready';
     res.status(status === 'not ready' ? 503 : 200).json({ status, checks });
