@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type Config, type ConfigName, errorMessage, givenConfigNames, loadConfig, loadEnvFile } from '@lms/core';
 import { usageError } from './errors.js';
 import { Output, type OutputStreams } from './output.js';
+import { refuseThroughPooler } from './postgres/direct-connection.js';
 
 /** Options every command accepts (defined once on the program). */
 export interface GlobalOptions {
@@ -24,11 +25,19 @@ export interface CommandContext {
   verbose: boolean;
   /** `--database-url`, else DATABASE_URL; unset when neither is given. */
   databaseUrl: string | undefined;
+  /**
+   * For work that needs a whole session (migrate, backup, restore, drill, db maintain):
+   * `--database-url`, else DATABASE_DIRECT_URL, else DATABASE_URL, and which of them it is.
+   */
+  sessionDatabase: { url: string; source: DatabaseUrlSource } | undefined;
   cwd: string;
   env: NodeJS.ProcessEnv;
   /** Absolute path of the env file that was read, if any (scheduled jobs get it too). */
   envFile: string | undefined;
 }
+
+/** Where a database URL came from, for messages that say which setting to change. */
+export type DatabaseUrlSource = '--database-url' | 'DATABASE_DIRECT_URL' | 'DATABASE_URL';
 
 export interface CreateContextOptions extends GlobalOptions {
   env?: NodeJS.ProcessEnv;
@@ -62,11 +71,19 @@ export function createContext(options: CreateContextOptions = {}): CommandContex
     yes: options.yes ?? false,
     verbose: options.verbose ?? false,
     databaseUrl: options.databaseUrl ?? config.DATABASE_URL,
+    sessionDatabase: sessionDatabaseOf(options.databaseUrl, config),
     cwd,
     env,
     envFile,
     configGiven,
   };
+}
+
+function sessionDatabaseOf(given: string | undefined, config: Config): CommandContext['sessionDatabase'] {
+  if (given) return { url: given, source: '--database-url' };
+  if (config.DATABASE_DIRECT_URL) return { url: config.DATABASE_DIRECT_URL, source: 'DATABASE_DIRECT_URL' };
+  if (config.DATABASE_URL) return { url: config.DATABASE_URL, source: 'DATABASE_URL' };
+  return undefined;
 }
 
 function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv, given: boolean): void {
@@ -84,6 +101,35 @@ function loadEnvFileInto(file: string, env: NodeJS.ProcessEnv, given: boolean): 
 
 /** What a check item says when the command was given no database. */
 export const NO_DATABASE_GIVEN = 'no database given (--database-url or DATABASE_URL)';
+
+/**
+ * The database URL for work that needs a whole session (see `sessionDatabase`), or a usage error
+ * saying how to give one. `requireDirectDatabaseUrl` also refuses one through a pooler.
+ */
+export function requireSessionDatabaseUrl(ctx: CommandContext): string {
+  return requireSessionDatabase(ctx).url;
+}
+
+/**
+ * `requireSessionDatabaseUrl`, refused (exit 2, saying which setting to change) when it reaches
+ * PostgreSQL through a connection pooler: `doing` ("migrate", "back up"…) needs a session of its own.
+ */
+export async function requireDirectDatabaseUrl(ctx: CommandContext, doing: string): Promise<string> {
+  const { url, source } = requireSessionDatabase(ctx);
+  await refuseThroughPooler(url, source, doing);
+  return url;
+}
+
+/** `sessionDatabase`, or a usage error saying how to give one. */
+export function requireSessionDatabase(ctx: CommandContext): NonNullable<CommandContext['sessionDatabase']> {
+  if (!ctx.sessionDatabase) {
+    throw usageError(
+      'no database given',
+      'pass --database-url postgres://… or set DATABASE_DIRECT_URL or DATABASE_URL (see .env.example)',
+    );
+  }
+  return ctx.sessionDatabase;
+}
 
 /** The database URL the command needs, or a usage error saying how to give one. */
 export function requireDatabaseUrl(ctx: CommandContext): string {

@@ -30,7 +30,11 @@ export function buildProgram(runtime: Runtime): Command {
     .option('--json', 'machine-readable result on stdout (logs stay on stderr)')
     .option('-y, --yes', 'confirm destructive actions without asking')
     .option('--env-file <path>', 'read variables from this file (default: .env when present; set variables win)')
-    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL)', postgresUrl('--database-url'))
+    .option(
+      '--database-url <url>',
+      'PostgreSQL URL (default: DATABASE_URL, or DATABASE_DIRECT_URL when set for migrate, backup, restore, drill, db maintain)',
+      postgresUrl('--database-url'),
+    )
     .option('-v, --verbose', 'more detail on stderr')
     .helpOption('-h, --help', 'show help for a command')
     .showHelpAfterError('(run with --help for usage)')

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl } from '@lms/core';
-import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { requireDirectDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError, withPath } from '../errors.js';
 import { checkArchive, listArchiveFile } from './archive/check.js';
 import { ENCRYPTION_ALGORITHM, createEncryptStream, readEncryptionHeader, type BackupKey } from './archive/crypto.js';
@@ -212,7 +212,7 @@ function directoryWriter(base: string, key: BackupKey | undefined, jobs: number,
  * the archive gets its final name only once complete and checked.
  */
 export async function backup(ctx: CommandContext, options: BackupOptions = {}): Promise<BackupResult> {
-  const url = requireDatabaseUrl(ctx);
+  const url = await requireDirectDatabaseUrl(ctx, 'back up');
   const dir = backupDirOf(ctx, options.dir);
   if (options.compress !== undefined && !COMPRESS_PATTERN.test(options.compress)) {
     throw usageError(`--compress ${options.compress}: expected 0-9 (gzip level) or none, gzip[:N], lz4[:N], zstd[:N]`);

@@ -10,7 +10,7 @@ import {
   withDatabase,
 } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
-import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { requireDirectDatabaseUrl, type CommandContext } from '../context.js';
 import { addressedIdentity, resolveBackup } from './inventory.js';
 import type { BackupSelector, DatabaseIdentity } from './identity.js';
 import { readDrillReports, routineDrillsOf } from './drill-reports.js';
@@ -101,7 +101,7 @@ export interface DrillResult {
  * report and the Prometheus metrics, and always drops the scratch database.
  */
 export async function drill(ctx: CommandContext, options: DrillOptions = {}): Promise<DrillResult> {
-  const url = requireDatabaseUrl(ctx);
+  const url = await requireDirectDatabaseUrl(ctx, 'drill');
   const dir = backupDirOf(ctx, options.dir);
   const spec = options.backup ?? 'latest';
   const routine = spec === 'latest';

@@ -10,7 +10,7 @@ import {
   type MigrationStatusEntry,
   type MigratorEvent,
 } from '@lms/core';
-import { requireDatabaseUrl, type CommandContext } from '../context.js';
+import { requireDirectDatabaseUrl, requireSessionDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { confirmOrRefuse } from '../lib/confirm.js';
 import { formatDuration } from '@lms/core/duration';
@@ -38,9 +38,13 @@ function migrationsDirOf(ctx: CommandContext, options: MigrateCommonOptions): st
   return options.migrationsDir ? path.resolve(ctx.cwd, options.migrationsDir) : defaultMigrationsDir;
 }
 
+/**
+ * A migrator on the database URL for session work: `--database-url`, else DATABASE_DIRECT_URL,
+ * else DATABASE_URL; `up` and `down` refuse one through a pooler first.
+ */
 function createMigrator(ctx: CommandContext, options: MigrateCommonOptions): Migrator {
   return new Migrator({
-    connectionString: requireDatabaseUrl(ctx),
+    connectionString: requireSessionDatabaseUrl(ctx),
     dir: migrationsDirOf(ctx, options),
     lockTimeoutMs: options.lockTimeout,
     onEvent: (event) => reportEvent(ctx, event),
@@ -95,7 +99,9 @@ export interface MigrateUpOptions extends MigrateCommonOptions {
 
 /** Applies pending migrations (all, or up to `to`); a no-op when the database is current. */
 export async function migrateUp(ctx: CommandContext, options: MigrateUpOptions = {}): Promise<MigrateUpResult> {
-  const url = requireDatabaseUrl(ctx);
+  // Its session advisory lock, taken through a transaction pooler, would stay behind on a pooled
+  // server connection and block every later run until the pooler reconnects. A dry run takes none.
+  const url = options.dryRun ? requireSessionDatabaseUrl(ctx) : await requireDirectDatabaseUrl(ctx, 'migrate');
   if (options.requireBackup !== undefined && !options.dryRun)
     await requireRecentBackup(ctx, url, options.requireBackup);
   const databaseCreated = options.createDatabase && !options.dryRun ? await createDatabaseIfMissing(url) : false;
@@ -115,10 +121,15 @@ async function requireRecentBackup(ctx: CommandContext, url: string, maxAgeMs: n
   const dir = backupDirOf(ctx);
   const database = databaseRef(url);
   const identity = await addressedIdentity(url, 'lmsctl migrate');
-  const newest = newestVerifiedBackupOf(await describeBackups(dir), { kind: 'database', database: identity });
+  const newest = newestVerifiedBackupOf(
+    await describeBackups(dir),
+    { kind: 'database', database: identity },
+    { requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED },
+  );
   const hint = `run \`lmsctl backup\` first (backups are looked up in ${dir})`;
   if (!newest) {
-    throw new CliError(ExitCode.failed, `refusing to migrate ${database.name}: it has no verified backup`, hint);
+    const kind = ctx.config.LMS_BACKUP_REQUIRE_SIGNED ? 'verified, signed' : 'verified';
+    throw new CliError(ExitCode.failed, `refusing to migrate ${database.name}: it has no ${kind} backup`, hint);
   }
   if (newest.ageMs > maxAgeMs) {
     throw new CliError(
@@ -162,7 +173,7 @@ export async function migrateStatus(
   const { entries, current } = await createMigrator(ctx, options).status();
   const files = entries.filter((entry) => entry.state !== 'missing');
   return {
-    database: databaseRef(requireDatabaseUrl(ctx)),
+    database: databaseRef(requireSessionDatabaseUrl(ctx)),
     current,
     latest: files.at(-1)?.version ?? null,
     pending: entries.filter((entry) => entry.state === 'pending').length,
@@ -202,7 +213,7 @@ export async function migrateValidate(
   options: MigrateCommonOptions = {},
 ): Promise<MigrateValidateResult> {
   const result = await createMigrator(ctx, options).validate();
-  return { database: databaseRef(requireDatabaseUrl(ctx)), valid: true, ...result };
+  return { database: databaseRef(requireSessionDatabaseUrl(ctx)), valid: true, ...result };
 }
 
 export function renderMigrateValidate(result: MigrateValidateResult): string {
@@ -242,8 +253,8 @@ export interface MigrateDownOptions extends MigrateCommonOptions {
 
 export async function migrateDown(ctx: CommandContext, options: MigrateDownOptions = {}): Promise<MigrateDownResult> {
   const steps = options.steps ?? 1;
+  const database = databaseRef(await requireDirectDatabaseUrl(ctx, 'revert migrations'));
   const migrator = createMigrator(ctx, options);
-  const database = databaseRef(requireDatabaseUrl(ctx));
   const plan = await migrator.planDown(steps);
   const names = plan.map((migration) => migration.id).join(', ');
   ctx.out.info(

@@ -2,7 +2,7 @@ import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl, errorMessage } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
-import { requireDatabaseUrl, type CommandContext } from '../../context.js';
+import { requireDirectDatabaseUrl, type CommandContext } from '../../context.js';
 import { CliError, ExitCode, usageError } from '../../errors.js';
 import { withInterrupt } from '../../lib/interrupt.js';
 import { formatBytes, startProgress } from '../../lib/progress.js';
@@ -190,7 +190,7 @@ async function runAction(
  * worth it. Never while a backup or restore of the database runs (their shared lock).
  */
 export async function maintain(ctx: CommandContext, options: MaintainOptions = {}): Promise<MaintainResult> {
-  const url = requireDatabaseUrl(ctx);
+  const url = await requireDirectDatabaseUrl(ctx, 'maintain');
   const where = describePostgresUrl(url);
   const thresholds = {
     minBloatPercent: percentOption('--min-bloat', options.minBloat, MAINTAIN_DEFAULTS.minBloat),

@@ -1,6 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import { connectClient, describePostgresUrl, withDatabase } from '@lms/core';
-import { requireDatabaseUrl, type CommandContext } from '../../context.js';
+import { requireSessionDatabaseUrl, type CommandContext } from '../../context.js';
 import { confirmOrRefuse } from '../../lib/confirm.js';
 import { dropDatabase, isAbandoned, markedDatabases, type MarkedDatabase } from '../../postgres/admin.js';
 import { formatBytes } from '../../lib/progress.js';
@@ -30,7 +30,7 @@ export async function restoreCleanup(
   ctx: CommandContext,
   options: { targetDatabaseUrl?: string; all?: boolean } = {},
 ): Promise<RestoreCleanupResult> {
-  const url = options.targetDatabaseUrl ?? requireDatabaseUrl(ctx);
+  const url = options.targetDatabaseUrl ?? requireSessionDatabaseUrl(ctx);
   const { host, port, database } = describePostgresUrl(url);
   const scope = options.all ? 'every database' : database;
   const admin = await connectClient(withDatabase(url, 'postgres'), { applicationName: 'lmsctl restore cleanup' });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { ChalkInstance } from 'chalk';
 import { connectClient, describePostgresUrl, errorMessage, formatVersion, withDatabase } from '@lms/core';
-import { requireDatabaseUrl, type CommandContext } from '../../context.js';
+import { requireSessionDatabase, type CommandContext } from '../../context.js';
 import { CliError, ExitCode, usageError } from '../../errors.js';
 import { resolveBackup } from '../../backup/inventory.js';
 import {
@@ -29,6 +29,7 @@ import {
   summarizeSessions,
 } from '../../postgres/admin.js';
 import { lockDatabaseOrRefuse } from '../../postgres/database-lock.js';
+import { refuseThroughPooler } from '../../postgres/direct-connection.js';
 import { pgToolVersion } from '../../postgres/tools.js';
 import { formatBytes } from '../../lib/progress.js';
 import type { PausedQueues } from '../../queues/pause.js';
@@ -77,8 +78,10 @@ export interface RestoreOptions {
 /** Advisory lock namespace ("lmsr") that keeps two restores of one database apart. */
 const RESTORE_LOCK_CLASS = 0x6c6d7372;
 
-function targetOf(ctx: CommandContext, options: RestoreOptions): RestoreTarget {
-  const url = options.targetDatabaseUrl ?? requireDatabaseUrl(ctx);
+async function targetOf(ctx: CommandContext, options: RestoreOptions): Promise<RestoreTarget> {
+  const { url, source } = options.targetDatabaseUrl
+    ? { url: options.targetDatabaseUrl, source: '--target-database-url' as const }
+    : requireSessionDatabase(ctx);
   const { database, host, port } = describePostgresUrl(url);
   if (!database) throw usageError('the target URL names no database');
   if (['postgres', 'template0', 'template1'].includes(database)) {
@@ -87,6 +90,8 @@ function targetOf(ctx: CommandContext, options: RestoreOptions): RestoreTarget {
       'name the application database in the URL',
     );
   }
+  // pg_restore's session settings, the advisory locks and the swap need a session of their own.
+  await refuseThroughPooler(url, source, 'restore');
   return { url, name: database, host, port };
 }
 
@@ -116,7 +121,7 @@ export async function restore(
   options: RestoreOptions = {},
 ): Promise<RestoreResult | RestorePlan> {
   const dir = backupDirOf(ctx, options.dir);
-  const target = targetOf(ctx, options);
+  const target = await targetOf(ctx, options);
   const jobs = options.jobs ?? defaultJobs();
   const tools = toolsOf(ctx);
   const started = Date.now();
@@ -400,9 +405,9 @@ async function pauseQueuesFor(ctx: CommandContext, options: RestoreOptions): Pro
 
 function replacesApplicationDatabase(ctx: CommandContext, options: RestoreOptions): boolean {
   if (!options.targetDatabaseUrl) return true;
-  if (!ctx.databaseUrl) return false;
+  if (!ctx.sessionDatabase) return false;
   const target = describePostgresUrl(options.targetDatabaseUrl);
-  const application = describePostgresUrl(ctx.databaseUrl);
+  const application = describePostgresUrl(ctx.sessionDatabase.url);
   return (
     target.host === application.host && target.port === application.port && target.database === application.database
   );
