@@ -12,6 +12,7 @@ import {
   type StatusItem,
 } from '../health/probes.js';
 import { probeReplica } from '../health/replica.js';
+import { probePgBouncer } from '../health/pgbouncer.js';
 import { accessTokenKeysItem, backupKeyItem, webhookKeysItem } from '../secrets/live-keys.js';
 
 export interface StatusResult {
@@ -25,6 +26,7 @@ export async function status(ctx: CommandContext, options: ProbeOptions = {}): P
     await Promise.all([
       probeApi(ctx, options),
       probePostgres(ctx),
+      probePgBouncer(ctx),
       probeReplica(ctx),
       probeRedis(ctx, options),
       probeQueues(ctx, options),
