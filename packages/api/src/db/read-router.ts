@@ -10,6 +10,7 @@ import {
   type ReplicaState,
 } from '@lms/core';
 import type { ApiMetrics } from '../lib/api-metrics.js';
+import { within } from '../lib/within.js';
 import type { RecentWrites } from './recent-writes.js';
 
 /** What `/ready` and the logs say about the replica. */
@@ -88,20 +89,6 @@ function classify(error: unknown): ReplicaFailure {
   if (isDatabaseUnavailable(error) || code === 'ENOTFOUND' || (typeof code === 'string' && REFUSED_SQLSTATES.has(code)))
     return 'down';
   return 'statement';
-}
-
-async function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export interface ReadRouterOptions {

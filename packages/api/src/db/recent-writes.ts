@@ -1,24 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '@lms/core';
+import { within } from '../lib/within.js';
 
 /** How long a marker lookup or update may wait for Redis before the answer counts as unknown. */
 const REDIS_WAIT_MS = 500;
 /** Users remembered in this process at most; the oldest marks make room. */
 const LOCAL_MAX_USERS = 10_000;
-
-async function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * When each user last wrote, for read-your-writes on a read replica. The request of one user
@@ -53,7 +40,11 @@ export class RecentWrites {
     if (this.local.size >= LOCAL_MAX_USERS) this.local.delete(this.local.keys().next().value!);
     this.local.set(userId, now);
     try {
-      await within(REDIS_WAIT_MS, this.redis.set(this.key(userId), String(now), 'PX', this.keepMs));
+      await within(
+        REDIS_WAIT_MS,
+        this.redis.set(this.key(userId), String(now), 'PX', this.keepMs),
+        'Redis did not answer',
+      );
     } catch (error) {
       this.logger.debug({ err: error }, 'read-your-writes mark not stored in Redis; this process keeps it');
     }
@@ -68,7 +59,7 @@ export class RecentWrites {
     const here = this.local.get(userId);
     if (here !== undefined && here >= since) return true;
     try {
-      const shared = await within(REDIS_WAIT_MS, this.redis.get(this.key(userId)));
+      const shared = await within(REDIS_WAIT_MS, this.redis.get(this.key(userId)), 'Redis did not answer');
       return shared !== null && Number(shared) >= since;
     } catch {
       return true;
