@@ -169,11 +169,6 @@ export class ReadRouter implements LaggingReads {
     return Math.max(settings.REPLICA_READ_YOUR_WRITES_SECONDS * 1000, replayBound);
   }
 
-  /** Whether a replica is configured at all. */
-  get hasReplica(): boolean {
-    return this.options.replica !== null;
-  }
-
   async query<R extends QueryResultRow = QueryResultRow>(
     text: string,
     params: unknown[],
@@ -206,10 +201,10 @@ export class ReadRouter implements LaggingReads {
   }
 
   /** The replica's condition for `/ready`; null without one. Waits for the first check. */
-  async condition(): Promise<{ condition: ReplicaCondition; lagSeconds: number } | null> {
+  async condition(): Promise<{ condition: ReplicaCondition } | null> {
     if (!this.options.replica) return null;
     await this.firstCheck;
-    return { condition: this.currentCondition(Date.now()), lagSeconds: this.lagSeconds(Date.now()) };
+    return { condition: this.currentCondition(Date.now()) };
   }
 
   /** Stops the checks and closes the replica's pool. */
@@ -268,6 +263,8 @@ export class ReadRouter implements LaggingReads {
     if (this.closed) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
+      // A failed read moved the timer while a check was running: that check schedules the next.
+      if (this.inFlight) return;
       this.inFlight = this.check().finally(() => {
         this.inFlight = null;
       });
