@@ -197,8 +197,9 @@ export interface SelectionFlags {
 
 /**
  * The selector of a command that does not connect to PostgreSQL (list, verify, bundle, prune):
- * `--all`, `--database NAME`, else the database of `--database-url`/DATABASE_URL matched by
- * name, host and port; null when nothing is addressed.
+ * `--all`, `--database NAME`, else the database at `databaseUrl` matched by name, host and port
+ * (callers pass the URL backups are taken through: --database-url, DATABASE_DIRECT_URL, else
+ * DATABASE_URL, never a pooler's address); null when nothing is addressed.
  */
 export function offlineSelector(databaseUrl: string | undefined, flags: SelectionFlags): BackupSelector | null {
   if (flags.all && flags.database) throw usageError('--all and --database exclude each other', 'pass one of them');
@@ -229,9 +230,9 @@ export async function addressedIdentity(url: string, applicationName: string): P
  * the addressed database, else of the only database the folder holds backups of.
  */
 export async function latestSelector(
-  ctx: Pick<CommandContext, 'databaseUrl'>,
+  ctx: Pick<CommandContext, 'sessionDatabase'>,
   dir: string,
   flags: SelectionFlags,
 ): Promise<BackupSelector> {
-  return offlineSelector(ctx.databaseUrl, flags) ?? soleDatabaseSelector(await describeBackups(dir), dir);
+  return offlineSelector(ctx.sessionDatabase?.url, flags) ?? soleDatabaseSelector(await describeBackups(dir), dir);
 }

@@ -58,7 +58,7 @@ export async function backupPrune(ctx: CommandContext, options: BackupPruneOptio
   if (!Number.isInteger(options.keep) || options.keep < 1) throw usageError('--keep must be at least 1');
   const dir = backupDirOf(ctx, options.dir);
   const all = await describeBackups(dir, drillDirOf(ctx));
-  const selector = offlineSelector(ctx.databaseUrl, options) ?? soleDatabaseSelector(all, dir);
+  const selector = offlineSelector(ctx.sessionDatabase?.url, options) ?? soleDatabaseSelector(all, dir);
   const backups = selectBackups(all, selector);
   const reasons = new Map<string, string>();
   const keepReason = (file: string, reason: string) => {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient } from '@lms/core';
 import { createTestDatabase, startPgBouncer, type PgBouncer, type TestDatabase } from '@lms/core/testing';
 import { backup } from '../backup/create.js';
+import { backupList } from '../commands/backup/list.js';
 import { drill } from '../backup/drill.js';
 import { maintain } from '../commands/db/maintain.js';
 import { migrateDown, migrateStatus, migrateUp } from '../commands/migrate.js';
@@ -141,6 +142,17 @@ describe('work that needs a session of its own, with DATABASE_URL through PgBoun
     const status = await migrateStatus(context({ DATABASE_URL: pooled }));
     expect(status.pending).toBe(0);
     expect(await advisoryLocks()).toBe(0);
+  });
+});
+
+describe('backups with DATABASE_URL through PgBouncer and DATABASE_DIRECT_URL set', () => {
+  it("are taken on the server itself, and list addresses them by that address, not the pooler's", async () => {
+    const ctx = context({ DATABASE_URL: transaction.urlOf(database.name), DATABASE_DIRECT_URL: database.url });
+    const taken = await backup(ctx);
+    expect(taken.database).toMatchObject({ name: database.name, host: '127.0.0.1', port: 5432 });
+    const listed = await backupList(ctx);
+    expect(listed.backups.map((info) => info.file)).toEqual([path.basename(taken.file)]);
+    expect(listed.showing).toContain(':5432');
   });
 });
 

@@ -34,7 +34,7 @@ export async function backupList(
   options: { dir?: string } & SelectionFlags = {},
 ): Promise<BackupListResult> {
   const dir = backupDirOf(ctx, options.dir);
-  const selector = offlineSelector(ctx.databaseUrl, options) ?? { kind: 'all' as const };
+  const selector = offlineSelector(ctx.sessionDatabase?.url, options) ?? { kind: 'all' as const };
   const all = await describeBackups(dir, drillDirOf(ctx));
   const backups = selectBackups(all, selector);
   const hidden = all.filter((info) => !backups.includes(info));
