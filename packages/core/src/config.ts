@@ -463,7 +463,14 @@ export const configFields = {
   LMS_BACKUP_KEY_FILE: field({
     schema: z.string().min(1).optional(),
     description:
-      'File holding the 32-byte key for `lmsctl backup --encrypt` (64 hex characters, e.g. from `openssl rand -hex 32`). Keep it outside the backup folder; restore, verify and drill read it to decrypt.',
+      'File holding the 32-byte key for `lmsctl backup --encrypt` (64 hex characters, e.g. from `openssl rand -hex 32`). Keep it outside the backup folder; restore, verify and drill read it to decrypt. When set, every backup manifest is signed with it (HMAC-SHA256), encrypted or not.',
+    group: 'backups',
+  }),
+  LMS_BACKUP_REQUIRE_SIGNED: field({
+    schema: booleanFlag,
+    default: 'false',
+    description:
+      'Refuse backups whose manifest is not signed with the key of LMS_BACKUP_KEY_FILE (HMAC-SHA256), or is signed with another key: restore, drill, verify and `latest` then exit 3 naming why. A plain SHA-256 digest can be recomputed by anyone who can write the backup folder. Needs LMS_BACKUP_KEY_FILE; every backup taken while it is set is signed.',
     group: 'backups',
   }),
   LMS_PG_BIN_DIR: field({

@@ -72,6 +72,8 @@ export interface BackupResult {
   sizeBytes: number;
   sha256: string;
   encrypted: boolean;
+  /** The manifest carries an HMAC of the backup key (LMS_BACKUP_KEY_FILE set), not only a plain digest. */
+  signed: boolean;
   database: DatabaseIdentity;
   tables: number | null;
   rows: number | null;
@@ -222,6 +224,10 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
   const kind: ArchiveKind = jobs > 1 ? 'directory' : 'custom';
   const compress = options.compress ?? (kind === 'directory' ? DIRECTORY_DEFAULT_COMPRESS : undefined);
   const key = options.encrypt ? await backupKeyOf(ctx, dir, '--encrypt') : undefined;
+  // With a key configured every manifest is signed with it, encrypted or not: a plain digest can
+  // be recomputed by anyone who can write the folder. Read now, so a bad key file stops the
+  // backup before pg_dump starts.
+  const signingKey = key ?? (ctx.config.LMS_BACKUP_KEY_FILE ? await backupKeyOf(ctx, dir, 'signing') : undefined);
   const tools = toolsOf(ctx);
   const pgDump = await pgToolVersion('pg_dump', tools);
   await ensureBackupDir(dir);
@@ -316,7 +322,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
             durationMs: finishedAt.getTime() - startedAt.getTime(),
             lmsctl: { version: lmsctlVersion },
           },
-          key,
+          signingKey,
         );
         await writeManifest(manifestPathOf(published), manifest);
         await writeVerification(published, {
@@ -346,6 +352,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
           sizeBytes: check.sizeBytes,
           sha256: check.sha256,
           encrypted: Boolean(key),
+          signed: Boolean(signingKey),
           database: facts.identity,
           tables: tables ? Object.keys(tables).length : null,
           rows,

@@ -109,7 +109,9 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
   const selector: BackupSelector = options.fromDatabase
     ? { kind: 'name', name: options.fromDatabase }
     : { kind: 'database', database: addressed };
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, selector);
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, selector, {
+    requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
+  });
   const jobs = options.jobs ?? defaultJobs();
   const objectives = {
     rtoMs: options.rto ?? ctx.config.LMS_DRILL_RTO,

@@ -15,7 +15,7 @@ import {
 } from './identity.js';
 import { listBackupFiles, readVerification, type ArchiveKind } from './archive/store.js';
 import { lastDrillOf, readDrillReports, type DrillReportSummary } from './drill-reports.js';
-import { manifestPathOf, type BackupManifest } from './archive/manifest.js';
+import { manifestPathOf, unsignedError, type BackupManifest } from './archive/manifest.js';
 import { readEncryptionHeader } from './archive/crypto.js';
 import { TOC_FILE } from './archive/directory.js';
 
@@ -41,6 +41,8 @@ export interface BackupInfo {
   /** False for a dump whose manifest is missing (interrupted, or copied without it). */
   complete: boolean;
   encrypted: boolean;
+  /** The manifest claims an HMAC of the backup key (checked only when the backup is verified). */
+  signed: boolean;
   /** The source database, from the manifest; null without one. */
   database: DatabaseIdentity | null;
   migration: number | null;
@@ -103,6 +105,7 @@ export async function describeBackups(dir: string, drillDir?: string, now = new 
       sizeBytes: entry.sizeBytes,
       complete: Boolean(manifest),
       encrypted: Boolean(manifest?.encryption),
+      signed: manifest?.signature?.algorithm === 'hmac-sha256',
       database: identityOfManifest(manifest),
       migration: manifest?.migration?.version ?? null,
       tables: manifest?.tables ? Object.keys(manifest.tables).length : null,
@@ -123,9 +126,16 @@ export function selectBackups(backups: BackupInfo[], selector: BackupSelector): 
   return backups.filter((info) => selects(selector, info.database));
 }
 
-/** The newest verified backup of the database `selector` picks (`migrate --require-backup`, `check predeploy`). */
-export function newestVerifiedBackupOf(backups: BackupInfo[], selector: BackupSelector): BackupInfo | undefined {
-  return selectBackups(backups, selector).find((info) => info.verified);
+/**
+ * The newest verified backup of the database `selector` picks (`migrate --require-backup`,
+ * `check predeploy`); with `requireSigned`, the newest verified and signed one.
+ */
+export function newestVerifiedBackupOf(
+  backups: BackupInfo[],
+  selector: BackupSelector,
+  options: { requireSigned?: boolean } = {},
+): BackupInfo | undefined {
+  return selectBackups(backups, selector).find((info) => info.verified && (info.signed || !options.requireSigned));
 }
 
 /** "lms on 127.0.0.1:5432 (3), dev on 127.0.0.1:5432 (1)": the sources of the complete backups. */
@@ -155,13 +165,22 @@ export function soleDatabaseSelector(backups: BackupInfo[], dir: string): Backup
 
 /**
  * Resolves what the user named. `latest` is the newest complete backup of the database the
- * selector picks; a path is taken relative to the working directory, a bare file name also
- * inside the backup folder.
+ * selector picks — with `requireSigned` (LMS_BACKUP_REQUIRE_SIGNED), refused (exit 3) when its
+ * manifest is not signed with a key: an unsigned file dropped into the folder must not become
+ * "latest". A path is taken relative to the working directory, a bare file name also inside the
+ * backup folder.
  */
-export async function resolveBackup(dir: string, spec: string, cwd: string, selector: BackupSelector): Promise<string> {
+export async function resolveBackup(
+  dir: string,
+  spec: string,
+  cwd: string,
+  selector: BackupSelector,
+  options: { requireSigned?: boolean } = {},
+): Promise<string> {
   if (spec === 'latest') {
     const backups = (await describeBackups(dir)).filter((info) => info.complete);
     const newest = selectBackups(backups, selector)[0];
+    if (newest && options.requireSigned && !newest.signed) throw unsignedError(`the newest backup, ${newest.file},`);
     if (newest) return newest.path;
     if (backups.length === 0) {
       throw usageError(`no backup in ${dir}`, 'make one with `lmsctl backup`, or name a file');

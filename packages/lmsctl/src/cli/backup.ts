@@ -41,6 +41,8 @@ only once complete and checksummed; files are created readable by their owner on
 With --jobs N (N > 1) pg_dump writes a directory-format archive with N workers on the same
 snapshot, published as the folder lms_YYYYMMDD_HHMMSS.dump.d; its manifest holds a checksum per
 file and one over them all. Every command that takes a backup takes either kind.
+With LMS_BACKUP_KEY_FILE set, every manifest is signed with that key (HMAC-SHA256), encrypted or
+not; under LMS_BACKUP_REQUIRE_SIGNED, restore, drill, verify and latest refuse unsigned ones.
 ${examples(
   { cmd: 'lmsctl backup', note: 'back up DATABASE_URL into backups/db', exits: 0 },
   { cmd: 'lmsctl backup --jobs 2', note: 'two pg_dump workers, a directory backup', exits: 0 },

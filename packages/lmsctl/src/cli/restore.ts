@@ -35,7 +35,8 @@ export function registerRestore(program: Command, runtime: Runtime): void {
       'after',
       `
 Before anything is touched the backup is verified (manifest signature, sha256, decryption,
-archive listing); any failure exits 3. The restore goes into a new database beside the target,
+archive listing); any failure exits 3, as does a backup not signed with the backup key under
+LMS_BACKUP_REQUIRE_SIGNED. The restore goes into a new database beside the target,
 every table's row count is checked against the manifest, and only then are the two renamed in
 one transaction. The replaced database is kept as <name>_pre_restore_<time> until
 \`lmsctl restore cleanup\` (or --drop-previous). Ctrl-C, a failure or even a killed lmsctl

@@ -352,7 +352,11 @@ async function verifiedBackupItem(ctx: CommandContext, maxAgeMs: number): Promis
     const { database } = describePostgresUrl(url);
     const dir = backupDirOf(ctx);
     const identity = await addressedIdentity(url, 'lmsctl check');
-    const newest = newestVerifiedBackupOf(await describeBackups(dir), { kind: 'database', database: identity });
+    const newest = newestVerifiedBackupOf(
+      await describeBackups(dir),
+      { kind: 'database', database: identity },
+      { requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED },
+    );
     if (!newest) {
       return {
         name: 'verified backup',

@@ -39,9 +39,9 @@ import { CliError, ExitCode } from '../../errors.js';
  * about the backup itself, so it is not recorded as a failed verification of it.
  */
 export class WrongKeyError extends VerificationError {
-  constructor(backupKeyId: string, heldKeyId: string) {
+  constructor(backupKeyId: string, heldKeyId: string, what: 'encrypted' | 'signed' = 'encrypted') {
     super(
-      `this backup was encrypted with another key (key id ${backupKeyId}; LMS_BACKUP_KEY_FILE holds key id ${heldKeyId})`,
+      `this backup was ${what} with another key (key id ${backupKeyId}; LMS_BACKUP_KEY_FILE holds key id ${heldKeyId})`,
     );
   }
 }

@@ -1,5 +1,6 @@
 import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { z } from 'zod';
 import { VerificationError } from '@lms/core';
 import { WrongKeyError } from './crypto.js';
@@ -9,8 +10,8 @@ import type { ArchiveKind } from './store.js';
 /**
  * The manifest written beside every dump (`lms_….dump.json`): what the dump holds and how to
  * check it. It is signed so that an edit is noticed: with an HMAC keyed from the backup key
- * for encrypted backups (an attacker without the key cannot re-sign), otherwise with a plain
- * digest that catches corruption and careless edits.
+ * whenever LMS_BACKUP_KEY_FILE is set, encrypted or not (an attacker without the key cannot
+ * re-sign), otherwise with a plain digest that catches corruption and careless edits.
  */
 export const MANIFEST_FORMAT = 'lmsctl-backup-manifest';
 
@@ -139,12 +140,26 @@ export function manifestPathOf(dumpPath: string): string {
 }
 
 /**
+ * The refusal of a manifest that carries only the plain digest where a signature is required
+ * (LMS_BACKUP_REQUIRE_SIGNED): exit 3, saying why the digest proves nothing and what to do.
+ */
+export function unsignedError(file: string): VerificationError {
+  return new VerificationError(
+    `${file} is not signed with the backup key — its manifest carries a plain sha256, which anyone who can write the backup folder can recompute — and LMS_BACKUP_REQUIRE_SIGNED is on: refusing it ` +
+      '(if it is genuine, take a new backup with LMS_BACKUP_KEY_FILE set; if not, remove it)',
+  );
+}
+
+/**
  * Reads and checks a manifest: shape, then signature. `getKey` is asked for the backup key
- * only when the manifest is HMAC-signed. Every problem is a VerificationError (exit 3).
+ * only when the manifest is HMAC-signed; with `requireSigned` a manifest with only the plain
+ * digest is refused. Every problem is a VerificationError (exit 3); one signed with another key
+ * than LMS_BACKUP_KEY_FILE's is a WrongKeyError.
  */
 export async function readManifest(
   file: string,
   getKey: (keyId: string) => Promise<SigningKey>,
+  options: { requireSigned?: boolean } = {},
 ): Promise<BackupManifest> {
   let text: string;
   try {
@@ -184,11 +199,14 @@ export async function readManifest(
       `manifest ${file} describes an encrypted backup but is not signed with its key (it was replaced or edited)`,
     );
   }
+  if (options.requireSigned && signature.algorithm !== 'hmac-sha256') {
+    throw unsignedError(path.basename(file).replace(/\.json$/, ''));
+  }
   let expected: BackupManifest;
   if (signature.algorithm === 'hmac-sha256') {
     const key = await getKey(signature.keyId ?? '');
     if (key.keyId !== signature.keyId) {
-      throw new WrongKeyError(signature.keyId ?? '', key.keyId);
+      throw new WrongKeyError(signature.keyId ?? '', key.keyId, body.encryption ? 'encrypted' : 'signed');
     }
     expected = signManifest(body, key);
   } else {

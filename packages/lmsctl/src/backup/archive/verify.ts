@@ -112,7 +112,9 @@ async function prepareArchiveUnrecorded(
   await removeStalePartials(dir);
   let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
   const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
-  const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
+  const manifest = await readManifest(manifestPathOf(dumpPath), getKey, {
+    requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
+  });
   const name = path.basename(dumpPath);
   if (manifest.file !== name) throw new VerificationError(`manifest names ${manifest.file}, not ${name}`);
   const tools = toolsOf(ctx);
@@ -268,7 +270,9 @@ export async function verifyBackupFile(
   let key: BackupKey | undefined;
   const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
   try {
-    const manifest = await readManifest(manifestPathOf(dumpPath), getKey);
+    const manifest = await readManifest(manifestPathOf(dumpPath), getKey, {
+      requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
+    });
     if (manifest.file !== path.basename(dumpPath)) {
       throw new VerificationError(`manifest names ${manifest.file}, not ${path.basename(dumpPath)}`);
     }
@@ -276,7 +280,14 @@ export async function verifyBackupFile(
     let entries: number;
     let dumpedBy: string | null;
     if (archiveKindOf(manifest) === 'directory') {
-      ({ entries, dumpedBy } = await verifyDirectory(dumpPath, manifest, { ...toolsOf(ctx), key, signal, deep }));
+      // The key may have been read only to check the manifest's signature: decrypt only what is encrypted.
+      const decryptWith = manifest.encryption ? key : undefined;
+      ({ entries, dumpedBy } = await verifyDirectory(dumpPath, manifest, {
+        ...toolsOf(ctx),
+        key: decryptWith,
+        signal,
+        deep,
+      }));
     } else {
       const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal, deep });
       assertMatchesManifest(check, manifest, path.basename(dumpPath));

@@ -33,7 +33,9 @@ export async function backupBundle(
   options: { dir?: string; out: string; database?: string },
 ): Promise<BackupBundleResult> {
   const dir = backupDirOf(ctx, options.dir);
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options), {
+    requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
+  });
   const manifest = await readManifestUnchecked(dumpPath);
   if (!manifest) throw new VerificationError(`${path.basename(dumpPath)} has no manifest; bundle a complete backup`);
   const out = path.resolve(ctx.cwd, options.out);

@@ -16,5 +16,6 @@ export function renderBackup(result: BackupResult, style: ChalkInstance): string
   ];
   if (result.archive === 'directory') what.push(`directory archive, ${result.jobs} jobs`);
   if (result.encrypted) what.push('encrypted');
+  if (result.signed) what.push('manifest signed with the backup key');
   return `${style.green('backup written')} ${result.file}\n  ${what.join(', ')}\n  sha256 ${result.sha256}`;
 }

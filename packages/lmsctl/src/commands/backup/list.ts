@@ -66,6 +66,7 @@ export function renderBackupList(result: BackupListResult, style: ChalkInstance)
       ? `${info.database.name}@${info.database.host}:${info.database.port}`
       : style.red('incomplete: no manifest'),
     info.encrypted ? 'yes' : 'no',
+    info.signed ? 'yes' : 'no',
     verificationCell(info, style),
     info.lastDrill
       ? (info.lastDrill.verdict === 'pass' ? style.green : style.red)(
@@ -81,7 +82,7 @@ export function renderBackupList(result: BackupListResult, style: ChalkInstance)
     );
   const count = `${result.backups.length} backup${result.backups.length === 1 ? '' : 's'} of ${result.showing} in ${result.dir}`;
   return [
-    table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'VERIFIED', 'LAST DRILL'], rows, style),
+    table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'SIGNED', 'VERIFIED', 'LAST DRILL'], rows, style),
     ...(failures.length ? ['', ...failures] : []),
     '',
     `${style.dim(count)}${otherwise}`,

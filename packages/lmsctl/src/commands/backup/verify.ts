@@ -27,7 +27,9 @@ export async function backupVerify(
   options: { dir?: string; database?: string; deep?: boolean } = {},
 ): Promise<BackupVerifyResult> {
   const dir = backupDirOf(ctx, options.dir);
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options));
+  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options), {
+    requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
+  });
   const verified = await verifyBackupFile(ctx, dumpPath, dir, { deep: options.deep });
   return {
     file: dumpPath,

@@ -152,6 +152,7 @@ export async function restore(
         spec,
         ctx.cwd,
         options.fromDatabase ? { kind: 'name', name: options.fromDatabase } : { kind: 'database', database: addressed },
+        { requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED },
       );
       // Whose backup this is decides before anything else is read or decrypted; the manifest's
       // signature is checked here, so an edited source name cannot slip past.
@@ -348,7 +349,9 @@ async function checkSource(
 ): Promise<DatabaseIdentity> {
   let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
   const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
-  const manifest = await readManifest(manifestPathOf(dumpPath), getKey).catch(async (error: unknown) => {
+  const manifest = await readManifest(manifestPathOf(dumpPath), getKey, {
+    requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
+  }).catch(async (error: unknown) => {
     await recordVerificationFailure(dumpPath, error);
     throw error;
   });
