@@ -73,10 +73,10 @@ describe('worker through PgBouncer (transaction pooling)', () => {
       env: { DATABASE_URL: pooled, DATABASE_DIRECT_URL: env.database.url },
       queues: ['progress'],
       limits: {
-        emails: { softMs: 500, hardMs: 20_000 },
-        progress: { softMs: 500, hardMs: 20_000 },
-        certificates: { softMs: 500, hardMs: 20_000 },
-        webhooks: { softMs: 500, hardMs: 20_000 },
+        emails: { softMs: 1_000, hardMs: 20_000 },
+        progress: { softMs: 1_000, hardMs: 20_000 },
+        certificates: { softMs: 1_000, hardMs: 20_000 },
+        webhooks: { softMs: 1_000, hardMs: 20_000 },
       },
     });
     // The pool really goes through PgBouncer: the process id it was given is not the server's.
@@ -102,7 +102,7 @@ describe('worker through PgBouncer (transaction pooling)', () => {
 
       const failed = await waitForJobState(env.queue('progress'), job.id!, 'failed');
       expect(failed.failedReason).toBe(
-        'progress.recompute exceeded the soft time limit of 0.5 s: canceling statement due to user request',
+        'progress.recompute exceeded the soft time limit of 1 s: canceling statement due to user request',
       );
       // The lock is still held by the test, yet nothing waits on it any more and PgBouncer's
       // server connection is back in its pool: all well before the 20 s hard limit.
