@@ -9,7 +9,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient } from '@lms/core';
-import { createTestDatabase, startPgBouncer, type PgBouncer, type TestDatabase } from '@lms/core/testing';
+import {
+  createTestDatabase,
+  dropTestDatabase,
+  startPgBouncer,
+  type PgBouncer,
+  type TestDatabase,
+} from '@lms/core/testing';
 import { backup } from '../backup/create.js';
 import { backupList } from '../commands/backup/list.js';
 import { drill } from '../backup/drill.js';
@@ -36,6 +42,8 @@ beforeAll(async () => {
 afterAll(async () => {
   try {
     await Promise.all([transaction?.stop(), session?.stop()]);
+    // Created only if the refusal of migrate --create-database failed.
+    if (database) await dropTestDatabase(`${database.name}_missing`);
     await database?.drop();
   } finally {
     if (cwd) await rm(cwd, { recursive: true, force: true });
