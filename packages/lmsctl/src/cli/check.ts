@@ -16,7 +16,10 @@ export function registerCheck(program: Command, runtime: Runtime): void {
     .option('--alertmanager-url <url>', 'Alertmanager, for the alert delivery test (weekly)')
     .option('--max-backup-age <duration>', 'predeploy: the newest verified backup must be younger', durationMs)
     .option('--image <image>', 'weekly: the LMS image trivy scans (default: LMS_IMAGE, else lms:latest)')
-    .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')
+    .option(
+      '--redis-url <url>',
+      'Redis of the queues, or any node of their cluster (default: REDIS_CLUSTER_NODES, else REDIS_URL)',
+    )
     .option('--prefix <prefix>', 'queue key prefix (default: QUEUE_PREFIX)')
     .addHelpText(
       'after',

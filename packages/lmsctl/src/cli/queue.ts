@@ -6,7 +6,10 @@ import { durationMs, integerAtLeast } from './parsers.js';
 
 function withConnection(command: Command): Command {
   return command
-    .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')
+    .option(
+      '--redis-url <url>',
+      'Redis of the queues, or any node of their cluster (default: REDIS_CLUSTER_NODES, else REDIS_URL)',
+    )
     .option('--prefix <prefix>', 'queue key prefix (default: QUEUE_PREFIX, else {lms})');
 }
 

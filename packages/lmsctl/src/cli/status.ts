@@ -17,7 +17,10 @@ export function registerStatus(program: Command, runtime: Runtime): void {
       'one screen: API readiness, PostgreSQL, the read replica and its lag (DATABASE_READ_URL), Redis, queues, newest backup and drill (exit 1 if anything failed)',
     )
     .option('--api-url <url>', 'where the API answers /ready (default http://127.0.0.1:PORT)')
-    .option('--redis-url <url>', 'Redis of the queues (default: REDIS_URL)')
+    .option(
+      '--redis-url <url>',
+      'Redis of the queues, or any node of their cluster (default: REDIS_CLUSTER_NODES, else REDIS_URL)',
+    )
     .option('--prefix <prefix>', 'queue key prefix (default: QUEUE_PREFIX)')
     .addHelpText(
       'after',

@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import type { ChalkInstance } from 'chalk';
-import { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import {
   connectClient,
   defaultMigrationsDir,
@@ -10,15 +10,15 @@ import {
   maskUrl,
   Migrator,
   queueNames,
-  redisConnectionOptions,
 } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
+import { createRedisClient, isRedisCluster } from '@lms/core/redis-client';
 import { NO_DATABASE_GIVEN, type CommandContext } from '../context.js';
 import { addressedIdentity, describeBackups, describeSources, selectBackups } from '../backup/inventory.js';
 import type { BackupSelector } from '../backup/identity.js';
 import { readDrillReports, routineDrillsOf } from '../backup/drill-reports.js';
 import { formatBytes } from '../lib/progress.js';
-import { redisAnswers } from '../queues/pause.js';
+import { describeRedisSource, queuesRedisSource, reachRedis } from '../queues/connection.js';
 import { table } from '../output.js';
 import { summarize, withQueues, type QueueOptions } from '../queues/inspect.js';
 import { backupDirOf, drillDirOf } from '../backup/context.js';
@@ -142,43 +142,108 @@ function infoField(info: string, name: string): string | undefined {
   return new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 }
 
+/** Memory, eviction policy and persistence of one Redis server. */
+interface RedisServerFacts {
+  version: string;
+  used: number;
+  max: number;
+  policy: string;
+  aof: boolean;
+  /** null: CONFIG refused (often on managed Redis), so unknown from here. */
+  rdb: boolean | null;
+}
+
+async function redisServerFacts(redis: Redis): Promise<RedisServerFacts> {
+  const info = await redis.info();
+  let rdb: boolean | null = null;
+  try {
+    const save = await redis.config('GET', 'save');
+    rdb = Boolean(save[1]?.trim());
+  } catch {
+    // CONFIG is often disabled on managed Redis: persistence is then unknown from here.
+  }
+  return {
+    version: infoField(info, 'redis_version') ?? '?',
+    used: Number(infoField(info, 'used_memory') ?? 0),
+    max: Number(infoField(info, 'maxmemory') ?? 0),
+    policy: infoField(info, 'maxmemory_policy') ?? 'unknown',
+    aof: infoField(info, 'aof_enabled') === '1',
+    rdb,
+  };
+}
+
+/** What an operator must fix on one server (or any master of a cluster) for the queues to be safe. */
+function redisWarnings(facts: RedisServerFacts): string[] {
+  const warnings: string[] = [];
+  if (facts.max === 0) warnings.push('no maxmemory set');
+  else if (facts.used / facts.max > 0.8) warnings.push('memory over 80 % of maxmemory');
+  // BullMQ loses jobs if Redis evicts keys: only noeviction is safe for the queues.
+  if (facts.policy !== 'noeviction')
+    warnings.push(`eviction policy ${facts.policy} can drop queued jobs (use noeviction)`);
+  if (facts.rdb === false && !facts.aof)
+    warnings.push('persistence is off (no RDB snapshots, no AOF): a restart loses every queued job');
+  return warnings;
+}
+
+const distinct = <T>(values: T[]): T[] => [...new Set(values)];
+
 export async function probeRedis(ctx: CommandContext, options: QueueOptions): Promise<StatusItem[]> {
-  const url = options.redisUrl ?? ctx.config.REDIS_URL;
+  const source = queuesRedisSource(ctx, options.redisUrl);
   return probe('redis', async () => {
-    if (!(await redisAnswers(url))) return { name: 'redis', state: 'fail', detail: `${maskUrl(url)} does not answer` };
-    const redis = new Redis({ ...redisConnectionOptions(url), lazyConnect: true, maxRetriesPerRequest: 1 });
+    const target = await reachRedis(source);
+    if (!target) return { name: 'redis', state: 'fail', detail: `${describeRedisSource(source)} does not answer` };
+    const redis = createRedisClient(target, { lazyConnect: true, maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);
     try {
       await redis.connect();
-      const info = await redis.info();
-      const used = Number(infoField(info, 'used_memory') ?? 0);
-      const max = Number(infoField(info, 'maxmemory') ?? 0);
-      const policy = infoField(info, 'maxmemory_policy') ?? 'unknown';
-      const aof = infoField(info, 'aof_enabled') === '1';
-      let rdb: boolean | null = null;
-      try {
-        const save = await redis.config('GET', 'save');
-        rdb = Boolean(save[1]?.trim());
-      } catch {
-        // CONFIG is often disabled on managed Redis: persistence is then unknown from here.
-      }
-      const warnings: string[] = [];
-      if (max === 0) warnings.push('no maxmemory set');
-      else if (used / max > 0.8) warnings.push('memory over 80 % of maxmemory');
-      // BullMQ loses jobs if Redis evicts keys: only noeviction is safe for the queues.
-      if (policy !== 'noeviction') warnings.push(`eviction policy ${policy} can drop queued jobs (use noeviction)`);
-      if (rdb === false && !aof)
-        warnings.push('persistence is off (no RDB snapshots, no AOF): a restart loses every queued job');
+      if (isRedisCluster(redis)) return await clusterItem(redis);
+      const facts = await redisServerFacts(redis);
+      const warnings = redisWarnings(facts);
+      const { version, used, max, policy, rdb, aof } = facts;
       return {
         name: 'redis',
         state: warnings.length ? 'warn' : 'ok',
-        detail: `Redis ${infoField(info, 'redis_version') ?? '?'}, ${formatBytes(used)} used${max ? ` of ${formatBytes(max)}` : ''}, policy ${policy}, RDB ${rdb === null ? 'unknown' : rdb ? 'on' : 'off'}, AOF ${aof ? 'on' : 'off'}${warnings.length ? ` — ${warnings.join('; ')}` : ''}`,
+        detail: `Redis ${version}, ${formatBytes(used)} used${max ? ` of ${formatBytes(max)}` : ''}, policy ${policy}, RDB ${rdb === null ? 'unknown' : rdb ? 'on' : 'off'}, AOF ${aof ? 'on' : 'off'}${warnings.length ? ` — ${warnings.join('; ')}` : ''}`,
         data: { usedMemory: used, maxMemory: max, policy, rdb, aof },
       };
     } finally {
       redis.disconnect();
     }
   });
+}
+
+/**
+ * A Redis Cluster: its state, and each master's memory, policy and persistence (the queues live
+ * on one master, the cache and rate limits on all). A state other than ok fails: some slots have
+ * no master, and every key in them is out of reach.
+ */
+async function clusterItem(cluster: Cluster): Promise<StatusItem> {
+  const masters = cluster.nodes('master');
+  const clusterInfo = await masters[0]!.cluster('INFO');
+  const clusterState = infoField(clusterInfo, 'cluster_state') ?? 'unknown';
+  const nodes = await Promise.all(
+    masters.map(async (node) => ({
+      address: `${node.options.host}:${node.options.port}`,
+      ...(await redisServerFacts(node)),
+    })),
+  );
+  const warnings = distinct(
+    nodes.flatMap((node) => redisWarnings(node).map((warning) => `${node.address}: ${warning}`)),
+  );
+  const used = nodes.reduce((sum, node) => sum + node.used, 0);
+  const rdb = distinct(nodes.map((node) => (node.rdb === null ? 'unknown' : node.rdb ? 'on' : 'off'))).join('/');
+  const aof = distinct(nodes.map((node) => (node.aof ? 'on' : 'off'))).join('/');
+  const problems = [...(clusterState === 'ok' ? [] : [`cluster_state ${clusterState}`]), ...warnings];
+  return {
+    name: 'redis',
+    state: clusterState !== 'ok' ? 'fail' : warnings.length ? 'warn' : 'ok',
+    detail: `Redis Cluster ${distinct(nodes.map((node) => node.version)).join('/')}, ${masters.length} masters, state ${clusterState}, ${formatBytes(used)} used, policy ${distinct(nodes.map((node) => node.policy)).join('/')}, RDB ${rdb}, AOF ${aof}${problems.length ? ` — ${problems.join('; ')}` : ''}`,
+    data: {
+      cluster: { state: clusterState, masters: nodes.map((node) => node.address) },
+      usedMemory: used,
+      nodes,
+    },
+  };
 }
 
 export async function probeQueues(ctx: CommandContext, options: QueueOptions): Promise<StatusItem[]> {

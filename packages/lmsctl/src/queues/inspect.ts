@@ -1,8 +1,8 @@
-import { Queue } from 'bullmq';
-import { isQueueName, maskUrl, queueNames, redisConnectionOptions, type QueueName } from '@lms/core';
+import type { Queue } from 'bullmq';
+import { isQueueName, queueNames, type QueueName } from '@lms/core';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
-import { redisAnswers } from './pause.js';
+import { describeRedisSource, openQueues, queuesRedisSource, reachRedis, redisSourceHint } from './connection.js';
 
 /** Job states `queue list` counts, in the order shown. */
 
@@ -20,7 +20,7 @@ export const JOB_STATES = [
 export type JobState = (typeof JOB_STATES)[number];
 
 export interface QueueOptions {
-  /** `--redis-url`, else REDIS_URL. */
+  /** `--redis-url`, else REDIS_CLUSTER_NODES, else REDIS_URL (see `queuesRedisSource`). */
   redisUrl?: string;
   /** `--prefix`, else QUEUE_PREFIX. */
   prefix?: string;
@@ -33,23 +33,23 @@ export async function withQueues<T>(
   names: readonly QueueName[],
   work: (queues: Queue[]) => Promise<T>,
 ): Promise<T> {
-  const url = options.redisUrl ?? ctx.config.REDIS_URL;
-  if (!(await redisAnswers(url))) {
+  const source = queuesRedisSource(ctx, options.redisUrl);
+  const target = await reachRedis(source);
+  if (!target) {
     throw new CliError(
       ExitCode.failed,
-      `Redis at ${maskUrl(url)} does not answer`,
-      'check REDIS_URL (or --redis-url) and that Redis is running',
+      `Redis at ${describeRedisSource(source)} does not answer`,
+      redisSourceHint(source),
     );
   }
-  const connection = { ...redisConnectionOptions(url), connectTimeout: 2000, maxRetriesPerRequest: 1 };
-  const queues = names.map(
-    (name) => new Queue(name, { connection, prefix: options.prefix ?? ctx.config.QUEUE_PREFIX }),
-  );
-  for (const queue of queues) queue.on('error', () => undefined);
+  const opened = openQueues(target, options.prefix ?? ctx.config.QUEUE_PREFIX, names, {
+    connectTimeout: 2000,
+    maxRetriesPerRequest: 1,
+  });
   try {
-    return await work(queues);
+    return await work(opened.queues);
   } finally {
-    await Promise.all(queues.map((queue) => queue.close()));
+    await opened.close();
   }
 }
 

@@ -1,7 +1,7 @@
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { maskUrl, queueNames, redisConnectionOptions } from '@lms/core';
+import { queueNames, redisConnectionOptions } from '@lms/core';
 import { CliError, ExitCode } from '../errors.js';
+import { describeRedisSource, openQueues, reachRedis, type RedisSource } from './connection.js';
 
 export interface PausedQueues {
   /** Queues this call paused (those already paused are left as they were). */
@@ -33,24 +33,27 @@ export async function redisAnswers(url: string): Promise<boolean> {
 
 /**
  * Pauses the job queues (globally, so every worker stops taking jobs) while the database is
- * replaced underneath them. When Redis does not answer: an error if the caller configured
- * REDIS_URL explicitly, else null (there is no queue system to pause).
+ * replaced underneath them. `source` is REDIS_URL (a node of a Redis Cluster is found to be one)
+ * or the cluster of REDIS_CLUSTER_NODES (`redisTarget(config)`). When Redis does not answer: an
+ * error if the caller configured it explicitly, else null (there is no queue system to pause).
  */
 export async function pauseQueues(
-  url: string,
+  source: RedisSource,
   prefix: string,
   options: { required: boolean },
 ): Promise<PausedQueues | null> {
-  if (!(await redisAnswers(url))) {
+  const target = await reachRedis(source);
+  if (!target) {
     if (!options.required) return null;
     throw new CliError(
       ExitCode.failed,
-      `cannot pause the job queues: Redis at ${maskUrl(url)} does not answer`,
+      `cannot pause the job queues: Redis at ${describeRedisSource(source)} does not answer`,
       'start Redis, or pass --no-pause-queues to restore while workers keep running',
     );
   }
-  const queues = queueNames.map((name) => new Queue(name, { connection: redisConnectionOptions(url), prefix }));
-  const paused: Queue[] = [];
+  const opened = openQueues(target, prefix, queueNames);
+  const { queues } = opened;
+  const paused: typeof queues = [];
   try {
     for (const queue of queues) {
       if (await queue.isPaused()) continue;
@@ -59,7 +62,7 @@ export async function pauseQueues(
     }
   } catch (error) {
     await Promise.all(paused.map((queue) => queue.resume().catch(() => undefined)));
-    await Promise.all(queues.map((queue) => queue.close()));
+    await opened.close();
     throw error;
   }
   return {
@@ -68,7 +71,7 @@ export async function pauseQueues(
       try {
         for (const queue of paused) await queue.resume();
       } finally {
-        await Promise.all(queues.map((queue) => queue.close()));
+        await opened.close();
       }
     },
   };
