@@ -98,6 +98,38 @@ describe('readiness while a dependency is down', () => {
   });
 });
 
+describe('Redis refusing writes', () => {
+  it('counts each cache write and rate-limited request it did not take, and logs each kind once a minute at most', async () => {
+    const closed = await freePort();
+    const destination = new PassThrough();
+    const lines: Array<{ msg: string; suppressed?: number }> = [];
+    destination.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+    });
+    const deps = createDeps(
+      { ...api.config, REDIS_URL: `redis://127.0.0.1:${closed}` },
+      { redisPrefix: `${api.env.redisPrefix}:refused:`, logger: createLogger({ level: 'warn', destination }) },
+    );
+    const app = createApp(deps);
+    try {
+      const instructor = await createUser(api, 'instructor');
+      const course = await createCourse(api, instructor);
+      for (let n = 0; n < 20; n++) expect((await call(app, 'get', `/api/v1/courses/${course.id}`)).status).toBe(200);
+      const metrics = (await call(app, 'get', '/metrics')).text;
+      const failures = (use: string) =>
+        Number(new RegExp(`^lms_redis_write_failures_total\\{use="${use}"\\} (\\d+)`, 'm').exec(metrics)?.[1]);
+      expect(failures('rate_limit')).toBe(20);
+      // The first read stores the course (and fails to); the others are served from this process's memory.
+      expect(failures('cache')).toBe(1);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(lines.filter((line) => line.msg.startsWith('rate limits are counted per process'))).toHaveLength(1);
+      expect(lines.filter((line) => line.msg.startsWith('cache write to Redis failed'))).toHaveLength(1);
+    } finally {
+      await closeDeps(deps);
+    }
+  });
+});
+
 describe('HTTP hygiene', () => {
   it('sends the security headers and no x-powered-by; no HSTS, even in production (Caddy sends it)', async () => {
     const response = await call(api, 'get', '/health');
