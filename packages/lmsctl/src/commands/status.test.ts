@@ -20,7 +20,8 @@ import { testContext } from '../testing/context.js';
 import { runLmsctl } from '../testing/run-cli.js';
 import { backup } from '../backup/create.js';
 import { keyIdOf } from '../backup/archive/crypto.js';
-import type { StatusItem } from '../health/probes.js';
+import { probePostgres, type StatusItem } from '../health/probes.js';
+import { startOwnPostgres } from '../../../api/src/testing/own-postgres.js';
 import { RUNBOOK_BASE } from '../health/runbooks.js';
 import { dailyTrafficQueries, type CheckResult } from './check.js';
 import type { StatusResult } from './status.js';
@@ -239,6 +240,28 @@ describe('lmsctl status: which keys are live', () => {
       await client.query('DELETE FROM webhook_subscriptions');
       await client.end();
       await rm(keysDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lmsctl status: connections in use', () => {
+  it("counts client connections only, not the server's own processes (checkpointer, WAL writer, autovacuum…)", async () => {
+    // A server of this test's own: on the shared one, other test files connect all the time.
+    const own = await startOwnPostgres();
+    const held: Awaited<ReturnType<typeof connectClient>>[] = [];
+    try {
+      for (let index = 0; index < 3; index++) held.push(await connectClient(own.url));
+      const { rows } = await held[0]!.query<{ server: number }>(
+        `SELECT count(*)::int AS server FROM pg_stat_activity WHERE backend_type <> 'client backend'`,
+      );
+      expect(rows[0]!.server).toBeGreaterThanOrEqual(3);
+      const [item] = await probePostgres(testContext({ cwd: work, env: { DATABASE_URL: own.url } }).ctx);
+      // The three held here and the probe's own.
+      expect(item).toMatchObject({ name: 'postgresql', data: { connections: 4 } });
+      expect(item!.detail).toMatch(/, 4 of \d+ connections in use/);
+    } finally {
+      await Promise.all(held.map((client) => client.end()));
+      await own.destroy();
     }
   });
 });
