@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiMetrics } from '../../packages/api/src/lib/api-metrics.js';
 import { createWorkerMetrics } from '../../packages/worker/src/runtime/metrics.js';
 import { RUNBOOK_BASE } from '../../packages/lmsctl/src/health/runbooks.js';
+import { dailyTrafficQueries } from '../../packages/lmsctl/src/commands/check.js';
 import {
   asList,
   asMap,
@@ -428,6 +429,30 @@ describe('alertmanager.yml', () => {
     for (const file of files) expect(header, `${file} is not documented in the header`).toContain(file);
     // No inline secrets: passwords, webhook URLs and keys only through *_file.
     expect(text).not.toMatch(/^\s*(smtp_auth_password|auth_password|api_url|slack_api_url|routing_key|service_key):/m);
+  });
+});
+
+describe('user requests: one rule everywhere', () => {
+  it('every alert, dashboard and lmsctl check query of the request metrics selects job="api" and no route filter of its own', () => {
+    // The API leaves its probes and scrapes out of these metrics (packages/api/src/http/metrics.ts):
+    // a query filtering them again would hide the day they come back, one without the job
+    // would mix in any other job's series of the same name.
+    const queries = [
+      ...rules.map((rule) => ({ where: `alerts.yml ${rule.alert}`, expr: rule.expr })),
+      ...dashboards.flatMap((dashboard) => dashboard.queries),
+      ...Object.entries(dailyTrafficQueries).map(([name, expr]) => ({ where: `lmsctl check daily ${name}`, expr })),
+    ];
+    let checked = 0;
+    for (const query of queries) {
+      for (const selector of query.expr.matchAll(
+        /\b(http_requests_total|http_request_duration_seconds_\w+)(\{[^}]*\})?/g,
+      )) {
+        checked++;
+        expect(selector[2] ?? '', `${query.where}: ${selector[0]}`).toContain('job="api"');
+        expect(selector[2] ?? '', `${query.where}: ${selector[0]}`).not.toMatch(/health|ready|metrics/);
+      }
+    }
+    expect(checked).toBeGreaterThan(10);
   });
 });
 
