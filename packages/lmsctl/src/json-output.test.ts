@@ -68,6 +68,7 @@ const commands: Record<string, Here | Elsewhere> = {
   'backup verify': { args: ['backup', 'verify', 'latest'] },
   'backup prune': { args: ['backup', 'prune', '--keep', '5', '--dry-run'] },
   'backup bundle': { args: ['backup', 'bundle', 'latest', '--out', 'lms.tar.gz'] },
+  'backup adopt': { args: ['backup', 'adopt', '--all'] },
   restore: { args: ['restore', 'latest', '--plan'] },
   'restore cleanup': { args: ['restore', 'cleanup'] },
   drill: { args: ['drill'] },

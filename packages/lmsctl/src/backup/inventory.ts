@@ -38,11 +38,16 @@ export interface BackupInfo {
   archive: ArchiveKind;
   /** The file's size, or the sum of a directory backup's files. */
   sizeBytes: number;
-  /** False for a dump whose manifest is missing (interrupted, or copied without it). */
+  /**
+   * False for a dump without a manifest (made without lmsctl, or its manifest lost): not a
+   * backup until `backup adopt` gives it one.
+   */
   complete: boolean;
   encrypted: boolean;
   /** The manifest claims an HMAC of the backup key (checked only when the backup is verified). */
   signed: boolean;
+  /** A dump lmsctl did not make, given its manifest by `backup adopt`. */
+  adopted: boolean;
   /** The source database, from the manifest; null without one. */
   database: DatabaseIdentity | null;
   migration: number | null;
@@ -106,6 +111,7 @@ export async function describeBackups(dir: string, drillDir?: string, now = new 
       complete: Boolean(manifest),
       encrypted: Boolean(manifest?.encryption),
       signed: manifest?.signature?.algorithm === 'hmac-sha256',
+      adopted: Boolean(manifest?.adopted),
       database: identityOfManifest(manifest),
       migration: manifest?.migration?.version ?? null,
       tables: manifest?.tables ? Object.keys(manifest.tables).length : null,
@@ -178,12 +184,21 @@ export async function resolveBackup(
   options: { requireSigned?: boolean } = {},
 ): Promise<string> {
   if (spec === 'latest') {
-    const backups = (await describeBackups(dir)).filter((info) => info.complete);
+    const everything = await describeBackups(dir);
+    const backups = everything.filter((info) => info.complete);
     const newest = selectBackups(backups, selector)[0];
     if (newest && options.requireSigned && !newest.signed) throw unsignedError(`the newest backup, ${newest.file},`);
     if (newest) return newest.path;
+    // What `backup list` shows as "not lmsctl backups": named so, never silently passed over.
+    const unadopted = everything.filter((info) => !info.complete);
+    const adopt = unadopted.length
+      ? `; ${unadopted.length} dump(s) in it have no manifest (${unadopted
+          .slice(0, 3)
+          .map((info) => info.file)
+          .join(', ')}${unadopted.length > 3 ? ', …' : ''}): \`lmsctl backup adopt --all\` makes them backups`
+      : '';
     if (backups.length === 0) {
-      throw usageError(`no backup in ${dir}`, 'make one with `lmsctl backup`, or name a file');
+      throw usageError(`no backup in ${dir}${adopt}`, 'make one with `lmsctl backup`, or name a file');
     }
     throw usageError(
       `no backup of ${describeSelector(selector)} in ${dir}; it holds backups of ${describeSources(backups)}`,

@@ -29,11 +29,13 @@ export interface BackupPruneResult {
   showing: string;
   dryRun: boolean;
   kept: Array<{ file: string; database: string | null; reason: string }>;
+  /** Dumps without a manifest: lmsctl neither made nor adopted them, so it never deletes them. */
+  leftAlone: string[];
   deleted: Array<{ file: string; database: string | null; sizeBytes: number }>;
   freedBytes: number;
 }
 
-/** The backups of each source database, newest first within each; incomplete ones form their own group. */
+/** The backups of each source database, newest first within each. */
 function groupBySource(backups: BackupInfo[]): BackupInfo[][] {
   const groups: BackupInfo[][] = [];
   for (const info of backups) {
@@ -52,25 +54,27 @@ function groupBySource(backups: BackupInfo[]): BackupInfo[][] {
  * another's out of the folder): keeps the `keep` newest complete backups and any younger than
  * `keepDays`, and never deletes the newest backup nor the newest one that passed a drill.
  * Applies to the addressed database's backups, `--database NAME`'s, or with `--all` every
- * database's (and incomplete dumps). Asks before deleting.
+ * database's. Dumps without a manifest are never deleted: lmsctl did not make them (or they
+ * await `backup adopt`); they are named once as left alone. Asks before deleting.
  */
 export async function backupPrune(ctx: CommandContext, options: BackupPruneOptions): Promise<BackupPruneResult> {
   if (!Number.isInteger(options.keep) || options.keep < 1) throw usageError('--keep must be at least 1');
   const dir = backupDirOf(ctx, options.dir);
-  const all = await describeBackups(dir, drillDirOf(ctx));
+  const everything = await describeBackups(dir, drillDirOf(ctx));
+  const all = everything.filter((info) => info.complete);
   const selector = offlineSelector(ctx.sessionDatabase?.url, options) ?? soleDatabaseSelector(all, dir);
   const backups = selectBackups(all, selector);
+  const leftAlone = everything.filter((info) => !info.complete).map((info) => info.file);
   const reasons = new Map<string, string>();
   const keepReason = (file: string, reason: string) => {
     if (!reasons.has(file)) reasons.set(file, reason);
   };
   for (const group of groupBySource(backups)) {
-    const complete = group.filter((info) => info.complete);
     if (group[0]) keepReason(group[0].file, 'newest backup');
-    complete
+    group
       .slice(0, options.keep)
       .forEach((info, index) => keepReason(info.file, `among the ${options.keep} newest (#${index + 1})`));
-    const drilled = complete.find((info) => info.lastDrill?.verdict === 'pass');
+    const drilled = group.find((info) => info.lastDrill?.verdict === 'pass');
     if (drilled) keepReason(drilled.file, 'newest backup that passed a drill');
     if (options.keepDays !== undefined) {
       const limit = options.keepDays * 86_400_000;
@@ -83,6 +87,7 @@ export async function backupPrune(ctx: CommandContext, options: BackupPruneOptio
     dir,
     showing: describeSelector(selector),
     dryRun: options.dryRun ?? false,
+    leftAlone,
     kept: backups
       .filter((info) => reasons.has(info.file))
       .map((info) => ({ file: info.file, database: sourceOf(info), reason: reasons.get(info.file)! })),

@@ -149,12 +149,14 @@ ${LATEST_HELP.trimStart()}`,
     .option('--dry-run', 'show what would be deleted; delete nothing')
     .addOption(dirOption())
     .addOption(databaseOption('prune the backups'))
-    .addOption(allOption('prune the backups (and dumps without a manifest)'))
+    .addOption(allOption('prune the backups'))
     .addHelpText(
       'after',
       `
 Retention applies to each source database on its own: the backups of DATABASE_URL's database
-by default, --database NAME's, or with --all every database's, each keeping its own newest.`,
+by default, --database NAME's, or with --all every database's, each keeping its own newest.
+Dumps without a manifest are never deleted: lmsctl neither made nor adopted them (they are
+named as "not lmsctl backups, left alone"; \`lmsctl backup adopt\` makes them backups).`,
     )
     .action(
       action(runtime, async (ctx, flags: BackupPruneOptions) => {
@@ -182,6 +184,44 @@ by default, --database NAME's, or with --all every database's, each keeping its 
       action(runtime, async (ctx, spec: string, flags: { out: string; dir?: string; database?: string }) => {
         const { backupBundle, renderBackupBundle } = await import('../commands/backup/bundle.js');
         ctx.out.result(await backupBundle(ctx, spec, flags), renderBackupBundle);
+      }),
+    );
+
+  backup
+    .command('adopt')
+    .description(
+      'make a pg_dump archive lmsctl did not write a backup: read it deeply, restore it once to count every table, write its manifest',
+    )
+    .argument('[file]', 'a custom-format file or directory-format folder (a path, or a name in the backup folder)')
+    .option('--all', 'every dump in the backup folder that has no manifest')
+    .option('--jobs <n>', 'pg_restore jobs of the scratch restore (default: CPUs, at most 4)', integerAtLeast(1))
+    .addOption(dirOption())
+    .addHelpText(
+      'after',
+      `
+Old scripts left lms_YYYYMMDD_HHMMSS.dump files without manifests: until adopted, verify,
+restore and drill refuse them and \`latest\` passes over them. Adoption reads the archive to its
+end (pg_restore to the null device), restores it into a scratch database on the server of
+--database-url (dropped afterwards) and counts every table there, so the manifest's counts come
+from the backup itself; the source database is the one its header names, on that server. The
+manifest is marked "adopted" with when and how (signed with LMS_BACKUP_KEY_FILE's key when set),
+and the adopted backup is listed, verified, restored and drilled like any other. A file outside
+the backup folder, or not named like a backup, is copied in under the name of the time its
+header gives; the original stays where it is. Exit 3 when an archive fails a check.
+${examples(
+  {
+    cmd: 'lmsctl backup adopt lms_20250101_020000.dump',
+    note: 'a dump of the old scripts, in the backup folder',
+    notRunHere: 'a dump of the example',
+  },
+  { cmd: 'lmsctl backup adopt --all', note: 'every dump without a manifest', exits: 0 },
+  { cmd: 'lmsctl backup adopt /srv/old-backups/lms-2024-12-31.dump', notRunHere: 'a file of the example' },
+)}`,
+    )
+    .action(
+      action(runtime, async (ctx, file: string | undefined, flags: { all?: boolean; jobs?: number; dir?: string }) => {
+        const { backupAdopt, renderBackupAdopt } = await import('../commands/backup/adopt.js');
+        ctx.out.result(await backupAdopt(ctx, file, flags), renderBackupAdopt);
       }),
     );
 }

@@ -252,6 +252,12 @@ export interface ArchiveListing {
   dumpedBy: string | null;
   /** Server version it was dumped from. */
   dumpedFrom: string | null;
+  /** The database it was dumped from, as its header names it. */
+  database: string | null;
+  /** When pg_dump wrote it, from its header (UTC). */
+  createdAt: Date | null;
+  /** Its header's compression, e.g. "-1" (pg_dump's default gzip level) or "1". */
+  compression: string | null;
   entries: number;
   /** Count of TOC entries per object type (TABLE, TABLE DATA, INDEX, …). */
   byType: Record<string, number>;
@@ -261,6 +267,10 @@ export interface ArchiveListing {
 export function parseArchiveListing(listing: string): ArchiveListing {
   const dumpedBy = /^;\s+Dumped by pg_dump version: (\S+)/m.exec(listing)?.[1] ?? null;
   const dumpedFrom = /^;\s+Dumped from database version: (\S+)/m.exec(listing)?.[1] ?? null;
+  const database = /^;\s+dbname: (.+)$/m.exec(listing)?.[1]?.trim() ?? null;
+  const created = /^; Archive created at (\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) UTC$/m.exec(listing);
+  const createdAt = created ? new Date(`${created[1]}T${created[2]}Z`) : null;
+  const compression = /^;\s+Compression: (.+)$/m.exec(listing)?.[1]?.trim() ?? null;
   const byType: Record<string, number> = {};
   let entries = 0;
   for (const line of listing.split('\n')) {
@@ -280,5 +290,5 @@ export function parseArchiveListing(listing: string): ArchiveListing {
       ].find((candidate) => rest.startsWith(`${candidate} `)) ?? rest.split(' ')[0]!;
     byType[type] = (byType[type] ?? 0) + 1;
   }
-  return { dumpedBy, dumpedFrom, entries, byType };
+  return { dumpedBy, dumpedFrom, database, createdAt, compression, entries, byType };
 }

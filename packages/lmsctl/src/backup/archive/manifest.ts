@@ -63,6 +63,11 @@ const manifestBody = z.object({
   finishedAt: z.string(),
   durationMs: z.number().nonnegative(),
   lmsctl: z.object({ version: z.string() }),
+  /**
+   * Set on the manifest of a dump lmsctl did not make (`backup adopt`): when it was adopted and
+   * how its contents were established (deep read, scratch restore, counts). Absent otherwise.
+   */
+  adopted: z.object({ at: z.string(), how: z.string(), lmsctl: z.string() }).optional(),
 });
 
 const signatureSchema = z.object({
@@ -140,6 +145,15 @@ export function manifestPathOf(dumpPath: string): string {
 }
 
 /**
+ * What every command that needs a manifest says of a dump without one: lmsctl did not make it
+ * (or its manifest was lost), and `backup adopt` makes it a backup.
+ */
+export function noManifestMessage(manifestFile: string): string {
+  const dump = path.basename(manifestFile).replace(/\.json$/, '');
+  return `${dump} has no manifest (${manifestFile} is missing): it was not made by lmsctl, or its manifest was lost; make it a backup with \`lmsctl backup adopt ${dump}\``;
+}
+
+/**
  * The refusal of a manifest that carries only the plain digest where a signature is required
  * (LMS_BACKUP_REQUIRE_SIGNED): exit 3, saying why the digest proves nothing and what to do.
  */
@@ -165,9 +179,7 @@ export async function readManifest(
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new VerificationError(`manifest not found: ${file} (a dump without its manifest cannot be verified)`);
-    }
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new VerificationError(noManifestMessage(file));
     throw error;
   }
   let parsed: unknown;

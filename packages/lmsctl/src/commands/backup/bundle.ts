@@ -10,7 +10,7 @@ import { usageError, withPath } from '../../errors.js';
 import { readManifestUnchecked, resolveBackup } from '../../backup/inventory.js';
 import { readVerification, verificationPathOf, type VerificationRecord } from '../../backup/archive/store.js';
 import { readDrillReports } from '../../backup/drill-reports.js';
-import { archiveKindOf, manifestPathOf } from '../../backup/archive/manifest.js';
+import { archiveKindOf, manifestPathOf, noManifestMessage } from '../../backup/archive/manifest.js';
 import { storedFilesOf } from '../../backup/archive/directory.js';
 import { partialPathOf } from '../../backup/archive/partial-files.js';
 import { formatBytes } from '../../lib/progress.js';
@@ -37,7 +37,7 @@ export async function backupBundle(
     requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
   });
   const manifest = await readManifestUnchecked(dumpPath);
-  if (!manifest) throw new VerificationError(`${path.basename(dumpPath)} has no manifest; bundle a complete backup`);
+  if (!manifest) throw new VerificationError(noManifestMessage(manifestPathOf(dumpPath)));
   const out = path.resolve(ctx.cwd, options.out);
   if (
     await stat(out).then(

@@ -19,7 +19,12 @@ export interface BackupListResult {
   /** Whose backups are listed: `lms on 127.0.0.1:5432`, `database lms`, or `all databases`. */
   showing: string;
   backups: BackupInfo[];
-  /** Backups in the folder that the selection left out (other databases', incomplete ones). */
+  /**
+   * Dumps in the folder without a manifest: not backups (made without lmsctl, or their manifest
+   * lost) until `backup adopt` makes them so; shown whatever the selection, having no source.
+   */
+  notBackups: Array<{ file: string; path: string; sizeBytes: number }>;
+  /** Backups in the folder that the selection left out (other databases'). */
   hidden: number;
   /** The databases those hidden backups came from, for the footer. */
   hiddenSources: string;
@@ -35,13 +40,18 @@ export async function backupList(
 ): Promise<BackupListResult> {
   const dir = backupDirOf(ctx, options.dir);
   const selector = offlineSelector(ctx.sessionDatabase?.url, options) ?? { kind: 'all' as const };
-  const all = await describeBackups(dir, drillDirOf(ctx));
+  const everything = await describeBackups(dir, drillDirOf(ctx));
+  // What `latest`, verify and restore take for a backup: a dump with its manifest.
+  const all = everything.filter((info) => info.complete);
   const backups = selectBackups(all, selector);
   const hidden = all.filter((info) => !backups.includes(info));
   return {
     dir,
     showing: describeSelector(selector),
     backups,
+    notBackups: everything
+      .filter((info) => !info.complete)
+      .map((info) => ({ file: info.file, path: info.path, sizeBytes: info.sizeBytes })),
     hidden: hidden.length,
     hiddenSources: describeSources(hidden),
   };
@@ -57,14 +67,16 @@ export function renderBackupList(result: BackupListResult, style: ChalkInstance)
   const otherwise = result.hidden
     ? `\n${style.dim(`${result.hidden} more backup(s) of other databases${result.hiddenSources ? ` (${result.hiddenSources})` : ''}: --all lists them`)}`
     : '';
-  if (result.backups.length === 0) return `no backups of ${result.showing} in ${result.dir}${otherwise}`;
+  const notBackups = result.notBackups.length
+    ? `\n${style.yellow(`not lmsctl backups (no manifest): ${result.notBackups.map((entry) => entry.file).join(', ')}`)}\n` +
+      style.dim('`lmsctl backup adopt FILE` (or --all) checks one deeply and makes it a backup')
+    : '';
+  if (result.backups.length === 0) return `no backups of ${result.showing} in ${result.dir}${otherwise}${notBackups}`;
   const rows = result.backups.map((info) => [
-    info.file,
+    info.adopted ? `${info.file} (adopted)` : info.file,
     formatBytes(info.sizeBytes),
     `${formatDuration(info.ageMs)} ago`,
-    info.database
-      ? `${info.database.name}@${info.database.host}:${info.database.port}`
-      : style.red('incomplete: no manifest'),
+    info.database ? `${info.database.name}@${info.database.host}:${info.database.port}` : '—',
     info.encrypted ? 'yes' : 'no',
     info.signed ? 'yes' : 'no',
     verificationCell(info, style),
@@ -85,6 +97,6 @@ export function renderBackupList(result: BackupListResult, style: ChalkInstance)
     table(['BACKUP', 'SIZE', 'AGE', 'DATABASE', 'ENCRYPTED', 'SIGNED', 'VERIFIED', 'LAST DRILL'], rows, style),
     ...(failures.length ? ['', ...failures] : []),
     '',
-    `${style.dim(count)}${otherwise}`,
+    `${style.dim(count)}${otherwise}${notBackups}`,
   ].join('\n');
 }

@@ -7,6 +7,9 @@ export { backupPrune, type BackupPruneOptions, type BackupPruneResult } from '..
 
 export function renderBackupPrune(result: BackupPruneResult, style: ChalkInstance): string {
   const lines = result.kept.map((entry) => `${style.green('keep  ')} ${entry.file} ${style.dim(`(${entry.reason})`)}`);
+  if (result.leftAlone.length) {
+    lines.push(`${style.yellow('not lmsctl backups (no manifest), left alone:')} ${result.leftAlone.join(', ')}`);
+  }
   const verb = result.dryRun ? 'would delete' : 'deleted';
   lines.push(
     ...result.deleted.map(
