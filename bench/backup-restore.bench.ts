@@ -154,7 +154,20 @@ export const backupRestore: Benchmark = {
       const lmsctlRestore = async (from: string) => {
         await run(process.execPath, [cli, 'restore', 'cleanup', '--yes', '--target-database-url', target]);
         await settle();
-        return lmsctl(['restore', 'latest', '--dir', from, '--jobs', '2', '--yes', '--target-database-url', target]);
+        // The target is another database than the backups' source: named, as a restore requires.
+        return lmsctl([
+          'restore',
+          'latest',
+          '--dir',
+          from,
+          '--from-database',
+          'lms_bench',
+          '--jobs',
+          '2',
+          '--yes',
+          '--target-database-url',
+          target,
+        ]);
       };
       const deepVerify = async (from: string) => {
         await settle();
@@ -212,6 +225,8 @@ export const backupRestore: Benchmark = {
           'latest',
           '--dir',
           from,
+          '--from-database',
+          'lms_bench_small',
           '--jobs',
           '2',
           '--yes',
