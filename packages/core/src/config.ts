@@ -425,6 +425,12 @@ export const configFields = {
       'pg_dump jobs of `lmsctl backup` when --jobs is not given: 1 writes one custom-format file (`lms_….dump`), more a directory-format folder (`lms_….dump.d/`) that as many pg_dump workers fill at once (faster on several cores; see docs/backups.md).',
     group: 'backups',
   }),
+  LMS_WORK_DIR: field({
+    schema: z.string().min(1).optional(),
+    description:
+      "Folder for lmsctl's decrypted and unpacked working copies of backups (restore, drill, verify, the plaintext of an encrypted parallel backup before it is encrypted); default: the backup folder. Put it outside a folder that is synced off-site, so the sync never sees plaintext.",
+    group: 'backups',
+  }),
   LMS_DRILL_DIR: field({
     schema: z.string().min(1),
     default: 'backups/drills',

@@ -69,6 +69,7 @@ const commands: Record<string, Here | Elsewhere> = {
   'backup prune': { args: ['backup', 'prune', '--keep', '5', '--dry-run'] },
   'backup bundle': { args: ['backup', 'bundle', 'latest', '--out', 'lms.tar.gz'] },
   'backup adopt': { args: ['backup', 'adopt', '--all'] },
+  'backup decrypt': { elsewhere: 'commands/backup/decrypt.test.ts (needs an encrypted backup and its key)' },
   restore: { args: ['restore', 'latest', '--plan'] },
   'restore cleanup': { args: ['restore', 'cleanup'] },
   drill: { args: ['drill'] },

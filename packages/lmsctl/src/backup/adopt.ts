@@ -184,7 +184,8 @@ async function countInScratch(
  */
 async function placeInFolder(source: string, kind: ArchiveKind, dir: string, takenAt: Date): Promise<string> {
   if (path.dirname(source) === dir && BACKUP_FILE_PATTERN.test(path.basename(source))) return source;
-  const temporary = partialPathOf(path.join(dir, `.adopting.${kind === 'directory' ? 'dump.d' : 'dump'}`));
+  // Named like lmsctl's other temporary files, so a killed adoption's copy is swept like theirs.
+  const temporary = partialPathOf(path.join(dir, `.lms_adopting.${kind === 'directory' ? 'dump.d' : 'dump'}`));
   try {
     if (kind === 'directory') await cp(source, temporary, { recursive: true, errorOnExist: true });
     else await copyFile(source, temporary);

@@ -1,8 +1,10 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import type { PgToolsOptions } from '../postgres/tools.js';
 import { readBackupKey, type BackupKey } from './archive/crypto.js';
+import { removeStalePartials } from './archive/partial-files.js';
 import type { MetricSample } from './metrics-export.js';
 
 /** What every backup command takes from the context: folders, key, client tools, metrics targets. */
@@ -10,6 +12,17 @@ import type { MetricSample } from './metrics-export.js';
 /** The backup folder: `--dir`, else LMS_BACKUP_DIR, relative to the working directory. */
 export function backupDirOf(ctx: CommandContext, dir?: string): string {
   return path.resolve(ctx.cwd, dir ?? ctx.config.LMS_BACKUP_DIR);
+}
+
+/**
+ * Where decrypted and unpacked working copies go (LMS_WORK_DIR, else the backup folder `dir`):
+ * created owner-only, and swept of a killed run's leftovers.
+ */
+export async function workDirOf(ctx: CommandContext, dir: string): Promise<string> {
+  const work = ctx.config.LMS_WORK_DIR ? path.resolve(ctx.cwd, ctx.config.LMS_WORK_DIR) : dir;
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  await removeStalePartials(work);
+  return work;
 }
 
 /** The drill reports' folder (LMS_DRILL_DIR). */

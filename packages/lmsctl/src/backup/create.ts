@@ -41,7 +41,7 @@ import {
 } from '../postgres/tools.js';
 import { describeTransfer, formatBytes, startProgress } from '../lib/progress.js';
 import { lmsctlVersion } from '../version.js';
-import { backupDirOf, backupKeyOf, publishMetrics, toolsOf } from './context.js';
+import { backupDirOf, backupKeyOf, publishMetrics, toolsOf, workDirOf } from './context.js';
 import { countRows, listTables, newestMigration, type TableRef } from './catalog.js';
 import { holdDatabaseLock } from '../postgres/database-lock.js';
 
@@ -169,9 +169,17 @@ function customWriter(temporary: string, key: BackupKey | undefined, tools: PgTo
  * in plain to an owner-only temporary folder, then encrypted file by file into the backup's
  * folder, each plaintext file removed as soon as its ciphertext is written.
  */
-function directoryWriter(base: string, key: BackupKey | undefined, jobs: number, tools: PgToolsOptions): ArchiveWriter {
+function directoryWriter(
+  base: string,
+  key: BackupKey | undefined,
+  jobs: number,
+  tools: PgToolsOptions,
+  work: string,
+): ArchiveWriter {
   const temporary = partialPathOf(`${base}.dump.d`);
-  const plain = key ? partialPathOf(`${base}.plain.dump.d`) : temporary;
+  // The plaintext of an encrypted one is written in the work folder (LMS_WORK_DIR), which need
+  // not be synced off-site like the backup folder.
+  const plain = key ? partialPathOf(path.join(work, `${path.basename(base)}.plain.dump.d`)) : temporary;
   return {
     kind: 'directory',
     temporary,
@@ -239,7 +247,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
   const base = path.join(dir, `.${backupFileName(startedAt).replace(/\.dump$/, '')}.${randomBytes(4).toString('hex')}`);
   const writer =
     kind === 'directory'
-      ? directoryWriter(base, key, jobs, tools)
+      ? directoryWriter(base, key, jobs, tools, key ? await workDirOf(ctx, dir) : dir)
       : customWriter(partialPathOf(`${base}.dump`), key, tools);
   // Shared with other backups and restores; keeps `lmsctl db maintain` away while this runs.
   const lock = await holdDatabaseLock(url, 'shared', { applicationName: 'lmsctl backup', doing: 'back up' });

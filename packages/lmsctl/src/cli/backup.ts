@@ -224,4 +224,41 @@ ${examples(
         ctx.out.result(await backupAdopt(ctx, file, flags), renderBackupAdopt);
       }),
     );
+
+  backup
+    .command('decrypt')
+    .description('write the plain pg_dump archive of an encrypted backup (owner-only), for stock pg_restore')
+    .argument('<file|latest>', 'an encrypted backup (a file or a --jobs folder), or latest')
+    .requiredOption(
+      '--out <path>',
+      'the plain archive to write (must not exist): a file, or a folder for a --jobs backup',
+    )
+    .addOption(dirOption())
+    .addOption(databaseOption('latest: the newest backup'))
+    .addHelpText(
+      'after',
+      `
+Needs LMS_BACKUP_KEY_FILE with the backup's key. Every chunk is authenticated and, when the
+manifest lies beside the backup, its signature and checksums are checked; only then does --out
+appear (readable by its owner only). Nothing is written on a wrong key or a damaged file (exit 3).
+The format is documented in docs/backups.md, with standalone decryptors in Python and Node.
+${LATEST_HELP.trimStart()}
+${examples(
+  {
+    cmd: 'lmsctl backup decrypt latest --out /tmp/lms-plain.dump',
+    note: 'then: pg_restore --list /tmp/lms-plain.dump',
+    notRunHere: 'the backups of the examples are not encrypted',
+  },
+  {
+    cmd: 'lmsctl backup decrypt lms_20261128_020000.dump.d --out /srv/restore/lms.dump.d',
+    notRunHere: 'a backup folder of the example',
+  },
+)}`,
+    )
+    .action(
+      action(runtime, async (ctx, spec: string, flags: { out: string; dir?: string; database?: string }) => {
+        const { backupDecrypt, renderBackupDecrypt } = await import('../commands/backup/decrypt.js');
+        ctx.out.result(await backupDecrypt(ctx, spec, flags), renderBackupDecrypt);
+      }),
+    );
 }

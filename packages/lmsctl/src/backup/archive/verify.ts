@@ -3,7 +3,7 @@ import path from 'node:path';
 import { VerificationError } from '@lms/core';
 import type { CommandContext } from '../../context.js';
 import type { ArchiveListing, PgToolsOptions } from '../../postgres/tools.js';
-import { backupKeyOf, toolsOf } from '../context.js';
+import { backupKeyOf, toolsOf, workDirOf } from '../context.js';
 import {
   assertMatchesManifest,
   checkArchive,
@@ -110,6 +110,7 @@ async function prepareArchiveUnrecorded(
 ): Promise<PreparedArchive> {
   // Decrypted copies left by a killed restore or drill hold plaintext: gone before anything else.
   await removeStalePartials(dir);
+  const work = await workDirOf(ctx, dir);
   let key: Awaited<ReturnType<typeof backupKeyOf>> | undefined;
   const getKey = async () => (key ??= await backupKeyOf(ctx, dir, 'this backup'));
   const manifest = await readManifest(manifestPathOf(dumpPath), getKey, {
@@ -118,8 +119,9 @@ async function prepareArchiveUnrecorded(
   const name = path.basename(dumpPath);
   if (manifest.file !== name) throw new VerificationError(`manifest names ${manifest.file}, not ${name}`);
   const tools = toolsOf(ctx);
-  if (archiveKindOf(manifest) === 'directory')
-    return prepareDirectory(dumpPath, manifest, { ...tools, signal, getKey });
+  if (archiveKindOf(manifest) === 'directory') {
+    return prepareDirectory(dumpPath, manifest, { ...tools, signal, getKey, work });
+  }
   const sizeBytes = (await stat(dumpPath)).size;
 
   if (!manifest.encryption) {
@@ -135,8 +137,8 @@ async function prepareArchiveUnrecorded(
   }
 
   const backupKey = await getKey();
-  // pg_restore --jobs needs a seekable file: decrypt beside the backups, owner-only, removed after.
-  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
+  // pg_restore --jobs needs a seekable file: decrypt into the work folder, owner-only, removed after.
+  const decrypted = partialPathOf(path.join(work, `.${name}`));
   const dispose = () => unlink(decrypted).catch(() => undefined);
   try {
     // The checksum and size in the manifest are of the encrypted file.
@@ -163,7 +165,7 @@ const filesOf = (manifest: BackupManifest) => manifest.files ?? [];
 async function prepareDirectory(
   dumpPath: string,
   manifest: BackupManifest,
-  options: PgToolsOptions & { signal: AbortSignal; getKey: () => Promise<BackupKey> },
+  options: PgToolsOptions & { signal: AbortSignal; getKey: () => Promise<BackupKey>; work: string },
 ): Promise<PreparedArchive> {
   const name = path.basename(dumpPath);
   const files = filesOf(manifest);
@@ -179,7 +181,7 @@ async function prepareDirectory(
     return { dumpPath, manifest, restorePath: dumpPath, listing, checksum, dispose: () => Promise.resolve() };
   }
   const key = await options.getKey();
-  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
+  const decrypted = partialPathOf(path.join(options.work, `.${name}`));
   const dispose = () => removeFolder(decrypted);
   try {
     await readFolderAgainst(dumpPath, files, manifest.sha256, { key, decryptTo: decrypted, signal: options.signal });
@@ -199,7 +201,7 @@ async function prepareDirectory(
 async function verifyDirectory(
   dumpPath: string,
   manifest: BackupManifest,
-  options: PgToolsOptions & { key: BackupKey | undefined; signal?: AbortSignal; deep: boolean },
+  options: PgToolsOptions & { key: BackupKey | undefined; signal?: AbortSignal; deep: boolean; work: string },
 ): Promise<{ entries: number; dumpedBy: string | null }> {
   const name = path.basename(dumpPath);
   const files = filesOf(manifest);
@@ -220,7 +222,7 @@ async function verifyDirectory(
   }
   // Encrypted: pg_restore reads a folder of plain files, so what it reads is decrypted first
   // (owner-only, removed after): only toc.dat for the listing, every file for a deep read.
-  const decrypted = partialPathOf(path.join(path.dirname(dumpPath), `.${name}`));
+  const decrypted = partialPathOf(path.join(options.work, `.${name}`));
   try {
     await readFolderAgainst(dumpPath, files, manifest.sha256, {
       key: options.key,
@@ -287,6 +289,7 @@ export async function verifyBackupFile(
         key: decryptWith,
         signal,
         deep,
+        work: decryptWith ? await workDirOf(ctx, dir) : dir,
       }));
     } else {
       const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal, deep });
