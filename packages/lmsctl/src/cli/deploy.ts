@@ -7,6 +7,7 @@ interface StackFlags {
   env: 'prod' | 'staging';
   projectName?: string;
   override?: string[];
+  orchestrator?: 'compose' | 'swarm';
 }
 
 function withStackOptions(command: Command): Command {
@@ -16,7 +17,13 @@ function withStackOptions(command: Command): Command {
       '--project-name <name>',
       'the Compose project (default: COMPOSE_PROJECT_NAME, else lms or lms-staging by --env)',
     )
-    .option('--override <file...>', "more Compose files applied on top of the environment's, in order");
+    .option('--override <file...>', "more Compose files applied on top of the environment's, in order")
+    .addOption(
+      new Option(
+        '--orchestrator <name>',
+        'compose (one host) or swarm (default: swarm when the engine is a manager running this project as a stack)',
+      ).choices(['compose', 'swarm']),
+    );
 }
 
 function withRolloutOptions(command: Command): Command {
@@ -27,7 +34,10 @@ function withRolloutOptions(command: Command): Command {
       durationMs,
     )
     .addOption(
-      new Option('--ready-timeout <duration>', 'how long a new container may take to answer /ready')
+      new Option(
+        '--ready-timeout <duration>',
+        'how long a new container (a Swarm service: its new tasks) may take to be ready',
+      )
         .argParser(durationMs)
         .default(120_000, '2m'),
     );
@@ -48,7 +58,12 @@ function positiveNumber(value: string): number {
   return number;
 }
 
-const stackOf = (flags: StackFlags) => ({ env: flags.env, projectName: flags.projectName, overrides: flags.override });
+const stackOf = (flags: StackFlags) => ({
+  env: flags.env,
+  projectName: flags.projectName,
+  overrides: flags.override,
+  orchestrator: flags.orchestrator,
+});
 
 /** `lmsctl deploy [start] --image REF`, `deploy rollback [IMAGE]`, `deploy history` */
 export function registerDeploy(program: Command, runtime: Runtime): void {
@@ -73,6 +88,12 @@ replaced goes back to the previous image the same way: exit 1 naming why. Then a
 requests and the p99 over the last minute stay within the margins of their level before the
 deploy — else the same rollback. Every attempt is
 recorded (deploy history: compose/.deploy/<project>.jsonl, LMS_DEPLOY_DIR).
+Several hosts, Docker Swarm (the stack started with lmsctl up --orchestrator swarm; found by
+itself on a manager): the same preflight, migrations (in a one-off container of the new image),
+watch window and history, but Swarm rolls each service — docker service update --image, new
+tasks start-first and count once healthy, Swarm rolls a service back by itself when a new task
+fails, and lmsctl rolls it back (docker service rollback) when --ready-timeout passes or the
+watch window fails.
 ${examples(
   {
     cmd: 'lmsctl deploy --image registry.example.com/lms:1.4.0 --env-file /etc/lms/prod.env --backup',
@@ -80,6 +101,11 @@ ${examples(
   },
   { cmd: 'lmsctl deploy rollback --env-file /etc/lms/prod.env', notRunHere: 'needs a running production stack' },
   { cmd: 'lmsctl deploy history --json', notRunHere: 'reads the deploy history of the stack' },
+  {
+    cmd: 'lmsctl deploy --image registry.example.com/lms:1.4.0 --orchestrator swarm',
+    note: 'a Swarm stack',
+    notRunHere: 'needs a Swarm manager running the production stack',
+  },
 )}`,
     );
 

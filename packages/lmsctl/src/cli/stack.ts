@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { action, type Runtime } from './action.js';
 import { examples } from './help.js';
@@ -16,10 +17,30 @@ const projectOption = () =>
 const overrideOption = () =>
   new Option('--override <file...>', "more Compose files applied on top of the environment's, in order");
 
+export const orchestratorOption = () =>
+  new Option(
+    '--orchestrator <name>',
+    'compose (one host) or swarm (a Swarm stack; default when the engine is a manager running this project as one)',
+  ).choices(['compose', 'swarm']);
+
 interface EnvFlags {
   env: 'dev' | 'staging' | 'prod' | 'observability';
   projectName?: string;
   override?: string[];
+  orchestrator?: 'compose' | 'swarm';
+}
+
+/** Swarm when asked for, or when the engine runs the project as a Swarm stack (and not --native). */
+async function onSwarm(ctx: CommandContext, flags: EnvFlags): Promise<boolean> {
+  if (flags.orchestrator) return flags.orchestrator === 'swarm';
+  if (flags.env === 'dev' || flags.env === 'observability') return false;
+  const { connectEngine } = await import('../lib/compose/docker-engine.js');
+  const docker = await connectEngine(ctx.env);
+  if (!docker) return false;
+  const { resolveStack } = await import('../lib/compose/compose-cli.js');
+  const { chooseOrchestrator } = await import('../commands/stack/swarm.js');
+  const { project } = resolveStack({ ...stackOf(flags), envFile: ctx.envFile }, ctx.env, ctx.cwd);
+  return (await chooseOrchestrator(docker, project, undefined)) === 'swarm';
 }
 
 /** The stack the flags address, as the stack commands take it. */
@@ -39,6 +60,7 @@ export function registerStack(program: Command, runtime: Runtime): void {
     .option('--build', 'rebuild the images the stack builds (missing ones are always built)')
     .option('--native', 'run PostgreSQL, Redis, the API and the worker as local processes (dev only)')
     .option('--host <address>', 'natively: the address the API and the worker listen on (default 127.0.0.1)')
+    .addOption(orchestratorOption())
     .addHelpText(
       'after',
       `
@@ -54,6 +76,10 @@ else an embedded PostgreSQL (.lms/postgres) and a local redis-server; then migra
 demo data, the API and the worker. Ctrl-C stops everything. Natively everything listens on
 127.0.0.1 only (the demo passwords work for anyone who reaches the API); --host 0.0.0.0 opens the
 API and the worker to the network. PORT and WORKER_METRICS_PORT must be free.
+With --orchestrator swarm (prod or staging, on a Swarm manager) the same Compose file runs as a
+Swarm stack (docker stack deploy): secrets as Docker secrets, the Caddyfile as a config, rolling
+updates start-first with automatic rollback; PostgreSQL and Redis first on a new stack, then the
+migrations in a one-off container, then everything (docs/operations.md, "Several hosts: Swarm").
 With --json: the result (services and health; natively, the addresses once everything answers)
 is one JSON document on stdout; Compose's output and the processes' logs go to stderr.
 ${examples(
@@ -74,6 +100,11 @@ ${examples(
   },
   { cmd: 'lmsctl up --env prod --wait --timeout 10m', notRunHere: 'needs Docker and the production images' },
   { cmd: 'lmsctl up --env staging api worker', notRunHere: 'needs Docker and the staging images' },
+  {
+    cmd: 'lmsctl up --env prod --orchestrator swarm --wait',
+    note: 'as a Swarm stack',
+    notRunHere: 'needs a Swarm manager and the production images',
+  },
 )}`,
     )
     .action(
@@ -98,6 +129,15 @@ ${examples(
           if (flags.host !== undefined)
             throw usageError('--host sets where the native dev stack listens: add --native, or drop --host');
           const { renderUp, stackUp } = await import('../commands/stack/compose.js');
+          if (await onSwarm(ctx, flags)) {
+            if (services.length) throw usageError('a Swarm stack is deployed whole: drop the service names');
+            const { swarmUp } = await import('../commands/stack/swarm.js');
+            ctx.out.result(
+              await swarmUp(ctx, { ...stackOf(flags), wait: flags.wait, timeoutMs: flags.timeout, build: flags.build }),
+              renderUp,
+            );
+            return;
+          }
           ctx.out.result(
             await stackUp(ctx, {
               ...stackOf(flags),
@@ -119,6 +159,7 @@ ${examples(
     .addOption(projectOption())
     .addOption(overrideOption())
     .option('--volumes', 'also delete the named volumes: database, Redis, backups, metrics')
+    .addOption(orchestratorOption())
     .addHelpText(
       'after',
       examples(
@@ -132,7 +173,9 @@ ${examples(
     .action(
       action(runtime, async (ctx, flags: EnvFlags & { volumes?: boolean }) => {
         const { stackDown } = await import('../commands/stack/compose.js');
-        const result = await stackDown(ctx, { ...stackOf(flags), volumes: flags.volumes });
+        const { swarmDown } = await import('../commands/stack/swarm.js');
+        const down = (await onSwarm(ctx, flags)) ? swarmDown : stackDown;
+        const result = await down(ctx, { ...stackOf(flags), volumes: flags.volumes });
         ctx.out.result(result, (r) => `stopped ${r.project}${r.volumesRemoved ? ' and deleted its volumes' : ''}`);
       }),
     );
@@ -143,6 +186,7 @@ ${examples(
     .addOption(envOption())
     .addOption(projectOption())
     .addOption(overrideOption())
+    .addOption(orchestratorOption())
     .addHelpText(
       'after',
       examples(
@@ -153,7 +197,9 @@ ${examples(
     .action(
       action(runtime, async (ctx, flags: EnvFlags) => {
         const { renderServices, stackPs } = await import('../commands/stack/compose.js');
-        ctx.out.result(await stackPs(ctx, stackOf(flags)), (result, style) => renderServices(result.services, style));
+        const { swarmPs } = await import('../commands/stack/swarm.js');
+        const ps = (await onSwarm(ctx, flags)) ? swarmPs : stackPs;
+        ctx.out.result(await ps(ctx, stackOf(flags)), (result, style) => renderServices(result.services, style));
       }),
     );
 

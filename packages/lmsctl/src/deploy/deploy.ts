@@ -4,26 +4,13 @@ import { errorMessage, maskUrl } from '@lms/core';
 import { formatDuration } from '@lms/core/duration';
 import type { CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
-import {
-  ComposeFailed,
-  composeCommand,
-  resolveStack,
-  runCompose,
-  type StackSelection,
-} from '../lib/compose/compose-cli.js';
+import { composeCommand, resolveStack, type StackSelection } from '../lib/compose/compose-cli.js';
 import { connectEngine } from '../lib/compose/docker-engine.js';
 import { imageExists } from '../lib/compose/stack-images.js';
-import { caddyRouting, type CaddyRouting } from './caddy-routing.js';
+import { resolveSwarmStack, stackServices } from '../lib/swarm/swarm.js';
+import { composeDriver, swarmDriver, type DeployDriver } from './drivers.js';
 import { appendHistory, historyFile, readHistory, type DeployRecord } from './history.js';
-import {
-  composeWithImage,
-  replaceApiContainers,
-  replaceBackgroundServices,
-  RolloutFailed,
-  runningContainers,
-  type RollingStack,
-  type StackContainer,
-} from './rolling.js';
+import { RolloutFailed } from './rolling.js';
 import { sampleTraffic, watchAfterRollout, type TrafficSample } from './watch.js';
 
 export interface DeployOptions extends StackSelection {
@@ -45,14 +32,17 @@ export interface DeployOptions extends StackSelection {
   prometheusUrl?: string;
   maxErrorRise?: number;
   maxLatencyFactor?: number;
+  /** compose or swarm; default: swarm when the engine runs the project as a Swarm stack. */
+  orchestrator?: 'compose' | 'swarm';
 }
 
 /**
- * A rolling update of a running prod or staging stack (one host, Compose) to `image`:
- * preflight → backup (optional) → migrations (expand-only) → API containers one at a time behind
- * Caddy → worker and scheduler. When a new container does not become ready or healthy, what was
- * replaced goes back to the previous image the same way and the deploy fails naming why. Every
- * attempt is recorded in the deploy history.
+ * A rolling update of a running prod or staging stack to `image`: preflight → backup (optional) →
+ * migrations (expand-only) → API replicas one at a time → worker and scheduler → the watch window.
+ * On one host (Compose) lmsctl replaces the containers itself behind Caddy; on a Swarm the engine
+ * rolls each service (drivers.ts). When a new container or task does not become ready or healthy,
+ * or the watch window sees errors or latency rise, what was replaced goes back to the previous
+ * image the same way and the deploy fails naming why. Every attempt is recorded in the history.
  */
 export async function deployStack(
   ctx: CommandContext,
@@ -72,34 +62,26 @@ export async function deployStack(
   const docker = await connectEngine(ctx.env);
   if (!docker) throw new CliError(ExitCode.failed, 'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)');
   const say = (message: string) => ctx.out.info(message);
-  const stack: RollingStack = {
-    compose,
-    target,
-    docker,
-    cwd: ctx.cwd,
-    say,
-    readyTimeoutMs: options.readyTimeoutMs ?? 120_000,
-    stopTimeoutSeconds: 30,
-  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 120_000;
+  const onSwarm =
+    options.orchestrator === 'swarm' ||
+    (options.orchestrator === undefined && (await stackServices(docker, target.project)).length > 0);
+  const driver: DeployDriver = onSwarm
+    ? await (async () => {
+        const swarm = { target, compose, docker, cwd: ctx.cwd, env: ctx.env };
+        return swarmDriver(swarm, await resolveSwarmStack(swarm), { readyTimeoutMs, say });
+      })()
+    : composeDriver({ compose, target, docker, cwd: ctx.cwd, say, readyTimeoutMs, stopTimeoutSeconds: 30 });
   const started = new Date();
 
   // Preflight: nothing changes until all of it passed.
-  const [caddy] = await runningContainers(stack, 'caddy');
-  const retiring = await runningContainers(stack, 'api');
-  if (!caddy || retiring.length === 0) {
-    throw new CliError(
-      ExitCode.failed,
-      `${target.project} is not running (no caddy or api container)`,
-      `start it first: lmsctl up --env ${env}${target.envFile ? ` --env-file ${target.envFile}` : ''} --wait`,
-    );
-  }
-  const previous = retiring[0]!.image;
-  await ensureImage(stack, options.image);
+  const previous = await driver.runningImage();
+  await ensureImage(docker, options.image, say);
   const imageId = (await docker.getImage(options.image).inspect()).Id;
   if (env === 'prod' && kind === 'deploy' && !options.skipStaging) {
     await requireStagingRan(ctx, options.image, imageId, options.stagingProject ?? 'lms-staging');
   }
-  const inStack = (args: string[]) => lmsctlInStack(stack, options.image, args);
+  const inStack = (args: string[]) => driver.lmsctl(options.image, args);
   say(`preflight: the migrations of ${options.image} against ${target.project}`);
   await inStack(['migrate', 'validate']);
   const pending = JSON.parse(
@@ -131,7 +113,7 @@ export async function deployStack(
     // The database's table too, by the lmsctl of the image that runs now (older ones lack the command).
     const running = outcome === 'succeeded' ? options.image : previous;
     try {
-      await lmsctlInStack(stack, running, ['deploy', 'record'], JSON.stringify(record));
+      await driver.lmsctl(running, ['deploy', 'record'], JSON.stringify(record));
     } catch (error) {
       ctx.out.warn(`the deployments table was not updated (${errorMessage(error)}); ${file} has the record`);
     }
@@ -161,19 +143,14 @@ export async function deployStack(
     throw error;
   }
 
-  const routing = caddyRouting(caddy.name, ctx.env);
   try {
-    await routing.routeTo(retiring.map((container) => container.name));
-    await replaceApiContainers(stack, routing, options.image, retiring);
-    say('worker and scheduler: replaced with a graceful stop');
-    await replaceBackgroundServices(stack, options.image);
-    await routing.restore();
+    await driver.rollout(options.image);
     if (watchMs > 0) {
       say(
-        `watching ${formatDuration(watchMs)}: container health${prometheus ? `, and the 5xx share and p99 from ${prometheus.url}` : ''}`,
+        `watching ${formatDuration(watchMs)}: ${driver.orchestrator === 'swarm' ? 'task' : 'container'} health${prometheus ? `, and the 5xx share and p99 from ${prometheus.url}` : ''}`,
       );
       await watchAfterRollout(
-        stack,
+        () => driver.checkHealth(),
         {
           watchMs,
           maxErrorRise: options.maxErrorRise ?? 0.02,
@@ -184,21 +161,21 @@ export async function deployStack(
     }
   } catch (error) {
     if (!(error instanceof RolloutFailed)) {
-      await routing.restore().catch(() => undefined);
+      await driver.release().catch(() => undefined);
       await finish('failed', errorMessage(error));
       throw error;
     }
     ctx.out.warn(`${error.message} — rolling back to ${previous}`);
     try {
-      await rollBack(stack, routing, previous);
+      await driver.rollBack(previous);
     } catch (rollbackError) {
       // The stack may now run both images: say so, record it, and name the command that finishes it.
-      await routing.restore().catch(() => undefined);
+      await driver.release().catch(() => undefined);
       await finish('failed', `${error.message}; rolling back failed too: ${errorMessage(rollbackError)}`);
       throw new CliError(
         ExitCode.failed,
         `deploy of ${options.image} failed (${error.message}) and rolling back to ${previous} failed too: ${errorMessage(rollbackError)}`,
-        `the stack may run both images: lmsctl deploy rollback ${previous} finishes it, one container at a time`,
+        `the stack may run both images: lmsctl deploy rollback ${previous} finishes it, one ${driver.orchestrator === 'swarm' ? 'task' : 'container'} at a time`,
       );
     }
     await finish('rolled-back', error.message);
@@ -258,43 +235,11 @@ async function requireStagingRan(
   );
 }
 
-/** Puts every API, worker and scheduler container that runs another image back on `previous`. */
-async function rollBack(stack: RollingStack, routing: CaddyRouting, previous: string): Promise<void> {
-  const replaced = (await runningContainers(stack, 'api')).filter((container) => container.image !== previous);
-  await routing.routeTo((await runningContainers(stack, 'api')).map((container) => container.name));
-  await replaceApiContainers(stack, routing, previous, replaced);
-  const background: StackContainer[] = [
-    ...(await runningContainers(stack, 'worker')),
-    ...(await runningContainers(stack, 'scheduler')),
-  ];
-  if (background.some((container) => container.image !== previous)) await replaceBackgroundServices(stack, previous);
-  await routing.restore();
-}
-
-/** Runs lmsctl of `image` inside the stack (the scheduler's service: database, backups volume). */
-async function lmsctlInStack(stack: RollingStack, image: string, args: string[], input?: string): Promise<string> {
+async function ensureImage(docker: Docker, image: string, say: (message: string) => void): Promise<void> {
+  if (await imageExists(docker, image)) return;
+  say(`pulling ${image}`);
   try {
-    return await runCompose(
-      composeWithImage(stack.compose, image),
-      stack.target,
-      ['run', '-T', '--rm', '--no-deps', 'scheduler', 'lmsctl', ...args],
-      { cwd: stack.cwd, stdout: 'capture', stderr: 'capture', ...(input === undefined ? {} : { input }) },
-    );
-  } catch (error) {
-    if (!(error instanceof ComposeFailed)) throw error;
-    const said = error.output
-      .split('\n')
-      .filter((line) => /^(error|hint|warning):/.test(line.trim()))
-      .join(' ');
-    throw new CliError(ExitCode.failed, `lmsctl ${args.join(' ')} (${image}) refused: ${said || error.message}`);
-  }
-}
-
-async function ensureImage(stack: RollingStack, image: string): Promise<void> {
-  if (await imageExists(stack.docker, image)) return;
-  stack.say(`pulling ${image}`);
-  try {
-    await pull(stack.docker, image);
+    await pull(docker, image);
   } catch (error) {
     throw new CliError(
       ExitCode.failed,

@@ -1,6 +1,6 @@
 import { formatDuration } from '@lms/core/duration';
 import { queryScalar } from '../lib/prometheus.js';
-import { RolloutFailed, runningContainers, type RollingStack } from './rolling.js';
+import { RolloutFailed } from './rolling.js';
 
 /** The API's user traffic: the probes Caddy, Docker and Prometheus send are not users. */
 const USER_REQUESTS = 'route!~"/health|/ready|/metrics"';
@@ -42,14 +42,15 @@ export interface WatchLimits {
 }
 
 /**
- * The watch window after a rollout: every interval, each API container must still run and be
- * healthy, and — with Prometheus — the 5xx share of user requests over the last minute must not
- * rise above the baseline by more than the margin, nor the p99 beyond its limit. The first
- * traffic verdict waits a minute, so the new replicas are found (DNS refresh) and scraped. A
- * breach throws RolloutFailed naming what rose; a minute with too little traffic says nothing.
+ * The watch window after a rollout: every interval, `checkHealth` (the new containers or tasks
+ * still run and are healthy) and — with Prometheus — the 5xx share of user requests over the last
+ * minute must not rise above the baseline by more than the margin, nor the p99 beyond its limit.
+ * The first traffic verdict waits a minute, so the new replicas are found (DNS refresh) and
+ * scraped. A breach throws RolloutFailed naming what rose; a minute with too little traffic says
+ * nothing.
  */
 export async function watchAfterRollout(
-  stack: RollingStack,
+  checkHealth: () => Promise<void>,
   limits: WatchLimits,
   prometheus: { url: string; baseline: TrafficSample } | null,
 ): Promise<void> {
@@ -57,14 +58,7 @@ export async function watchAfterRollout(
   const interval = limits.intervalMs ?? 10_000;
   const firstVerdictAt = started + 60_000;
   for (;;) {
-    for (const container of await runningContainers(stack, 'api')) {
-      const details = await stack.docker.getContainer(container.name).inspect();
-      if (details.State.Health?.Status === 'unhealthy') {
-        throw new RolloutFailed(`${container.name} turned unhealthy during the watch window`, container.name);
-      }
-    }
-    const api = await runningContainers(stack, 'api');
-    if (api.length === 0) throw new RolloutFailed('no API container runs any more', 'api');
+    await checkHealth();
     if (prometheus && Date.now() >= firstVerdictAt) {
       const now = await sampleTraffic(prometheus.url, '1m');
       const breach = judge(now, prometheus.baseline, limits);

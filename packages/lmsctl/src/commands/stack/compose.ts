@@ -38,7 +38,7 @@ function composeOutput(ctx: CommandContext): ComposeOutput {
   return ctx.json ? 'stderr' : 'inherit';
 }
 
-async function requireEngine(ctx: CommandContext): Promise<Docker> {
+export async function requireEngine(ctx: CommandContext): Promise<Docker> {
   const docker = await connectEngine(ctx.env);
   if (!docker) {
     throw new CliError(
@@ -223,7 +223,7 @@ function canListen(host: string, port: number): Promise<boolean> {
 }
 
 /** Images that neither exist here nor are built by the stack are pulled first, so a missing one fails before anything is created. */
-async function pullMissing(
+export async function pullMissing(
   ctx: CommandContext,
   docker: Docker,
   compose: Compose,
@@ -250,7 +250,7 @@ async function pullMissing(
 }
 
 /** Builds each image the stack builds once (with --build, or when it does not exist yet). */
-async function buildImages(
+export async function buildImages(
   ctx: CommandContext,
   docker: Docker,
   images: ServiceImage[],
