@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import {
+  apiRedisKeyPrefix,
   createLogger,
   createPool,
   defaultRedisSocketTimeoutMs,
@@ -30,12 +31,15 @@ export interface Deps {
   /** A second Redis connection in subscriber mode (cache invalidations between API processes). */
   subscriber: RedisClient;
   metrics: ApiMetrics;
-  /** Key prefix of the cache and the rate limits in Redis. */
+  /** Key prefix of the cache, the rate limits and the token deny-list in Redis. */
   redisPrefix: string;
 }
 
 export interface CreateDepsOptions {
-  /** Key prefix for the cache and rate limits (tests isolate themselves with it). */
+  /**
+   * Key prefix of the cache, the rate limits and the deny-list; by default QUEUE_PREFIX's (see
+   * `apiRedisKeyPrefix`). Tests give a prefix their clean-up removes.
+   */
   redisPrefix?: string;
   /** Injectable for tests: see `defaultRedisSocketTimeoutMs` in core. */
   redisSocketTimeoutMs?: number;
@@ -85,7 +89,8 @@ export function createDeps(
   const subscriber = createRedisClient(target, { ...settings, enableOfflineQueue: true, maxRetriesPerRequest: null });
   subscriber.on('error', (error: Error) => logger.debug({ err: error }, 'redis subscriber connection error'));
   const metrics = new ApiMetrics();
-  const redisPrefix = options.redisPrefix ?? 'lms:';
+  // Not one fixed name: every API on a shared Redis would then serve the others' cached pages.
+  const redisPrefix = options.redisPrefix ?? apiRedisKeyPrefix(config.QUEUE_PREFIX);
   const read = new ReadRouter({
     primary,
     replica,

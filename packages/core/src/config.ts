@@ -489,7 +489,7 @@ export const configFields = {
     schema: z.string().regex(/^[A-Za-z0-9{}_:-]+$/, 'must use letters, digits, {}, _, : or - only'),
     default: '{lms}',
     description:
-      'Redis key prefix of the BullMQ queues. The braces make a Redis Cluster hash tag, keeping each queue on one shard.',
+      "Redis key prefix of the BullMQ queues. The braces make a Redis Cluster hash tag, keeping each queue on one shard. The API's cache, rate limits and token deny-list live under the same name without braces (`lms:`), so deployments sharing one Redis need different values.",
     group: 'redis',
   }),
   AZURE_SUBSCRIPTION_ID: field({

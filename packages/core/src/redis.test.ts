@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { describeRedisTarget, parseRedisClusterNodes, redisHashTag, redisTarget } from './redis.js';
+import { apiRedisKeyPrefix, describeRedisTarget, parseRedisClusterNodes, redisHashTag, redisTarget } from './redis.js';
 
 function problemsOf(env: NodeJS.ProcessEnv): string[] {
   try {
@@ -64,5 +64,16 @@ describe('redisHashTag', () => {
     expect(redisHashTag('a{}b{c}')).toBeNull();
     expect(redisHashTag('no-tag')).toBeNull();
     expect(redisHashTag('{open')).toBeNull();
+  });
+});
+
+describe('apiRedisKeyPrefix', () => {
+  it("is QUEUE_PREFIX without its braces, so each deployment's API keys are its own and keep their own tags", () => {
+    // The default deployment keeps the keys it had.
+    expect(apiRedisKeyPrefix(loadConfig({}).QUEUE_PREFIX)).toBe('lms:');
+    expect(apiRedisKeyPrefix('{staging}')).toBe('staging:');
+    expect(apiRedisKeyPrefix('lms_test:api:1:q')).toBe('lms_test:api:1:q:');
+    // A course detail is placed by its id in a cluster, not by the deployment's queue tag.
+    expect(redisHashTag(`${apiRedisKeyPrefix('{lms-cluster}')}cache:course:{c1}`)).toBe('c1');
   });
 });

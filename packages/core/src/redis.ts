@@ -77,6 +77,18 @@ export function redisHashTag(key: string): string | null {
 }
 
 /**
+ * Root of the API's own Redis keys (cache, rate limits, token deny-list) in the deployment whose
+ * queues live under `queuePrefix`: that name without its braces, then `:` (`{lms}` → `lms:`).
+ * Deployments that share a Redis keep their queues apart with QUEUE_PREFIX (else their workers
+ * would take each other's jobs); the API's keys follow it, so one API never serves another's
+ * cached catalogue, counts its logins or reads its deny-list. The braces go because the first tag
+ * in a key decides its cluster slot, and these keys carry their own (per course, per client).
+ */
+export function apiRedisKeyPrefix(queuePrefix: string): string {
+  return `${queuePrefix.replace(/[{}]/g, '')}:`;
+}
+
+/**
  * Where a process's Redis clients connect: one server (`connection`), or, with `clusterNodes`, a
  * Redis Cluster found from those seeds — `connection` then gives only the user name, password and
  * TLS every node is reached with.
