@@ -29,8 +29,11 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
   const redis = new Redis(testRedisUrl);
   try {
-    for await (const keys of redis.scanStream({ match: `{${redisRoot}:*`, count: 500 }) as AsyncIterable<string[]>) {
-      if (keys.length > 0) await redis.unlink(...keys);
+    // The queues under `{root:N}`, the API's cache and limits under `root:N:` (the same without braces).
+    for (const match of [`{${redisRoot}:*`, `${redisRoot}:*`]) {
+      for await (const keys of redis.scanStream({ match, count: 500 }) as AsyncIterable<string[]>) {
+        if (keys.length > 0) await redis.unlink(...keys);
+      }
     }
   } finally {
     redis.disconnect();
@@ -71,16 +74,31 @@ async function startNative(cwd: string, env: Record<string, string>, args: strin
       process.kill(-child.pid!, 'SIGINT');
       return child;
     },
-    /** The exit code once lmsctl ends by itself; null when it still runs after a minute. */
-    async exited(): Promise<number | null> {
+    /** The exit code once lmsctl ends by itself; null when it still runs after `ms` (a minute). */
+    async exited(ms = 60_000): Promise<number | null> {
       let timer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 60_000)));
+      const gaveUp = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
       const result = await Promise.race([child.then(({ exitCode }) => exitCode ?? 1), gaveUp]);
       clearTimeout(timer);
       return result;
     },
-    kill(): void {
-      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    /**
+     * After a failed assertion: Ctrl-C first, so lmsctl stops the API and the worker it started
+     * (they run in process groups of their own, which a SIGKILL of lmsctl would leave running,
+     * still polling Redis); SIGKILL only when lmsctl has not ended 30 s later.
+     */
+    async kill(): Promise<void> {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      // A group that ended a moment ago (its exit not yet seen here) is no error of the test's.
+      const signal = (name: NodeJS.Signals) => {
+        try {
+          process.kill(-child.pid!, name);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+        }
+      };
+      signal('SIGINT');
+      if ((await this.exited(30_000)) === null) signal('SIGKILL');
     },
   };
 }
@@ -171,7 +189,7 @@ describe('lmsctl up --native', () => {
       expect(await refused(ports.api)).toBe(true);
       expect(await refused(ports.worker)).toBe(true);
     } finally {
-      stack.kill();
+      await stack.kill();
     }
 
     // Stopping the processes keeps the data.
@@ -195,7 +213,7 @@ describe('lmsctl up --native', () => {
       expect(stack.output.stdout).not.toContain('the LMS is running');
       expect(existsSync(path.join(cwd, '.lms'))).toBe(false);
     } finally {
-      stack.kill();
+      await stack.kill();
       await rm(cwd, { recursive: true, force: true });
     }
   }, 90_000);
@@ -231,7 +249,7 @@ describe('lmsctl up --native', () => {
       expect(stack.output.stdout).not.toContain('the LMS is running');
       expect(existsSync(path.join(cwd, '.lms'))).toBe(false);
     } finally {
-      stack.kill();
+      await stack.kill();
       squatter.close();
       await rm(cwd, { recursive: true, force: true });
     }
@@ -254,7 +272,7 @@ describe('lmsctl up --native', () => {
       expect(await publishedCourses(stack.ports.api)).toBe(3);
       expect((await stack.interrupt()).exitCode).toBe(0);
     } finally {
-      stack.kill();
+      await stack.kill();
       await rm(cwd, { recursive: true, force: true });
     }
   }, 150_000);
@@ -291,7 +309,7 @@ describe('lmsctl up --native', () => {
       expect(stack.output.stderr).not.toContain('stopping now');
       expect(await refused(54_329)).toBe(true);
     } finally {
-      stack.kill();
+      await stack.kill();
       await rm(fresh, { recursive: true, force: true });
       // The data folder of this run when it lay outside (as root: /var/lib/lmsctl/dev-stack-…).
       const folder = dataFolder();
