@@ -25,6 +25,7 @@ import { runPgRestore } from './restore-engine.js';
 import { integrityChecks, type DrillCheck, type DrillVerdict } from './drill-report.js';
 import { databaseStamp, defaultJobs, fileStamp } from './stamp.js';
 import { compareWithManifest } from './manifest-check.js';
+import { isBundle, unpackBundle, type UnpackedBundle } from './bundle-source.js';
 
 /**
  * The restore drill: verify a backup, restore it into a scratch database, check it against its
@@ -71,6 +72,8 @@ export interface DrillReport {
     database: string | null;
     /** The source database's identity, from the backup's manifest. */
     source: DatabaseIdentity | null;
+    /** The off-site bundle the backup was unpacked from, when the drill was given one. */
+    bundle?: string;
   };
   /**
    * A drill of the newest backup (as scheduled) rather than of a named file: only routine drills
@@ -109,7 +112,32 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
   const selector: BackupSelector = options.fromDatabase
     ? { kind: 'name', name: options.fromDatabase }
     : { kind: 'database', database: addressed };
-  const dumpPath = await resolveBackup(dir, spec, ctx.cwd, selector, {
+  // An off-site bundle as it is: its backup unpacked into LMS_WORK_DIR, removed after the drill.
+  const bundle = isBundle(spec)
+    ? await unpackBundle(ctx, await resolveBackup(dir, spec, ctx.cwd, { kind: 'all' }), dir, options.signal)
+    : undefined;
+  try {
+    return await drillBackup(ctx, options, { url, dir, spec, routine, addressed, selector, bundle });
+  } finally {
+    await bundle?.dispose();
+  }
+}
+
+async function drillBackup(
+  ctx: CommandContext,
+  options: DrillOptions,
+  context: {
+    url: string;
+    dir: string;
+    spec: string;
+    routine: boolean;
+    addressed: DatabaseIdentity;
+    selector: BackupSelector;
+    bundle: UnpackedBundle | undefined;
+  },
+): Promise<DrillResult> {
+  const { url, dir, spec, routine, addressed, selector, bundle } = context;
+  const dumpPath = await resolveBackup(dir, bundle?.dumpPath ?? spec, ctx.cwd, selector, {
     requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
   });
   const jobs = options.jobs ?? defaultJobs();
@@ -138,6 +166,7 @@ export async function drill(ctx: CommandContext, options: DrillOptions = {}): Pr
       encrypted: false,
       database: null,
       source: null,
+      ...(bundle ? { bundle: bundle.bundle } : {}),
     },
     routine,
     scratch: { database: scratch, host, port, created: false, kept: false },
@@ -415,7 +444,7 @@ export function renderDrillMarkdown(report: DrillReport): string {
   const lines = [
     `# Restore drill ${report.startedAt.slice(0, 19).replace('T', ' ')} UTC — ${report.verdict.toUpperCase()}`,
     '',
-    `- Backup: \`${report.backup.file}\` (${formatBytes(report.backup.sizeBytes)}${report.backup.encrypted ? ', encrypted' : ''}), taken ${report.backup.takenAt ?? 'unknown'} from \`${report.backup.database ?? 'unknown'}\``,
+    `- Backup: \`${report.backup.file}\` (${formatBytes(report.backup.sizeBytes)}${report.backup.encrypted ? ', encrypted' : ''}), taken ${report.backup.takenAt ?? 'unknown'} from \`${report.backup.database ?? 'unknown'}\`${report.backup.bundle ? `, unpacked from the bundle \`${report.backup.bundle}\`` : ''}`,
     `- sha256: \`${report.backup.sha256 || 'not verified'}\``,
     `- Scratch database: \`${report.scratch.database}\` on ${report.scratch.host}:${report.scratch.port} (${scratchFate(report)})`,
     `- Kind: ${report.routine ? 'routine drill of the newest backup' : 'one-off drill of a named backup file (no metrics published)'}`,

@@ -13,7 +13,7 @@ export function registerDrill(program: Command, runtime: Runtime): void {
     )
     .option(
       '--backup <file|latest>',
-      'the backup to drill (latest: the newest backup of the database drilled)',
+      'the backup to drill: a file or --jobs folder, an off-site bundle (.tar.gz), or latest (the newest backup of the database drilled)',
       'latest',
     )
     .option(

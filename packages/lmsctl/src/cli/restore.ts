@@ -9,7 +9,10 @@ export function registerRestore(program: Command, runtime: Runtime): void {
   const restore = program
     .command('restore')
     .description('restore a verified backup into a new database, check it, then swap it in (never half-restored)')
-    .argument('<file|latest>', 'a backup file, or latest (the newest backup of the target database)')
+    .argument(
+      '<file|latest>',
+      'a backup (file or --jobs folder), an off-site bundle (.tar.gz of backup bundle), or latest (the newest backup of the target database)',
+    )
     .addOption(new Option('--dir <dir>', 'backup folder (default: LMS_BACKUP_DIR, else backups/db)'))
     .option('--target-database-url <url>', 'restore into this database instead (e.g. a staging copy)')
     .option(
@@ -56,6 +59,11 @@ ${examples(
     notRunHere: 'replaces the database the examples after it use',
   },
   { cmd: 'lmsctl restore backups/db/lms_20261128_020000.dump --jobs 4', notRunHere: 'a backup file of the example' },
+  {
+    cmd: 'lmsctl restore /mnt/offsite/lms-2026-11-28.tar.gz --from-database lms --yes',
+    note: 'an off-site bundle as it is',
+    notRunHere: 'a bundle of the example',
+  },
   {
     cmd: 'lmsctl restore backups/db/lms_20261129_020000.dump.d --jobs 2 --yes',
     note: 'a directory backup (backup --jobs N)',

@@ -44,6 +44,7 @@ import {
   type RestoreTarget,
 } from '../../backup/restore-engine.js';
 import { buildPlan, freeDiskOf, renderPlan, serverFacts, type RestorePlan } from '../../backup/restore-plan.js';
+import { isBundle, unpackBundle, type UnpackedBundle } from '../../backup/bundle-source.js';
 import { databaseStamp, defaultJobs } from '../../backup/stamp.js';
 
 export interface RestoreOptions {
@@ -130,6 +131,7 @@ export async function restore(
     const pgRestore = await pgToolVersion('pg_restore', tools);
     const admin = await connectClient(withDatabase(target.url, 'postgres'), { applicationName: 'lmsctl restore' });
     let archive: PreparedArchive | undefined;
+    let bundle: UnpackedBundle | undefined;
     try {
       const server = await serverFacts(admin);
       const existing = await databaseFacts(admin, target.name);
@@ -147,9 +149,13 @@ export async function restore(
           'check the name in the URL, or pass --create to restore into a new database of that name',
         );
       }
+      // An off-site bundle as it is: its backup unpacked into LMS_WORK_DIR, then as any other.
+      if (isBundle(spec)) {
+        bundle = await unpackBundle(ctx, await resolveBackup(dir, spec, ctx.cwd, { kind: 'all' }), dir, signal);
+      }
       const dumpPath = await resolveBackup(
         dir,
-        spec,
+        bundle?.dumpPath ?? spec,
         ctx.cwd,
         options.fromDatabase ? { kind: 'name', name: options.fromDatabase } : { kind: 'database', database: addressed },
         { requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED },
@@ -331,6 +337,7 @@ export async function restore(
     } finally {
       await admin.end().catch(() => undefined);
       await archive?.dispose();
+      await bundle?.dispose();
     }
   });
 }
