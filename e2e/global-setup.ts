@@ -28,6 +28,12 @@ export default async function setup(): Promise<void> {
       .concat(
         (await docker(['volume', 'ls', '--format', '{{.Label "com.docker.compose.project"}}'])).stdout.split('\n'),
       )
+      // Swarm stacks: their services are named <project>_<service>.
+      .concat(
+        (await docker(['service', 'ls', '--format', '{{.Name}}'], { reject: false })).stdout
+          .split('\n')
+          .map((name) => name.replace(/_[^_]*$/, '')),
+      )
       .map((line) => line.trim())
       .filter((name) => name.startsWith(`${PROJECT_PREFIX}-`)),
   );

@@ -67,32 +67,59 @@ export interface ProjectLeftovers {
   containers: string[];
   volumes: string[];
   networks: string[];
+  /** Docker secrets and configs of a Swarm stack. */
+  secrets?: string[];
 }
 
-/** Whatever of a Compose project still exists on the engine. */
+/** The labels a project's objects carry: Compose's, or a Swarm stack's. */
+const PROJECT_LABELS = (project: string) => [
+  `label=com.docker.compose.project=${project}`,
+  `label=com.docker.stack.namespace=${project}`,
+];
+
+async function names(args: string[]): Promise<string[]> {
+  return (await docker(args, { reject: false })).stdout
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+}
+
+/** Whatever of a Compose project or Swarm stack still exists on the engine. */
 export async function leftovers(project: string): Promise<ProjectLeftovers> {
-  const label = `label=com.docker.compose.project=${project}`;
-  const names = async (args: string[]) =>
-    (await docker(args)).stdout
-      .split('\n')
-      .map((line) => line.trim())
-      .filter(Boolean);
+  const each = async (args: (label: string) => string[]) =>
+    [...new Set((await Promise.all(PROJECT_LABELS(project).map((label) => names(args(label))))).flat())].sort();
+  const secrets = await each((label) => ['secret', 'ls', '--filter', label, '--format', '{{.Name}}']);
+  const configs = await each((label) => ['config', 'ls', '--filter', label, '--format', '{{.Name}}']);
   return {
-    containers: await names(['ps', '-a', '--filter', label, '--format', '{{.Names}}']),
-    volumes: await names(['volume', 'ls', '--filter', label, '--format', '{{.Name}}']),
-    networks: await names(['network', 'ls', '--filter', label, '--format', '{{.Name}}']),
+    containers: await each((label) => ['ps', '-a', '--filter', label, '--format', '{{.Names}}']),
+    volumes: await each((label) => ['volume', 'ls', '--filter', label, '--format', '{{.Name}}']),
+    networks: await each((label) => ['network', 'ls', '--filter', label, '--format', '{{.Name}}']),
+    ...(secrets.length || configs.length ? { secrets: [...secrets, ...configs] } : {}),
   };
 }
 
 /**
- * Removes a project's containers, volumes and networks with the engine alone (no Compose file
- * needed), for `finally` blocks and for projects left by killed runs.
+ * Removes a project's containers, volumes and networks (and a Swarm stack's services, secrets and
+ * configs) with the engine alone (no Compose file needed), for `finally` blocks and for projects
+ * left by killed runs.
  */
 export async function removeProject(project: string): Promise<void> {
+  const services = await names(['service', 'ls', '--filter', `label=com.docker.stack.namespace=${project}`, '-q']);
+  if (services.length) {
+    await docker(['service', 'rm', ...services], { reject: false });
+    // A service's containers go away shortly after the service.
+    for (let waited = 0; waited < 60 && (await leftovers(project)).containers.length; waited++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
   const left = await leftovers(project);
   if (left.containers.length) await docker(['rm', '-f', '-v', ...left.containers], { reject: false });
   if (left.volumes.length) await docker(['volume', 'rm', '-f', ...left.volumes], { reject: false });
   if (left.networks.length) await docker(['network', 'rm', ...left.networks], { reject: false });
+  for (const name of left.secrets ?? []) {
+    await docker(['secret', 'rm', name], { reject: false });
+    await docker(['config', 'rm', name], { reject: false });
+  }
 }
 
 /** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; then throws with the last reason. */
@@ -115,9 +142,12 @@ export async function eventually<T>(
   }
 }
 
-/** The containers of one service of a project (Compose v1 and v2 name them differently). */
+/**
+ * The containers of one service of a project (Compose v1 and v2 name them differently); of a Swarm
+ * stack, the running tasks' containers (Swarm keeps those of ended tasks for a while).
+ */
 export async function containersOf(project: string, service: string): Promise<string[]> {
-  const result = await docker([
+  const compose = await names([
     'ps',
     '-a',
     '--filter',
@@ -127,11 +157,16 @@ export async function containersOf(project: string, service: string): Promise<st
     '--format',
     '{{.Names}}',
   ]);
-  return result.stdout
-    .split('\n')
-    .map((line) => line.trim())
-    .filter(Boolean)
-    .sort();
+  const swarm = await names([
+    'ps',
+    '--filter',
+    `label=com.docker.swarm.service.name=${project}_${service}`,
+    '--filter',
+    'status=running',
+    '--format',
+    '{{.Names}}',
+  ]);
+  return [...compose, ...swarm].sort();
 }
 
 export async function containerOf(project: string, service: string): Promise<string> {
