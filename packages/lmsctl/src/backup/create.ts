@@ -195,9 +195,14 @@ function directoryWriter(
     },
     async check(signal) {
       await restrictFolder(plain);
-      const listed = await listArchiveFile(plain, { ...tools, signal });
+      // Plain, the listing and the checksums read the same files at once; encrypted, the listing
+      // must come first (encryption removes each plaintext file, toc.dat among them).
+      const listing = listArchiveFile(plain, { ...tools, signal });
+      const hashed = key ? null : hashFolder(temporary, signal);
+      hashed?.catch(() => undefined);
+      const listed = await listing;
       if (listed.error) throw new CliError(ExitCode.failed, `pg_dump wrote an unreadable archive: ${listed.error}`);
-      const files = key ? await encryptFolder(plain, temporary, key, signal) : await hashFolder(temporary, signal);
+      const files = key ? await encryptFolder(plain, temporary, key, signal) : await (hashed ?? hashFolder(temporary));
       if (key) await removeFolder(plain);
       const header = key ? await readEncryptionHeader(path.join(temporary, TOC_FILE)) : null;
       return {
@@ -250,11 +255,18 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
       ? directoryWriter(base, key, jobs, tools, key ? await workDirOf(ctx, dir) : dir)
       : customWriter(partialPathOf(`${base}.dump`), key, tools);
   // Shared with other backups and restores; keeps `lmsctl db maintain` away while this runs.
-  const lock = await holdDatabaseLock(url, 'shared', { applicationName: 'lmsctl backup', doing: 'back up' });
-  const client = await connectClient(url, { applicationName: 'lmsctl backup' }).catch(async (error: unknown) => {
-    await lock.release();
-    throw error;
-  });
+  // Both connections at once: the lock's refusal, if it comes, ends the other one too.
+  const [locked, connected] = await Promise.allSettled([
+    holdDatabaseLock(url, 'shared', { applicationName: 'lmsctl backup', doing: 'back up' }),
+    connectClient(url, { applicationName: 'lmsctl backup' }),
+  ]);
+  if (locked.status === 'rejected' || connected.status === 'rejected') {
+    if (locked.status === 'fulfilled') await locked.value.release();
+    if (connected.status === 'fulfilled') await connected.value.end().catch(() => undefined);
+    throw locked.status === 'rejected' ? locked.reason : (connected as PromiseRejectedResult).reason;
+  }
+  const lock = locked.value;
+  const client = connected.value;
 
   return withInterrupt(async (signal) => {
     let published: string | null = null;
