@@ -81,13 +81,15 @@ export async function stackUp(
   const { target, compose } = await openStack(ctx, options);
   const docker = await requireEngine(ctx);
   const config: unknown = parseYaml(await runCompose(compose, target, ['config'], { cwd: ctx.cwd, stdout: 'capture' }));
-  const images = serviceImages(config, servicesToStart(config, options.services ?? []));
+  const profiles = (ctx.env.COMPOSE_PROFILES ?? '').split(',').filter(Boolean);
+  const starting = servicesToStart(config, options.services ?? [], profiles);
+  const images = serviceImages(config, starting);
   const existedBefore = await projectExists(docker, target.project);
   if (target.env !== 'dev' && existedBefore) await refuseUndoingDeploy(ctx, docker, target);
 
   // Before anything is pulled, built or created: Compose would fail half-way on a taken port.
   if (!existedBefore)
-    await refuseTakenPorts(target, publishedPorts(config, servicesToStart(config, options.services ?? [])));
+    await refuseTakenPorts(target, publishedPorts(config, starting));
   await pullMissing(ctx, docker, compose, target, images);
   const built = await buildImages(ctx, docker, images, options.build ?? false);
   try {

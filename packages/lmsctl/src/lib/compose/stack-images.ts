@@ -17,6 +17,7 @@ interface ComposeService {
   build?:
     string | { context?: string; dockerfile?: string; target?: string; args?: Record<string, unknown> | string[] };
   depends_on?: string[] | Record<string, unknown>;
+  profiles?: string[];
 }
 
 function servicesOf(config: unknown): Record<string, ComposeService> {
@@ -25,12 +26,18 @@ function servicesOf(config: unknown): Record<string, ComposeService> {
 }
 
 /**
- * The services `up [services…]` starts: the named ones and everything they depend on, or all of
- * them when none is named.
+ * The services `up [services…]` starts: the named ones and everything they depend on, or, when
+ * none is named, all of them but those of a profile COMPOSE_PROFILES does not activate (Compose
+ * v1's `config` lists those too, and their images must not be pulled for nothing).
  */
-export function servicesToStart(config: unknown, named: string[]): string[] {
+export function servicesToStart(config: unknown, named: string[], activeProfiles: string[] = []): string[] {
   const services = servicesOf(config);
-  if (named.length === 0) return Object.keys(services);
+  if (named.length === 0) {
+    return Object.keys(services).filter((name) => {
+      const profiles = services[name]?.profiles;
+      return !Array.isArray(profiles) || profiles.some((profile) => activeProfiles.includes(profile));
+    });
+  }
   const unknown = named.filter((name) => !(name in services));
   if (unknown.length) {
     throw new CliError(
