@@ -393,13 +393,26 @@ describe('the production stack behind Caddy, with its monitoring', () => {
   });
 
   it('lmsctl deploy of an image that answers 5xx on reads is rolled back by the error-rate gate of its watch window', async () => {
-    // A release with a bad read-replica address: /ready (the primary) answers, so the rollout
-    // completes; what is read from the replica fails. Only the traffic shows it.
+    // A release whose read-replica role may not read the tables: /ready (the primary) answers
+    // and the replica answers its lag check, so the rollout completes and no fallback to the
+    // primary hides it (that is for a replica that is down or behind); what is read from the
+    // replica fails with "permission denied". Only the traffic shows it.
+    await docker([
+      'exec',
+      await containerOf(project, 'postgres'),
+      'psql',
+      '-U',
+      'lms',
+      '-d',
+      'lms',
+      '-qc',
+      "CREATE ROLE lms_e2e_noread LOGIN PASSWORD 'noread-e2e'",
+    ]);
     const builder = await findBuildKitCli(process.env);
     const dockerfile = path.join(work, 'failing-reads.Dockerfile');
     await writeFile(
       dockerfile,
-      `FROM ${lmsImage}\nUSER root\nRUN sed -i 's#exec node "$app_dir/api/dist/main.js"#DATABASE_READ_URL=postgres://lms@replica.invalid:5432/lms exec node "$app_dir/api/dist/main.js"#' /usr/local/bin/lms-entrypoint && grep -q replica.invalid /usr/local/bin/lms-entrypoint\nUSER 1000:1000\n`,
+      `FROM ${lmsImage}\nUSER root\nRUN sed -i 's#exec node "$app_dir/api/dist/main.js"#DATABASE_READ_URL=postgres://lms_e2e_noread:noread-e2e@postgres:5432/lms exec node "$app_dir/api/dist/main.js"#' /usr/local/bin/lms-entrypoint && grep -q lms_e2e_noread /usr/local/bin/lms-entrypoint\nUSER 1000:1000\n`,
     );
     const build = await execa(
       builder.argv[0]!,
