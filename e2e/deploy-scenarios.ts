@@ -17,6 +17,7 @@ import {
   projectName,
   removeProject,
   createUserInStack,
+  eventually,
 } from './harness.js';
 
 /**
@@ -42,6 +43,8 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
   let site: { host: string; port: number; ca: string; agent: https.Agent };
   let client: Http2Client;
   let teacherToken: string;
+  /** A learner enrolled in a course with many lessons: each completion queues its own progress job. */
+  const learner = { token: '', enrolmentId: '', lessons: [] as string[], completed: [] as string[] };
   /** Whether this test made the engine a Swarm manager (and so leaves the Swarm afterwards). */
   let initializedSwarm = false;
 
@@ -116,25 +119,34 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
 
   /**
    * Reads (the catalogue) and writes (an instructor creating courses) through Caddy over HTTP/2 at a
-   * bounded rate until stopped; every answer that is not the expected 200/201 is a failure.
+   * bounded rate until stopped, and once a second a learner completing the next lesson — which
+   * queues a progress job of its own (its id names the lesson); every answer that is not the
+   * expected 200/201 is a failure.
    */
   function steadyLoad(perSecond: number) {
     let running = true;
     let sent = 0;
     const failures: string[] = [];
     const one = async (index: number) => {
+      const lesson = index % perSecond === 0 ? learner.lessons.shift() : undefined;
       const write = index % 4 === 0;
+      const what = lesson ? 'complete' : write ? 'POST' : 'GET';
       try {
-        const answer = write
-          ? await client.request('POST', '/api/v1/courses', {
-              token: teacherToken,
-              json: { title: `Load ${index}`, description: 'written during a deploy' },
+        const answer = lesson
+          ? await client.request('POST', `/api/v1/enrollments/${learner.enrolmentId}/lessons/${lesson}/complete`, {
+              token: learner.token,
             })
-          : await client.request('GET', '/api/v1/courses?limit=5');
-        if (answer.status !== (write ? 201 : 200))
-          failures.push(`${write ? 'POST' : 'GET'} → ${answer.status} ${answer.body.slice(0, 200)}`);
+          : write
+            ? await client.request('POST', '/api/v1/courses', {
+                token: teacherToken,
+                json: { title: `Load ${index}`, description: 'written during a deploy' },
+              })
+            : await client.request('GET', '/api/v1/courses?limit=5');
+        if (answer.status !== (write && !lesson ? 201 : 200))
+          failures.push(`${what} → ${answer.status} ${answer.body.slice(0, 200)}`);
+        else if (lesson) learner.completed.push(lesson);
       } catch (error) {
-        failures.push(`${write ? 'POST' : 'GET'} → ${error instanceof Error ? error.message : String(error)}`);
+        failures.push(`${what} → ${error instanceof Error ? error.message : String(error)}`);
       }
     };
     const inFlight = new Set<Promise<void>>();
@@ -153,6 +165,39 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
         return { sent, failures };
       },
     };
+  }
+
+  /**
+   * No job lost: every lesson completion the API accepted so far has its progress job completed
+   * (BullMQ keeps completed jobs a day), whichever worker — old, new, drained or replaced — took it.
+   */
+  async function expectNoJobLost(): Promise<void> {
+    expect(learner.completed.length).toBeGreaterThan(0);
+    const expected = learner.completed.map((lesson) => `progress-recompute-${learner.enrolmentId}-lesson-${lesson}`);
+    const missing = await eventually(
+      'every progress job of a completed lesson completed',
+      async () => {
+        const listed = await docker([
+          'exec',
+          await containerOf(project, 'scheduler'),
+          'lmsctl',
+          'queue',
+          'jobs',
+          'progress',
+          '--state',
+          'completed',
+          '--limit',
+          '10000',
+          '--json',
+        ]);
+        const done = new Set((JSON.parse(listed.stdout) as { jobs: Array<{ id: string }> }).jobs.map((job) => job.id));
+        const left = expected.filter((id) => !done.has(id));
+        if (left.length) throw new Error(`${left.length} not completed, e.g. ${left[0]}`);
+        return left;
+      },
+      { timeoutMs: 120_000, intervalMs: 2000 },
+    );
+    expect(missing).toEqual([]);
   }
 
   /** The images of the service's running containers (on Swarm: of its running tasks). */
@@ -199,6 +244,33 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
       expect(login.status, login.body).toBe(200);
       teacherToken = (JSON.parse(login.body) as { accessToken: string }).accessToken;
       client = new Http2Client(site);
+
+      // The learner's course: more lessons than the deploys below complete, one a second.
+      const course = await client.request('POST', '/api/v1/courses', {
+        token: teacherToken,
+        json: { title: 'Lessons during deploys', description: 'one progress job per completed lesson' },
+      });
+      expect(course.status, course.body).toBe(201);
+      const courseId = (JSON.parse(course.body) as { id: string }).id;
+      for (let number = 1; number <= 400; number++) {
+        const lesson = await client.request('POST', `/api/v1/courses/${courseId}/lessons`, {
+          token: teacherToken,
+          json: { title: `Lesson ${number}`, body: 'read me' },
+        });
+        expect(lesson.status, lesson.body).toBe(201);
+        learner.lessons.push((JSON.parse(lesson.body) as { id: string }).id);
+      }
+      expect(
+        (await client.request('POST', `/api/v1/courses/${courseId}/publish`, { token: teacherToken })).status,
+      ).toBe(200);
+      await createUserInStack(project, { email: 'learner@example.com', name: 'Learner', role: 'student', password });
+      const learnerLogin = await client.request('POST', '/api/v1/auth/login', {
+        json: { email: 'learner@example.com', password },
+      });
+      learner.token = (JSON.parse(learnerLogin.body) as { accessToken: string }).accessToken;
+      const enrolment = await client.request('POST', `/api/v1/courses/${courseId}/enroll`, { token: learner.token });
+      expect(enrolment.status, enrolment.body).toBe(201);
+      learner.enrolmentId = (JSON.parse(enrolment.body) as { id: string }).id;
     });
 
     it('to production, refuses an image staging never ran, changing nothing', async () => {
@@ -208,7 +280,7 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
       expect(await imagesOf('api')).toEqual([v1, v1]);
     });
 
-    it('to a new image: API replicas replaced one at a time, worker and scheduler too, no request failed', async () => {
+    it('to a new image: API replicas replaced one at a time, worker and scheduler too, no request failed, no job lost', async () => {
       const load = steadyLoad(20);
       // What staging ran is known by image id: this stack plays staging's part in its history.
       await writeFile(
@@ -229,13 +301,14 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
       });
       expect(run.stderr).toContain('the watch window checks container health only');
       expect(failures).toEqual([]);
+      await expectNoJobLost();
       expect(sent).toBeGreaterThan(100);
       expect(await imagesOf('api')).toEqual([v2, v2]);
       expect(await imagesOf('worker')).toEqual([v2]);
       expect(await imagesOf('scheduler')).toEqual([v2]);
     });
 
-    it('to an image whose API never becomes ready: rolled back, exit 1 naming why, no request failed', async () => {
+    it('to an image whose API never becomes ready: rolled back, exit 1 naming why, no request failed, no job lost', async () => {
       const load = steadyLoad(20);
       const run = await lmsctl(
         ['deploy', '--image', broken, '--ready-timeout', '20s', '--skip-staging', ...stackArgs],
@@ -249,17 +322,19 @@ export function describeDeploys(orchestrator: 'compose' | 'swarm'): void {
         onSwarm ? /Swarm rolled api back|not running and healthy within 20 s/ : /was not ready within 20\.0 s/,
       );
       expect(failures).toEqual([]);
+      await expectNoJobLost();
       expect(await imagesOf('api')).toEqual([v2, v2]);
       expect(await imagesOf('worker')).toEqual([v2]);
     });
 
-    it('deploy rollback goes back to the image before the last successful deploy, gapless too; history records everything', async () => {
+    it('deploy rollback goes back to the image before the last successful deploy, gapless and losing no job too; history records everything', async () => {
       const load = steadyLoad(20);
       const run = await lmsctl(['deploy', 'rollback', ...stackArgs], env());
       const { failures } = await load.stop();
       expect(run.exitCode, run.stderr.slice(-3000)).toBe(0);
       expect(run.stdout).toContain(`runs ${v1} (was ${v2})`);
       expect(failures).toEqual([]);
+      await expectNoJobLost();
       expect(await imagesOf('api')).toEqual([v1, v1]);
 
       const history = await lmsctl(['deploy', 'history', ...stackArgs, '--json'], env());
