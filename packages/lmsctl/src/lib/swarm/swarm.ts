@@ -181,6 +181,28 @@ async function removeUnused(swarm: SwarmTarget, stack: SwarmStack): Promise<void
 }
 
 /**
+ * Creates the stack's networks that do not exist yet, as `docker stack deploy` would (same name,
+ * driver, options and namespace label, so the deploy adopts them): on a new stack the first
+ * one-off container (the migrations) runs before the whole stack is deployed, and needs the
+ * outbound network too when the database is a managed one.
+ */
+async function ensureNetworks(swarm: SwarmTarget, stack: SwarmStack): Promise<void> {
+  const existing = new Set((await swarm.docker.listNetworks()).map((network) => network.Name));
+  const declared = (stack.file.networks ?? {}) as Record<string, { internal?: boolean }>;
+  for (const [name, network] of Object.entries(declared)) {
+    const full = `${swarm.target.project}_${name}`;
+    if (existing.has(full)) continue;
+    await swarm.docker.createNetwork({
+      Name: full,
+      Driver: 'overlay',
+      Attachable: true,
+      Internal: network.internal === true,
+      Labels: { [STACK_LABEL]: swarm.target.project },
+    });
+  }
+}
+
+/**
  * Runs `lmsctl <args>` of `image` in a one-off container on this node, on the stack's networks,
  * with the LMS processes' environment (secrets included, through a private env file removed
  * afterwards) and the backups volume: migrations, backups and the deploy record, which a Swarm
@@ -206,9 +228,8 @@ export async function runLmsctl(
         .join('\n') + '\n',
       { mode: 0o600 },
     );
-    // Those that exist: on a new stack only the databases' network does, before the first full deploy.
-    const existing = new Set((await swarm.docker.listNetworks()).map((network) => network.Name));
-    const [first, ...more] = stack.appNetworks.filter((network) => existing.has(network));
+    await ensureNetworks(swarm, stack);
+    const [first, ...more] = stack.appNetworks;
     const backups = `${swarm.target.project}_lms-backups`;
     const hasBackups = await swarm.docker
       .getVolume(backups)
