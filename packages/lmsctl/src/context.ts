@@ -1,6 +1,13 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type Config, type ConfigName, errorMessage, givenConfigNames, loadConfig, loadEnvFile } from '@lms/core';
+import {
+  type Config,
+  type ConfigName,
+  errorMessage,
+  givenConfigNames,
+  loadConfig,
+  loadEnvFile,
+} from '@lms/core/essentials';
 import { usageError } from './errors.js';
 import { Output, type OutputStreams } from './output.js';
 import { refuseThroughPooler } from './postgres/direct-connection.js';

@@ -43,7 +43,7 @@ export async function main(
       if (json) writeJsonError(stdout, { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: 2 });
       return ExitCode.usage;
     }
-    const { maskSecretsInText } = await import('@lms/core');
+    const { maskSecretsInText } = await import('@lms/core/essentials');
     const failure = explain(error);
     const message = maskSecretsInText(failure.message);
     const hint = failure.hint && maskSecretsInText(failure.hint);

@@ -1,7 +1,7 @@
 import { cp, copyFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { connectClient, describePostgresUrl, VerificationError, withDatabase } from '@lms/core';
+import { connectClient, describePostgresUrl, VerificationError, withDatabase } from '@lms/core/essentials';
 import { requireDirectDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';

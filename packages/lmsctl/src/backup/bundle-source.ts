@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { VerificationError } from '@lms/core';
+import { VerificationError } from '@lms/core/essentials';
 import type { CommandContext } from '../context.js';
 import { manifestPathOf } from './archive/manifest.js';
 import { partialPathOf } from './archive/partial-files.js';

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { connectClient, newestAppliedMigration } from '@lms/core';
+import { connectClient, newestAppliedMigration } from '@lms/core/essentials';
 
 /**
  * What a backup, a restore check and a drill read from a database's catalogue: its tables, their

@@ -1,6 +1,6 @@
 import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { VerificationError } from '@lms/core';
+import { VerificationError } from '@lms/core/essentials';
 import type { CommandContext } from '../context.js';
 import { usageError, withPath } from '../errors.js';
 import { withInterrupt } from '../lib/interrupt.js';

@@ -1,4 +1,4 @@
-import { errorMessage } from '@lms/core';
+import { errorMessage } from '@lms/core/essentials';
 import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
 import { CliError, ExitCode } from '../errors.js';

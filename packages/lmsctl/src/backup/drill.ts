@@ -8,7 +8,7 @@ import {
   formatVersion,
   VerificationError,
   withDatabase,
-} from '@lms/core';
+} from '@lms/core/essentials';
 import { formatDuration } from '@lms/core/duration';
 import { requireDirectDatabaseUrl, type CommandContext } from '../context.js';
 import { addressedIdentity, resolveBackup } from './inventory.js';

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { connectClient } from '@lms/core';
+import { connectClient } from '@lms/core/essentials';
 import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import {

@@ -1,7 +1,7 @@
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Gauge, Pushgateway, Registry } from 'prom-client';
-import { errorMessage, maskUrl } from '@lms/core';
+import { errorMessage, maskUrl } from '@lms/core/essentials';
 
 /**
  * Hands backup and drill outcomes to Prometheus, which cannot scrape a command that has

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { connectClient, formatVersion, VerificationError } from '@lms/core';
+import { connectClient, formatVersion, VerificationError } from '@lms/core/essentials';
 import { type CommandContext } from '../context.js';
 import { CliError, ExitCode } from '../errors.js';
 import { type BackupManifest } from './archive/manifest.js';

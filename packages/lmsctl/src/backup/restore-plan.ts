@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import type { ChalkInstance } from 'chalk';
 import type pg from 'pg';
-import { formatVersion } from '@lms/core';
+import { formatVersion } from '@lms/core/essentials';
 import { type BackupManifest } from './archive/manifest.js';
 import { derivedDatabaseName, type DatabaseFacts, type SessionInfo } from '../postgres/admin.js';
 import { formatBytes } from '../lib/progress.js';

@@ -1,4 +1,4 @@
-import { errorMessage } from '@lms/core';
+import { errorMessage } from '@lms/core/essentials';
 import os from 'node:os';
 import type pg from 'pg';
 import { isProcessAlive } from '../lib/process-alive.js';

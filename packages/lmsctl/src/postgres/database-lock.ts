@@ -1,4 +1,4 @@
-import { connectClient, describePostgresUrl, withDatabase } from '@lms/core';
+import { connectClient, describePostgresUrl, withDatabase } from '@lms/core/essentials';
 import type pg from 'pg';
 import { CliError, ExitCode } from '../errors.js';
 

@@ -1,4 +1,4 @@
-import { describePostgresUrl, withDatabase } from '@lms/core';
+import { describePostgresUrl, withDatabase } from '@lms/core/essentials';
 import pg from 'pg';
 import type { DatabaseUrlSource } from '../context.js';
 import { usageError } from '../errors.js';

@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { createGunzip } from 'node:zlib';
-import { VerificationError } from '@lms/core';
+import { VerificationError } from '@lms/core/essentials';
 
 /**
  * Reads the gzip-compressed tar files `backup bundle` writes (ustar, as archiver writes them; pax

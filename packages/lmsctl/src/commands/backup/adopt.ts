@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import { formatVersion } from '@lms/core';
+import { formatVersion } from '@lms/core/essentials';
 import type { AdoptResult } from '../../backup/adopt.js';
 import { formatBytes } from '../../lib/progress.js';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { TarArchive } from 'archiver';
 import type { ChalkInstance } from 'chalk';
-import { VerificationError } from '@lms/core';
+import { VerificationError } from '@lms/core/essentials';
 import type { CommandContext } from '../../context.js';
 import { usageError, withPath } from '../../errors.js';
 import { readManifestUnchecked, resolveBackup } from '../../backup/inventory.js';

@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import { connectClient, describePostgresUrl, withDatabase } from '@lms/core';
+import { connectClient, describePostgresUrl, withDatabase } from '@lms/core/essentials';
 import { requireSessionDatabaseUrl, type CommandContext } from '../../context.js';
 import { confirmOrRefuse } from '../../lib/confirm.js';
 import { dropDatabase, isAbandoned, markedDatabases, type MarkedDatabase } from '../../postgres/admin.js';
