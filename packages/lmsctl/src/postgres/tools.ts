@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
-import { execa, ExecaError } from 'execa';
-import { maskSecretsInText } from '@lms/core';
+import { promisify } from 'node:util';
+import { maskSecretsInText } from '@lms/core/essentials';
 import { CliError, ExitCode } from '../errors.js';
 
 /**
@@ -37,6 +37,8 @@ export function installHint(major?: number): string {
   );
 }
 
+const runFile = promisify(execFile);
+
 export interface ToolVersion {
   version: string;
   major: number;
@@ -46,7 +48,7 @@ export interface ToolVersion {
 export async function pgToolVersion(tool: PgTool, options: PgToolsOptions): Promise<ToolVersion> {
   const file = pgToolPath(tool, options.binDir);
   try {
-    const { stdout } = await execa(file, ['--version'], { env: options.env, extendEnv: false });
+    const stdout = (await runFile(file, ['--version'], { env: options.env })).stdout.trim();
     const match = /(\d+)(?:\.(\d+))?/.exec(stdout);
     if (!match) throw new CliError(ExitCode.failed, `cannot read the version of ${file} ("${stdout}")`);
     return { version: match[2] === undefined ? match[1]! : `${match[1]}.${match[2]}`, major: Number(match[1]) };
@@ -197,7 +199,7 @@ function deathSignalLauncher(env: NodeJS.ProcessEnv): string | null {
 /**
  * On Linux, a tool is started through `setpriv --pdeathsig TERM`, so the kernel stops it when
  * lmsctl dies, even by SIGKILL: otherwise pg_dump or pg_restore would keep loading the server
- * for nothing. setpriv execs the tool, so the pid execa signals on cancellation is the tool's.
+ * for nothing. setpriv execs the tool, so the pid lmsctl signals on cancellation is the tool's.
  * The signal fires when the thread that forked exits; Node spawns from its main thread, which
  * lives as long as lmsctl. Elsewhere, or without a suitable setpriv, the tool is started as is.
  */
@@ -219,29 +221,118 @@ function commandFor(tool: PgTool, args: string[], options: RunToolOptions): [str
   return program ? [launcher, ['--pdeathsig', DEATH_SIGNAL, program, ...args]] : [file, args];
 }
 
-/** Starts a client tool against `url`; the caller awaits (or streams) the returned process. */
-export function startPgTool(tool: PgTool, args: string[], options: RunToolOptions) {
-  const [command, commandArgs] = commandFor(tool, args, options);
-  return execa(command, commandArgs, {
-    env: options.url ? libpqEnv(options.url, options.env, options.database) : options.env,
-    extendEnv: false,
-    stdin: options.stdin ?? 'ignore',
-    stdout: options.stdout ?? 'ignore',
-    stderr: 'pipe',
-    buffer: { stdout: false, stderr: true },
-    cancelSignal: options.cancelSignal,
-    forceKillAfterDelay: 5000,
-  });
+/**
+ * A running client tool: its process (pid, stdin, stdout, kill) that is also a promise, settled
+ * once it exits and its stderr is read — fulfilled on exit code 0, else rejected with a
+ * ToolProcessError.
+ */
+export type ToolProcess = ChildProcess & Promise<void>;
+
+/** How a client tool ended when it did not succeed. */
+export class ToolProcessError extends Error {
+  constructor(
+    message: string,
+    /** Its exit code; undefined when it never ran (spawn error) or was killed by a signal. */
+    readonly exitCode: number | undefined,
+    /** The signal that killed it, if one did. */
+    readonly signal: NodeJS.Signals | undefined,
+    /** Its whole stderr. */
+    readonly stderr: string,
+    /** Stopped because cancelSignal aborted. */
+    readonly isCanceled: boolean,
+    /** A spawn error's code (ENOENT, EACCES), if it never started. */
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'ToolProcessError';
+  }
 }
 
-/** Turns an execa failure of a client tool into a PgToolError (or rethrows an interruption). */
+/** Started tools still running, stopped if lmsctl exits without awaiting them (as execa's cleanup did). */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** How long a cancelled tool has to stop after TERM before it is killed. */
+const FORCE_KILL_AFTER_MS = 5000;
+
+/**
+ * Starts a client tool against `url`; the caller awaits (or streams) the returned process.
+ * node:child_process rather than execa here: execa and its dependencies are some 130 modules,
+ * about 0.1 s of every backup, verify, restore and drill's start-up (docs/benchmarks.md).
+ */
+export function startPgTool(tool: PgTool, args: string[], options: RunToolOptions): ToolProcess {
+  const [command, commandArgs] = commandFor(tool, args, options);
+  const child = spawn(command, commandArgs, {
+    env: options.url ? libpqEnv(options.url, options.env, options.database) : options.env,
+    stdio: [options.stdin ?? 'ignore', options.stdout ?? 'ignore', 'pipe'],
+    windowsHide: true,
+  });
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const started of running) started.kill();
+    });
+  }
+  running.add(child);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => (stderr += chunk));
+  let canceled = false;
+  let forceKill: NodeJS.Timeout | undefined;
+  const cancel = () => {
+    canceled = true;
+    child.kill('SIGTERM');
+    forceKill = setTimeout(() => child.kill('SIGKILL'), FORCE_KILL_AFTER_MS);
+    forceKill.unref();
+  };
+  if (options.cancelSignal?.aborted) cancel();
+  else options.cancelSignal?.addEventListener('abort', cancel, { once: true });
+  const done = new Promise<void>((resolve, reject) => {
+    const settle = (error: ToolProcessError | null) => {
+      running.delete(child);
+      clearTimeout(forceKill);
+      options.cancelSignal?.removeEventListener('abort', cancel);
+      if (error) reject(error);
+      else resolve();
+    };
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      // Only a tool that never started (no pid: ENOENT, EACCES) ends here; an error of a started
+      // one (a failed kill) is no outcome, its close is.
+      if (child.pid === undefined)
+        settle(
+          new ToolProcessError(`${command}: ${error.message}`, undefined, undefined, stderr, canceled, error.code),
+        );
+    });
+    child.once('close', (exitCode, signal) => {
+      if (child.pid === undefined) return;
+      const stderrText = stderr.replace(/\n$/, '');
+      if (exitCode === 0 && !canceled) return settle(null);
+      const how = signal ? `killed by ${signal}` : `exit code ${exitCode}`;
+      settle(
+        new ToolProcessError(
+          `${canceled ? 'cancelled' : 'failed'}: ${command} (${how})`,
+          exitCode ?? undefined,
+          signal ?? undefined,
+          stderrText,
+          canceled,
+        ),
+      );
+    });
+  });
+  return Object.assign(child, {
+    then: done.then.bind(done),
+    catch: done.catch.bind(done),
+    finally: done.finally.bind(done),
+  }) as unknown as ToolProcess;
+}
+
+/** Turns a failure of a client tool into a PgToolError (or rethrows an interruption). */
 export function toolFailure(tool: PgTool, error: unknown): Error {
-  if (error instanceof ExecaError) {
+  if (error instanceof ToolProcessError) {
     if (error.isCanceled) return error;
     if (error.code === 'ENOENT') return new CliError(ExitCode.failed, `${tool} not found: ${installHint()}`);
-    const stderr = typeof error.stderr === 'string' ? error.stderr : '';
     const how = error.signal ? `killed by ${error.signal}` : `exit code ${error.exitCode}`;
-    return new PgToolError(tool, `${lastErrorLines(stderr)} (${how})`);
+    return new PgToolError(tool, `${lastErrorLines(error.stderr)} (${how})`);
   }
   return error as Error;
 }

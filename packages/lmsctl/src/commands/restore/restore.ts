@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { ChalkInstance } from 'chalk';
-import { connectClient, describePostgresUrl, errorMessage, formatVersion, withDatabase } from '@lms/core';
+import { connectClient, describePostgresUrl, errorMessage, formatVersion, withDatabase } from '@lms/core/essentials';
 import { requireSessionDatabase, type CommandContext } from '../../context.js';
 import { CliError, ExitCode, usageError } from '../../errors.js';
 import { resolveBackup } from '../../backup/inventory.js';
@@ -122,13 +122,17 @@ export async function restore(
   options: RestoreOptions = {},
 ): Promise<RestoreResult | RestorePlan> {
   const dir = backupDirOf(ctx, options.dir);
+  const tools = toolsOf(ctx);
+  // Asked while the pooler check connects: on Debian `pg_restore` is a Perl wrapper that takes
+  // about 0.07 s to start. Awaited where it was before, so a missing tool is reported as then.
+  const version = pgToolVersion('pg_restore', tools);
+  version.catch(() => undefined);
   const target = await targetOf(ctx, options);
   const jobs = options.jobs ?? defaultJobs();
-  const tools = toolsOf(ctx);
   const started = Date.now();
 
   return withInterrupt(async (signal) => {
-    const pgRestore = await pgToolVersion('pg_restore', tools);
+    const pgRestore = await version;
     const admin = await connectClient(withDatabase(target.url, 'postgres'), { applicationName: 'lmsctl restore' });
     let archive: PreparedArchive | undefined;
     let bundle: UnpackedBundle | undefined;
