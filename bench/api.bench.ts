@@ -6,17 +6,21 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { execa, type ResultPromise } from 'execa';
 import { connectClient } from '@lms/core';
-import { freePort } from '@lms/core/testing';
-import { BENCH_SCALE, ensureBenchDatabase } from './bench-database.js';
+import { freePort, startPgBouncer, testServerUrl } from '@lms/core/testing';
+import { BENCH_SCALE, benchServerUrl, ensureBenchDatabase } from './bench-database.js';
 import { median, type Benchmark, type Comparison } from './lib.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const ROUNDS = 3;
-const SECONDS = 20;
+// Six targets per round: short runs keep the whole benchmark within a few minutes.
+const SECONDS = 10;
 const CONNECTIONS = 50;
-const WARM_UP_SECONDS = 5;
+const WARM_UP_SECONDS = 3;
+// The bare server's pg pool (bench/api/bare-server.ts): PgBouncer gets as many server
+// connections, so the comparison is the extra hop, not a smaller pool.
+const BARE_POOL_SIZE = 20;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 interface WrkResult {
@@ -56,14 +60,58 @@ async function waitFor(url: string, child: ResultPromise): Promise<void> {
   throw new Error(`${url} did not answer`);
 }
 
+/** The API built in dist/, as production runs it, on its own port and queue prefix. */
+function startApi(port: number, databaseUrl: string, workers: number, name: string): ResultPromise {
+  return execa(process.execPath, [path.join(root, 'packages/api/dist/main.js')], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      API_WORKERS: String(workers),
+      NODE_ENV: 'production',
+      // Queues of its own, never those of a development stack on the same Redis.
+      QUEUE_PREFIX: `{lms-bench}:${name}:${process.pid}`,
+      SECRET_KEY: 'bench-secret-'.repeat(6),
+      // Production requires it; the bench writes no webhook secret, so any 64 hex digits do.
+      WEBHOOK_SECRET_KEY: 'ab'.repeat(32),
+      LOG_LEVEL: 'info',
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      RATE_LIMIT_USER_PER_MINUTE: '1000000',
+      // Three API processes share the PostgreSQL of other users with the bare servers: bounded
+      // pools keep them under max_connections (the warm cache needs few connections anyway).
+      DB_POOL_SIZE: '10',
+      DB_MAX_OVERFLOW: '0',
+    },
+    extendEnv: false,
+    stdout: 'ignore',
+    reject: false,
+  });
+}
+
+function startBare(port: number, databaseUrl: string): ResultPromise {
+  return execa(process.execPath, ['--import', tsx, path.join(root, 'bench/api/bare-server.ts')], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: databaseUrl, PORT: String(port) },
+    extendEnv: false,
+    reject: false,
+  });
+}
+
 /**
  * One API process with every middleware on (request logging at info, security headers, metrics,
  * Redis rate limits, the cache), 50 connections, side by side with a bare Express 5 + pg route
- * that reads one course by its primary key.
+ * that reads one course by its primary key; the same API with `API_WORKERS=2` against the one
+ * process; and the bare route through Debian's PgBouncer (transaction mode) against direct.
  */
 export const apiBench: Benchmark = {
   id: 'api',
   async run() {
+    // The PgBouncer helper fronts the test server; both must be the server the bench database is on.
+    if (new URL(benchServerUrl).host !== new URL(testServerUrl).host) {
+      throw new Error(
+        `BENCH_DATABASE_URL (${new URL(benchServerUrl).host}) and TEST_DATABASE_URL (${new URL(testServerUrl).host}) must name the same server: the api bench's PgBouncer fronts TEST_DATABASE_URL`,
+      );
+    }
     await run('pnpm', ['build'], { cwd: root });
     const url = await ensureBenchDatabase('lms_bench', BENCH_SCALE, log);
     const client = await connectClient(url);
@@ -71,42 +119,35 @@ export const apiBench: Benchmark = {
       .rows[0]!.id;
     await client.end();
 
-    const barePort = await freePort();
-    const apiPort = await freePort();
-    const env = { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: url };
-    const bare = execa(process.execPath, ['--import', tsx, path.join(root, 'bench/api/bare-server.ts')], {
-      env: { ...env, PORT: String(barePort) },
-      extendEnv: false,
-      reject: false,
-    });
-    const api = execa(process.execPath, [path.join(root, 'packages/api/dist/main.js')], {
-      env: {
-        ...env,
-        PORT: String(apiPort),
-        NODE_ENV: 'production',
-        // Queues of its own, never those of a development stack on the same Redis.
-        QUEUE_PREFIX: `{lms-bench}:api:${process.pid}`,
-        SECRET_KEY: 'bench-secret-'.repeat(6),
-        LOG_LEVEL: 'info',
-        RATE_LIMIT_PER_MINUTE: '1000000',
-        RATE_LIMIT_USER_PER_MINUTE: '1000000',
-      },
-      extendEnv: false,
-      stdout: 'ignore',
-      reject: false,
-    });
+    const bouncer = await startPgBouncer({ poolMode: 'transaction', poolSize: BARE_POOL_SIZE });
+    const [barePort, bouncedPort, apiPort, clusterPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const bare = startBare(barePort, url);
+    const bounced = startBare(bouncedPort, bouncer.urlOf('lms_bench'));
+    const api = startApi(apiPort, url, 1, 'api');
+    const cluster = startApi(clusterPort, url, 2, 'api-cluster');
     try {
       await waitFor(`http://127.0.0.1:${barePort}/courses/${courseId}`, bare);
+      await waitFor(`http://127.0.0.1:${bouncedPort}/courses/${courseId}`, bounced);
       await waitFor(`http://127.0.0.1:${apiPort}/ready`, api);
+      await waitFor(`http://127.0.0.1:${clusterPort}/ready`, cluster);
       const targets = {
         bare: `http://127.0.0.1:${barePort}/courses/${courseId}`,
+        bareViaPgBouncer: `http://127.0.0.1:${bouncedPort}/courses/${courseId}`,
         detail: `http://127.0.0.1:${apiPort}/api/v1/courses/${courseId}`,
         list: `http://127.0.0.1:${apiPort}/api/v1/courses`,
+        detail2Workers: `http://127.0.0.1:${clusterPort}/api/v1/courses/${courseId}`,
+        list2Workers: `http://127.0.0.1:${clusterPort}/api/v1/courses`,
       };
-      // Warm the caches and the JIT of all three servers under the same load before measuring.
+      type Target = keyof typeof targets;
+      // Warm the caches and the JIT of every server under the same load before measuring.
       for (const target of Object.values(targets)) await wrk(target, WARM_UP_SECONDS);
-      const results: Record<keyof typeof targets, WrkResult[]> = { bare: [], detail: [], list: [] };
-      const order = Object.keys(targets) as Array<keyof typeof targets>;
+      const order = Object.keys(targets) as Target[];
+      const results = Object.fromEntries(order.map((name) => [name, [] as WrkResult[]])) as Record<Target, WrkResult[]>;
       for (let round = 0; round < ROUNDS; round++) {
         for (const name of order.map((_, index) => order[(index + round) % order.length]!)) {
           log(`round ${round + 1}/${ROUNDS}: ${name}`);
@@ -115,9 +156,9 @@ export const apiBench: Benchmark = {
       }
       const status = await readFile(`/proc/${api.pid}/status`, 'utf8');
       const rssMiB = Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-      const rps = (name: keyof typeof targets) => median(results[name].map((result) => result.requestsPerSecond));
-      const p99 = Math.max(...results.detail.concat(results.list).map((result) => result.p99Ms));
-      const errors = [...results.detail, ...results.list].reduce((sum, result) => sum + result.errors, 0);
+      const rps = (name: Target) => median(results[name].map((result) => result.requestsPerSecond));
+      const worstP99 = (...names: Target[]) => Math.max(...names.flatMap((name) => results[name].map((r) => r.p99Ms)));
+      const errors = order.flatMap((name) => results[name]).reduce((sum, result) => sum + result.errors, 0);
       const comparisons: Comparison[] = [
         {
           what: '`GET /api/v1/courses/:id` (published, cache warm)',
@@ -138,8 +179,35 @@ export const apiBench: Benchmark = {
           direction: 'at-least',
         },
         {
-          what: 'worst p99 latency of the API runs',
-          value: p99,
+          what: '`GET /api/v1/courses/:id` (cache warm), `API_WORKERS=2`',
+          value: rps('detail2Workers'),
+          anchorName: 'the same, one API process',
+          anchor: rps('detail'),
+          unit: 'req/s',
+          limit: 1.3,
+          direction: 'at-least',
+        },
+        {
+          what: '`GET /api/v1/courses` (page of 20), `API_WORKERS=2`',
+          value: rps('list2Workers'),
+          anchorName: 'the same, one API process',
+          anchor: rps('list'),
+          unit: 'req/s',
+          limit: 1.3,
+          direction: 'at-least',
+        },
+        {
+          what: 'course by primary key (bare Express 5 + pg) through PgBouncer, transaction mode',
+          value: rps('bareViaPgBouncer'),
+          anchorName: 'the same, direct to PostgreSQL',
+          anchor: rps('bare'),
+          unit: 'req/s',
+          limit: 0.9,
+          direction: 'at-least',
+        },
+        {
+          what: 'worst p99 latency of the one-process API runs',
+          value: worstP99('detail', 'list'),
           anchorName: '50 ms ceiling',
           anchor: 50,
           unit: 'ms',
@@ -147,7 +215,7 @@ export const apiBench: Benchmark = {
           direction: 'at-most',
         },
         {
-          what: 'errors (non-2xx and socket) of the API runs',
+          what: 'errors (non-2xx and socket) of every run',
           value: errors,
           anchorName: 'one error',
           anchor: 1,
@@ -156,7 +224,7 @@ export const apiBench: Benchmark = {
           direction: 'at-most',
         },
         {
-          what: `API RSS after ${ROUNDS * 2 * SECONDS} s of load`,
+          what: `one-process API RSS after ${ROUNDS * 2 * SECONDS} s of its load`,
           value: rssMiB,
           anchorName: '200 MiB ceiling',
           anchor: 200,
@@ -169,22 +237,31 @@ export const apiBench: Benchmark = {
         id: 'api',
         title: 'API throughput',
         method:
-          `wrk, ${CONNECTIONS} connections, ${SECONDS} s per run after a ${WARM_UP_SECONDS} s warm-up run of each target, median of ${ROUNDS} rounds with the order rotating; one API process ` +
-          '(`NODE_ENV=production`, request logging at info, rate limits in Redis, metrics, security headers), built (`dist/`), ' +
-          'against a bare Express 5 + pg server reading the same course. wrk, the servers, PostgreSQL and Redis share the 2 cores.',
+          `wrk, ${CONNECTIONS} connections, ${SECONDS} s per run after a ${WARM_UP_SECONDS} s warm-up run of each target, median of ${ROUNDS} rounds with the order rotating; ` +
+          'the API (`NODE_ENV=production`, request logging at info, rate limits in Redis, metrics, security headers), built (`dist/`), ' +
+          'as one process and as `API_WORKERS=2` (node:cluster, two servers behind one port), ' +
+          `against a bare Express 5 + pg server (pool of ${BARE_POOL_SIZE}) reading the same course, direct and through Debian's PgBouncer ` +
+          `(transaction mode, ${BARE_POOL_SIZE} server connections): every request of the bare route is one query, so the pooler's extra hop weighs its most there. ` +
+          'wrk, the servers, PgBouncer, PostgreSQL and Redis share the 2 cores.',
         comparisons,
         notes: [
-          'Samples (req/s), in round order:',
+          'Samples (req/s, p99 ms, errors if any), in round order:',
           '',
           ...order.map(
-            (name) => `- ${name}: ${results[name].map((result) => Math.round(result.requestsPerSecond)).join(', ')}`,
+            (name) =>
+              `- ${name}: ${results[name]
+                .map(
+                  (result) =>
+                    `${Math.round(result.requestsPerSecond)} (${result.p99Ms.toFixed(1)}${result.errors ? `, ${result.errors} errors` : ''})`,
+                )
+                .join(', ')}`,
           ),
         ],
       };
     } finally {
-      bare.kill('SIGTERM');
-      api.kill('SIGTERM');
-      await Promise.all([bare, api]);
+      for (const child of [bare, bounced, api, cluster]) child.kill('SIGTERM');
+      await Promise.all([bare, bounced, api, cluster]);
+      await bouncer.stop();
     }
   },
 };
