@@ -442,6 +442,30 @@ describe.runIf(haveCompose)('observability wiring', () => {
     for (const host of hosts) expect(Object.keys(services), host).toContain(host);
   });
 
+  it('the read replica exporter: opt-in with the replica profile, reads DATABASE_READ_URL, refuses to start without it', async () => {
+    const source = (await yamlToJson(await readFile(fromRoot('compose/docker-compose.observability.yml'), 'utf8'))) as {
+      services: Record<string, { profiles?: string[] }>;
+    };
+    expect(source.services['postgres-exporter-replica']!.profiles).toEqual(['replica']);
+    const replicaUrl = 'postgres://lms:pw@replica.example.com:5432/lms?sslmode=require';
+    const withReplica = await envFile('replica', { DATABASE_READ_URL: replicaUrl });
+    const exporter = (await resolved('observability', withReplica)).services['postgres-exporter-replica']!;
+    expect(exporter.environment!.DATABASE_READ_URL).toBe(replicaUrl);
+    expect(exporter.image).toBe((await resolved('observability')).services['postgres-exporter']!.image);
+    // The entry point as the container runs it (docker-compose config keeps `$$` escaped), without
+    // the URL: one line that says what to do, exit 1.
+    const script = (exporter.entrypoint as string[])[2]!.replaceAll('$$', '$');
+    const unset = await execa('sh', ['-c', script], {
+      env: { PATH: process.env.PATH },
+      extendEnv: false,
+      reject: false,
+    });
+    expect(unset.exitCode).toBe(1);
+    expect(unset.stderr).toBe(
+      'DATABASE_READ_URL is not set: set it to the read replica, or run without the replica profile',
+    );
+  });
+
   it('Prometheus, Alertmanager and Grafana get their configuration from ops/observability', async () => {
     const { services } = await resolved('observability');
     const binds = (name: string) =>

@@ -349,6 +349,14 @@ describe('prometheus.yml', () => {
     expect(targets('postgres')).toEqual(['postgres-exporter:9187']);
     expect(targets('redis')).toEqual(['redis-exporter:9121']);
     expect(targets('node')).toEqual(['node-exporter:9100']);
+    // The replica's exporter only runs with the `replica` profile: found by DNS, so without it
+    // there is no target rather than one always down; its series carry role="replica".
+    expect(asList(jobs.get('postgres-replica')!.dns_sd_configs, 'dns_sd_configs')).toEqual([
+      { names: ['postgres-exporter-replica'], type: 'A', port: 9187, refresh_interval: '30s' },
+    ]);
+    expect(asList(jobs.get('postgres-replica')!.relabel_configs, 'relabel_configs')).toEqual([
+      { target_label: 'role', replacement: 'replica' },
+    ]);
 
     // Every job an alert names is scraped under that name.
     for (const rule of rules) {

@@ -223,6 +223,8 @@ async function startMonitoring(ports: Record<string, number>, textfileDir: strin
   const proxied = new URL(env.database.url);
   proxied.port = String(proxy.port);
   proxied.searchParams.set('sslmode', 'disable');
+  const direct = new URL(env.database.url);
+  direct.searchParams.set('sslmode', 'disable');
   daemons.push(
     startDaemon(
       'postgres_exporter',
@@ -231,6 +233,14 @@ async function startMonitoring(ports: Record<string, number>, textfileDir: strin
       {
         DATA_SOURCE_NAME: proxied.toString(),
       },
+    ),
+    // The test runs no replica: a second exporter straight on the database stands in for the
+    // replica's, so the postgres-replica job is scraped (with role="replica") as in production.
+    startDaemon(
+      'postgres_exporter (replica)',
+      'prometheus-postgres-exporter',
+      [`--web.listen-address=${loopback(ports['postgres-replica']!)}`],
+      { DATA_SOURCE_NAME: direct.toString() },
     ),
     startDaemon('redis_exporter', 'prometheus-redis-exporter', [
       `--redis.addr=${process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'}`,
@@ -267,6 +277,7 @@ async function startMonitoring(ports: Record<string, number>, textfileDir: strin
       api: loopback(ports.api!),
       worker: loopback(ports.worker!),
       postgres: loopback(ports.postgres!),
+      'postgres-replica': loopback(ports['postgres-replica']!),
       redis: loopback(ports.redis!),
       node: loopback(ports.node!),
     },
@@ -294,7 +305,7 @@ beforeAll(async () => {
   receiver = await startWebhookReceiver();
   rules = await loadAlertRules();
   dashboards = await loadDashboards();
-  const names = ['prometheus', 'alertmanager', 'api', 'worker', 'postgres', 'redis', 'node'];
+  const names = ['prometheus', 'alertmanager', 'api', 'worker', 'postgres', 'postgres-replica', 'redis', 'node'];
   const ports = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await freePort()] as const)));
   apiUrl = `http://127.0.0.1:${ports.api}`;
   workerUrl = `http://127.0.0.1:${ports.worker}`;
