@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Request, Response } from 'express';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError, errorMessage, ThrottledLog, type Config, type Logger } from '@lms/core';
@@ -102,8 +103,14 @@ export function createRateLimits(
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([
-          // Zero points: the counter's script runs (a write), nothing is counted.
-          ip.shared.consume(tagged('ready-probe'), 0),
+          (async () => {
+            // A connection still in its handshake (just started, or reconnecting) answers a
+            // PING but not yet the limiter (rejectIfRedisNotReady): wait for it within the
+            // timeout rather than report per-process limits that last milliseconds.
+            if (redis.status === 'connect') await once(redis, 'ready');
+            // Zero points: the counter's script runs (a write), nothing is counted.
+            await ip.shared.consume(tagged('ready-probe'), 0);
+          })(),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error('no answer')), timeoutMs);
           }),
