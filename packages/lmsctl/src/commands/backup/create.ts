@@ -1,5 +1,5 @@
 import type { ChalkInstance } from 'chalk';
-import { formatVersion } from '@lms/core';
+import { formatVersion } from '@lms/core/essentials';
 import { formatDuration } from '@lms/core/duration';
 import type { BackupResult } from '../../backup/create.js';
 import { formatBytes } from '../../lib/progress.js';
