@@ -11,44 +11,26 @@ import {
   resolveStack,
   runCompose,
   type Compose,
-  type ComposeOutput,
   type StackEnv,
   type StackSelection,
   type StackTarget,
 } from '../../lib/compose/compose-cli.js';
-import {
-  buildImage,
-  findBuildKitCli,
-  imageExists,
-  publishedPorts,
-  serviceImages,
-  servicesToStart,
-  type PublishedPort,
-  type ServiceImage,
-} from '../../lib/compose/stack-images.js';
+import { publishedPorts, serviceImages, servicesToStart, type PublishedPort } from '../../lib/compose/stack-images.js';
 import { startProgress } from '../../lib/progress.js';
 import { confirmOrRefuse } from '../../lib/confirm.js';
 import { connectEngine, logTail, projectServices, type ServiceState } from '../../lib/compose/docker-engine.js';
 import { table } from '../../output.js';
+import {
+  buildImages,
+  composeOutput,
+  pullMissing,
+  requireEngine,
+  type UpResult,
+} from '../../lib/compose/stack-setup.js';
+
+export type { UpResult } from '../../lib/compose/stack-setup.js';
 
 export type StackOptions = StackSelection;
-
-/** Compose's own progress and messages: on the terminal, or on stderr with --json (stdout is the result). */
-function composeOutput(ctx: CommandContext): ComposeOutput {
-  return ctx.json ? 'stderr' : 'inherit';
-}
-
-export async function requireEngine(ctx: CommandContext): Promise<Docker> {
-  const docker = await connectEngine(ctx.env);
-  if (!docker) {
-    throw new CliError(
-      ExitCode.failed,
-      'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)',
-      'start Docker, or run the dev stack as local processes: lmsctl up --native',
-    );
-  }
-  return docker;
-}
 
 async function openStack(
   ctx: CommandContext,
@@ -56,15 +38,6 @@ async function openStack(
 ): Promise<{ target: StackTarget; compose: Compose }> {
   const target = resolveStack({ ...options, envFile: ctx.envFile }, ctx.env, ctx.cwd);
   return { target, compose: await composeCommand(ctx.env, target) };
-}
-
-export interface UpResult {
-  env: StackEnv;
-  project: string;
-  /** Images built before starting (with --build, or because they did not exist yet). */
-  built: string[];
-  services: ServiceState[];
-  waitedMs: number | null;
 }
 
 /**
@@ -88,8 +61,7 @@ export async function stackUp(
   if (target.env !== 'dev' && existedBefore) await refuseUndoingDeploy(ctx, docker, target);
 
   // Before anything is pulled, built or created: Compose would fail half-way on a taken port.
-  if (!existedBefore)
-    await refuseTakenPorts(target, publishedPorts(config, starting));
+  if (!existedBefore) await refuseTakenPorts(target, publishedPorts(config, starting));
   await pullMissing(ctx, docker, compose, target, images);
   const built = await buildImages(ctx, docker, images, options.build ?? false);
   try {
@@ -222,55 +194,6 @@ function canListen(host: string, port: number): Promise<boolean> {
     server.once('error', () => resolve(false));
     server.listen(port, host, () => server.close(() => resolve(true)));
   });
-}
-
-/** Images that neither exist here nor are built by the stack are pulled first, so a missing one fails before anything is created. */
-export async function pullMissing(
-  ctx: CommandContext,
-  docker: Docker,
-  compose: Compose,
-  target: StackTarget,
-  images: ServiceImage[],
-): Promise<void> {
-  const missing: ServiceImage[] = [];
-  for (const image of images) if (!image.build && !(await imageExists(docker, image.image))) missing.push(image);
-  if (missing.length === 0) return;
-  try {
-    await runCompose(compose, target, ['pull', ...missing.map((image) => image.service)], {
-      cwd: ctx.cwd,
-      stdout: composeOutput(ctx),
-    });
-  } catch {
-    throw new CliError(
-      ExitCode.failed,
-      `cannot pull ${missing.map((image) => `${image.image} (${image.service})`).join(', ')}; nothing was started`,
-      target.env === 'dev'
-        ? 'without a registry, run the dev stack as local processes: lmsctl up --native'
-        : 'check the registry is reachable and the image names (the *_IMAGE variables), or load the images with docker load',
-    );
-  }
-}
-
-/** Builds each image the stack builds once (with --build, or when it does not exist yet). */
-export async function buildImages(
-  ctx: CommandContext,
-  docker: Docker,
-  images: ServiceImage[],
-  rebuild: boolean,
-): Promise<string[]> {
-  const toBuild = new Map<string, ServiceImage & { build: NonNullable<ServiceImage['build']> }>();
-  for (const image of images) {
-    if (!image.build || toBuild.has(image.image)) continue;
-    if (rebuild || !(await imageExists(docker, image.image)))
-      toBuild.set(image.image, { ...image, build: image.build });
-  }
-  if (toBuild.size === 0) return [];
-  const cli = await findBuildKitCli(ctx.env);
-  for (const image of toBuild.values()) {
-    ctx.out.info(`building ${image.image}`);
-    await buildImage(cli, image, { cwd: ctx.cwd, stdout: ctx.json ? 2 : 'inherit' });
-  }
-  return [...toBuild.keys()];
 }
 
 async function removeAttempt(ctx: CommandContext, compose: Compose, target: StackTarget): Promise<void> {

@@ -19,7 +19,7 @@ import {
   type SwarmService,
   type SwarmTarget,
 } from '../../lib/swarm/swarm.js';
-import { buildImages, pullMissing, requireEngine, type UpResult } from './compose.js';
+import { buildImages, pullMissing, requireEngine, type UpResult } from '../../lib/compose/stack-setup.js';
 
 export type Orchestrator = 'compose' | 'swarm';
 
