@@ -128,12 +128,10 @@ describe('a streaming read replica', () => {
 
     // Past REPLICA_MAX_LAG_SECONDS: /ready says so (200), and every reader gets the primary.
     const lagging = await fallbacks('lagging');
-    await expect
-      .poll(ready, { timeout: (MAX_LAG_SECONDS + 5) * 1000, interval: 250 })
-      .toEqual({
-        status: 200,
-        body: { status: 'degraded', checks: { database: 'ok', redis: 'ok', replica: 'lagging' } },
-      });
+    await expect.poll(ready, { timeout: (MAX_LAG_SECONDS + 5) * 1000, interval: 250 }).toEqual({
+      status: 200,
+      body: { status: 'degraded', checks: { database: 'ok', redis: 'ok', replica: 'lagging' } },
+    });
     expect(await userIds(admin.token)).toContain(newcomer.id);
     expect(await fallbacks('lagging')).toBeGreaterThan(lagging);
     expect(
