@@ -2,10 +2,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { dropDatabasesOf } from '../testing/backup-fixtures.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { connectClient, withDatabase } from '@lms/core';
-import { createTestDatabase, listDatabases, testServerUrl, type TestDatabase } from '@lms/core/testing';
+import { createTestDatabase, testServerUrl, type TestDatabase } from '@lms/core/testing';
 import { backup } from '../backup/create.js';
 import { testContext } from '../testing/context.js';
 import { descendantsOf, isRunning, readProcess, stillRunningAfter, type ProcessInfo } from '../testing/process-tree.js';
@@ -38,14 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // The database, and what the restore made beside it ("<name>_copy_restoring_…").
-  const admin = await connectClient(withDatabase(testServerUrl, 'postgres'));
-  try {
-    for (const name of await listDatabases(database.name)) {
-      await admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(name)} WITH (FORCE)`);
-    }
-  } finally {
-    await admin.end();
-  }
+  await dropDatabasesOf(database);
   await rm(work, { recursive: true, force: true });
 });
 

@@ -1,7 +1,8 @@
 import { chmod, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { connectClient, defaultMigrationsDir, Migrator, readMigrationFiles } from '@lms/core';
+import { connectClient, defaultMigrationsDir, Migrator, readMigrationFiles, withDatabase } from '@lms/core';
+import { listDatabases, type TestDatabase } from '@lms/core/testing';
 import { execa } from 'execa';
 
 /** Migrates a database to the LMS schema and fills it with `users` users, courses and enrolments. */
@@ -82,5 +83,20 @@ export async function publicTableCount(url: string): Promise<number> {
     return rows[0]!.n;
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * Drops the test database and every one a backup, restore or drill made beside it
+ * (`<name>_copy`, `<name>_restoring_…`, scratch databases): the clean-up of a backup test.
+ */
+export async function dropDatabasesOf(database: TestDatabase): Promise<void> {
+  const admin = await connectClient(withDatabase(database.url, 'postgres'));
+  try {
+    for (const name of await listDatabases(database.name)) {
+      await admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(name)} WITH (FORCE)`);
+    }
+  } finally {
+    await admin.end();
   }
 }

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, withDatabase } from '@lms/core';
-import { createTestDatabase, listDatabases, type TestDatabase } from '@lms/core/testing';
+import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
 import { generateBackupKeyHex } from '../../backup/archive/crypto.js';
 import { manifestPathOf, type BackupManifest } from '../../backup/archive/manifest.js';
-import { projectMigrations, seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import { dropDatabasesOf, projectMigrations, seedLmsDatabase } from '../../testing/backup-fixtures.js';
 import { testContext } from '../../testing/context.js';
 import { fingerprintTables } from '../../testing/rich-fixture.js';
 import { runLmsctl } from '../../testing/run-cli.js';
@@ -34,14 +34,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const admin = await connectClient(withDatabase(database.url, 'postgres'));
-  try {
-    for (const name of await listDatabases(database.name)) {
-      await admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(name)} WITH (FORCE)`);
-    }
-  } finally {
-    await admin.end();
-  }
+  await dropDatabasesOf(database);
   await rm(work, { recursive: true, force: true });
 });
 

@@ -2,12 +2,11 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, withDatabase } from '@lms/core';
 import { createTestDatabase, listDatabases, type TestDatabase } from '@lms/core/testing';
 import { generateBackupKeyHex, keyIdOf } from '../../backup/archive/crypto.js';
 import { manifestPathOf, signManifest, type BackupManifest } from '../../backup/archive/manifest.js';
 import { backupFileName } from '../../backup/archive/store.js';
-import { seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import { dropDatabasesOf, seedLmsDatabase } from '../../testing/backup-fixtures.js';
 import { testContext } from '../../testing/context.js';
 import { fingerprintTables } from '../../testing/rich-fixture.js';
 import { runLmsctl } from '../../testing/run-cli.js';
@@ -35,14 +34,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const admin = await connectClient(withDatabase(database.url, 'postgres'));
-  try {
-    for (const name of await listDatabases(database.name)) {
-      await admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(name)} WITH (FORCE)`);
-    }
-  } finally {
-    await admin.end();
-  }
+  await dropDatabasesOf(database);
   await rm(work, { recursive: true, force: true });
 });
 

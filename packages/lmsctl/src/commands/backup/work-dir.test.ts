@@ -2,10 +2,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, withDatabase } from '@lms/core';
-import { createTestDatabase, listDatabases, type TestDatabase } from '@lms/core/testing';
+import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
 import { generateBackupKeyHex } from '../../backup/archive/crypto.js';
-import { fakePgBinDir, seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import { dropDatabasesOf, fakePgBinDir, seedLmsDatabase } from '../../testing/backup-fixtures.js';
 import { testContext } from '../../testing/context.js';
 import { backup } from '../../backup/create.js';
 import { drill } from '../../backup/drill.js';
@@ -36,14 +35,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const admin = await connectClient(withDatabase(database.url, 'postgres'));
-  try {
-    for (const name of await listDatabases(database.name)) {
-      await admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(name)} WITH (FORCE)`);
-    }
-  } finally {
-    await admin.end();
-  }
+  await dropDatabasesOf(database);
   await database.drop();
   await rm(work, { recursive: true, force: true });
 });

@@ -8,7 +8,12 @@ import { createTestDatabase, listDatabases, testRedisPrefix, testRedisUrl, type 
 import { generateBackupKeyHex } from '../../backup/archive/crypto.js';
 import { verificationPathOf } from '../../backup/archive/store.js';
 import { manifestPathOf, signManifest, type BackupManifest } from '../../backup/archive/manifest.js';
-import { projectMigrations, publicTableCount, seedLmsDatabase } from '../../testing/backup-fixtures.js';
+import {
+  dropDatabasesOf,
+  projectMigrations,
+  publicTableCount,
+  seedLmsDatabase,
+} from '../../testing/backup-fixtures.js';
 import { testContext } from '../../testing/context.js';
 import {
   createRichFixture,
@@ -41,13 +46,7 @@ afterAll(async () => {
 /** A seeded database and a backup folder of its own; everything is dropped after the file. */
 async function scenario(label: string, seed: (url: string) => Promise<void> = (url) => seedLmsDatabase(url)) {
   const database = await createTestDatabase(label);
-  cleanups.push(async () => {
-    for (const name of await listDatabases(database.name)) {
-      const admin = await connectClient(withDatabase(database.url, 'postgres'));
-      await admin.query(`DROP DATABASE IF EXISTS ${admin.escapeIdentifier(name)} WITH (FORCE)`);
-      await admin.end();
-    }
-  });
+  cleanups.push(() => dropDatabasesOf(database));
   await seed(database.url);
   const dir = path.join(work, label);
   await mkdir(dir, { recursive: true });
