@@ -58,15 +58,26 @@ describe('lmsctl schedule run', () => {
   it('never overlaps two runs of a per-second backup schedule, and waits for the running one when stopped', async () => {
     const env = envFor('overlap');
     await mkdir(env.LMS_BACKUP_DIR, { recursive: true });
-    const { ctx } = testContext({ cwd: work, env });
+    const { ctx, stdout } = testContext({ cwd: work, env, json: true });
     const stop = new AbortController();
-    setTimeout(() => stop.abort(), 5500);
-    const result = await scheduleRun(ctx, {
+    const running = scheduleRun(ctx, {
       backup: '* * * * * *',
       drill: YEARLY,
       pruneKeep: 10,
       stop: stop.signal,
     });
+    // Stop while the second backup is running (not at a fixed time, which on a busy machine may
+    // fall between two runs), so the stop has a running backup to wait for.
+    for (let waited = 0; waited < 30_000; waited += 20) {
+      const backupEvents = stdout()
+        .split('\n')
+        .filter((line) => line.includes('"kind":"backup"'));
+      const started = backupEvents.filter((line) => line.includes('"event":"started"')).length;
+      if (started >= 2 && backupEvents.at(-1)!.includes('"event":"started"')) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    stop.abort();
+    const result = await running;
 
     const ran = intervals(result.events);
     expect(ran.length).toBeGreaterThanOrEqual(2);
