@@ -1,5 +1,5 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { maskSecretsInText } from '@lms/core/essentials';
@@ -21,9 +21,53 @@ export interface PgToolsOptions {
   debug?: (message: string) => void;
 }
 
-export function pgToolPath(tool: PgTool, binDir?: string): string {
+/** Where Debian's postgresql-common installs each major version's programs (its `binroot`). */
+const DEBIAN_BIN_ROOT = '/usr/lib/postgresql';
+
+/** Tools found behind Debian's pg_wrapper, by tool and PATH (resolved once per process). */
+const unwrapped = new Map<string, string | null>();
+
+/**
+ * The program `tool` runs as. With LMS_PG_BIN_DIR, the tool in it. Otherwise the one on PATH —
+ * except Debian's and Ubuntu's `pg_wrapper` (what /usr/bin/pg_dump is there), a Perl script
+ * that takes some 0.05–0.1 s to choose the real program on every call, three or more times per
+ * backup. For a connection given by host (PGHOST, which lmsctl sets from the URL) it runs the
+ * newest installed version's program, which reads every older server too; lmsctl runs that
+ * program itself. The bare name stays when
+ * nothing is found, so starting it fails with ENOENT and the install hint.
+ */
+export function pgToolPath(tool: PgTool, binDir?: string, env: NodeJS.ProcessEnv = process.env): string {
   const executable = process.platform === 'win32' ? `${tool}.exe` : tool;
-  return binDir ? path.join(binDir, executable) : executable;
+  if (binDir) return path.join(binDir, executable);
+  const cacheKey = `${tool}\0${env.PATH ?? ''}`;
+  let program = unwrapped.get(cacheKey);
+  if (program === undefined) {
+    program = unwrapDebianTool(tool, findExecutable(executable, env));
+    unwrapped.set(cacheKey, program);
+  }
+  return program ?? executable;
+}
+
+function unwrapDebianTool(tool: PgTool, onPath: string | null): string | null {
+  if (!onPath || process.platform !== 'linux') return onPath;
+  let target: string;
+  try {
+    target = realpathSync(onPath);
+  } catch {
+    return onPath;
+  }
+  if (path.basename(target) !== 'pg_wrapper') return onPath;
+  let versions: string[];
+  try {
+    versions = readdirSync(DEBIAN_BIN_ROOT);
+  } catch {
+    return onPath;
+  }
+  const newestFirst = versions
+    .filter((name) => /^\d+(?:\.\d+)?$/.test(name))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((version) => path.join(DEBIAN_BIN_ROOT, version, 'bin', tool));
+  return newestFirst.find((candidate) => findExecutable(candidate, {}) !== null) ?? onPath;
 }
 
 /** What to install for PostgreSQL client tools of a major version, per platform. */
@@ -46,7 +90,7 @@ export interface ToolVersion {
 
 /** Runs `<tool> --version`; a missing tool becomes one line saying what to install. */
 export async function pgToolVersion(tool: PgTool, options: PgToolsOptions): Promise<ToolVersion> {
-  const file = pgToolPath(tool, options.binDir);
+  const file = pgToolPath(tool, options.binDir, options.env);
   try {
     const stdout = (await runFile(file, ['--version'], { env: options.env })).stdout.trim();
     const match = /(\d+)(?:\.(\d+))?/.exec(stdout);
@@ -204,7 +248,7 @@ function deathSignalLauncher(env: NodeJS.ProcessEnv): string | null {
  * lives as long as lmsctl. Elsewhere, or without a suitable setpriv, the tool is started as is.
  */
 function commandFor(tool: PgTool, args: string[], options: RunToolOptions): [string, string[]] {
-  const file = pgToolPath(tool, options.binDir);
+  const file = pgToolPath(tool, options.binDir, options.env);
   if (process.platform !== 'linux') return [file, args];
   const launcher = deathSignalLauncher(options.env);
   if (!launcher) {
