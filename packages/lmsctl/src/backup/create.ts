@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { connectClient, describePostgresUrl } from '@lms/core/essentials';
-import { requireDirectDatabaseUrl, type CommandContext } from '../context.js';
+import { requireSessionDatabase, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError, withPath } from '../errors.js';
 import { checkArchive, listArchiveFile } from './archive/check.js';
 import { ENCRYPTION_ALGORITHM, createEncryptStream, readEncryptionHeader, type BackupKey } from './archive/crypto.js';
@@ -30,6 +30,7 @@ import {
   type ArchiveFile,
   type BackupManifest,
 } from './archive/manifest.js';
+import { followFolder, type FolderFollower } from './archive/folder-follower.js';
 import { partialPathOf, removeStalePartials } from './archive/partial-files.js';
 import {
   assertDumpCanReadServer,
@@ -43,7 +44,8 @@ import { describeTransfer, formatBytes, startProgress } from '../lib/progress.js
 import { lmsctlVersion } from '../version.js';
 import { backupDirOf, backupKeyOf, publishMetrics, toolsOf, workDirOf } from './context.js';
 import { countRows, listTables, newestMigration, type TableRef } from './catalog.js';
-import { holdDatabaseLock } from '../postgres/database-lock.js';
+import { openLockSession } from '../postgres/database-lock.js';
+import { refuseConnectionThroughPooler } from '../postgres/direct-connection.js';
 
 export interface BackupOptions {
   /** Backup folder (default LMS_BACKUP_DIR). */
@@ -180,6 +182,8 @@ function directoryWriter(
   // The plaintext of an encrypted one is written in the work folder (LMS_WORK_DIR), which need
   // not be synced off-site like the backup folder.
   const plain = key ? partialPathOf(path.join(work, `${path.basename(base)}.plain.dump.d`)) : temporary;
+  // A plain archive is checksummed while pg_dump writes it; an encrypted one when it is encrypted.
+  let follower: FolderFollower | null = null;
   return {
     kind: 'directory',
     temporary,
@@ -187,9 +191,11 @@ function directoryWriter(
     prepare: () => mkdir(plain, { mode: 0o700 }).then(() => undefined),
     bytesWritten: () => folderSize(plain),
     async dump(args, options) {
+      if (!key) follower = followFolder(plain);
       try {
         await startPgTool('pg_dump', [...args, `--jobs=${jobs}`, `--file=${plain}`], options);
       } catch (error) {
+        follower?.stop();
         throw toolFailure('pg_dump', error);
       }
     },
@@ -198,7 +204,7 @@ function directoryWriter(
       // Plain, the listing and the checksums read the same files at once; encrypted, the listing
       // must come first (encryption removes each plaintext file, toc.dat among them).
       const listing = listArchiveFile(plain, { ...tools, signal });
-      const hashed = key ? null : hashFolder(temporary, signal);
+      const hashed = follower ? follower.finish(signal) : null;
       hashed?.catch(() => undefined);
       const listed = await listing;
       if (listed.error) throw new CliError(ExitCode.failed, `pg_dump wrote an unreadable archive: ${listed.error}`);
@@ -214,6 +220,7 @@ function directoryWriter(
       };
     },
     async cleanup() {
+      follower?.stop();
       await removeFolder(plain);
       await removeFolder(temporary);
     },
@@ -232,7 +239,7 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
   // 0.07 s to start. Awaited where it was before, so a missing pg_dump is reported as then.
   const version = pgToolVersion('pg_dump', tools);
   version.catch(() => undefined);
-  const url = await requireDirectDatabaseUrl(ctx, 'back up');
+  const { url, source } = requireSessionDatabase(ctx);
   const dir = backupDirOf(ctx, options.dir);
   if (options.compress !== undefined && !COMPRESS_PATTERN.test(options.compress)) {
     throw usageError(`--compress ${options.compress}: expected 0-9 (gzip level) or none, gzip[:N], lz4[:N], zstd[:N]`);
@@ -258,18 +265,27 @@ export async function backup(ctx: CommandContext, options: BackupOptions = {}): 
     kind === 'directory'
       ? directoryWriter(base, key, jobs, tools, key ? await workDirOf(ctx, dir) : dir)
       : customWriter(partialPathOf(`${base}.dump`), key, tools);
-  // Shared with other backups and restores; keeps `lmsctl db maintain` away while this runs.
-  // Both connections at once: the lock's refusal, if it comes, ends the other one too.
-  const [locked, connected] = await Promise.allSettled([
-    holdDatabaseLock(url, 'shared', { applicationName: 'lmsctl backup', doing: 'back up' }),
+  // The lock is shared with other backups and restores and keeps `lmsctl db maintain` away while
+  // this runs. Both connections at once; the work connection is checked for a pooler (a session
+  // lock taken through one would stay behind on a pooled connection) before the lock is taken.
+  const [lockOpened, connected] = await Promise.allSettled([
+    openLockSession(url, 'lmsctl backup'),
     connectClient(url, { applicationName: 'lmsctl backup' }),
   ]);
-  if (locked.status === 'rejected' || connected.status === 'rejected') {
-    if (locked.status === 'fulfilled') await locked.value.release();
+  const closeBoth = async () => {
+    if (lockOpened.status === 'fulfilled') await lockOpened.value.release();
     if (connected.status === 'fulfilled') await connected.value.end().catch(() => undefined);
-    throw locked.status === 'rejected' ? locked.reason : (connected as PromiseRejectedResult).reason;
+  };
+  try {
+    if (connected.status === 'fulfilled') await refuseConnectionThroughPooler(connected.value, url, source, 'back up');
+    if (lockOpened.status === 'rejected') throw lockOpened.reason;
+    if (connected.status === 'rejected') throw connected.reason;
+    await lockOpened.value.lock('shared', 'back up');
+  } catch (error) {
+    await closeBoth();
+    throw error;
   }
-  const lock = locked.value;
+  const lock = lockOpened.value;
   const client = connected.value;
 
   return withInterrupt(async (signal) => {

@@ -91,18 +91,42 @@ export async function holdDatabaseLock(
   mode: LockMode,
   options: { applicationName: string; doing: string },
 ): Promise<{ release(): Promise<void> }> {
+  const session = await openLockSession(url, options.applicationName);
+  await session.lock(mode, options.doing);
+  return session;
+}
+
+/** A connection to the `postgres` database of `url`'s server, ready to take `url`'s database's lock. */
+export interface LockSession {
+  /** Takes the lock (or refuses, closing the session); held until `release`. */
+  lock(mode: LockMode, doing: string): Promise<void>;
+  release(): Promise<void>;
+}
+
+/**
+ * `holdDatabaseLock` in two steps, for a command that connects for the lock and for its work at
+ * once and checks its work connection (not through a pooler) before taking the lock.
+ */
+export async function openLockSession(url: string, applicationName: string): Promise<LockSession> {
   const target = describePostgresUrl(url);
-  const client = await connectClient(withDatabase(url, 'postgres'), { applicationName: options.applicationName });
-  try {
-    await lockDatabaseOrRefuse(
-      client,
-      { name: target.database, host: target.host, port: target.port },
-      mode,
-      options.doing,
-    );
-  } catch (error) {
-    await client.end().catch(() => undefined);
-    throw error;
-  }
-  return { release: () => client.end().catch(() => undefined) };
+  const client = await connectClient(withDatabase(url, 'postgres'), { applicationName });
+  let ended: Promise<void> | null = null;
+  // Idempotent: a refused lock ends the session, and the caller's clean-up may end it again.
+  const release = () => (ended ??= client.end().catch(() => undefined));
+  return {
+    async lock(mode, doing) {
+      try {
+        await lockDatabaseOrRefuse(
+          client,
+          { name: target.database, host: target.host, port: target.port },
+          mode,
+          doing,
+        );
+      } catch (error) {
+        await release();
+        throw error;
+      }
+    },
+    release,
+  };
 }

@@ -74,9 +74,26 @@ export async function refuseThroughPooler(
   source: DatabaseUrlSource | '--target-database-url',
   doing: string,
 ): Promise<void> {
-  if ((await checkThroughPooler(url)) !== true) return;
+  if ((await checkThroughPooler(url)) === true) throw poolerRefusal(url, source, doing);
+}
+
+/**
+ * `refuseThroughPooler` on a connection the command opened anyway, to `url`'s database (which
+ * must exist): saves the check's own connections where every fraction of a second counts (a
+ * backup's start). Call it before anything that a pooler would break, a session lock above all.
+ */
+export async function refuseConnectionThroughPooler(
+  client: pg.ClientBase,
+  url: string,
+  source: DatabaseUrlSource | '--target-database-url',
+  doing: string,
+): Promise<void> {
+  if (await reachesThroughPooler(client)) throw poolerRefusal(url, source, doing);
+}
+
+function poolerRefusal(url: string, source: DatabaseUrlSource | '--target-database-url', doing: string): Error {
   const { host, port } = describePostgresUrl(url);
-  throw usageError(
+  return usageError(
     `cannot ${doing} through a connection pooler: ${source} (${host}:${port}) reaches PostgreSQL through PgBouncer or another pooler, and this needs a session of its own`,
     remedies[source],
   );
