@@ -7,10 +7,9 @@ import {
   givenConfigNames,
   loadConfig,
   loadEnvFile,
-} from '@lms/core/essentials';
+} from '@lms/core/basics';
 import { usageError } from './errors.js';
 import { Output, type OutputStreams } from './output.js';
-import { refuseThroughPooler } from './postgres/direct-connection.js';
 
 /** Options every command accepts (defined once on the program). */
 export interface GlobalOptions {
@@ -123,6 +122,8 @@ export function requireSessionDatabaseUrl(ctx: CommandContext): string {
  */
 export async function requireDirectDatabaseUrl(ctx: CommandContext, doing: string): Promise<string> {
   const { url, source } = requireSessionDatabase(ctx);
+  // Loaded here: the pooler check needs the database driver, which most commands never load.
+  const { refuseThroughPooler } = await import('./postgres/direct-connection.js');
   await refuseThroughPooler(url, source, doing);
   return url;
 }

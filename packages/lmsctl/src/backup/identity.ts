@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { describePostgresUrl } from '@lms/core/essentials';
+import { describePostgresUrl } from '@lms/core/basics';
 
 /**
  * Which database a backup came from, and which one a command addresses. Two databases backing

@@ -1,7 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { connectClient } from '@lms/core/essentials';
 import type { CommandContext } from '../context.js';
 import { usageError } from '../errors.js';
 import {
@@ -250,6 +249,8 @@ export function offlineSelector(databaseUrl: string | undefined, flags: Selectio
 export async function addressedIdentity(url: string, applicationName: string): Promise<DatabaseIdentity> {
   let client: pg.Client | undefined;
   try {
+    // Loaded here: verify and list, which import this module, mostly never connect (see @lms/core/basics).
+    const { connectClient } = await import('@lms/core/essentials');
     client = await connectClient(url, { applicationName, timeoutMs: 3_000 });
     return await identityOfConnection(client, url);
   } catch {

@@ -2,7 +2,7 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { accessSync, constants, readdirSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { maskSecretsInText } from '@lms/core/essentials';
+import { maskSecretsInText } from '@lms/core/basics';
 import { CliError, ExitCode } from '../errors.js';
 
 /**

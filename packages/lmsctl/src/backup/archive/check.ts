@@ -4,7 +4,7 @@ import { open, stat } from 'node:fs/promises';
 import os from 'node:os';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VerificationError } from '@lms/core/essentials';
+import { VerificationError } from '@lms/core/basics';
 import { createDecryptStream, readEncryptionHeader, type BackupKey } from './crypto.js';
 import {
   lastErrorLines,

@@ -4,7 +4,7 @@ import { chmod, mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VerificationError } from '@lms/core/essentials';
+import { VerificationError } from '@lms/core/basics';
 import { sha256OfFile } from './check.js';
 import {
   createDecryptStream,

@@ -2,7 +2,7 @@ import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { VerificationError } from '@lms/core/essentials';
+import { VerificationError } from '@lms/core/basics';
 import { WrongKeyError } from './crypto.js';
 import { partialPathOf } from './partial-files.js';
 import type { ArchiveKind } from './store.js';

@@ -1,6 +1,6 @@
 import { stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { VerificationError } from '@lms/core/essentials';
+import { VerificationError } from '@lms/core/basics';
 import type { CommandContext } from '../../context.js';
 import type { ArchiveListing, PgToolsOptions } from '../../postgres/tools.js';
 import { backupKeyOf, toolsOf, workDirOf } from '../context.js';
