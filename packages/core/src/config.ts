@@ -482,7 +482,7 @@ export const configFields = {
   LMS_PG_BIN_DIR: field({
     schema: z.string().min(1).optional(),
     description:
-      'Folder holding the pg_dump, pg_restore and psql to use (e.g. /usr/lib/postgresql/16/bin); default: the ones on PATH. Must be at least the server version.',
+      "Folder holding the pg_dump, pg_restore and psql to use (e.g. /usr/lib/postgresql/16/bin); default: the ones on PATH (behind Debian's pg_wrapper: the newest installed version's, as the wrapper picks for a host). Must be at least the server version.",
     group: 'backups',
   }),
   QUEUE_PREFIX: field({
