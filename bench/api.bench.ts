@@ -13,7 +13,7 @@ import { median, type Benchmark, type Comparison } from './lib.js';
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../', import.meta.url));
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-const ROUNDS = 3;
+const ROUNDS = 5;
 // Six targets per round: short runs keep the whole benchmark within a few minutes.
 const SECONDS = 10;
 const CONNECTIONS = 50;
@@ -21,6 +21,8 @@ const WARM_UP_SECONDS = 3;
 // The bare server's pg pool (bench/api/bare-server.ts): PgBouncer gets as many server
 // connections, so the comparison is the extra hop, not a smaller pool.
 const BARE_POOL_SIZE = 20;
+/** A certificate the bench database is given, for the public check's read. */
+const BENCH_CERTIFICATE = 'BENCH-CERT-0001';
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 interface WrkResult {
@@ -61,9 +63,16 @@ async function waitFor(url: string, child: ResultPromise): Promise<void> {
 }
 
 /** The API built in dist/, as production runs it, on its own port and queue prefix. */
-function startApi(port: number, databaseUrl: string, workers: number, name: string): ResultPromise {
+function startApi(
+  port: number,
+  databaseUrl: string,
+  workers: number,
+  name: string,
+  extraEnv: Record<string, string> = {},
+): ResultPromise {
   return execa(process.execPath, [path.join(root, 'packages/api/dist/main.js')], {
     env: {
+      ...extraEnv,
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       DATABASE_URL: databaseUrl,
@@ -117,10 +126,21 @@ export const apiBench: Benchmark = {
     const client = await connectClient(url);
     const courseId = (await client.query<{ id: string }>(`SELECT id FROM courses WHERE status = 'published' LIMIT 1`))
       .rows[0]!.id;
+    // The public certificate check reads the primary on every request (never cached, never a
+    // replica): the API's uncached read, direct and through PgBouncer.
+    await client.query(
+      `INSERT INTO certificates (enrollment_id, user_id, course_id, code, learner_name, course_title)
+       SELECT e.id, e.user_id, e.course_id, $1, u.name, c.title
+         FROM enrollments e JOIN users u ON u.id = e.user_id JOIN courses c ON c.id = e.course_id
+        LIMIT 1
+       ON CONFLICT DO NOTHING`,
+      [BENCH_CERTIFICATE],
+    );
     await client.end();
 
     const bouncer = await startPgBouncer({ poolMode: 'transaction', poolSize: BARE_POOL_SIZE });
-    const [barePort, bouncedPort, apiPort, clusterPort] = [
+    const [barePort, bouncedPort, apiPort, clusterPort, bouncedApiPort] = [
+      await freePort(),
       await freePort(),
       await freePort(),
       await freePort(),
@@ -130,11 +150,17 @@ export const apiBench: Benchmark = {
     const bounced = startBare(bouncedPort, bouncer.urlOf('lms_bench'));
     const api = startApi(apiPort, url, 1, 'api');
     const cluster = startApi(clusterPort, url, 2, 'api-cluster');
+    // As the prod compose file's pgbouncer profile runs it: the app through the pooler, what needs
+    // a session (the worker's migration check, lmsctl) direct.
+    const bouncedApi = startApi(bouncedApiPort, bouncer.urlOf('lms_bench'), 1, 'api-pgbouncer', {
+      DATABASE_DIRECT_URL: url,
+    });
     try {
       await waitFor(`http://127.0.0.1:${barePort}/courses/${courseId}`, bare);
       await waitFor(`http://127.0.0.1:${bouncedPort}/courses/${courseId}`, bounced);
       await waitFor(`http://127.0.0.1:${apiPort}/ready`, api);
       await waitFor(`http://127.0.0.1:${clusterPort}/ready`, cluster);
+      await waitFor(`http://127.0.0.1:${bouncedApiPort}/ready`, bouncedApi);
       const targets = {
         bare: `http://127.0.0.1:${barePort}/courses/${courseId}`,
         bareViaPgBouncer: `http://127.0.0.1:${bouncedPort}/courses/${courseId}`,
@@ -142,6 +168,8 @@ export const apiBench: Benchmark = {
         list: `http://127.0.0.1:${apiPort}/api/v1/courses`,
         detail2Workers: `http://127.0.0.1:${clusterPort}/api/v1/courses/${courseId}`,
         list2Workers: `http://127.0.0.1:${clusterPort}/api/v1/courses`,
+        verify: `http://127.0.0.1:${apiPort}/api/v1/certificates/verify/${BENCH_CERTIFICATE}`,
+        verifyViaPgBouncer: `http://127.0.0.1:${bouncedApiPort}/api/v1/certificates/verify/${BENCH_CERTIFICATE}`,
       };
       type Target = keyof typeof targets;
       // Warm the caches and the JIT of every server under the same load before measuring.
@@ -197,6 +225,15 @@ export const apiBench: Benchmark = {
           direction: 'at-least',
         },
         {
+          what: '`GET /api/v1/certificates/verify/:code` (one query on the primary per request) through PgBouncer, transaction mode',
+          value: rps('verifyViaPgBouncer'),
+          anchorName: 'the same, direct to PostgreSQL',
+          anchor: rps('verify'),
+          unit: 'req/s',
+          limit: 0.9,
+          direction: 'at-least',
+        },
+        {
           what: 'course by primary key (bare Express 5 + pg) through PgBouncer, transaction mode',
           value: rps('bareViaPgBouncer'),
           anchorName: 'the same, direct to PostgreSQL',
@@ -242,6 +279,7 @@ export const apiBench: Benchmark = {
           'as one process and as `API_WORKERS=2` (node:cluster, two servers behind one port), ' +
           `against a bare Express 5 + pg server (pool of ${BARE_POOL_SIZE}) reading the same course, direct and through Debian's PgBouncer ` +
           `(transaction mode, ${BARE_POOL_SIZE} server connections): every request of the bare route is one query, so the pooler's extra hop weighs its most there. ` +
+          "The API through PgBouncer is a fifth process, configured as the prod compose file's `pgbouncer` profile runs it (`DATABASE_URL` the pooler, `DATABASE_DIRECT_URL` the server), measured on the public certificate check, which queries the primary on every request. " +
           'wrk, the servers, PgBouncer, PostgreSQL and Redis share the 2 cores.',
         comparisons,
         notes: [
@@ -259,8 +297,8 @@ export const apiBench: Benchmark = {
         ],
       };
     } finally {
-      for (const child of [bare, bounced, api, cluster]) child.kill('SIGTERM');
-      await Promise.all([bare, bounced, api, cluster]);
+      for (const child of [bare, bounced, api, cluster, bouncedApi]) child.kill('SIGTERM');
+      await Promise.all([bare, bounced, api, cluster, bouncedApi]);
       await bouncer.stop();
     }
   },
