@@ -58,7 +58,8 @@ describe('lmsctl schedule run', () => {
   it('never overlaps two runs of a per-second backup schedule, and waits for the running one when stopped', async () => {
     const env = envFor('overlap');
     await mkdir(env.LMS_BACKUP_DIR, { recursive: true });
-    const { ctx, stdout } = testContext({ cwd: work, env, json: true });
+    const output = testContext({ cwd: work, env, json: true });
+    const { ctx } = output;
     const stop = new AbortController();
     const running = scheduleRun(ctx, {
       backup: '* * * * * *',
@@ -69,7 +70,8 @@ describe('lmsctl schedule run', () => {
     // Stop while the second backup is running (not at a fixed time, which on a busy machine may
     // fall between two runs), so the stop has a running backup to wait for.
     for (let waited = 0; waited < 30_000; waited += 20) {
-      const backupEvents = stdout()
+      const backupEvents = output
+        .stdout()
         .split('\n')
         .filter((line) => line.includes('"kind":"backup"'));
       const started = backupEvents.filter((line) => line.includes('"event":"started"')).length;
