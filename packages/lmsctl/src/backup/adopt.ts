@@ -143,7 +143,7 @@ async function countInScratch(
   const scratch = `lms_adopt_${databaseStamp()}_${Math.random().toString(36).slice(2, 8)}`;
   let created = false;
   try {
-    await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
+    await dropAbandonedDatabases(admin, origin, (line) => ctx.out.info(line));
     await createDatabase(admin, scratch, null);
     created = true;
     await setComment(

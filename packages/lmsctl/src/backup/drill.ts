@@ -216,7 +216,7 @@ async function drillBackup(
         const verifyMs = Date.now() - verifyStarted;
 
         admin = await connectClient(withDatabase(url, 'postgres'), { applicationName: 'lmsctl drill' });
-        await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
+        await dropAbandonedDatabases(admin, manifest.database.name, (line) => ctx.out.info(line));
         ctx.out.info(`drill: restoring ${report.backup.file} into scratch database ${scratch} on ${host}:${port}`);
         await createDatabase(admin, scratch, null);
         created = true;

@@ -177,14 +177,28 @@ export function isAbandoned(database: MarkedDatabase, now = Date.now()): boolean
   return now - new Date(database.marker.at).getTime() > 86_400_000;
 }
 
+/** Whether a kept or abandoned database is a leftover of restoring (drilling, adopting) `database`. */
+export function isLeftoverOf(db: MarkedDatabase, database: string): boolean {
+  if (db.marker.target !== undefined) return db.marker.target === database;
+  // Markers written before they named their target: go by the name restore gives them.
+  return db.name.startsWith(`${database}_restoring_`) || db.name.startsWith(`${database}_pre_restore_`);
+}
+
 /**
- * Drops the scratch databases that interrupted restores and drills left behind (see isAbandoned)
- * and says which, one line each.
+ * Drops the scratch databases that interrupted restores, drills and adoptions of `database`'s
+ * backups left behind (see isAbandoned) and says which, one line each. Only that database's: a
+ * restore confirmed for one database does not drop what another one's left (`restore cleanup
+ * --all` does, after asking).
  */
-export async function dropAbandonedDatabases(client: pg.Client, say: (line: string) => void): Promise<void> {
-  for (const abandoned of (await markedDatabases(client)).filter((db) => isAbandoned(db))) {
-    await dropDatabase(client, abandoned.name);
-    say(`removed ${abandoned.name}, left half-built by an interrupted ${abandoned.marker.lmsctl.replace(/-/g, ' ')}`);
+export async function dropAbandonedDatabases(
+  client: pg.Client,
+  database: string,
+  say: (line: string) => void,
+): Promise<void> {
+  const abandoned = (await markedDatabases(client)).filter((db) => isAbandoned(db) && isLeftoverOf(db, database));
+  for (const { name, marker } of abandoned) {
+    await dropDatabase(client, name);
+    say(`removed ${name}, left half-built by an interrupted ${marker.lmsctl.replace(/-/g, ' ')}`);
   }
 }
 

@@ -2,7 +2,7 @@ import type { ChalkInstance } from 'chalk';
 import { connectClient, describePostgresUrl, withDatabase } from '@lms/core/essentials';
 import { requireSessionDatabaseUrl, type CommandContext } from '../../context.js';
 import { confirmOrRefuse } from '../../lib/confirm.js';
-import { dropDatabase, isAbandoned, markedDatabases, type MarkedDatabase } from '../../postgres/admin.js';
+import { dropDatabase, isAbandoned, isLeftoverOf, markedDatabases } from '../../postgres/admin.js';
 import { formatBytes } from '../../lib/progress.js';
 import { table } from '../../output.js';
 
@@ -12,13 +12,6 @@ export interface RestoreCleanupResult {
   dropped: Array<{ database: string; kind: string; sizeBytes: number }>;
   /** Leftovers of other databases, left alone without --all. */
   leftAlone: string[];
-}
-
-/** Whether a kept or abandoned database is a leftover of restoring (or drilling) `database`. */
-function isLeftoverOf(db: MarkedDatabase, database: string): boolean {
-  if (db.marker.target !== undefined) return db.marker.target === database;
-  // Markers written before they named their target: go by the name restore gives them.
-  return db.name.startsWith(`${database}_restoring_`) || db.name.startsWith(`${database}_pre_restore_`);
 }
 
 /**

@@ -401,6 +401,11 @@ describe('restore interrupted', () => {
       await admin.end();
     }
     expect(await databasesLike(database)).toEqual([building]);
+    // A restore of another database leaves it alone: that restore was not confirmed for this one.
+    const bystander = await scenario('bystander');
+    await backup(bystander.context());
+    await restore(bystander.context(), 'latest');
+    expect(await databasesLike(database)).toEqual([building]);
     const cleaned = await restoreCleanup(context());
     expect(cleaned.dropped).toEqual([expect.objectContaining({ database: building, kind: 'restore-in-progress' })]);
     expect(await databasesLike(database)).toEqual([]);

@@ -224,7 +224,7 @@ export async function restore(
         ctx.out.info(`restoring ${what} into the new database ${target.name} on ${target.host}:${target.port}`);
       }
 
-      await dropAbandonedDatabases(admin, (line) => ctx.out.info(line));
+      await dropAbandonedDatabases(admin, target.name, (line) => ctx.out.info(line));
       const warnings: string[] = [];
       const stamp = databaseStamp();
       const building = derivedDatabaseName(target.name, `_restoring_${stamp}`);
