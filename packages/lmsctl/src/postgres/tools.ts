@@ -33,8 +33,8 @@ const unwrapped = new Map<string, string | null>();
  * that takes some 0.05–0.1 s to choose the real program on every call, three or more times per
  * backup. For a connection given by host (PGHOST, which lmsctl sets from the URL) it runs the
  * newest installed version's program, which reads every older server too; lmsctl runs that
- * program itself. The bare name stays when
- * nothing is found, so starting it fails with ENOENT and the install hint.
+ * program itself. The bare name stays when nothing is found, so starting it fails with ENOENT
+ * and the install hint.
  */
 export function pgToolPath(tool: PgTool, binDir?: string, env: NodeJS.ProcessEnv = process.env): string {
   const executable = process.platform === 'win32' ? `${tool}.exe` : tool;

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { VerificationError } from '@lms/core/essentials';
+import { VerificationError } from '@lms/core/basics';
 import type { ArchiveFile } from './manifest.js';
 
 /** Bytes read per step; one buffer is reused, so memory stays flat for any file size. */
