@@ -44,8 +44,10 @@ export interface RotationPlan {
   steps: RotationStep[];
 }
 
+// A deploy of the image already running rolls the new variables out one replica at a time; `up`
+// would recreate every API container at once, and the rotation exists to interrupt nobody.
 const DEPLOY =
-  '`lmsctl up --env prod --wait` in the Compose stack, else a rolling update; wait until every replica runs it before the next step';
+  "`lmsctl deploy --image <running-image>` (the image running now, one replica at a time, Compose or Swarm; elsewhere your orchestrator's rolling update); wait until every replica runs it before the next step";
 
 /**
  * `lmsctl secrets rotate`: the steps that replace a key without interrupting anyone — generate,
