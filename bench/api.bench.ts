@@ -62,6 +62,11 @@ async function waitFor(url: string, child: ResultPromise): Promise<void> {
   throw new Error(`${url} did not answer`);
 }
 
+// The API processes that connect to PostgreSQL itself share its max_connections with the bare
+// servers and other users of the server: bounded pools keep them under it (the warm cache needs
+// few connections anyway).
+const BOUNDED_POOL = { DB_POOL_SIZE: '10', DB_MAX_OVERFLOW: '0' };
+
 /** The API built in dist/, as production runs it, on its own port and queue prefix. */
 function startApi(
   port: number,
@@ -69,6 +74,7 @@ function startApi(
   workers: number,
   name: string,
   extraEnv: Record<string, string> = {},
+  pool: Record<string, string> = BOUNDED_POOL,
 ): ResultPromise {
   return execa(process.execPath, [path.join(root, 'packages/api/dist/main.js')], {
     env: {
@@ -87,10 +93,7 @@ function startApi(
       LOG_LEVEL: 'info',
       RATE_LIMIT_PER_MINUTE: '1000000',
       RATE_LIMIT_USER_PER_MINUTE: '1000000',
-      // Three API processes share the PostgreSQL of other users with the bare servers: bounded
-      // pools keep them under max_connections (the warm cache needs few connections anyway).
-      DB_POOL_SIZE: '10',
-      DB_MAX_OVERFLOW: '0',
+      ...pool,
     },
     extendEnv: false,
     stdout: 'ignore',
@@ -152,9 +155,17 @@ export const apiBench: Benchmark = {
     const cluster = startApi(clusterPort, url, 2, 'api-cluster');
     // As the prod compose file's pgbouncer profile runs it: the app through the pooler, what needs
     // a session (the worker's migration check, lmsctl) direct.
-    const bouncedApi = startApi(bouncedApiPort, bouncer.urlOf('lms_bench'), 1, 'api-pgbouncer', {
-      DATABASE_DIRECT_URL: url,
-    });
+    // Its pool keeps the documented default (DB_POOL_SIZE + DB_MAX_OVERFLOW): through a pooler
+    // those are client connections to PgBouncer, which cost PostgreSQL nothing — PgBouncer's own
+    // pool (BARE_POOL_SIZE server connections) is what reaches the server.
+    const bouncedApi = startApi(
+      bouncedApiPort,
+      bouncer.urlOf('lms_bench'),
+      1,
+      'api-pgbouncer',
+      { DATABASE_DIRECT_URL: url },
+      {},
+    );
     try {
       await waitFor(`http://127.0.0.1:${barePort}/courses/${courseId}`, bare);
       await waitFor(`http://127.0.0.1:${bouncedPort}/courses/${courseId}`, bounced);
@@ -279,7 +290,7 @@ export const apiBench: Benchmark = {
           'as one process and as `API_WORKERS=2` (node:cluster, two servers behind one port), ' +
           `against a bare Express 5 + pg server (pool of ${BARE_POOL_SIZE}) reading the same course, direct and through Debian's PgBouncer ` +
           `(transaction mode, ${BARE_POOL_SIZE} server connections): every request of the bare route is one query, so the pooler's extra hop weighs its most there. ` +
-          "The API through PgBouncer is a fifth process, configured as the prod compose file's `pgbouncer` profile runs it (`DATABASE_URL` the pooler, `DATABASE_DIRECT_URL` the server), measured on the public certificate check, which queries the primary on every request. " +
+          "The API processes connected to PostgreSQL itself keep pools of 10 (they share the server's `max_connections` with the bare servers). The API through PgBouncer is a fifth process, configured as the prod compose file's `pgbouncer` profile runs it (`DATABASE_URL` the pooler, `DATABASE_DIRECT_URL` the server, the default pool of 20 + 40 overflow, which are client connections to PgBouncer), measured against the API direct on the public certificate check, which queries the primary on every request. " +
           'wrk, the servers, PgBouncer, PostgreSQL and Redis share the 2 cores.',
         comparisons,
         notes: [
