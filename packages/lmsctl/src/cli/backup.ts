@@ -105,6 +105,11 @@ ${examples(
         { cmd: 'lmsctl backup verify latest', exits: 0 },
         { cmd: 'lmsctl backup verify latest --deep', note: 'also read every data block', exits: 0 },
         {
+          cmd: 'lmsctl backup verify latest --deep --jobs 2',
+          note: 'read them with two pg_restore processes',
+          exits: 0,
+        },
+        {
           cmd: 'lmsctl backup verify backups/db/lms_20260101_020000.dump',
           notRunHere: 'a backup file of the example',
         },
@@ -115,6 +120,11 @@ ${examples(
       '--deep',
       'also stream the whole archive through pg_restore to nowhere, so every data block is read and decompressed',
     )
+    .option(
+      '--jobs <n>',
+      'with --deep: pg_restore processes that share the data blocks (default: the jobs a directory backup was made with, at most the CPUs; 1 for a single file)',
+      integerAtLeast(1),
+    )
     .addOption(dirOption())
     .addOption(databaseOption('latest: the newest backup'))
     .addHelpText(
@@ -123,15 +133,19 @@ ${examples(
 Without --deep, pg_restore reads only the archive's table of contents: an archive whose data is
 damaged under a manifest that matches it (rewritten, or re-signed by someone who can write the
 folder) passes. --deep reads every data block, takes about as long as the raw pg_restore to
-the null device, and is recorded as a deep verification: \`check weekly\` counts one of the newest
-backup when no restore drill ran.
+the null device (split over --jobs processes, a fraction of it), and is recorded as a deep
+verification: \`check weekly\` counts one of the newest backup when no restore drill ran. An
+encrypted single-file backup is decrypted as one stream into one pg_restore, whatever --jobs.
 ${LATEST_HELP.trimStart()}`,
     )
     .action(
-      action(runtime, async (ctx, spec: string, flags: { dir?: string; database?: string; deep?: boolean }) => {
-        const { backupVerify, renderBackupVerify } = await import('../commands/backup/verify.js');
-        ctx.out.result(await backupVerify(ctx, spec, flags), renderBackupVerify);
-      }),
+      action(
+        runtime,
+        async (ctx, spec: string, flags: { dir?: string; database?: string; deep?: boolean; jobs?: number }) => {
+          const { backupVerify, renderBackupVerify } = await import('../commands/backup/verify.js');
+          ctx.out.result(await backupVerify(ctx, spec, flags), renderBackupVerify);
+        },
+      ),
     );
 
   backup

@@ -1,4 +1,5 @@
 import { stat, unlink } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { VerificationError } from '@lms/core/basics';
 import type { CommandContext } from '../../context.js';
@@ -8,11 +9,10 @@ import {
   assertMatchesManifest,
   checkArchive,
   decryptToFile,
+  deepReadArchive,
   deepReadError,
-  finishDeepRead,
   listArchiveFile,
   sha256OfFile,
-  startDeepRead,
 } from './check.js';
 import { WrongKeyError, type BackupKey } from './crypto.js';
 import { assertSameFiles, readFolderAgainst, removeFolder, storedFilesOf, TOC_FILE } from './directory.js';
@@ -201,7 +201,13 @@ async function prepareDirectory(
 async function verifyDirectory(
   dumpPath: string,
   manifest: BackupManifest,
-  options: PgToolsOptions & { key: BackupKey | undefined; signal?: AbortSignal; deep: boolean; work: string },
+  options: PgToolsOptions & {
+    key: BackupKey | undefined;
+    signal?: AbortSignal;
+    deep: boolean;
+    jobs: number;
+    work: string;
+  },
 ): Promise<{ entries: number; dumpedBy: string | null }> {
   const name = path.basename(dumpPath);
   const files = filesOf(manifest);
@@ -210,7 +216,7 @@ async function verifyDirectory(
     const [checked, listed, deepError] = await Promise.allSettled([
       readFolderAgainst(dumpPath, files, manifest.sha256, { signal: options.signal }),
       listArchiveFile(dumpPath, options),
-      options.deep ? finishDeepRead(startDeepRead(dumpPath, options)) : Promise.resolve(null),
+      options.deep ? deepReadArchive(dumpPath, options) : Promise.resolve(null),
     ]);
     if (checked.status === 'rejected') throw checked.reason;
     if (listed.status === 'rejected') throw listed.reason;
@@ -233,7 +239,7 @@ async function verifyDirectory(
     const { listing, error } = await listArchiveFile(decrypted, options);
     if (error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${error}`);
     if (options.deep) {
-      const deepError = await finishDeepRead(startDeepRead(decrypted, options));
+      const deepError = await deepReadArchive(decrypted, options);
       if (deepError) throw deepReadError(name, deepError);
     }
     return { entries: listing.entries, dumpedBy: listing.dumpedBy };
@@ -258,14 +264,16 @@ export interface VerifiedBackup {
  * The full check of one backup, before anything relies on it: manifest signature, decryption
  * of every chunk, checksum and size against the manifest, and a readable archive listing; with
  * `deep`, pg_restore also reads every data block (`--file` to the null device), which catches
- * an archive whose data is damaged under a consistent, re-signed manifest. Records the outcome
- * beside the dump; throws VerificationError (exit 3) on any mismatch.
+ * an archive whose data is damaged under a consistent, re-signed manifest — split over `jobs`
+ * pg_restore processes (default: the jobs a directory backup was made with, at most the CPUs;
+ * one for a single file). Records the outcome beside the dump; throws VerificationError (exit 3)
+ * on any mismatch.
  */
 export async function verifyBackupFile(
   ctx: CommandContext,
   dumpPath: string,
   dir: string,
-  options: { signal?: AbortSignal; deep?: boolean } = {},
+  options: { signal?: AbortSignal; deep?: boolean; jobs?: number } = {},
 ): Promise<VerifiedBackup> {
   const { signal } = options;
   const deep = options.deep ?? false;
@@ -279,6 +287,7 @@ export async function verifyBackupFile(
       throw new VerificationError(`manifest names ${manifest.file}, not ${path.basename(dumpPath)}`);
     }
     if (manifest.encryption) await getKey();
+    const jobs = options.jobs ?? Math.min(manifest.jobs ?? 1, os.availableParallelism());
     let entries: number;
     let dumpedBy: string | null;
     if (archiveKindOf(manifest) === 'directory') {
@@ -289,10 +298,11 @@ export async function verifyBackupFile(
         key: decryptWith,
         signal,
         deep,
+        jobs,
         work: decryptWith ? await workDirOf(ctx, dir) : dir,
       }));
     } else {
-      const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal, deep });
+      const check = await checkArchive(dumpPath, { ...toolsOf(ctx), key, signal, deep, jobs });
       assertMatchesManifest(check, manifest, path.basename(dumpPath));
       ({ entries, dumpedBy } = { entries: check.listing.entries, dumpedBy: check.listing.dumpedBy });
     }

@@ -97,6 +97,39 @@ describe('backup verify --deep', () => {
     expect(listed.verificationDetail).toContain('pg_restore could not read every data block');
   });
 
+  it('split over two pg_restore processes (--jobs 2), damage in the second one’s share fails it too', async () => {
+    const dir = await freshDir('directory-second-share');
+    const made = await backup(contextOf(dir), { jobs: 2 });
+    const manifest = await readManifestFile(made.file);
+    // The heaviest table's data goes to the first process, the next heaviest to the second:
+    // its middle is overwritten (the size stays, so the split stays).
+    const [, secondBiggest] = [...manifest.files!]
+      .filter((file) => file.name !== 'toc.dat')
+      .sort((a, b) => b.sizeBytes - a.sizeBytes);
+    const data = path.join(made.file, secondBiggest!.name);
+    const bytes = await readFile(data);
+    bytes.fill(0xff, Math.floor(bytes.length / 2), Math.floor(bytes.length / 2) + 256);
+    await writeFile(data, bytes);
+    const sha256 = await sha256Of(data);
+    const sizeBytes = (await stat(data)).size;
+    await resign(made.file, (body) => {
+      body.files = body.files!.map((file) =>
+        file.name === secondBiggest!.name ? { ...file, sha256, sizeBytes } : file,
+      );
+      body.sha256 = setChecksum(body.files);
+      body.sizeBytes = body.files.reduce((sum, file) => sum + file.sizeBytes, 0);
+    });
+
+    await expect(backupVerify(contextOf(dir), 'latest')).resolves.toMatchObject({ ok: true, deep: false });
+    await expect(backupVerify(contextOf(dir), 'latest', { deep: true, jobs: 2 })).rejects.toMatchObject({
+      exitCode: 3,
+      message: expect.stringContaining('pg_restore could not read every data block'),
+    });
+    const alone = await runLmsctl(['backup', 'verify', 'latest', '--jobs', '2'], { env: envOf(dir), cwd: work });
+    expect(alone.exitCode).toBe(2);
+    expect(alone.stderr).toContain('it goes with --deep');
+  });
+
   it('a single-file dump cut short and re-signed passes plain verify, fails --deep', async () => {
     const dir = await freshDir('custom-truncated');
     const made = await backup(contextOf(dir));
@@ -107,10 +140,12 @@ describe('backup verify --deep', () => {
     await resign(made.file, (body) => Object.assign(body, { sha256, sizeBytes }));
 
     await expect(backupVerify(contextOf(dir), 'latest')).resolves.toMatchObject({ ok: true, deep: false });
-    await expect(backupVerify(contextOf(dir), 'latest', { deep: true })).rejects.toMatchObject({
-      exitCode: 3,
-      message: expect.stringContaining('pg_restore could not read every data block'),
-    });
+    for (const jobs of [1, 2]) {
+      await expect(backupVerify(contextOf(dir), 'latest', { deep: true, jobs })).rejects.toMatchObject({
+        exitCode: 3,
+        message: expect.stringContaining('pg_restore could not read every data block'),
+      });
+    }
   });
 
   it('passes good backups of every kind, is recorded as deep, and a later plain verification keeps that', async () => {
@@ -123,6 +158,11 @@ describe('backup verify --deep', () => {
     ] as const) {
       const dir = await freshDir(`good-${name}`);
       const made = await backup(contextOf(dir, key), options);
+      // Read by two pg_restore processes where the archive can be split (not an encrypted file).
+      await expect(backupVerify(contextOf(dir, key), 'latest', { deep: true, jobs: 2 }), name).resolves.toMatchObject({
+        ok: true,
+        deep: true,
+      });
       const result = await backupVerify(contextOf(dir, key), 'latest', { deep: true });
       expect(result, name).toMatchObject({ ok: true, deep: true });
       const record = await readVerification(made.file);

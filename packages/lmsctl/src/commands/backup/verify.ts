@@ -1,5 +1,6 @@
 import type { ChalkInstance } from 'chalk';
 import type { CommandContext } from '../../context.js';
+import { usageError } from '../../errors.js';
 import { resolveBackup } from '../../backup/inventory.js';
 import { backupDirOf } from '../../backup/context.js';
 import { verifyBackupFile } from '../../backup/archive/verify.js';
@@ -24,13 +25,16 @@ export interface BackupVerifyResult {
 export async function backupVerify(
   ctx: CommandContext,
   spec: string,
-  options: { dir?: string; database?: string; deep?: boolean } = {},
+  options: { dir?: string; database?: string; deep?: boolean; jobs?: number } = {},
 ): Promise<BackupVerifyResult> {
+  if (options.jobs !== undefined && !options.deep) {
+    throw usageError('--jobs sets how many pg_restore processes read the data blocks: it goes with --deep');
+  }
   const dir = backupDirOf(ctx, options.dir);
   const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options), {
     requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
   });
-  const verified = await verifyBackupFile(ctx, dumpPath, dir, { deep: options.deep });
+  const verified = await verifyBackupFile(ctx, dumpPath, dir, { deep: options.deep, jobs: options.jobs });
   return {
     file: dumpPath,
     ok: true,
