@@ -364,7 +364,7 @@ export const backupRestore: Benchmark = {
           'The lmsctl backups include the row counts of every table in the snapshot, the checksums and the archive listing; ' +
           'the restores include verification (manifest, checksums, archive listing), the row-count check of every table and the swap; ' +
           'the raw side is `createdb` plus `pg_restore --jobs=2 --no-owner --exit-on-error` of the raw dump of the same kind. ' +
-          '`verify --deep` includes the manifest, every checksum and the listing beside pg_restore reading every block, at its defaults: one pg_restore for the single file, two sharing the tables of the `--jobs 2` backup (the jobs it was made with). ' +
+          '`verify --deep` includes the manifest, every checksum and the listing beside pg_restore reading every block, with its default of as many pg_restore processes as CPUs (two here), each reading its share of the tables. ' +
           "Peak RSS is lmsctl's own process (`process.resourceUsage().maxRSS`), not its pg_dump/pg_restore children.",
         comparisons,
         notes: [

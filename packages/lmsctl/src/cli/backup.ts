@@ -122,7 +122,7 @@ ${examples(
     )
     .option(
       '--jobs <n>',
-      'with --deep: pg_restore processes that share the data blocks (default: the jobs a directory backup was made with, at most the CPUs; 1 for a single file)',
+      'with --deep: pg_restore processes that share the data blocks (default: CPUs, at most 4)',
       integerAtLeast(1),
     )
     .addOption(dirOption())

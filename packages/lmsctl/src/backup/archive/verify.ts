@@ -1,10 +1,10 @@
 import { stat, unlink } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { VerificationError } from '@lms/core/basics';
 import type { CommandContext } from '../../context.js';
 import type { ArchiveListing, PgToolsOptions } from '../../postgres/tools.js';
 import { backupKeyOf, toolsOf, workDirOf } from '../context.js';
+import { defaultJobs } from '../stamp.js';
 import {
   assertMatchesManifest,
   checkArchive,
@@ -265,9 +265,8 @@ export interface VerifiedBackup {
  * of every chunk, checksum and size against the manifest, and a readable archive listing; with
  * `deep`, pg_restore also reads every data block (`--file` to the null device), which catches
  * an archive whose data is damaged under a consistent, re-signed manifest — split over `jobs`
- * pg_restore processes (default: the jobs a directory backup was made with, at most the CPUs;
- * one for a single file). Records the outcome beside the dump; throws VerificationError (exit 3)
- * on any mismatch.
+ * pg_restore processes (default: as many as a restore uses). Records the outcome beside the
+ * dump; throws VerificationError (exit 3) on any mismatch.
  */
 export async function verifyBackupFile(
   ctx: CommandContext,
@@ -287,7 +286,7 @@ export async function verifyBackupFile(
       throw new VerificationError(`manifest names ${manifest.file}, not ${path.basename(dumpPath)}`);
     }
     if (manifest.encryption) await getKey();
-    const jobs = options.jobs ?? Math.min(manifest.jobs ?? 1, os.availableParallelism());
+    const jobs = options.jobs ?? defaultJobs();
     let entries: number;
     let dumpedBy: string | null;
     if (archiveKindOf(manifest) === 'directory') {
