@@ -183,16 +183,10 @@ export async function deepReadArchive(
   options: PgToolsOptions & { signal?: AbortSignal; jobs: number },
 ): Promise<string | null> {
   if (options.jobs <= 1) return finishDeepRead(startDeepRead(archive, options));
-  const lister = startPgTool('pg_restore', ['--list', archive], {
-    ...options,
-    stdout: 'pipe',
-    cancelSignal: options.signal,
-  });
-  const listing = collect(lister.stdout!);
-  const listingError = await finishLister(lister);
-  if (listingError) return listingError;
+  const listed = await listArchiveText(archive, options);
+  if (listed.error) return listed.error;
   const sizes = (await stat(archive)).isDirectory() ? await dataFileSizes(archive) : new Map<number, number>();
-  const shares = splitListing(await listing, options.jobs, (dumpId) => sizes.get(dumpId) ?? 1);
+  const shares = splitListing(listed.text, options.jobs, (dumpId) => sizes.get(dumpId) ?? 1);
   if (shares.length === 1) return finishDeepRead(startDeepRead(archive, options));
   // The lists name the archive's tables: an owner-only folder, removed after.
   const folder = await mkdtemp(path.join(os.tmpdir(), 'lmsctl-deep-read-'));
@@ -323,14 +317,23 @@ export async function listArchiveFile(
   file: string,
   options: PgToolsOptions & { signal?: AbortSignal },
 ): Promise<{ listing: ArchiveListing; error: string | null }> {
-  const lister = startPgTool('pg_restore', ['--list', file], {
+  const { text, error } = await listArchiveText(file, options);
+  return { listing: parseArchiveListing(text), error };
+}
+
+/** What `pg_restore --list` prints for an archive file or folder, or why it could not. */
+async function listArchiveText(
+  archive: string,
+  options: PgToolsOptions & { signal?: AbortSignal },
+): Promise<{ text: string; error: string | null }> {
+  const lister = startPgTool('pg_restore', ['--list', archive], {
     ...options,
     stdout: 'pipe',
     cancelSignal: options.signal,
   });
   const text = collect(lister.stdout!);
   const error = await finishLister(lister);
-  return { listing: parseArchiveListing(await text), error };
+  return { text: await text, error };
 }
 
 async function collect(stream: NodeJS.ReadableStream): Promise<string> {
