@@ -6,7 +6,7 @@ import { requireDirectDatabaseUrl, type CommandContext } from '../context.js';
 import { CliError, ExitCode, usageError } from '../errors.js';
 import { type InterruptedError, withInterrupt } from '../lib/interrupt.js';
 import { createDatabase, dropAbandonedDatabases, dropDatabase, markerFor, setComment } from '../postgres/admin.js';
-import { listArchiveFile, deepReadError, finishDeepRead, sha256OfFile, startDeepRead } from './archive/check.js';
+import { deepReadArchive, deepReadError, listArchiveFile, sha256OfFile } from './archive/check.js';
 import { readEncryptionHeader } from './archive/crypto.js';
 import { hashFolder, removeFolder, storedFilesOf, TOC_FILE } from './archive/directory.js';
 import {
@@ -93,14 +93,14 @@ async function locate(ctx: CommandContext, dir: string, spec: string): Promise<{
 }
 
 /**
- * The archive's deep read and listing, at once: every data block readable, and a header that
- * names its database. VerificationError (exit 3) otherwise.
+ * The archive's deep read (split over `jobs` pg_restore processes) and listing, at once: every
+ * data block readable, and a header that names its database. VerificationError (exit 3) otherwise.
  */
 async function checkSource(
   ctx: CommandContext,
   source: string,
   kind: ArchiveKind,
-  signal: AbortSignal,
+  options: { jobs: number; signal: AbortSignal },
 ): Promise<ArchiveListing & { database: string }> {
   const name = path.basename(source);
   if (kind === 'directory') {
@@ -113,10 +113,10 @@ async function checkSource(
       `${name} was encrypted by lmsctl and has lost its manifest: it cannot be adopted (restore the manifest from a copy, e.g. a bundle)`,
     );
   }
-  const tools = { ...toolsOf(ctx), signal };
+  const tools = { ...toolsOf(ctx), signal: options.signal };
   const [listed, deepError] = await Promise.all([
     listArchiveFile(source, tools),
-    finishDeepRead(startDeepRead(source, tools)),
+    deepReadArchive(source, { ...tools, jobs: options.jobs }),
   ]);
   if (listed.error) throw new VerificationError(`${name} is not a readable pg_dump archive: ${listed.error}`);
   if (deepError) throw deepReadError(name, deepError);
@@ -220,7 +220,7 @@ async function adoptOne(
     throw usageError(`${name} already has a manifest: it is a backup`, '`lmsctl backup verify` checks it');
   }
   ctx.out.info(`adopting ${target.path}: reading every block, then restoring it into a scratch database to count`);
-  const listing = await checkSource(ctx, target.path, target.kind, options.signal);
+  const listing = await checkSource(ctx, target.path, target.kind, options);
   const counted = await countInScratch(ctx, url, target.path, listing.database, options);
   const takenAt = listing.createdAt ?? (await stat(target.path)).mtime;
   const file = await placeInFolder(target.path, target.kind, dir, takenAt);

@@ -208,7 +208,11 @@ named as "not lmsctl backups, left alone"; \`lmsctl backup adopt\` makes them ba
     )
     .argument('[file]', 'a custom-format file or directory-format folder (a path, or a name in the backup folder)')
     .option('--all', 'every dump in the backup folder that has no manifest')
-    .option('--jobs <n>', 'pg_restore jobs of the scratch restore (default: CPUs, at most 4)', integerAtLeast(1))
+    .option(
+      '--jobs <n>',
+      'pg_restore processes of the deep read and jobs of the scratch restore (default: CPUs, at most 4)',
+      integerAtLeast(1),
+    )
     .addOption(dirOption())
     .addHelpText(
       'after',
