@@ -190,7 +190,7 @@ named as "not lmsctl backups, left alone"; \`lmsctl backup adopt\` makes them ba
       }),
     )
     .argument('<file|latest>', 'a backup file, or latest')
-    .requiredOption('--out <path>', 'the .tar.gz to write (must not exist)')
+    .requiredOption('--out <path>', 'the bundle to write, named .tar.gz or .tgz (must not exist)')
     .addOption(dirOption())
     .addOption(databaseOption('latest: the newest backup'))
     .addHelpText('after', LATEST_HELP)

@@ -380,6 +380,13 @@ describe('lmsctl backup prune, list and bundle', () => {
     );
     expect(result.files).toHaveLength(5);
     await expect(backupBundle(contextFor(dir).ctx, 'latest', { out })).rejects.toMatchObject({ exitCode: 2 });
+    // Named otherwise, restore would take it for a dump without a manifest: refused, nothing written.
+    const unnamed = path.join(work, 'offsite-copy');
+    await expect(backupBundle(contextFor(dir).ctx, 'latest', { out: unnamed })).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining('ends in .tar.gz'),
+    });
+    await expect(stat(unnamed)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 

@@ -16,6 +16,7 @@ import { partialPathOf } from '../../backup/archive/partial-files.js';
 import { formatBytes } from '../../lib/progress.js';
 import { backupDirOf, drillDirOf } from '../../backup/context.js';
 import { latestSelector } from '../../backup/inventory.js';
+import { isBundle } from '../../backup/bundle-source.js';
 
 export interface BackupBundleResult {
   bundle: string;
@@ -32,6 +33,14 @@ export async function backupBundle(
   spec: string,
   options: { dir?: string; out: string; database?: string },
 ): Promise<BackupBundleResult> {
+  // `restore` and `drill` know a bundle by its name: one named otherwise would later be taken for
+  // a dump without a manifest.
+  if (!isBundle(options.out)) {
+    throw usageError(
+      `--out ${options.out}: a bundle's name ends in .tar.gz (or .tgz)`,
+      `restore and drill recognise a bundle by that ending: e.g. --out ${options.out}.tar.gz`,
+    );
+  }
   const dir = backupDirOf(ctx, options.dir);
   const dumpPath = await resolveBackup(dir, spec, ctx.cwd, await latestSelector(ctx, dir, options), {
     requireSigned: ctx.config.LMS_BACKUP_REQUIRE_SIGNED,
