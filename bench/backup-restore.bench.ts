@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { withDatabase } from '@lms/core';
+import { connectClient, withDatabase } from '@lms/core';
 import { DIRECTORY_DEFAULT_COMPRESS } from '../packages/lmsctl/src/backup/create.js';
 import { BENCH_SCALE, benchServerUrl, databaseSize, ensureBenchDatabase } from './bench-database.js';
 import { median, type Benchmark, type Comparison } from './lib.js';
@@ -55,9 +55,45 @@ async function archiveBytes(file: string): Promise<number> {
 }
 
 /**
+ * Raw `pg_dump -Fd -j 2` on a snapshot exported by this process, which meanwhile counts every
+ * table's rows in that snapshot with plain `SELECT count(*)` — what the manifest's row counts cost
+ * any tool on the same cores, without lmsctl. Returns the wall time of both together.
+ */
+async function rawDumpWithCounts(url: string, folder: string, level: string): Promise<number> {
+  const started = performance.now();
+  const client = await connectClient(url);
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id;
+    const dumped = run('pg_dump', [
+      '--format=directory',
+      '--jobs=2',
+      `--compress=${level}`,
+      `--snapshot=${snapshot}`,
+      `--file=${folder}`,
+      url,
+    ]);
+    const counted = (async () => {
+      await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
+      const tables = await client.query<{ ident: string }>(
+        `SELECT format('%I.%I', n.nspname, c.relname) AS ident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`,
+      );
+      for (const { ident } of tables.rows) await client.query(`SELECT count(*) FROM ${ident}`);
+    })();
+    await Promise.all([dumped, counted]);
+    await client.query('COMMIT');
+    return performance.now() - started;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
  * On the same ≥ 600 MiB database, interleaved repetitions of:
  * - `lmsctl backup` against raw `pg_dump -Fc`, and `lmsctl backup --jobs 2` (a directory dump at
- *   its default compression) against raw `pg_dump -Fc` and raw `pg_dump -Fd -j 2` at that level;
+ *   its default compression) against raw `pg_dump -Fc` and raw `pg_dump -Fd -j 2` at that level,
+ *   and that raw dump with the snapshot's row counts taken beside it (for the notes);
  * - `lmsctl restore --jobs 2` (verification, row-count check and swap included) of each against
  *   raw `createdb` + `pg_restore -j 2` of the raw dump of the same kind, and `lmsctl drill`;
  * - `lmsctl backup verify --deep` of each against raw `pg_restore -f /dev/null`;
@@ -81,7 +117,13 @@ export const backupRestore: Benchmark = {
     const target = withDatabase(benchServerUrl, 'lms_bench_restore_target');
     const level = DIRECTORY_DEFAULT_COMPRESS;
     try {
-      const dump = { raw: [] as number[], lmsctl: [] as number[], rawFolder: [] as number[], parallel: [] as number[] };
+      const dump = {
+        raw: [] as number[],
+        lmsctl: [] as number[],
+        rawFolder: [] as number[],
+        parallel: [] as number[],
+        countedFolder: [] as number[],
+      };
       const restore = {
         raw: [] as number[],
         lmsctl: [] as number[],
@@ -125,6 +167,11 @@ export const backupRestore: Benchmark = {
                 url,
               ]),
             );
+          },
+          async () => {
+            await rm(rawFolder, { recursive: true, force: true });
+            await settle();
+            dump.countedFolder.push(await rawDumpWithCounts(url, rawFolder, level));
           },
           async () => {
             await rm(parallelDir, { recursive: true, force: true });
@@ -368,10 +415,15 @@ export const backupRestore: Benchmark = {
           "Peak RSS is lmsctl's own process (`process.resourceUsage().maxRSS`), not its pg_dump/pg_restore children.",
         comparisons,
         notes: [
+          `What the manifest's row counts cost on these cores, without lmsctl: raw \`pg_dump -Fd -j 2 -Z ${level}\` on a snapshot the benchmark exports, ` +
+            `with every table counted in that snapshot beside it (\`SELECT count(*)\` on one connection, as lmsctl does), ` +
+            `${(median(dump.countedFolder) / median(dump.rawFolder)).toFixed(2)}× raw \`pg_dump -Fd -j 2\` alone; ` +
+            `\`lmsctl backup --jobs 2\` is ${(median(dump.parallel) / median(dump.countedFolder)).toFixed(2)}× that.`,
+          '',
           'Samples (ms), in round order:',
           '',
           `- pg_dump -Fc ${listed(dump.raw)}; lmsctl backup ${listed(dump.lmsctl)}`,
-          `- pg_dump -Fd -j 2 -Z ${level} ${listed(dump.rawFolder)}; lmsctl backup --jobs 2 ${listed(dump.parallel)}`,
+          `- pg_dump -Fd -j 2 -Z ${level} ${listed(dump.rawFolder)}; the same with the row counts beside it ${listed(dump.countedFolder)}; lmsctl backup --jobs 2 ${listed(dump.parallel)}`,
           `- pg_restore -j 2 of -Fc ${listed(restore.raw)}; lmsctl restore ${listed(restore.lmsctl)}; lmsctl drill ${listed(drillTimes)}`,
           `- pg_restore -j 2 of -Fd ${listed(restore.rawFolder)}; lmsctl restore of the --jobs 2 backup ${listed(restore.parallel)}`,
           `- pg_restore -f /dev/null of -Fc ${listed(deep.raw)}; lmsctl backup verify --deep ${listed(deep.lmsctl)}`,
