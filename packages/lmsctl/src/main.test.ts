@@ -3,12 +3,13 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@lms/core/testing';
 import { backup } from './backup/create.js';
 import { seedLmsDatabase } from './testing/backup-fixtures.js';
 import { testContext } from './testing/context.js';
-import { runLmsctl, type CliRun } from './testing/run-cli.js';
+import { cliEntry, runLmsctl, type CliRun } from './testing/run-cli.js';
 
 /**
  * Operational failures end lmsctl with one `error:` line naming the path or port, a hint, and no
@@ -148,6 +149,19 @@ describe('a folder lmsctl may not read or write', () => {
   let locked: string;
 
   beforeAll(async () => {
+    // nobody must be able to read the checkout to run lmsctl from it at all; a clone inside a
+    // private folder (`mktemp -d` makes them 0700) would otherwise fail below with a bare
+    // "Cannot find module".
+    if (asUnprivileged.length) {
+      const reads = await execa(asUnprivileged[0]!, [...asUnprivileged.slice(1), 'test', '-r', cliEntry], {
+        reject: false,
+      });
+      if (reads.exitCode !== 0) {
+        throw new Error(
+          `these tests run lmsctl as nobody, who cannot read ${cliEntry}: put the checkout where other users may read it (a parent folder is private, e.g. one made by mktemp -d: chmod 755 it)`,
+        );
+      }
+    }
     locked = path.join(work, 'locked');
     await mkdir(locked);
     await chmod(locked, 0o000);
